@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian/Ubuntu machine: system libraries Qt needs, a Python 3.11 venv in
+# .venv, and the app installed into it. Usage: scripts/setup.sh [app|dev|dist]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile="${1:-app}"
+
+# Qt's xcb platform plugin and EGL, Xvfb for headless screenshots, D-Bus for BLE (bleak).
+apt_packages=(
+  libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
+  libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libxkbcommon-x11-0 libegl1 libgl1
+  libfontconfig1 libdbus-1-3 xvfb xauth
+)
+
+find_python() {
+  for c in python3.11 python3.12 python3.13 python3; do
+    if command -v "$c" >/dev/null 2>&1 &&
+       "$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      command -v "$c"; return 0
+    fi
+  done
+  return 1
+}
+
+if command -v dpkg >/dev/null 2>&1; then
+  PY_FOUND="$(find_python || true)"
+  if [ -n "$PY_FOUND" ] && ! "$PY_FOUND" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    ver="$("$PY_FOUND" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+    apt_packages+=("python${ver}-venv")
+  fi
+  [ -z "$PY_FOUND" ] && apt_packages+=(python3.11 python3.11-venv)
+  missing=()
+  for p in "${apt_packages[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing system packages: ${missing[*]}"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+      echo "setup: need root or sudo to install: ${missing[*]}" >&2; exit 1
+    fi
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+else
+  echo "setup: not a Debian/Ubuntu system; install the Qt xcb libraries and Xvfb yourself" >&2
+fi
+
+PY="$(find_python)" || { echo "setup: Python >= 3.11 not found" >&2; exit 1; }
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $("$PY" --version)"
+  "$PY" -m venv .venv
+fi
+case "$profile" in
+  app)  spec="." ;;
+  dev)  spec=".[dev]" ;;
+  dist) spec=".[dev,dist]" ;;
+  *) echo "setup: unknown profile $profile (app, dev, dist)" >&2; exit 2 ;;
+esac
+echo "setup: installing sensorium-desktop ($profile) into .venv"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
+.venv/bin/sensorium --version

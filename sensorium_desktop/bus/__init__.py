@@ -1,0 +1,1 @@
+"""Everything that talks to Redis: key schema, embedded server, streams, state, election."""

@@ -1,0 +1,634 @@
+"""Publishing sample batches to per-sensor Redis streams without ever losing one.
+
+Guarantees (per sensor):
+
+- every batch gets a sequence number ``seq`` (consecutive) and the index of its first sample
+  (``idx``) at publish time, so consumers can detect gaps;
+- batches are appended in order by a Lua script that checks the stream's newest ``seq`` is
+  the one we appended last: a retry of a batch already there is a no-op ("dup"), and if
+  Redis lost our tail (restart between ``appendfsync everysec`` flushes) nothing is appended
+  after the hole; the publisher re-sends the lost batches from its replay buffer (the last
+  ``replay_seconds`` of acknowledged batches) first;
+- stream IDs are ``<ms>-<seq>`` (ms of the first sample's arrival), so streams can be
+  trimmed by time;
+- batches queue in memory (up to ``memory_limit`` bytes) only while Redis is connected;
+  while it is unreachable they go to an append-only framed file on disk (fsynced every
+  second), drained in order (rate-limited) on reconnect; a spill file left by a crashed
+  node is drained on the next start;
+- a node restarted while Redis was away numbers provisionally from its local state and
+  re-bases unsent batches on the first connect if Redis is ahead.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import redis
+
+from ..core.codec import encode_batch
+from ..core.framing import frame, pack_strings, scan_frames, unpack_strings
+from ..core.hostclock import host_time
+from ..core.samples import SampleBatch, SensorInfo
+from .connection import Backoff
+from .connection import client as make_client
+from .keys import Keys
+
+log = logging.getLogger(__name__)
+
+#: KEYS[1] stream; ARGV: expected newest seq, minid, stream id, seq, then field/value pairs.
+APPEND_SCRIPT = """
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = -1
+if #top > 0 then
+  local f = top[1][2]
+  for i = 1, #f, 2 do if f[i] == 'seq' then prev = tonumber(f[i + 1]) end end
+end
+if prev >= tonumber(ARGV[4]) then return {'dup', tostring(prev)} end
+if prev ~= tonumber(ARGV[1]) then return {'lost', tostring(prev)} end
+local args = {KEYS[1], 'MINID', '~', ARGV[2], ARGV[3]}
+for i = 5, #ARGV do args[#args + 1] = ARGV[i] end
+local id = redis.pcall('XADD', unpack(args))
+if type(id) == 'table' and id.err then
+  args[5] = '*'
+  id = redis.call('XADD', unpack(args))
+end
+return {'ok', id}
+"""
+
+_REC = struct.Struct("<qqIddB")  # seq, first_index, n, t_first, t_last, confirmed
+
+
+@dataclass(slots=True)
+class PublishRecord:
+    """One encoded batch waiting for (or kept after) its XADD.
+
+    ``confirmed`` is False while the sensor's numbering has not yet been checked against
+    Redis (the node started while Redis was unreachable); such records are re-based on
+    the first connect if Redis already holds their numbers.
+    """
+
+    sensor_id: str
+    attribute: str
+    seq: int
+    first_index: int
+    n: int
+    t_first: float
+    t_last: float
+    data: bytes
+    confirmed: bool = True
+
+    def to_bytes(self) -> bytes:
+        head = pack_strings(self.sensor_id, self.attribute)
+        rec = _REC.pack(self.seq, self.first_index, self.n, self.t_first, self.t_last, int(self.confirmed))
+        return head + rec + self.data
+
+    @classmethod
+    def from_bytes(cls, buf: bytes | memoryview) -> PublishRecord:
+        (sid, attr), off = unpack_strings(buf, 2)
+        seq, idx, n, t0, t1, conf = _REC.unpack_from(buf, off)
+        return cls(sid, attr, seq, idx, n, t0, t1, bytes(buf[off + _REC.size :]), bool(conf))
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data) + 64
+
+
+@dataclass(slots=True)
+class _SensorState:
+    attribute: str
+    next_seq: int = 0
+    next_index: int = 0
+    #: the newest seq the stream holds as far as we know (the append script checks it)
+    top_seq: int = -1
+    #: floor for the ms part of stream IDs
+    last_ms: int = 0
+    confirmed: bool = False
+    acked: collections.deque[tuple[float, PublishRecord]] = field(default_factory=collections.deque)
+
+
+class SpillFile:
+    """Append-only framed records on disk, read back in order from a moving offset."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(path, "ab+")  # noqa: SIM115 - kept open for the publisher's lifetime
+        self._read_offset = 0
+        self._count = 0
+        self._last_sync = time.monotonic()
+        self._dirty = False
+        data = path.read_bytes()
+        end = 0
+        for off, payload in scan_frames(data):
+            end = off + 8 + len(payload)
+            self._count += 1
+        if end != len(data):
+            log.warning("spill file %s: dropping torn tail of %d bytes", path, len(data) - end)
+            self._fh.truncate(end)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def records(self) -> list[PublishRecord]:
+        """All unread records."""
+        self._fh.flush()
+        data = self.path.read_bytes()
+        return [PublishRecord.from_bytes(p) for _, p in scan_frames(data, self._read_offset)]
+
+    def append(self, rec: PublishRecord) -> None:
+        self._fh.seek(0, os.SEEK_END)
+        self._fh.write(frame(rec.to_bytes()))
+        self._count += 1
+        self._dirty = True
+        if time.monotonic() - self._last_sync > 1.0:
+            self.sync()
+
+    def sync(self) -> None:
+        if self._dirty:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._dirty = False
+        self._last_sync = time.monotonic()
+
+    def read(self, max_records: int, max_bytes: int) -> list[tuple[int, PublishRecord]]:
+        """Up to ``max_records`` records from the read offset: (end offset, record)."""
+        self._fh.flush()
+        self._fh.seek(self._read_offset)
+        out: list[tuple[int, PublishRecord]] = []
+        total = 0
+        off = self._read_offset
+        while len(out) < max_records and total < max_bytes:
+            head = self._fh.read(8)
+            if len(head) < 8:
+                break
+            length = int.from_bytes(head[:4], "little")
+            body = self._fh.read(length)
+            if len(body) < length:
+                break
+            off += 8 + length
+            total += length
+            out.append((off, PublishRecord.from_bytes(body)))
+        return out
+
+    def consume(self, end_offset: int, n: int) -> None:
+        """Mark records up to ``end_offset`` as delivered; truncate when all are."""
+        self._read_offset = end_offset
+        self._count -= n
+        if self._count <= 0:
+            self._fh.truncate(0)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._read_offset = 0
+            self._count = 0
+
+    def rewrite(self, transform: Callable[[PublishRecord], PublishRecord]) -> None:
+        """Atomically replace the unread records with ``transform(record)`` of each."""
+        recs = [transform(r) for r in self.records()]
+        tmp = self.path.with_suffix(".rewrite")
+        with open(tmp, "wb") as f:
+            for r in recs:
+                f.write(frame(r.to_bytes()))
+            f.flush()
+            os.fsync(f.fileno())
+        self._fh.close()
+        os.replace(tmp, self.path)
+        self._fh = open(self.path, "ab+")  # noqa: SIM115
+        self._read_offset = 0
+        self._count = len(recs)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.sync()
+            self._fh.close()
+
+
+class _Lost(Exception):
+    """Redis no longer holds batches it acknowledged: reconcile before sending more."""
+
+
+class StreamPublisher:
+    """Thread that writes batches to Redis streams in order, spilling to disk when needed.
+
+    ``publish`` is thread-safe and never blocks on Redis. ``on_connect`` callbacks run in the
+    publisher thread after every (re)connect (the node re-registers its sensors there).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        keys: Keys,
+        node_id: str,
+        spill_dir: Path,
+        memory_limit: int = 64 * 1024 * 1024,
+        drain_rate: float = 32 * 1024 * 1024,
+        replay_seconds: float = 10.0,
+        warm_seconds: float = 300.0,
+        max_batch: int = 256,
+    ) -> None:
+        self.url = url
+        self.keys = keys
+        self.node_id = node_id
+        self.memory_limit = memory_limit
+        self.drain_rate = drain_rate
+        self.replay_seconds = replay_seconds
+        self.warm_ms = int(warm_seconds * 1000)
+        self.max_batch = max_batch
+        self.on_connect: list[Callable[[redis.Redis], None]] = []
+        self._lock = threading.Condition()
+        self._queue: collections.deque[PublishRecord] = collections.deque()
+        self._resend: collections.deque[PublishRecord] = collections.deque()
+        self._queue_bytes = 0
+        self._sensors: dict[str, _SensorState] = {}
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        self._spill = SpillFile(spill_dir / f"{node_id}.spill")
+        self._seq_file = spill_dir / f"{node_id}.sequences.json"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: redis.Redis | None = None
+        self._done_before_loss = 0
+        self._append: redis.commands.core.Script | None = None
+        self.connected = False
+        self.last_error = ""
+        self.latencies: collections.deque[float] = collections.deque(maxlen=4096)
+        self.stats = collections.Counter[str]()
+        self._load_local_state()
+
+    # -- sequence bookkeeping ---------------------------------------------------------------
+    def _load_local_state(self) -> None:
+        """Numbering from the last run: the saved counters and whatever is still spilled."""
+        try:
+            saved = json.loads(self._seq_file.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        for sid, (attr, seq, idx) in saved.items():
+            self._sensors[sid] = _SensorState(attr, int(seq), int(idx))
+        for rec in self._spill.records():
+            st = self._sensors.setdefault(rec.sensor_id, _SensorState(rec.attribute))
+            st.next_seq = max(st.next_seq, rec.seq + 1)
+            st.next_index = max(st.next_index, rec.first_index + rec.n)
+        if len(self._spill):
+            log.warning("publisher: %d batches left in %s by an earlier run will be drained first",
+                        len(self._spill), self._spill.path)  # fmt: skip
+
+    def _save_local_state(self) -> None:
+        with self._lock:
+            snap = {sid: (st.attribute, st.next_seq, st.next_index) for sid, st in self._sensors.items()}
+        tmp = self._seq_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(snap))
+        os.replace(tmp, self._seq_file)
+
+    def add_sensors(self, infos: list[SensorInfo]) -> None:
+        """Prepare numbering; anchored to the streams' tops when Redis answers now."""
+        tops: dict[str, tuple[int, int, int]] = {}
+        try:
+            c = make_client(self.url, timeout=2.0, retries=0)
+            try:
+                for info in infos:
+                    tops[info.sensor_id] = _stream_top(c, self.keys.stream(info.sensor_id))
+            finally:
+                c.close()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("publisher: Redis not reachable at start (%s); numbering is provisional", exc)
+            tops = {}
+        unconfirmed = {r.sensor_id for r in self._spill.records() if not r.confirmed}
+        with self._lock:
+            for info in infos:
+                st = self._sensors.setdefault(info.sensor_id, _SensorState(info.attribute))
+                if info.sensor_id in tops and info.sensor_id not in unconfirmed:
+                    self._anchor_locked(st, *tops[info.sensor_id])
+
+    @staticmethod
+    def _anchor_locked(st: _SensorState, top_seq: int, top_idx: int, top_ms: int) -> None:
+        st.next_seq = max(st.next_seq, top_seq + 1)
+        st.next_index = max(st.next_index, top_idx)
+        st.last_ms = max(st.last_ms, top_ms)
+        st.top_seq = top_seq
+        st.confirmed = True
+
+    # -- producer side ---------------------------------------------------------------------
+    def publish(self, batch: SampleBatch) -> PublishRecord:
+        """Number, encode and queue ``batch`` (thread-safe, non-blocking)."""
+        data = encode_batch(batch)
+        n = len(batch)
+        t0 = float(batch.t_arrival[0]) if n else host_time()
+        t1 = float(batch.t_arrival[-1]) if n else t0
+        with self._lock:
+            st = self._sensors.get(batch.sensor_id)
+            if st is None:
+                st = self._sensors[batch.sensor_id] = _SensorState(batch.attribute)
+            rec = PublishRecord(batch.sensor_id, batch.attribute, st.next_seq, st.next_index, n, t0, t1, data,
+                                st.confirmed)  # fmt: skip
+            st.next_seq += 1
+            st.next_index += n
+            if len(self._spill) or not self.connected or self._queue_bytes + rec.nbytes > self.memory_limit:
+                self._spill_queue_locked()
+                self._spill.append(rec)
+                self.stats["spilled_batches"] += 1
+            else:
+                self._queue.append(rec)
+                self._queue_bytes += rec.nbytes
+            self.stats["queued_batches"] += 1
+            self.stats["queued_samples"] += n
+            self._lock.notify()
+        return rec
+
+    def _spill_queue_locked(self) -> None:
+        """Move the in-memory queue to the spill file (keeps the order invariant)."""
+        while self._queue:
+            rec = self._queue.popleft()
+            self._spill.append(rec)
+            self.stats["spilled_batches"] += 1
+        self._queue_bytes = 0
+
+    @property
+    def queue_depth(self) -> int:
+        """Batches waiting (re-sends + memory + spill)."""
+        return len(self._resend) + len(self._queue) + len(self._spill)
+
+    @property
+    def spilled(self) -> int:
+        return len(self._spill)
+
+    def latency_percentiles(self, qs: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
+        """Arrival → Redis latency percentiles in ms over recent batches."""
+        if not self.latencies:
+            return {}
+        arr = np.fromiter(self.latencies, dtype=np.float64)
+        return {f"p{int(q)}": float(np.percentile(arr, q)) * 1e3 for q in qs}
+
+    # -- thread ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="stream-publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Flush to Redis for up to ``timeout`` s; whatever is left stays in the spill file."""
+        deadline = time.monotonic() + timeout
+        while self.queue_depth and time.monotonic() < deadline:
+            if not self.connected and self.stats["reconnect_attempts"]:
+                break  # Redis is down: no point waiting
+            time.sleep(0.02)
+        self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+        if self._thread:
+            self._thread.join(timeout=max(1.0, deadline - time.monotonic()))
+        with self._lock:
+            self._spill_queue_locked()
+            self._spill.close()
+        self._save_local_state()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+
+    def _run(self) -> None:
+        backoff = Backoff()
+        last_save = time.monotonic()
+        while not self._stop.is_set():
+            if not self.connected:
+                if not self._connect():
+                    self.stats["reconnect_attempts"] += 1
+                    self._stop.wait(backoff.next_delay())
+                    continue
+                backoff.reset()
+            try:
+                self._pump()
+            except _Lost:
+                assert self._client is not None
+                try:
+                    self._reconcile(self._client)
+                except (redis.RedisError, OSError) as exc:
+                    self._disconnected(exc)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                self._disconnected(exc)
+            except redis.ResponseError as exc:  # e.g. OOM: keep the data, retry later
+                self.last_error = f"Redis refused a write: {exc}"
+                log.error("publisher: %s", self.last_error)
+                self.stats["write_errors"] += 1
+                self._stop.wait(1.0)
+            if time.monotonic() - last_save > 1.0:
+                last_save = time.monotonic()
+                with contextlib.suppress(OSError):
+                    self._save_local_state()
+                with self._lock:
+                    self._spill.sync()
+
+    def _connect(self) -> bool:
+        try:
+            c = make_client(self.url, timeout=5.0, retries=0)
+            c.ping()
+            self._append = c.register_script(APPEND_SCRIPT)
+            self._reconcile(c)
+            for cb in self.on_connect:
+                cb(c)
+        except (redis.RedisError, OSError) as exc:
+            self.last_error = f"Redis unreachable: {exc}"
+            return False
+        self._client = c
+        self.connected = True
+        if self.stats["disconnects"]:
+            log.warning("publisher: reconnected to Redis; %d batches queued", self.queue_depth)
+        self.last_error = ""
+        return True
+
+    def _disconnected(self, exc: BaseException) -> None:
+        if self.connected:
+            log.warning("publisher: lost Redis (%s); queueing on disk", exc)
+        self.connected = False
+        with self._lock:  # queued data goes to disk: a node crash during the outage loses nothing
+            self._spill_queue_locked()
+            self._spill.sync()
+            now = host_time()
+            while self._resend:  # still owed re-sends: the next reconcile finds them again
+                rec = self._resend.pop()
+                self._sensors[rec.sensor_id].acked.appendleft((now, rec))
+        self.stats["disconnects"] += 1
+        self.last_error = f"Redis unreachable: {exc}"
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+        self._client = None
+
+    def _reconcile(self, c: redis.Redis) -> None:
+        """Learn the streams' tops: anchor provisional numbering, queue lost batches first."""
+        with self._lock:
+            items = list(self._sensors.items())
+        tops = {sid: _stream_top(c, self.keys.stream(sid)) for sid, _ in items}
+        resend: list[PublishRecord] = []
+        with self._lock:
+            shifts: dict[str, tuple[int, int]] = {}
+            pending = [*self._spill.records(), *self._queue]
+            for sid, st in items:
+                top_seq, top_idx, top_ms = tops[sid]
+                if not st.confirmed:
+                    prov = [r for r in pending if r.sensor_id == sid and not r.confirmed]
+                    p_seq = min((r.seq for r in prov), default=st.next_seq)
+                    p_idx = min((r.first_index for r in prov), default=st.next_index)
+                    shift, ishift = max(0, top_seq + 1 - p_seq), max(0, top_idx - p_idx)
+                    if shift or ishift:
+                        log.warning("publisher: %s numbering restarted behind Redis; re-basing %d unsent"
+                                    " batches by %d", sid, len(prov), shift)  # fmt: skip
+                        self.stats["rebased_batches"] += len(prov)
+                        shifts[sid] = (shift, ishift)
+                    st.next_seq += shift
+                    st.next_index += ishift
+                    self._anchor_locked(st, top_seq, top_idx, top_ms)
+                    continue
+                st.last_ms = max(st.last_ms, top_ms)
+                lost = [r for _, r in st.acked if r.seq > top_seq]
+                if lost:
+                    log.warning("publisher: Redis lost %d acknowledged batches of %s; re-sending", len(lost), sid)
+                    self.stats["resent_batches"] += len(lost)
+                    resend.extend(lost)
+                    st.acked = collections.deque((t, r) for t, r in st.acked if r.seq <= top_seq)
+                first = min((r.seq for r in lost), default=None)
+                if first is None:
+                    first = min((r.seq for r in pending if r.sensor_id == sid), default=st.next_seq)
+                if first > top_seq + 1 and top_seq < st.top_seq:
+                    gone = first - top_seq - 1
+                    log.error("publisher: Redis lost %d batches of %s beyond the replay buffer", gone, sid)
+                    self.stats["unrecoverable_batches"] += gone
+                st.top_seq = top_seq
+
+            def fix(r: PublishRecord) -> PublishRecord:
+                if not r.confirmed:
+                    s, i = shifts.get(r.sensor_id, (0, 0))
+                    r.seq += s
+                    r.first_index += i
+                    r.confirmed = True
+                return r
+
+            if any(not r.confirmed for r in pending):
+                if len(self._spill):
+                    self._spill.rewrite(fix)
+                for r in self._queue:
+                    fix(r)
+            resend.sort(key=lambda r: (r.t_first, r.seq))
+            self._resend.extendleft(reversed(resend))
+
+    def _take(self) -> tuple[list[PublishRecord], str, int, int]:
+        """Next records to send: re-sends first, then the spill file (rate-limited), then
+        memory. Returns (records, source, spill end offset, number of spill records)."""
+        with self._lock:
+            if self._resend:
+                out = [self._resend.popleft() for _ in range(min(self.max_batch, len(self._resend)))]
+                return out, "resend", -1, 0
+            if len(self._spill):
+                budget = int(max(self.drain_rate * 0.05, 1 << 20))
+                got = self._spill.read(self.max_batch, budget)
+                if got:
+                    return [r for _, r in got], "spill", got[-1][0], len(got)
+            if not self._queue:
+                self._lock.wait(0.05)
+            out = []
+            while self._queue and len(out) < self.max_batch:
+                rec = self._queue.popleft()
+                self._queue_bytes -= rec.nbytes
+                out.append(rec)
+            return out, "memory", -1, 0
+
+    def _pump(self) -> None:
+        recs, source, spill_end, spill_n = self._take()
+        if not recs:
+            return
+        assert self._client is not None
+        done = 0
+        try:
+            done = self._send(self._client, recs)
+        except _Lost:
+            done = self._done_before_loss
+            raise
+        finally:
+            if done < len(recs) and source != "spill":  # unsent records go back in front, in order
+                with self._lock:
+                    target = self._resend if source == "resend" else self._queue
+                    for rec in reversed(recs[done:]):
+                        target.appendleft(rec)
+                        if source == "memory":
+                            self._queue_bytes += rec.nbytes
+        if source == "spill":
+            with self._lock:
+                self._spill.consume(spill_end, spill_n)
+            self._stop.wait(sum(r.nbytes for r in recs) / self.drain_rate)
+
+    def _send(self, c: redis.Redis, recs: list[PublishRecord]) -> int:
+        """Append ``recs`` in one pipeline; returns how many are done. Raises :class:`_Lost`
+        (after the done ones) when Redis lost batches it had acknowledged."""
+        assert self._append is not None
+        now = host_time()
+        minid = str(int(now * 1000) - self.warm_ms)
+        expect = {sid: st.top_seq for sid, st in self._sensors.items()}
+        floor = {sid: st.last_ms for sid, st in self._sensors.items()}
+        pipe = c.pipeline(transaction=False)
+        for rec in recs:
+            sid = rec.sensor_id
+            ms = max(int(rec.t_first * 1000), floor[sid])
+            floor[sid] = ms
+            args: list[object] = [expect[sid], minid, f"{ms}-{rec.seq}", rec.seq]
+            for k, v in _fields(rec, self.node_id, now).items():
+                args += [k, v]
+            self._append(keys=[self.keys.stream(sid)], args=args, client=pipe)
+            expect[sid] = max(expect[sid], rec.seq)
+        results = pipe.execute(raise_on_error=False)
+        lost_sensors: set[str] = set()
+        done = 0
+        for rec, res in zip(recs, results, strict=True):
+            if isinstance(res, Exception):
+                raise res
+            st = self._sensors[rec.sensor_id]
+            status = res[0].decode() if isinstance(res[0], bytes) else str(res[0])
+            if status == "lost" or rec.sensor_id in lost_sensors:
+                lost_sensors.add(rec.sensor_id)
+                break
+            if status == "dup":
+                self.stats["duplicate_batches"] += 1
+            else:
+                sid_ms = res[1].decode() if isinstance(res[1], bytes) else str(res[1])
+                st.last_ms = max(st.last_ms, int(sid_ms.split("-")[0]))
+                self.stats["published_batches"] += 1
+                self.stats["published_samples"] += rec.n
+                self.latencies.append(now - rec.t_last)
+                st.acked.append((now, rec))
+            st.top_seq = max(st.top_seq, rec.seq)
+            done += 1
+        cutoff = now - self.replay_seconds
+        for st in self._sensors.values():
+            while st.acked and st.acked[0][0] < cutoff:
+                st.acked.popleft()
+        if lost_sensors:
+            self._done_before_loss = done
+            raise _Lost(", ".join(sorted(lost_sensors)))
+        return done
+
+
+def _fields(rec: PublishRecord, node_id: str, now: float) -> dict[str, object]:
+    return {
+        "seq": rec.seq,
+        "idx": rec.first_index,
+        "n": rec.n,
+        "attr": rec.attribute,
+        "node": node_id,
+        "tpub": repr(now),
+        "data": rec.data,
+    }
+
+
+def _stream_top(c: redis.Redis, key: str) -> tuple[int, int, int]:
+    """(seq, next sample index, ms) of the newest entry of a stream, or (-1, 0, 0)."""
+    entries = c.xrevrange(key, "+", "-", count=1)
+    if not entries:
+        return -1, 0, 0
+    entry_id, fields = entries[0]
+    eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    return int(fields[b"seq"]), int(fields[b"idx"]) + int(fields[b"n"]), int(eid.split("-")[0])

@@ -1,0 +1,133 @@
+"""Sensor and device registry in Redis, and the atomic last-writer-wins latest reading."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from ..core.samples import SensorInfo
+from .keys import Keys
+
+# Only a strictly newer timestamp replaces the latest reading (LWW, atomic in Redis).
+LWW_SCRIPT = """
+local cur = redis.call('HGET', KEYS[1], 't')
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 't', ARGV[1], 'v', ARGV[2], 'node', ARGV[3])
+return 1
+"""
+
+
+def sensor_mapping(info: SensorInfo) -> dict[str, str]:
+    return {"info": info.to_json(), "node": info.node_id, "device": info.device_id, "updated": repr(time.time())}
+
+
+def register_sensors(c: redis.Redis, keys: Keys, infos: list[SensorInfo]) -> None:
+    """Write sensor descriptions (idempotent; called again after every reconnect)."""
+    pipe = c.pipeline(transaction=False)
+    for info in infos:
+        pipe.hset(keys.sensor(info.sensor_id), mapping=sensor_mapping(info))
+        pipe.sadd(keys.sensors, info.sensor_id)
+    pipe.execute()
+
+
+@dataclass(slots=True)
+class DeviceStatus:
+    """A device as the registry shows it: descriptor fields + health + its sensors."""
+
+    device_id: str
+    name: str
+    transport: str
+    uri: str
+    node_id: str
+    state: str = "idle"
+    message: str = ""
+    health: dict[str, Any] = field(default_factory=dict)
+    sensor_ids: list[str] = field(default_factory=list)
+    updated: float = 0.0
+
+    def to_mapping(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "transport": self.transport,
+            "uri": self.uri,
+            "node": self.node_id,
+            "state": self.state,
+            "message": self.message,
+            "health": json.dumps(self.health, separators=(",", ":")),
+            "sensors": json.dumps(self.sensor_ids),
+            "updated": repr(self.updated or time.time()),
+        }
+
+    @classmethod
+    def from_mapping(cls, device_id: str, m: dict[bytes, bytes]) -> DeviceStatus:
+        def g(k: str, default: str = "") -> str:
+            v = m.get(k.encode())
+            return v.decode() if v is not None else default
+
+        return cls(
+            device_id=device_id,
+            name=g("name"),
+            transport=g("transport"),
+            uri=g("uri"),
+            node_id=g("node"),
+            state=g("state", "idle"),
+            message=g("message"),
+            health=json.loads(g("health", "{}") or "{}"),
+            sensor_ids=json.loads(g("sensors", "[]") or "[]"),
+            updated=float(g("updated", "0") or 0),
+        )
+
+
+def _decode_sensors(raw: list[Any]) -> list[SensorInfo]:
+    out = []
+    for m in raw:
+        if m and b"info" in m:
+            try:
+                out.append(SensorInfo.from_json(m[b"info"]))
+            except (ValueError, TypeError, KeyError):
+                continue
+    return out
+
+
+def list_sensors(c: redis.Redis, keys: Keys) -> list[SensorInfo]:
+    """All registered sensors, sorted by id (malformed entries are skipped)."""
+    ids = sorted(x.decode() for x in c.smembers(keys.sensors))
+    pipe = c.pipeline(transaction=False)
+    for sid in ids:
+        pipe.hgetall(keys.sensor(sid))
+    return _decode_sensors(pipe.execute())
+
+
+async def list_sensors_async(c: redis.asyncio.Redis, keys: Keys) -> list[SensorInfo]:
+    ids = sorted(x.decode() for x in await c.smembers(keys.sensors))
+    pipe = c.pipeline(transaction=False)
+    for sid in ids:
+        pipe.hgetall(keys.sensor(sid))
+    return _decode_sensors(await pipe.execute())
+
+
+def list_devices(c: redis.Redis, keys: Keys) -> list[DeviceStatus]:
+    ids = sorted(x.decode() for x in c.smembers(keys.devices))
+    pipe = c.pipeline(transaction=False)
+    for did in ids:
+        pipe.hgetall(keys.device(did))
+    return [DeviceStatus.from_mapping(did, m) for did, m in zip(ids, pipe.execute(), strict=True) if m]
+
+
+async def list_devices_async(c: redis.asyncio.Redis, keys: Keys) -> list[DeviceStatus]:
+    ids = sorted(x.decode() for x in await c.smembers(keys.devices))
+    pipe = c.pipeline(transaction=False)
+    for did in ids:
+        pipe.hgetall(keys.device(did))
+    rows = await pipe.execute()
+    return [DeviceStatus.from_mapping(did, m) for did, m in zip(ids, rows, strict=True) if m]
+
+
+def set_latest(c: redis.Redis, keys: Keys, sensor_id: str, t: float, value: str, node_id: str) -> bool:
+    """Store the latest reading if ``t`` is newer than the stored one (atomic LWW)."""
+    return bool(c.eval(LWW_SCRIPT, 1, keys.latest(sensor_id), repr(t), value, node_id))

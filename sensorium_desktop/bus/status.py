@@ -1,0 +1,117 @@
+"""A snapshot of the lab as Redis sees it (for ``sensorium status`` and the GUI)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from .keys import Keys
+from .registry import list_devices, list_sensors
+
+
+def _decode(d: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode("utf-8", "replace") for k, v in d.items()}
+
+
+def read_status(c: redis.Redis, keys: Keys) -> dict[str, Any]:
+    """Nodes (with heartbeat age and telemetry), election, checkpoint, sensors, devices."""
+    now = time.time()
+    nodes: dict[str, Any] = {}
+    for nid in sorted(x.decode() for x in c.smembers(keys.nodes)):
+        info = _decode(c.hgetall(keys.node_info(nid)))
+        hb = c.get(keys.heartbeat(nid))
+        tele = c.get(keys.telemetry(nid))
+        entry: dict[str, Any] = {"info": info, "alive": hb is not None}
+        if hb:
+            try:
+                beat = json.loads(hb)
+                entry["heartbeat_age_s"] = round(now - float(beat.get("time", now)), 3)
+                entry["priority"] = beat.get("priority")
+            except ValueError:
+                pass
+        if tele:
+            try:
+                entry["telemetry"] = json.loads(tele)
+            except ValueError:
+                pass
+        nodes[nid] = entry
+    leader = _decode(c.hgetall(keys.leader))
+    term = c.get(keys.term)
+    committed = c.get(keys.checkpoint_committed)
+    sensors = []
+    rates: dict[str, float] = {}
+    for n in nodes.values():
+        rates.update(n.get("telemetry", {}).get("rates", {}))
+    for s in list_sensors(c, keys):
+        clock = _decode(c.hgetall(keys.clock(s.sensor_id)))
+        sensors.append(
+            {
+                "sensor_id": s.sensor_id,
+                "attribute": s.attribute,
+                "device": s.device_id,
+                "node": s.node_id,
+                "nominal_rate": s.nominal_rate,
+                "rate": round(rates.get(s.sensor_id, 0.0), 3),
+                "stream_length": c.xlen(keys.stream(s.sensor_id)),
+                "clock": clock,
+            }
+        )
+    return {
+        "time": now,
+        "nodes": nodes,
+        "leader": leader,
+        "term": int(term) if term else 0,
+        "checkpoint": json.loads(committed) if committed else None,
+        "sensors": sensors,
+        "devices": [
+            {
+                "device_id": d.device_id,
+                "name": d.name,
+                "state": d.state,
+                "uri": d.uri,
+                "node": d.node_id,
+                "message": d.message,
+            }
+            for d in list_devices(c, keys)
+        ],
+    }
+
+
+def format_status(s: dict[str, Any]) -> str:
+    """Human-readable status."""
+    lines = []
+    leader = s.get("leader") or {}
+    lines.append(f"leader: {leader.get('node', '(none)')}   term: {s.get('term', 0)}")
+    cp = s.get("checkpoint")
+    if cp:
+        lines.append(f"last committed checkpoint: {cp.get('id')} (term {cp.get('term')}, "
+                     f"acks {len(cp.get('acks', []))}/{cp.get('live_nodes', '?')})")  # fmt: skip
+    else:
+        lines.append("last committed checkpoint: none")
+    lines.append(f"nodes ({len(s['nodes'])}):")
+    for nid, n in s["nodes"].items():
+        age = n.get("heartbeat_age_s")
+        alive = f"heartbeat {age:.1f} s ago" if age is not None else ("alive" if n["alive"] else "DOWN")
+        tele = n.get("telemetry", {})
+        lat = tele.get("latency_ms", {})
+        lat_txt = f", arrival→redis p50 {lat['p50']:.1f} / p99 {lat['p99']:.1f} ms" if lat else ""
+        lines.append(f"  {nid:<24} prio {n.get('priority', n['info'].get('priority', '?'))}  {alive}"
+                     f"  queue {tele.get('queue_depth', '?')}{lat_txt}")  # fmt: skip
+    lines.append(f"devices ({len(s['devices'])}):")
+    for d in s["devices"]:
+        msg = f"  ({d['message']})" if d["message"] else ""
+        lines.append(f"  {d['device_id']:<24} {d['state']:<12} {d['uri']}{msg}")
+    lines.append(f"sensors ({len(s['sensors'])}):")
+    for x in s["sensors"]:
+        clock = x["clock"]
+        cl = ""
+        if clock:
+            offset = float(clock.get("offset", 0))
+            drift_ppm = float(clock.get("drift", 0)) * 1e6
+            sigma_ms = float(clock.get("uncertainty", 0)) * 1e3
+            cl = f"  offset {offset:+.6f} s  drift {drift_ppm:+.1f} ppm  ±{sigma_ms:.3f} ms"
+        lines.append(f"  {x['sensor_id']:<28} {x['attribute']:<12} {x['rate']:8.1f}/{x['nominal_rate']:g} Hz{cl}")
+    return "\n".join(lines)

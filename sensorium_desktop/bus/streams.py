@@ -1,0 +1,104 @@
+"""Reading sample streams back: decode entries, track cursors, detect gaps."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from ..core.codec import CodecError, decode_batch
+from ..core.samples import SampleBatch
+from .keys import Keys
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class StreamEntry:
+    """One decoded stream entry: the batch plus its publication metadata."""
+
+    stream_id: str
+    batch: SampleBatch
+    node_id: str
+    t_published: float
+
+
+def _s(v: bytes | str | None, default: str = "") -> str:
+    if v is None:
+        return default
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def decode_entry(sensor_id: str, entry_id: bytes | str, fields: dict[bytes, Any]) -> StreamEntry:
+    """Decode a raw XREAD/XRANGE entry; raises :class:`CodecError` when malformed."""
+    try:
+        seq = int(fields[b"seq"])
+        idx = int(fields[b"idx"])
+        attr = _s(fields[b"attr"])
+        data = fields[b"data"]
+    except (KeyError, ValueError) as exc:
+        raise CodecError(f"stream entry {_s(entry_id)} of {sensor_id} lacks field {exc}") from exc
+    batch = decode_batch(data, sensor_id, attr, seq, idx)
+    return StreamEntry(_s(entry_id), batch, _s(fields.get(b"node")), float(_s(fields.get(b"tpub"), "0") or 0))
+
+
+def sensor_of_stream(keys: Keys, stream_key: bytes | str) -> str:
+    return _s(stream_key)[len(keys.stream("")) :]
+
+
+class GapTracker:
+    """Per-sensor sequence continuity: counts missing and duplicate batches."""
+
+    def __init__(self) -> None:
+        self.next_seq: dict[str, int] = {}
+        self.missing: dict[str, int] = {}
+        self.duplicates: dict[str, int] = {}
+
+    def check(self, batch: SampleBatch) -> bool:
+        """True when ``batch`` is new (not a duplicate); records gaps."""
+        sid = batch.sensor_id
+        expected = self.next_seq.get(sid)
+        if expected is not None:
+            if batch.seq < expected:
+                self.duplicates[sid] = self.duplicates.get(sid, 0) + 1
+                return False
+            if batch.seq > expected:
+                self.missing[sid] = self.missing.get(sid, 0) + batch.seq - expected
+                log.warning("stream %s: %d batches missing before seq %d", sid, batch.seq - expected, batch.seq)
+        self.next_seq[sid] = batch.seq + 1
+        return True
+
+
+def read_range(
+    c: redis.Redis, keys: Keys, sensor_id: str, start: str = "-", end: str = "+", count: int | None = None
+) -> list[StreamEntry]:
+    """Entries of one sensor stream between ids ``start`` and ``end`` (inclusive)."""
+    raw = c.xrange(keys.stream(sensor_id), start, end, count=count)
+    return [decode_entry(sensor_id, eid, f) for eid, f in raw]
+
+
+def read_all(c: redis.Redis, keys: Keys, sensor_id: str, page: int = 1000) -> list[StreamEntry]:
+    """Every entry of one sensor stream, paged."""
+    out: list[StreamEntry] = []
+    start = "-"
+    while True:
+        chunk = read_range(c, keys, sensor_id, start, "+", count=page)
+        out.extend(chunk)
+        if len(chunk) < page:
+            return out
+        start = "(" + chunk[-1].stream_id
+
+
+async def read_tail_async(c: redis.asyncio.Redis, keys: Keys, sensor_id: str, since_ms: int) -> list[StreamEntry]:
+    """Entries with stream ids at or after ``since_ms`` (history for a new plot)."""
+    raw = await c.xrange(keys.stream(sensor_id), f"{since_ms}-0", "+")
+    out = []
+    for eid, f in raw:
+        try:
+            out.append(decode_entry(sensor_id, eid, f))
+        except CodecError as exc:
+            log.error("%s: skipping malformed entry: %s", sensor_id, exc)
+    return out

@@ -1,0 +1,307 @@
+"""The ``sensorium`` command line. Each subcommand is one decorated function below."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+
+log = logging.getLogger("sensorium")
+
+
+@dataclass
+class Command:
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(
+    name: str, help: str
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Register ``fn`` as subcommand ``name``; its ``configure`` attribute adds arguments."""
+
+    def wrap(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        configure = getattr(fn, "configure", lambda p: None)
+        COMMANDS[name] = Command(name, help, configure, fn)
+        return fn
+
+    return wrap
+
+
+def arguments(configure: Callable[[argparse.ArgumentParser], None]) -> Callable[[Callable], Callable]:
+    def wrap(fn: Callable) -> Callable:
+        fn.configure = configure  # type: ignore[attr-defined]
+        return fn
+
+    return wrap
+
+
+def _redis_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis-url", default=None,
+                   help="Redis URL (redis://, rediss://, with password); default: $SENSORIUM_REDIS_URL "
+                        "or the embedded server")  # fmt: skip
+    p.add_argument("--prefix", default=None, help="key prefix (default: $SENSORIUM_PREFIX or 'sensorium')")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if "invalid choice" in message and "argument COMMAND" in message:
+            bad = message.split("'")[1] if "'" in message else ""
+            close = difflib.get_close_matches(bad, list(COMMANDS), n=3)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            message = f"unknown command {bad!r}.{hint} Run 'sensorium --help' for the list."
+        super().error(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sensorium",
+        description="Sensorium Desktop: connect lab sensors, sync their clocks, watch live, record, export.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'sensorium COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"sensorium {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("SENSORIUM_LOG_LEVEL", "INFO"),
+                        help="DEBUG, INFO, WARNING, ERROR")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
+    for c in COMMANDS.values():
+        p = sub.add_parser(c.name, help=c.help, description=c.help)
+        c.configure(p)
+    return parser
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# -----------------------------------------------------------------------------------------
+# GUI
+# -----------------------------------------------------------------------------------------
+
+
+def _gui_args(p: argparse.ArgumentParser) -> None:
+    _redis_args(p)
+    p.add_argument("--simulate", action="store_true", help="run the simulated lab in the node")
+    p.add_argument("--device", action="append", default=[], metavar="URI", help="connect this device (repeatable)")
+    p.add_argument("--no-node", action="store_true", help="only watch; do not start a node")
+    p.add_argument("--node-id", default=None)
+    p.add_argument("--quit-after", type=float, default=None, metavar="S", help="close after S seconds")
+    p.add_argument("--screenshot", type=Path, default=None, help="save a window screenshot before quitting")
+    p.add_argument("--select", action="append", default=[], metavar="SENSOR", help="plot this sensor at start")
+
+
+def _run_gui(args: argparse.Namespace, simulate: bool) -> int:
+    from .ui.app import GuiOptions, run_gui
+
+    node_args: list[str] = []
+    if simulate:
+        node_args.append("--simulate")
+    for uri in args.device:
+        node_args += ["--device", uri]
+    if args.node_id:
+        node_args += ["--node-id", args.node_id]
+    opts = GuiOptions(
+        redis_url=args.redis_url,
+        prefix=args.prefix,
+        node_args=node_args,
+        start_node=not args.no_node,
+        quit_after=args.quit_after,
+        screenshot=args.screenshot,
+        select=args.select,
+    )
+    return run_gui(opts)
+
+
+@command("gui", "open the operator window (starts the embedded Redis and a node unless told otherwise)")
+@arguments(_gui_args)
+def cmd_gui(args: argparse.Namespace) -> int:
+    return _run_gui(args, args.simulate)
+
+
+@command("demo", "open the window with the embedded Redis and the simulated lab (no hardware needed)")
+@arguments(_gui_args)
+def cmd_demo(args: argparse.Namespace) -> int:
+    if not args.select:
+        args.select = ["sim-chest-ecg"]
+    return _run_gui(args, True)
+
+
+# -----------------------------------------------------------------------------------------
+# Node and Redis
+# -----------------------------------------------------------------------------------------
+
+
+def _node_args(p: argparse.ArgumentParser) -> None:
+    _redis_args(p)
+    p.add_argument("--node-id", default=None, help="node id (default: host name)")
+    p.add_argument("--priority", type=int, default=0, help="election priority (higher wins)")
+    p.add_argument("--heartbeat-ttl", type=float, default=5.0, help="heartbeat TTL in seconds")
+    p.add_argument("--simulate", action="store_true", help="run the simulated lab (sim:lab)")
+    p.add_argument("--device", action="append", default=[], metavar="URI",
+                   help="connect this device URI (repeatable), e.g. sim:chest, serial:/dev/ttyUSB0")  # fmt: skip
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--no-sync-worker", action="store_true", help="do not start the sync worker process")
+
+
+@command("node", "run a headless node: acquisition, sync worker, election, recorder")
+@arguments(_node_args)
+def cmd_node(args: argparse.Namespace) -> int:
+    from .bus.connection import open_endpoint
+    from .bus.embedded import RedisUnavailableError
+    from .worker.node import NodeConfig, default_node_id, run_node
+
+    try:
+        endpoint = open_endpoint(args.redis_url, args.prefix)
+    except RedisUnavailableError as exc:
+        log.error("%s", exc)
+        return 2
+    devices = list(args.device)
+    if args.simulate:
+        devices.insert(0, "sim:lab")
+    cfg = NodeConfig(
+        redis_url=endpoint.url,
+        keys=endpoint.keys,
+        node_id=args.node_id or default_node_id(),
+        devices=devices,
+        priority=args.priority,
+        heartbeat_ttl=args.heartbeat_ttl,
+        parent_pid=args.parent_pid,
+        sync_worker=not args.no_sync_worker,
+    )
+    log.info("node %s using %s", cfg.node_id, endpoint.description)
+    try:
+        return run_node(cfg, args.duration)
+    finally:
+        endpoint.close()
+
+
+def _redis_cmd_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stop", action="store_true", help="stop a running embedded server")
+
+
+@command("redis", "start the embedded Redis in the foreground and print its URL (Ctrl-C stops it)")
+@arguments(_redis_cmd_args)
+def cmd_redis(args: argparse.Namespace) -> int:
+    from .bus.embedded import EmbeddedRedis, RedisUnavailableError
+
+    try:
+        server = EmbeddedRedis.start(die_with_parent=True)
+    except RedisUnavailableError as exc:
+        log.error("%s", exc)
+        return 2
+    if args.stop:
+        server.owned = True
+        server.stop()
+        print("embedded redis stopped")
+        return 0
+    print(server.url, flush=True)
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+# -----------------------------------------------------------------------------------------
+# Devices and status
+# -----------------------------------------------------------------------------------------
+
+
+def _devices_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--timeout", type=float, default=5.0, help="discovery time per transport (s)")
+    p.add_argument("--transport", action="append", default=None, help="only these transports (sim, serial, ...)")
+
+
+@command("devices", "discover devices on every transport and print their URIs")
+@arguments(_devices_args)
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .devices import discover_all
+
+    def progress(frac: float, msg: str) -> None:
+        if not args.json:
+            print(f"  [{frac * 100:3.0f}%] {msg}", file=sys.stderr)
+
+    found = asyncio.run(discover_all(args.timeout, progress, args.transport))
+    if args.json:
+        print(json.dumps([d.to_dict() for d in found], indent=2))
+        return 0
+    for d in found:
+        state = "" if d.available else f"  [unavailable: {d.error}]"
+        print(f"{d.uri:<48} {d.transport:<10} {d.name}{state}")
+    return 0
+
+
+def _status_args(p: argparse.ArgumentParser) -> None:
+    _redis_args(p)
+    p.add_argument("--json", action="store_true")
+
+
+@command("status", "show nodes, leader, checkpoints and sensors with their clock states")
+@arguments(_status_args)
+def cmd_status(args: argparse.Namespace) -> int:
+    from .bus.connection import open_endpoint
+    from .bus.embedded import RedisUnavailableError
+    from .bus.status import format_status, read_status
+
+    try:
+        endpoint = open_endpoint(args.redis_url, args.prefix)
+    except RedisUnavailableError as exc:
+        log.error("%s", exc)
+        return 2
+    try:
+        c = endpoint.client()
+        status = read_status(c, endpoint.keys)
+        print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))
+    finally:
+        endpoint.close()
+    return 0
+
+
+# -----------------------------------------------------------------------------------------
+# entry points
+# -----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    multiprocessing.freeze_support()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    if not args.command:
+        parser.print_help()
+        return 0
+    return COMMANDS[args.command].run(args)
+
+
+def main_gui() -> int:
+    """Entry point of the windowed launcher: ``sensorium`` with no command opens the GUI."""
+    return main(sys.argv[1:] or ["gui"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Binary encoding of sample batches (what goes into a Redis stream entry and the spool).
+
+Layout, little-endian::
+
+    magic   4s   b"SDB1"
+    flags   u8   bit0: t_local present, bit1: string values
+    dtype   u8   value dtype code (see _DTYPES), 0 for strings
+    chans   u16  channels per sample
+    n       u32  samples
+    t_arrival  f64[n]
+    t_local    f64[n]            (if flag bit0)
+    values     dtype[n*chans]    numeric, row-major
+               or u32[n*chans] byte lengths + UTF-8 blob   (strings)
+
+No pickle, no JSON per sample; decoding validates every length so truncated or padded
+input raises :class:`CodecError` instead of producing wrong data.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from .samples import SampleBatch
+
+MAGIC = b"SDB1"
+_HEADER = struct.Struct("<4sBBHI")
+HEADER_SIZE = _HEADER.size
+#: Largest encoded batch accepted (bytes); bigger payloads are rejected, not truncated.
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+
+_DTYPES: dict[int, np.dtype] = {
+    1: np.dtype("<f4"),
+    2: np.dtype("<f8"),
+    3: np.dtype("<i4"),
+    4: np.dtype("<i8"),
+    5: np.dtype("<i2"),
+    6: np.dtype("i1"),
+}
+_CODES = {dt.name: code for code, dt in _DTYPES.items()}
+
+
+class CodecError(ValueError):
+    """Encoded bytes are malformed, truncated, or too large."""
+
+
+def encode_batch(batch: SampleBatch) -> bytes:
+    """Encode ``batch`` (timestamps and values; ids travel in the stream entry fields)."""
+    n, chans = batch.values.shape
+    flags = 0
+    parts: list[bytes] = []
+    if batch.t_local is not None:
+        flags |= 1
+    if batch.values.dtype == object:
+        flags |= 2
+        code = 0
+        blobs = [str(v).encode("utf-8") for v in batch.values.ravel()]
+        lengths = np.fromiter((len(b) for b in blobs), dtype="<u4", count=len(blobs))
+        parts = [lengths.tobytes(), b"".join(blobs)]
+    else:
+        dt = batch.values.dtype.newbyteorder("<") if batch.values.dtype.byteorder == ">" else batch.values.dtype
+        code = _CODES.get(dt.name)
+        if code is None:
+            raise CodecError(f"unsupported value dtype {batch.values.dtype}")
+        parts = [np.ascontiguousarray(batch.values, dtype=_DTYPES[code]).tobytes()]
+    if chans > 0xFFFF or n > 0xFFFFFFFF:
+        raise CodecError(f"batch too large: {n} samples x {chans} channels")
+    head = _HEADER.pack(MAGIC, flags, code, chans, n)
+    times = [batch.t_arrival.astype("<f8", copy=False).tobytes()]
+    if batch.t_local is not None:
+        times.append(batch.t_local.astype("<f8", copy=False).tobytes())
+    out = b"".join([head, *times, *parts])
+    if len(out) > MAX_BATCH_BYTES:
+        raise CodecError(f"encoded batch is {len(out)} bytes (max {MAX_BATCH_BYTES})")
+    return out
+
+
+def decode_batch(
+    data: bytes | memoryview, sensor_id: str, attribute: str, seq: int = -1, first_index: int = -1
+) -> SampleBatch:
+    """Decode bytes produced by :func:`encode_batch` into a :class:`SampleBatch`."""
+    buf = memoryview(data)
+    if len(buf) > MAX_BATCH_BYTES:
+        raise CodecError(f"batch of {len(buf)} bytes exceeds the {MAX_BATCH_BYTES} byte limit")
+    if len(buf) < HEADER_SIZE:
+        raise CodecError(f"batch of {len(buf)} bytes is shorter than the header")
+    magic, flags, code, chans, n = _HEADER.unpack_from(buf, 0)
+    if magic != MAGIC:
+        raise CodecError(f"bad magic {bytes(magic)!r}")
+    if flags & ~3:
+        raise CodecError(f"unknown flags 0x{flags:02x}")
+    off = HEADER_SIZE
+    need = off + 8 * n * (2 if flags & 1 else 1)
+    if len(buf) < need:
+        raise CodecError(f"truncated timestamps: {len(buf)} < {need} bytes")
+    t_arrival = np.frombuffer(buf, dtype="<f8", count=n, offset=off)
+    off += 8 * n
+    t_local = None
+    if flags & 1:
+        t_local = np.frombuffer(buf, dtype="<f8", count=n, offset=off)
+        off += 8 * n
+    count = n * chans
+    if flags & 2:
+        if len(buf) < off + 4 * count:
+            raise CodecError("truncated string lengths")
+        lengths = np.frombuffer(buf, dtype="<u4", count=count, offset=off).astype(np.int64)
+        off += 4 * count
+        total = int(lengths.sum())
+        if len(buf) != off + total:
+            raise CodecError(f"string blob is {len(buf) - off} bytes, header says {total}")
+        ends = np.cumsum(lengths) + off
+        starts = ends - lengths
+        raw = bytes(buf)
+        try:
+            strings = [raw[s:e].decode("utf-8") for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+        except UnicodeDecodeError as exc:
+            raise CodecError(f"string value is not UTF-8: {exc}") from exc
+        values = np.empty(count, dtype=object)
+        values[:] = strings
+        values = values.reshape(n, chans)
+    else:
+        dt = _DTYPES.get(code)
+        if dt is None:
+            raise CodecError(f"unknown value dtype code {code}")
+        size = count * dt.itemsize
+        if len(buf) != off + size:
+            raise CodecError(f"value block is {len(buf) - off} bytes, header says {size}")
+        values = np.frombuffer(buf, dtype=dt, count=count, offset=off).reshape(n, chans)
+    try:
+        return SampleBatch(sensor_id, attribute, t_arrival, values, t_local, seq, first_index)
+    except ValueError as exc:
+        raise CodecError(str(exc)) from exc

@@ -1,0 +1,76 @@
+"""Fixed-capacity numpy ring buffer for recent samples (hot tier of the live views)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RingBuffer:
+    """Last ``capacity`` samples: times (float64 s) and values (capacity, channels).
+
+    ``append`` is vectorized and O(n); ``latest`` returns ordered copies. ``version``
+    increments on every append so views redraw only what changed.
+    """
+
+    def __init__(self, capacity: int, channels: int, dtype: np.dtype | type = np.float32) -> None:
+        if capacity < 1 or channels < 1:
+            raise ValueError("capacity and channels must be >= 1")
+        self.capacity = int(capacity)
+        self.channels = int(channels)
+        self.t = np.zeros(self.capacity, dtype=np.float64)
+        self.v = np.zeros((self.capacity, self.channels), dtype=dtype)
+        self.head = 0  # next write position
+        self.size = 0
+        self.version = 0
+        self.total = 0
+
+    def append(self, t: np.ndarray, v: np.ndarray) -> None:
+        """Append samples: ``t`` (n,), ``v`` (n, channels)."""
+        n = int(t.shape[0])
+        if n == 0:
+            return
+        if v.shape[1] != self.channels:
+            raise ValueError(f"expected {self.channels} channels, got {v.shape[1]}")
+        self.total += n
+        if n >= self.capacity:
+            self.t[:] = t[-self.capacity :]
+            self.v[:] = v[-self.capacity :]
+            self.head = 0
+            self.size = self.capacity
+            self.version += 1
+            return
+        end = self.head + n
+        if end <= self.capacity:
+            self.t[self.head : end] = t
+            self.v[self.head : end] = v
+        else:
+            k = self.capacity - self.head
+            self.t[self.head :] = t[:k]
+            self.v[self.head :] = v[:k]
+            self.t[: n - k] = t[k:]
+            self.v[: n - k] = v[k:]
+        self.head = end % self.capacity
+        self.size = min(self.capacity, self.size + n)
+        self.version += 1
+
+    def latest(self, t_min: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Samples in time order (copies), optionally only those with t >= ``t_min``."""
+        if self.size < self.capacity:
+            t, v = self.t[: self.size].copy(), self.v[: self.size].copy()
+        else:
+            t = np.concatenate([self.t[self.head :], self.t[: self.head]])
+            v = np.concatenate([self.v[self.head :], self.v[: self.head]])
+        if t_min is not None and t.size:
+            k = int(np.searchsorted(t, t_min, side="left"))
+            t, v = t[k:], v[k:]
+        return t, v
+
+    def last_time(self) -> float | None:
+        if self.size == 0:
+            return None
+        return float(self.t[(self.head - 1) % self.capacity])
+
+    def clear(self) -> None:
+        self.head = 0
+        self.size = 0
+        self.version += 1

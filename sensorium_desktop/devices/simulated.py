@@ -1,0 +1,636 @@
+"""The simulated lab: realistic signals from devices with their own imperfect clocks.
+
+Every simulated device has a clock with an origin, a drift (ppm) and a one-sided transport
+delay (fixed + exponential jitter + rare spikes), delivering samples in packets the way BLE
+notifications do. Sample values follow one participant's physiology (heart beats with
+respiratory sinus arrhythmia, breathing, gaze with fixations/saccades/blinks, a waving
+figure), all deterministic for a given seed and start time.
+
+Device URIs: ``sim:chest``, ``sim:belt``, ``sim:wrist``, ``sim:eyes``, ``sim:pose``,
+``sim:room``, ``sim:eeg?channels=32&rate=512``; ``sim:lab`` is all of the default lab.
+Clock parameters can be overridden per URI: ``drift_ppm``, ``delay_ms``, ``jitter_ms``,
+``spike_prob``, ``packet``, ``origin``, ``seed``, ``participant``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..core.hostclock import host_time
+from ..core.ids import make_id
+from ..core.pose import N_LANDMARKS
+from ..core.samples import SampleBatch, SensorInfo
+from .base import (
+    BatchSink,
+    Device,
+    DeviceDescriptor,
+    DeviceError,
+    DeviceState,
+    DeviceURI,
+    ProgressCallback,
+    Transport,
+    register_transport,
+)
+
+TICK_S = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSpec:
+    """A simulated device clock and its link to the host.
+
+    ``t_local = origin + (t_true - t_start) * (1 + drift_ppm * 1e-6)``; arrival of a packet is
+    its last sample's true time + ``fixed_delay`` + Exp(``jitter``) (+ a spike of U(spike_range)
+    with probability ``spike_prob``), never earlier than the previous packet (FIFO link).
+    Times in seconds.
+    """
+
+    has_clock: bool = True
+    origin: float = 1000.0
+    drift_ppm: float = 0.0
+    fixed_delay: float = 0.005
+    jitter: float = 0.002
+    spike_prob: float = 0.0
+    spike_range: tuple[float, float] = (0.03, 0.1)
+
+    @property
+    def drift(self) -> float:
+        return self.drift_ppm * 1e-6
+
+
+class DelayLine:
+    """Packetizes samples and stamps one-sided, FIFO-ordered arrival times."""
+
+    def __init__(self, spec: ClockSpec, packet: int, rng: np.random.Generator) -> None:
+        self.spec = spec
+        self.packet = max(1, int(packet))
+        # one generator per random quantity keeps each sequence independent of chunking
+        seeds = rng.bit_generator.seed_seq.spawn(3)  # type: ignore[attr-defined]
+        self.rng_jitter, self.rng_spike, self.rng_size = (np.random.default_rng(s) for s in seeds)
+        self._held_t = np.empty(0)
+        self._held_v: np.ndarray | None = None
+        self._flight: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._last_arrival = -math.inf
+
+    def push(self, t_true: np.ndarray, values: np.ndarray) -> None:
+        """Add samples (in true-time order); complete packets get arrival times."""
+        if self._held_v is not None and self._held_t.size:
+            t_true = np.concatenate([self._held_t, t_true])
+            values = np.concatenate([self._held_v, values])
+        n_full = (t_true.size // self.packet) * self.packet
+        self._held_t, self._held_v = t_true[n_full:], values[n_full:]
+        if n_full == 0:
+            return
+        t_full, v_full = t_true[:n_full], values[:n_full]
+        last = t_full[self.packet - 1 :: self.packet]
+        s = self.spec
+        delay = s.fixed_delay + (self.rng_jitter.exponential(s.jitter, last.size) if s.jitter > 0 else 0.0)
+        if s.spike_prob > 0:
+            spikes = self.rng_spike.random(last.size) < s.spike_prob
+            delay = delay + spikes * self.rng_size.uniform(*s.spike_range, last.size)
+        arrival = np.maximum.accumulate(np.concatenate([[self._last_arrival], last + delay]))[1:]
+        self._last_arrival = float(arrival[-1])
+        self._flight.append((t_full, v_full, np.repeat(arrival, self.packet)))
+
+    def pop(self, now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Samples that have arrived by ``now``: (t_true, values, t_arrival)."""
+        out_t, out_v, out_a = [], [], []
+        while self._flight:
+            t, v, a = self._flight[0]
+            k = int(np.searchsorted(a, now, side="right"))
+            if k == 0:
+                break
+            out_t.append(t[:k])
+            out_v.append(v[:k])
+            out_a.append(a[:k])
+            if k == a.size:
+                self._flight.pop(0)
+            else:
+                self._flight[0] = (t[k:], v[k:], a[k:])
+                break
+        if not out_t:
+            return None
+        return np.concatenate(out_t), np.concatenate(out_v), np.concatenate(out_a)
+
+
+# ---------------------------------------------------------------------------------------------
+# Physiology: deterministic functions of absolute time for one participant
+# ---------------------------------------------------------------------------------------------
+
+
+class Physiology:
+    """One participant's heart and breathing, as pure functions of true time (s)."""
+
+    def __init__(self, participant: int = 1) -> None:
+        rng = np.random.default_rng(1000 + participant)
+        self.hr0 = 1.05 + 0.2 * rng.random()  # beats per second (63-75 bpm)
+        self.br0 = 0.22 + 0.06 * rng.random()  # breaths per second
+        self.br_phase = rng.random()
+        # heart-rate modulation: (amplitude beats/s, frequency Hz, phase rad)
+        self.hr_terms = [
+            (0.06, self.br0, 2 * math.pi * self.br_phase),  # respiratory sinus arrhythmia
+            (0.04, 0.1, rng.uniform(0, 2 * math.pi)),  # Mayer waves
+            (0.03, 0.013, rng.uniform(0, 2 * math.pi)),
+            (0.015, 0.37, rng.uniform(0, 2 * math.pi)),
+            (0.01, 0.61, rng.uniform(0, 2 * math.pi)),
+        ]
+
+    def beat_phase(self, t: np.ndarray) -> np.ndarray:
+        """Cumulative heartbeat count at time t (beats occur at integer crossings)."""
+        phase = self.hr0 * t
+        for a, f, p in self.hr_terms:
+            phase = phase - a / (2 * math.pi * f) * (np.cos(2 * math.pi * f * t + p) - math.cos(p))
+        return phase
+
+    def beats_between(self, t0: float, t1: float) -> np.ndarray:
+        """R-peak times in [t0, t1), accurate to ~1 us."""
+        if t1 <= t0:
+            return np.empty(0)
+        grid = np.arange(t0 - 0.01, t1 + 0.02, 0.01)
+        ph = self.beat_phase(grid)
+        k0, k1 = math.ceil(ph[0]), math.floor(ph[-1])
+        if k1 < k0:
+            return np.empty(0)
+        targets = np.arange(k0, k1 + 1, dtype=np.float64)
+        times = np.interp(targets, ph, grid)
+        for _ in range(2):  # Newton refinement on the analytic phase
+            rate = self.hr0 + sum(a * np.sin(2 * math.pi * f * times + p) for a, f, p in self.hr_terms)
+            times = times - (self.beat_phase(times) - targets) / rate
+        return times[(times >= t0) & (times < t1)]
+
+    def breathing(self, t: np.ndarray) -> np.ndarray:
+        """Breathing signal in [-1, 1] (inhale rising)."""
+        ph = 2 * math.pi * (self.br0 * t + self.br_phase) + 0.3 * np.sin(2 * math.pi * 0.01 * t)
+        return np.sin(ph) + 0.15 * np.sin(2 * ph + 0.5)
+
+
+_PQRST = (  # (offset from R peak s, amplitude mV, width s)
+    (-0.20, 0.15, 0.025),
+    (-0.035, -0.12, 0.010),
+    (0.0, 1.25, 0.011),
+    (0.035, -0.25, 0.011),
+    (0.26, 0.32, 0.045),
+)
+
+
+def ecg_waveform(t: np.ndarray, beats: np.ndarray) -> np.ndarray:
+    """Sum of Gaussian P, Q, R, S, T waves around the nearest beats (mV)."""
+    if beats.size == 0:
+        return np.zeros_like(t)
+    idx = np.searchsorted(beats, t)
+    out = np.zeros_like(t)
+    for shift in (-1, 0):
+        j = np.clip(idx + shift, 0, beats.size - 1)
+        dt = t - beats[j]
+        for off, amp, width in _PQRST:
+            out += amp * np.exp(-0.5 * ((dt - off) / width) ** 2)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Simulated sensors
+# ---------------------------------------------------------------------------------------------
+
+
+class SimSensor:
+    """One simulated stream: yields (t_true, values) for true-time windows."""
+
+    def __init__(self, info: SensorInfo, packet: int = 1) -> None:
+        self.info = info
+        self.packet = packet
+        self.rng = np.random.default_rng(0)
+
+    def start(self, t_start: float, clock: ClockSpec, rng: np.random.Generator) -> None:
+        self.t_start = t_start
+        self.clock = clock
+        self.rng = rng
+
+    def samples(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class RegularSensor(SimSensor):
+    """Samples at exactly ``rate`` Hz *on the device clock* (so drift shows in host time)."""
+
+    def __init__(self, info: SensorInfo, fn: Callable[[SimSensor, np.ndarray], np.ndarray], packet: int = 1) -> None:
+        super().__init__(info, packet)
+        self.fn = fn
+        self.next_index = 0
+
+    def samples(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        rate = self.info.nominal_rate
+        scale = 1.0 + self.clock.drift
+        last = math.floor((t1 - self.t_start) * scale * rate - 1e-9)
+        if last < self.next_index:
+            return np.empty(0), np.empty((0, self.info.channel_count))
+        k = np.arange(self.next_index, last + 1, dtype=np.float64)
+        self.next_index = last + 1
+        t_true = self.t_start + (k / rate) / scale
+        return t_true, self.fn(self, t_true)
+
+
+class EventSensor(SimSensor):
+    """Irregular samples at event times from ``events(t0, t1) -> (times, values)``."""
+
+    def __init__(
+        self, info: SensorInfo, events: Callable[[float, float], tuple[np.ndarray, np.ndarray]], packet: int = 1
+    ) -> None:
+        super().__init__(info, packet)
+        self.events = events
+
+    def samples(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        return self.events(t0, t1)
+
+
+class EyeModel:
+    """Fixations, saccades and blinks generated ahead in time from a seeded RNG."""
+
+    def __init__(self, rng: np.random.Generator, t_start: float) -> None:
+        self.rng = rng
+        self.knots_t = [t_start]
+        self.knots_xy = [np.array([0.5, 0.5])]
+        self.blinks: list[tuple[float, float]] = []
+        self._next_blink = t_start + rng.exponential(3.5)
+        self._generated_to = t_start
+
+    def _extend(self, t: float) -> None:
+        while self.knots_t[-1] < t + 1.0:
+            fix = float(np.clip(self.rng.lognormal(math.log(0.28), 0.35), 0.08, 1.5))
+            target = np.clip(self.knots_xy[-1] + self.rng.normal(0, 0.18, 2), 0.05, 0.95)
+            amplitude = float(np.hypot(*(target - self.knots_xy[-1])))
+            sacc = 0.02 + 0.06 * amplitude
+            self.knots_t += [self.knots_t[-1] + fix, self.knots_t[-1] + fix + sacc]
+            self.knots_xy += [self.knots_xy[-1], target]
+        while self._next_blink < t + 1.0:
+            dur = float(np.clip(self.rng.normal(0.15, 0.03), 0.08, 0.3))
+            self.blinks.append((self._next_blink, self._next_blink + dur))
+            self._next_blink += dur + self.rng.exponential(3.5) + 0.5
+
+    def gaze(self, t: np.ndarray) -> np.ndarray:
+        self._extend(float(t[-1]) if t.size else 0.0)
+        kt = np.asarray(self.knots_t)
+        kxy = np.asarray(self.knots_xy)
+        x = np.interp(t, kt, kxy[:, 0])
+        y = np.interp(t, kt, kxy[:, 1])
+        return np.stack([x, y], axis=1)
+
+    def blink_mask(self, t: np.ndarray) -> np.ndarray:
+        self._extend(float(t[-1]) if t.size else 0.0)
+        mask = np.zeros(t.shape, dtype=bool)
+        for b0, b1 in self.blinks:
+            if b1 >= t[0] and b0 <= t[-1]:
+                mask |= (t >= b0) & (t < b1)
+        return mask
+
+    def blink_events(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        self._extend(t1)
+        times, vals = [], []
+        for b0, b1 in self.blinks:
+            for tt, v in ((b0, 1.0), (b1, 0.0)):
+                if t0 <= tt < t1:
+                    times.append(tt)
+                    vals.append(v)
+        order = np.argsort(times)
+        return np.asarray(times)[order], np.asarray(vals).reshape(-1, 1)[order]
+
+
+# Base standing pose in normalised image coordinates (x right, y down).
+_BASE_POSE = np.array([
+    (0.50, 0.16), (0.49, 0.145), (0.485, 0.145), (0.48, 0.145), (0.51, 0.145), (0.515, 0.145),
+    (0.52, 0.145), (0.47, 0.155), (0.53, 0.155), (0.49, 0.18), (0.51, 0.18), (0.43, 0.27),
+    (0.57, 0.27), (0.40, 0.38), (0.60, 0.38), (0.39, 0.48), (0.61, 0.48), (0.385, 0.50),
+    (0.615, 0.50), (0.39, 0.505), (0.61, 0.505), (0.395, 0.495), (0.605, 0.495), (0.45, 0.52),
+    (0.55, 0.52), (0.45, 0.68), (0.55, 0.68), (0.45, 0.84), (0.55, 0.84), (0.445, 0.86),
+    (0.555, 0.86), (0.44, 0.875), (0.56, 0.875),
+])  # fmt: skip
+
+
+def waving_figure(t: np.ndarray, rng: np.random.Generator, phase: float = 0.0) -> np.ndarray:
+    """(n, 99) skeleton rows: a figure waving its right arm and shifting its weight."""
+    n = t.size
+    pts = np.broadcast_to(_BASE_POSE, (n, N_LANDMARKS, 2)).copy()
+    sway = 0.015 * np.sin(2 * math.pi * 0.4 * t + phase)
+    pts[:, :, 0] += sway[:, None]
+    bob = 0.006 * np.sin(2 * math.pi * 0.8 * t + phase)
+    pts[:, :25, 1] += bob[:, None]
+    # right arm (image left side is the figure's right: landmarks 12, 14, 16...)
+    shoulder = pts[:, 12, :]
+    upper = 0.12
+    fore = 0.11
+    a1 = -math.pi / 2 - 0.9 + 0.25 * np.sin(2 * math.pi * 1.1 * t + phase)  # upper arm raised
+    a2 = a1 + 0.6 * np.sin(2 * math.pi * 1.1 * t + phase + 0.8) - 0.3
+    elbow = shoulder + upper * np.stack([np.cos(a1 + math.pi), np.sin(a1 + math.pi)], 1) * [-1, 1]
+    wrist = elbow + fore * np.stack([np.cos(a2 + math.pi), np.sin(a2 + math.pi)], 1) * [-1, 1]
+    pts[:, 14] = elbow
+    pts[:, 16] = wrist
+    for lm, off in ((18, (0.012, -0.015)), (20, (0.004, -0.022)), (22, (-0.01, -0.012))):
+        pts[:, lm] = wrist + off
+    pts += rng.normal(0, 0.002, pts.shape)
+    vis = np.full((n, N_LANDMARKS), 0.97)
+    vis[:, [17, 19, 21, 29, 31]] = 0.6  # far-side hand and foot partly occluded
+    vis += rng.normal(0, 0.01, vis.shape)
+    out = np.empty((n, N_LANDMARKS, 3))
+    out[:, :, :2] = np.clip(pts, 0.0, 1.0)
+    out[:, :, 2] = np.clip(vis, 0.0, 1.0)
+    return out.reshape(n, N_LANDMARKS * 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Device catalogue
+# ---------------------------------------------------------------------------------------------
+
+BLE_CLOCK = ClockSpec(True, 0.0, 0.0, 0.0075, 0.003, 0.01, (0.03, 0.1))
+
+
+@dataclass(frozen=True, slots=True)
+class SimDeviceSpec:
+    key: str
+    name: str
+    clock: ClockSpec
+    seed: int
+
+
+SIM_DEVICES: dict[str, SimDeviceSpec] = {
+    "chest": SimDeviceSpec(
+        "chest", "Simulated chest strap (ECG, HR, HRV)", replace(BLE_CLOCK, origin=8123.25, drift_ppm=35.0), 11
+    ),
+    "belt": SimDeviceSpec("belt", "Simulated respiration belt", replace(BLE_CLOCK, origin=512.5, drift_ppm=-20.0), 12),
+    "wrist": SimDeviceSpec("wrist", "Simulated wrist IMU", replace(BLE_CLOCK, origin=77.0, drift_ppm=12.0), 13),
+    "eyes": SimDeviceSpec("eyes", "Simulated eye tracker", ClockSpec(True, 35000.0, -8.0, 0.002, 0.0005), 14),
+    "pose": SimDeviceSpec("pose", "Simulated pose camera", ClockSpec(True, 1_700_000.0, 4.0, 0.040, 0.006), 15),
+    "room": SimDeviceSpec("room", "Simulated room thermometer", ClockSpec(False, 0.0, 0.0, 0.001, 0.0003), 16),
+    "eeg": SimDeviceSpec("eeg", "Simulated EEG amplifier", ClockSpec(True, 250.0, 20.0, 0.004, 0.0003), 17),
+}  # fmt: skip
+#: Devices started by ``--simulate`` / ``sim:lab`` (the EEG is opt-in: it is the heavy one).
+LAB_DEVICES = ("chest", "belt", "wrist", "eyes", "pose", "room")
+
+
+class SimulatedDevice(Device):
+    """A simulated device: builds its sensors, runs its clock, delivers packets."""
+
+    def __init__(self, uri: DeviceURI) -> None:
+        key = uri.target
+        spec = SIM_DEVICES.get(key)
+        if spec is None:
+            raise DeviceError(f"no simulated device {key!r} (have: {', '.join(SIM_DEVICES)}, lab)")
+        participant = uri.int_param("participant", 1)
+        suffix = "" if participant == 1 else f"-p{participant}"
+        super().__init__(uri, make_id("sim", key + suffix), spec.name + (f" #{participant}" if suffix else ""))
+        c = spec.clock
+        self.clock = replace(
+            c,
+            origin=uri.float_param("origin", c.origin),
+            drift_ppm=uri.float_param("drift_ppm", c.drift_ppm),
+            fixed_delay=uri.float_param("delay_ms", c.fixed_delay * 1e3) / 1e3,
+            jitter=uri.float_param("jitter_ms", c.jitter * 1e3) / 1e3,
+            spike_prob=uri.float_param("spike_prob", c.spike_prob),
+        )
+        self.seed = uri.int_param("seed", spec.seed + 100 * participant)
+        self.physiology = Physiology(participant)
+        self.key = key
+        self.participant = participant
+        self._sensors = self._build_sensors(uri)
+        self._lines: list[DelayLine] = []
+        self._t_last = 0.0
+        self.t_start = math.nan
+
+    # -- catalogue ---------------------------------------------------------------------------
+    def _info(self, attribute: str, rate: float, **kw: object) -> SensorInfo:
+        return SensorInfo(
+            sensor_id=make_id(self.device_id, attribute),
+            attribute=attribute,
+            device_id=self.device_id,
+            device_name=self.name,
+            transport="simulated",
+            uri=str(self.uri),
+            nominal_rate=rate,
+            has_clock=self.clock.has_clock,
+            fixed_latency=self.clock.fixed_delay,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def _build_sensors(self, uri: DeviceURI) -> list[SimSensor]:
+        phys = self.physiology
+        key = self.key
+        if key == "chest":
+            pkt = uri.int_param("packet", 16)
+
+            def ecg(s: SimSensor, t: np.ndarray) -> np.ndarray:
+                beats = phys.beats_between(float(t[0]) - 2.0, float(t[-1]) + 2.0)
+                wander = 0.06 * phys.breathing(t)
+                return (ecg_waveform(t, beats) + wander + s.rng.normal(0, 0.012, t.size)).reshape(-1, 1)
+
+            def hr_events(t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+                beats = phys.beats_between(t0 - 3.0, t1)
+                if beats.size < 2:
+                    return np.empty(0), np.empty((0, 1))
+                rr = np.diff(beats)
+                sel = beats[1:] >= t0
+                return beats[1:][sel], (60.0 / rr[sel]).reshape(-1, 1)
+
+            def hrv_events(t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+                beats = phys.beats_between(t0 - 40.0, t1)
+                idx = np.arange(beats.size)
+                pts = np.flatnonzero((beats >= t0) & (np.round(phys.beat_phase(beats)) % 5 == 0) & (idx >= 31))
+                rows = []
+                for j in pts:
+                    rr = np.diff(beats[j - 31 : j + 1]) * 1000.0
+                    rows.append((math.sqrt(float(np.mean(np.diff(rr) ** 2))), float(np.std(rr, ddof=1))))
+                return beats[pts], np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+
+            return [
+                RegularSensor(self._info("ecg", 512.0), ecg, pkt),
+                EventSensor(self._info("hr", 0.0), hr_events),
+                EventSensor(self._info("hrv", 0.0), hrv_events),
+            ]
+        if key == "belt":
+
+            def resp(s: SimSensor, t: np.ndarray) -> np.ndarray:
+                return (512.0 + 180.0 * phys.breathing(t) + s.rng.normal(0, 2.0, t.size)).reshape(-1, 1)
+
+            return [RegularSensor(self._info("respiration", 25.0), resp, uri.int_param("packet", 5))]
+        if key == "wrist":
+
+            def imu(s: SimSensor, t: np.ndarray) -> np.ndarray:
+                w = 2 * math.pi * 0.9 * t
+                tilt = 0.35 * np.sin(w) + 0.1 * np.sin(2 * math.pi * 0.07 * t)
+                g = 9.81
+                acc = np.stack([g * np.sin(tilt), 0.8 * np.sin(2 * w), g * np.cos(tilt)], 1)
+                dtilt = 0.35 * 2 * math.pi * 0.9 * np.cos(w) * 180 / math.pi
+                gyro = np.stack([dtilt, 8 * np.sin(w + 1), 3 * np.cos(2 * w)], 1)
+                out = np.concatenate([acc, gyro], 1)
+                return out + s.rng.normal(0, 1, out.shape) * [0.05, 0.05, 0.05, 0.8, 0.8, 0.8]
+
+            names = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")
+            units = ("m/s^2",) * 3 + ("deg/s",) * 3
+            return [
+                RegularSensor(
+                    self._info("imu", 100.0, channel_names=names, units=units), imu, uri.int_param("packet", 10)
+                )
+            ]
+        if key == "eyes":
+            holder: dict[str, EyeModel] = {}
+
+            def model(s: SimSensor) -> EyeModel:
+                if "m" not in holder:
+                    holder["m"] = EyeModel(np.random.default_rng(self.seed * 7 + 1), s.t_start)
+                return holder["m"]
+
+            def gaze(s: SimSensor, t: np.ndarray) -> np.ndarray:
+                m = model(s)
+                xy = m.gaze(t) + s.rng.normal(0, 0.004, (t.size, 2))
+                blink = m.blink_mask(t)
+                conf = np.clip(0.95 + s.rng.normal(0, 0.02, t.size), 0, 1)
+                conf[blink] = 0.05
+                return np.column_stack([np.clip(xy, 0, 1), conf])
+
+            def aperture(s: SimSensor, t: np.ndarray) -> np.ndarray:
+                m = model(s)
+                base = 11.0 + 0.6 * np.sin(2 * math.pi * 0.05 * t)
+                closed = m.blink_mask(t)
+                lr = np.column_stack([base, base - 0.4]) + s.rng.normal(0, 0.15, (t.size, 2))
+                lr[closed] = 0.3
+                return np.clip(lr, 0, 25)
+
+            def blinks(t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+                holder_sensor = self._sensors[0]
+                return model(holder_sensor).blink_events(t0, t1)
+
+            def worn(s: SimSensor, t: np.ndarray) -> np.ndarray:
+                return np.ones((t.size, 1))
+
+            return [
+                RegularSensor(self._info("eye_gaze", 200.0), gaze, uri.int_param("packet", 2)),
+                RegularSensor(self._info("eye_aperture", 50.0), aperture, 1),
+                EventSensor(self._info("eye_blink", 0.0), blinks),
+                RegularSensor(self._info("eye_worn", 1.0), worn, 1),
+            ]
+        if key == "pose":
+
+            def pose(s: SimSensor, t: np.ndarray) -> np.ndarray:
+                return waving_figure(t, s.rng, phase=0.7 * self.participant)
+
+            return [RegularSensor(self._info("skeleton", 30.0), pose, 1)]
+        if key == "room":
+
+            def temp(s: SimSensor, t: np.ndarray) -> np.ndarray:
+                return (22.4 + 0.3 * np.sin(2 * math.pi * t / 900.0) + s.rng.normal(0, 0.02, t.size)).reshape(-1, 1)
+
+            return [RegularSensor(self._info("temperature", 1.0), temp, 1)]
+        if key == "eeg":
+            channels = uri.int_param("channels", 32)
+            rate = uri.float_param("rate", 512.0)
+            if not 1 <= channels <= 1024 or not 1 <= rate <= 100_000:
+                raise DeviceError(f"{uri}: channels must be 1-1024 and rate 1-100000 Hz")
+            prng = np.random.default_rng(self.seed)
+            alpha_amp = prng.uniform(5, 20, channels)
+            alpha_phase = prng.uniform(0, 2 * math.pi, channels)
+            names = tuple(f"EEG{i + 1:02d}" for i in range(channels))
+
+            def eeg(s: SimSensor, t: np.ndarray) -> np.ndarray:
+                env = 1.0 + 0.5 * np.sin(2 * math.pi * 0.1 * t)
+                alpha = np.sin(2 * math.pi * 10.0 * t[:, None] + alpha_phase) * (alpha_amp * env[:, None])
+                return alpha + s.rng.normal(0, 4.0, (t.size, channels))
+
+            info = self._info("eeg", rate, channel_names=names, units=("uV",) * channels)
+            return [RegularSensor(info, eeg, uri.int_param("packet", 32))]
+        raise DeviceError(f"no simulated device {key!r}")
+
+    # -- Device interface --------------------------------------------------------------------
+    def sensors(self) -> list[SensorInfo]:
+        return [s.info for s in self._sensors]
+
+    def start(self, t_start: float) -> None:
+        """Anchor the device at host time ``t_start`` (s) and reset its random streams."""
+        self.t_start = t_start
+        self._t_last = t_start
+        seeds = np.random.SeedSequence(self.seed).spawn(2 * len(self._sensors))
+        self._lines = []
+        for i, s in enumerate(self._sensors):
+            s.start(t_start, self.clock, np.random.default_rng(seeds[2 * i]))
+            self._lines.append(DelayLine(self.clock, s.packet, np.random.default_rng(seeds[2 * i + 1])))
+
+    def local_time(self, t_true: np.ndarray) -> np.ndarray:
+        """Device clock reading at true (host) time ``t_true`` (s)."""
+        return self.clock.origin + (t_true - self.t_start) * (1.0 + self.clock.drift)
+
+    def step(self, now: float) -> list[SampleBatch]:
+        """Generate everything up to host time ``now`` and return what has arrived by then."""
+        out: list[SampleBatch] = []
+        t0, self._t_last = self._t_last, now
+        for sensor, line in zip(self._sensors, self._lines, strict=True):
+            t_true, values = sensor.samples(t0, now)
+            if t_true.size:
+                line.push(t_true, np.asarray(values, dtype=np.float64))
+            got = line.pop(now)
+            if got is None:
+                continue
+            tt, vv, ta = got
+            info = sensor.info
+            dtype = np.float32 if info.channel_format == "float32" else np.float64
+            t_local = self.local_time(tt) if self.clock.has_clock else None
+            out.append(SampleBatch(info.sensor_id, info.attribute, ta, vv.astype(dtype), t_local))
+            self.health.samples[info.sensor_id] = self.health.samples.get(info.sensor_id, 0) + tt.size
+        return out
+
+    async def run(self, sink: BatchSink, stop: asyncio.Event) -> None:
+        self.set_state(DeviceState.CONNECTING)
+        self.start(host_time())
+        self.set_state(DeviceState.STREAMING)
+        try:
+            while not stop.is_set():
+                for batch in self.step(host_time()):
+                    sink(batch)
+                try:
+                    await asyncio.wait_for(stop.wait(), TICK_S)
+                except TimeoutError:
+                    pass
+        finally:
+            self.set_state(DeviceState.STOPPED)
+
+
+def simulate(
+    devices: list[SimulatedDevice], duration: float, t_start: float = 1_800_000_000.0, tick: float = TICK_S
+) -> Iterator[SampleBatch]:
+    """Run devices offline (no sleeping) from ``t_start`` for ``duration`` seconds."""
+    for d in devices:
+        d.start(t_start)
+    steps = round(duration / tick)
+    for i in range(1, steps + 1):
+        now = t_start + i * tick
+        for d in devices:
+            yield from d.step(now)
+
+
+def expand_uri(uri: DeviceURI) -> list[DeviceURI]:
+    """``sim:lab`` → the default lab's device URIs; anything else unchanged."""
+    if uri.scheme == "sim" and uri.target == "lab":
+        return [DeviceURI("sim", key, uri.params) for key in LAB_DEVICES]
+    return [uri]
+
+
+@register_transport
+class SimulatedTransport(Transport):
+    scheme = "sim"
+    label = "Simulated"
+
+    async def discover(self, timeout: float = 5.0, progress: ProgressCallback | None = None) -> list[DeviceDescriptor]:
+        found = []
+        for i, (key, spec) in enumerate(SIM_DEVICES.items()):
+            uri = f"sim:{key}" + ("?channels=32&rate=512" if key == "eeg" else "")
+            found.append(
+                DeviceDescriptor(uri, "simulated", spec.name, make_id("sim", key), {"lab": key in LAB_DEVICES})
+            )
+            if progress:
+                progress((i + 1) / len(SIM_DEVICES), spec.name)
+        return found
+
+    def open(self, uri: DeviceURI) -> Device:
+        if uri.target == "lab":
+            raise DeviceError("sim:lab names several devices; expand it with expand_uri() first")
+        return SimulatedDevice(uri)

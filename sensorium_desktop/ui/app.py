@@ -1,0 +1,108 @@
+"""Starting the GUI: Redis endpoint, node child, window, qasync event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PySide6 import QtCore, QtWidgets
+
+from ..bus.connection import RedisEndpoint, open_endpoint
+from ..bus.embedded import RedisUnavailableError
+from ..bus.keys import Keys
+from ..core.ids import make_id
+from ..viewmodel.app import AppModel
+from ..worker.supervisor import NodeProcess
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GuiOptions:
+    redis_url: str | None = None
+    prefix: str | None = None
+    node_args: list[str] = field(default_factory=list)
+    start_node: bool = True
+    quit_after: float | None = None
+    screenshot: Path | None = None
+    select: list[str] = field(default_factory=list)
+
+
+def make_app() -> QtWidgets.QApplication:
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        app = QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("Sensorium Desktop")
+    app.setOrganizationName("Sensorium")
+    app.setOrganizationDomain("sensorium.local")
+    app.setQuitOnLastWindowClosed(False)  # the model's run() ends the loop after closeEvent
+    return app  # type: ignore[return-value]
+
+
+def run_gui(opts: GuiOptions) -> int:
+    """Run the window until it is closed (or ``quit_after`` seconds). Returns an exit code."""
+    import qasync
+
+    from .main_window import MainWindow
+
+    app = make_app()
+    try:
+        endpoint: RedisEndpoint = open_endpoint(opts.redis_url, opts.prefix)
+    except RedisUnavailableError as exc:
+        log.error("%s", exc)
+        QtWidgets.QMessageBox.critical(None, "Sensorium: no Redis", str(exc))
+        return 2
+    node: NodeProcess | None = None
+    if opts.start_node:
+        args = list(opts.node_args)
+        if opts.prefix:
+            args += ["--prefix", opts.prefix]
+        node = NodeProcess(endpoint.url, args)
+        node.start()
+    keys = endpoint.keys if not opts.prefix else Keys(opts.prefix)
+    model = AppModel(endpoint.url, keys, make_id("gui", str(QtCore.QCoreApplication.applicationPid())))
+    window = MainWindow(model)
+    window.show()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+
+    supervise = QtCore.QTimer()
+    if node is not None:
+        supervise.timeout.connect(node.restart_if_dead)
+        supervise.start(1000)
+
+    if opts.select:
+
+        def select() -> None:
+            for sid in opts.select:
+                item = window.devices_panel.sensor_item(sid)
+                if item is not None:
+                    item.setSelected(True)
+            if not window.devices_panel.selected_sensors():
+                QtCore.QTimer.singleShot(300, select)
+
+        QtCore.QTimer.singleShot(500, select)
+
+    if opts.quit_after is not None:
+
+        def finish() -> None:
+            if opts.screenshot:
+                opts.screenshot.parent.mkdir(parents=True, exist_ok=True)
+                window.grab().save(str(opts.screenshot))
+                log.info("screenshot saved to %s", opts.screenshot)
+            window.close()
+
+        QtCore.QTimer.singleShot(int(opts.quit_after * 1000), finish)
+
+    try:
+        with loop:
+            loop.run_until_complete(model.run())
+    finally:
+        supervise.stop()
+        if node is not None:
+            node.stop()
+        endpoint.close()
+    return 0

@@ -1,0 +1,119 @@
+"""Device tree model: devices grouped by transport with per-sensor rate and state."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import redis
+import redis.asyncio
+
+from ..bus.keys import Keys
+from ..bus.registry import DeviceStatus, list_devices_async, list_sensors_async
+from ..core.samples import SensorInfo
+from .base import Event
+
+TRANSPORTS: tuple[tuple[str, str], ...] = (
+    ("ble", "Bluetooth LE"),
+    ("serial", "Serial"),
+    ("camera", "Cameras"),
+    ("lsl", "LSL streams"),
+    ("simulated", "Simulated"),
+)
+#: A device whose node has not reported for this long is shown as offline.
+STALE_AFTER_S = 5.0
+
+
+@dataclass(slots=True)
+class SensorRow:
+    info: SensorInfo
+    rate: float
+    nominal: float
+
+    @property
+    def rate_state(self) -> str:
+        """``ok``, ``rate low`` (< 90 % of nominal) or ``rate high`` (> 110 %); irregular → ok."""
+        if self.nominal <= 0:
+            return "ok"
+        if self.rate < 0.9 * self.nominal:
+            return "rate low"
+        if self.rate > 1.1 * self.nominal:
+            return "rate high"
+        return "ok"
+
+
+@dataclass(slots=True)
+class DeviceRow:
+    status: DeviceStatus
+    sensors: list[SensorRow]
+    stale: bool
+
+    @property
+    def state(self) -> str:
+        return "offline" if self.stale else self.status.state
+
+    @property
+    def detail(self) -> str:
+        h = self.status.health
+        parts = []
+        if self.stale:
+            parts.append(f"node {self.status.node_id} not reporting")
+        elif self.status.message:
+            parts.append(self.status.message)
+        if h.get("battery") is not None:
+            parts.append(f"battery {h['battery']:.0f}%")
+        if h.get("rssi") is not None:
+            parts.append(f"RSSI {h['rssi']:.0f} dBm")
+        errors = h.get("errors") or {}
+        if errors:
+            parts.append(", ".join(f"{k}: {v}" for k, v in sorted(errors.items())))
+        return " · ".join(parts)
+
+
+@dataclass(slots=True)
+class DeviceTree:
+    groups: dict[str, list[DeviceRow]] = field(default_factory=dict)
+    sensors: dict[str, SensorInfo] = field(default_factory=dict)
+    error: str = ""
+    updated: float = 0.0
+
+    def device_count(self) -> int:
+        return sum(len(v) for v in self.groups.values())
+
+
+class DeviceTreeModel:
+    """Reads the registry from Redis; ``changed`` fires with the new :class:`DeviceTree`."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self.tree = DeviceTree()
+        self.changed = Event()
+
+    def sensor(self, sensor_id: str) -> SensorInfo | None:
+        return self.tree.sensors.get(sensor_id)
+
+    async def refresh(self, c: redis.asyncio.Redis) -> DeviceTree:
+        """Fetch devices and sensors; connection problems become ``tree.error``."""
+        try:
+            devices = await list_devices_async(c, self.keys)
+            sensors = {s.sensor_id: s for s in await list_sensors_async(c, self.keys)}
+        except (redis.RedisError, OSError) as exc:
+            tree = DeviceTree(self.tree.groups, self.tree.sensors, f"Redis unreachable: {exc}", time.time())
+            self.tree = tree
+            self.changed.emit(tree)
+            return tree
+        now = time.time()
+        groups: dict[str, list[DeviceRow]] = {t: [] for t, _ in TRANSPORTS}
+        for d in devices:
+            rates = d.health.get("rates", {})
+            rows = [
+                SensorRow(sensors[sid], float(rates.get(sid, 0.0)), sensors[sid].nominal_rate)
+                for sid in d.sensor_ids
+                if sid in sensors
+            ]
+            groups.setdefault(d.transport, []).append(DeviceRow(d, rows, now - d.updated > STALE_AFTER_S))
+        for rows in groups.values():
+            rows.sort(key=lambda r: r.status.name.lower())
+        self.tree = DeviceTree(groups, sensors, "", now)
+        self.changed.emit(self.tree)
+        return self.tree

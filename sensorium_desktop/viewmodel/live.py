@@ -1,0 +1,151 @@
+"""Live data for plots: follows sensor streams in Redis into per-sensor ring buffers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+import redis.asyncio
+
+from ..bus.keys import Keys
+from ..bus.streams import GapTracker, decode_entry, read_tail_async
+from ..core.codec import CodecError
+from ..core.ring import RingBuffer
+from ..core.samples import SampleBatch, SensorInfo
+from .base import Event
+
+log = logging.getLogger(__name__)
+
+#: Maps a batch to display times (s, global clock). Default: arrival times.
+TimeMap = Callable[[SampleBatch], np.ndarray]
+
+
+def arrival_times(batch: SampleBatch) -> np.ndarray:
+    return batch.t_arrival
+
+
+@dataclass(slots=True)
+class Subscription:
+    info: SensorInfo
+    ring: RingBuffer
+    last_id: str = "$"
+    t_last_data: float = 0.0
+    latency: float = 0.0  # publish → here, seconds (last batch)
+
+
+class LiveStore:
+    """Ring buffers of the last ``history_s`` seconds of each subscribed sensor.
+
+    ``updated`` fires with the set of sensor ids that received data in a read.
+    """
+
+    def __init__(self, keys: Keys, history_s: float = 60.0, time_map: TimeMap = arrival_times) -> None:
+        self.keys = keys
+        self.history_s = history_s
+        self.time_map = time_map
+        self.subs: dict[str, Subscription] = {}
+        self.gaps = GapTracker()
+        self.errors: dict[str, int] = {}
+        self.updated = Event()
+        self._wake = asyncio.Event()
+
+    def capacity_for(self, info: SensorInfo) -> int:
+        rate = info.nominal_rate if info.nominal_rate > 0 else 50.0
+        return max(256, int(rate * self.history_s * 1.25))
+
+    def subscribe(self, info: SensorInfo) -> Subscription:
+        """Start following ``info``'s stream (history is back-filled on the next read)."""
+        sub = self.subs.get(info.sensor_id)
+        if sub is None:
+            if info.channel_format == "string":
+                ring = RingBuffer(self.capacity_for(info), 1, np.float32)
+            else:
+                ring = RingBuffer(self.capacity_for(info), info.channel_count, np.float32)
+            sub = Subscription(info, ring, last_id="")
+            self.subs[info.sensor_id] = sub
+            self._wake.set()
+        return sub
+
+    def unsubscribe(self, sensor_id: str) -> None:
+        self.subs.pop(sensor_id, None)
+
+    def ingest(self, batch: SampleBatch) -> bool:
+        """Append a batch to its ring (duplicates are ignored). True if appended."""
+        sub = self.subs.get(batch.sensor_id)
+        if sub is None or not self.gaps.check(batch):
+            return False
+        t = self.time_map(batch)
+        if batch.values.dtype == object:
+            vals = np.ones((len(batch), 1), dtype=np.float32)  # string events plotted as ticks
+        else:
+            vals = batch.values
+            if vals.shape[1] != sub.ring.channels:
+                self.errors[batch.sensor_id] = self.errors.get(batch.sensor_id, 0) + 1
+                return False
+        sub.ring.append(t, vals)
+        sub.t_last_data = time.time()
+        return True
+
+    async def _backfill(self, c: redis.asyncio.Redis, sub: Subscription) -> None:
+        since_ms = int((time.time() - self.history_s) * 1000)
+        entries = await read_tail_async(c, self.keys, sub.info.sensor_id, since_ms)
+        for e in entries:
+            self.ingest(e.batch)
+        sub.last_id = entries[-1].stream_id if entries else "0-0"
+        if not entries:
+            top = await c.xrevrange(self.keys.stream(sub.info.sensor_id), "+", "-", count=1)
+            if top:
+                eid = top[0][0]
+                sub.last_id = eid.decode() if isinstance(eid, bytes) else str(eid)
+
+    async def read_once(self, c: redis.asyncio.Redis, block_ms: int = 100) -> set[str]:
+        """One XREAD over all subscriptions (back-filling new ones first)."""
+        changed: set[str] = set()
+        for sub in list(self.subs.values()):
+            if not sub.last_id:
+                await self._backfill(c, sub)
+                changed.add(sub.info.sensor_id)
+        streams = {self.keys.stream(s.info.sensor_id): s.last_id for s in self.subs.values()}
+        if not streams:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), block_ms / 1000.0)
+            return changed
+        result = await c.xread(streams, count=1000, block=block_ms)
+        now = time.time()
+        prefix = len(self.keys.stream(""))
+        for key, entries in result or []:
+            sid = (key.decode() if isinstance(key, bytes) else key)[prefix:]
+            sub = self.subs.get(sid)
+            if sub is None:
+                continue
+            for eid, fields in entries:
+                sub.last_id = eid.decode() if isinstance(eid, bytes) else str(eid)
+                try:
+                    entry = decode_entry(sid, eid, fields)
+                except CodecError as exc:
+                    self.errors[sid] = self.errors.get(sid, 0) + 1
+                    log.error("%s: malformed stream entry %s: %s", sid, sub.last_id, exc)
+                    continue
+                if self.ingest(entry.batch):
+                    sub.latency = now - entry.t_published
+                    changed.add(sid)
+        if changed:
+            self.updated.emit(changed)
+        return changed
+
+    async def follow(self, c: redis.asyncio.Redis, stop: asyncio.Event) -> None:
+        """Read until ``stop``; survives Redis restarts (retries every second)."""
+        while not stop.is_set():
+            try:
+                await self.read_once(c)
+            except (redis.RedisError, OSError) as exc:
+                log.warning("live view: Redis read failed (%s); retrying", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)

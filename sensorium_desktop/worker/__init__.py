@@ -1,0 +1,1 @@
+"""Processes: the node (acquisition, sync worker, recorder) and their supervision."""

@@ -1,0 +1,372 @@
+"""The node process: acquisition → backpressure batching → Redis, plus status and telemetry.
+
+One asyncio loop runs the devices (blocking transports use their own threads), the
+per-sensor :class:`Batcher`, and periodic tasks that publish device health, node
+telemetry and backpressure configs. Sample batches leave through the
+:class:`StreamPublisher` thread, so a slow Redis never delays an arrival timestamp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import redis
+import redis.asyncio
+
+from .. import paths
+from ..bus.connection import async_client
+from ..bus.keys import Keys
+from ..bus.publisher import StreamPublisher
+from ..bus.registry import DeviceStatus, register_sensors
+from ..core.backpressure import Attention, BackpressureConfig, LoadEstimator, compute_config
+from ..core.batching import Batcher
+from ..core.hostclock import host_time
+from ..core.ids import make_id
+from ..core.samples import SampleBatch, SensorInfo
+from ..devices import Device, DeviceError, DeviceState, DeviceURI, open_device
+from ..devices.simulated import expand_uri
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL_S = 1.0
+BACKPRESSURE_INTERVAL_S = 2.0
+ATTENTION_FLOOR_KEY = "__floor__"
+
+
+def default_node_id() -> str:
+    return make_id(socket.gethostname() or "node")
+
+
+@dataclass
+class NodeConfig:
+    """Everything a node needs to run (built from CLI flags or by the GUI)."""
+
+    redis_url: str
+    keys: Keys = field(default_factory=Keys)
+    node_id: str = field(default_factory=default_node_id)
+    devices: list[str] = field(default_factory=list)
+    priority: int = 0
+    heartbeat_ttl: float = 5.0
+    parent_pid: int | None = None
+    spill_dir: Path | None = None
+    attention_default: Attention = Attention.NONE
+    sync_worker: bool = True
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class _RateMeter:
+    """Samples/s per sensor over a sliding window (default 10 s) of cumulative counts."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.window_s = window_s
+        self.history: dict[str, collections.deque[tuple[float, int]]] = {}
+        self.rates: dict[str, float] = {}
+
+    def update(self, counts: dict[str, int], now: float) -> dict[str, float]:
+        for sid, n in counts.items():
+            h = self.history.setdefault(sid, collections.deque())
+            h.append((now, n))
+            while len(h) > 2 and now - h[1][0] >= self.window_s:
+                h.popleft()
+            if len(h) >= 2 and now > h[0][0]:
+                self.rates[sid] = (n - h[0][1]) / (now - h[0][0])
+        return self.rates
+
+
+def memory_fraction() -> float:
+    """Memory use against the cgroup limit when there is one, else against RAM (0..1)."""
+    try:
+        limit_text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit_text != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            return used / int(limit_text)
+    except (OSError, ValueError):
+        pass
+    return psutil.virtual_memory().percent / 100.0
+
+
+class Node:
+    """A running node. ``await Node(config).run(stop)``; ``stop`` is an asyncio.Event."""
+
+    #: Extra components (election, sync worker supervisor, recorder) register here; each is
+    #: ``factory(node) -> coroutine function taking the stop event``.
+    COMPONENTS: list[Callable[[Node], Callable[[asyncio.Event], Awaitable[None]]]] = []
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.keys = config.keys
+        self.node_id = config.node_id
+        self.devices: list[Device] = []
+        self.device_errors: list[tuple[str, str]] = []
+        for text in config.devices:
+            try:
+                uris = expand_uri(DeviceURI.parse(text))
+            except DeviceError as exc:
+                self.device_errors.append((text, str(exc)))
+                continue
+            for uri in uris:
+                try:
+                    self.devices.append(open_device(uri))
+                except DeviceError as exc:
+                    self.device_errors.append((str(uri), str(exc)))
+        for uri, err in self.device_errors:
+            log.error("node %s: cannot open %s: %s", self.node_id, uri, err)
+        spill = config.spill_dir or paths.spill_dir()
+        self.publisher = StreamPublisher(config.redis_url, self.keys, self.node_id, spill)
+        self.publisher.on_connect.append(self._register_all)
+        self.batcher = Batcher(self.publisher.publish, config.attention_default)
+        self.load = LoadEstimator()
+        self.rates = _RateMeter()
+        self.redis: redis.asyncio.Redis | None = None
+        self.started = time.time()
+        self.attention: dict[str, Attention] = {}
+        self.forced_attention: dict[str, Attention] = {}
+        self.bp_published: dict[str, BackpressureConfig] = {}
+        self.counters: dict[str, int] = {"sink_errors": 0}
+        self.state: dict[str, object] = {}
+
+    # -- registry ---------------------------------------------------------------------------
+    def sensor_infos(self) -> list[SensorInfo]:
+        infos = []
+        for d in self.devices:
+            for info in d.sensors():
+                info.node_id = self.node_id
+                infos.append(info)
+        return infos
+
+    def _register_all(self, c: redis.Redis) -> None:
+        infos = self.sensor_infos()
+        register_sensors(c, self.keys, infos)
+        pipe = c.pipeline(transaction=False)
+        for d in self.devices:
+            pipe.hset(self.keys.device(d.device_id), mapping=self._device_status(d).to_mapping())
+            pipe.sadd(self.keys.devices, d.device_id)
+        pipe.execute()
+
+    def _device_status(self, d: Device) -> DeviceStatus:
+        transport = d.uri.scheme if d.uri.scheme != "sim" else "simulated"
+        health = d.health.to_dict()
+        health["rates"] = {s.sensor_id: round(self.rates.rates.get(s.sensor_id, 0.0), 3) for s in d.sensors()}
+        health["nominal"] = {s.sensor_id: s.nominal_rate for s in d.sensors()}
+        return DeviceStatus(
+            device_id=d.device_id,
+            name=d.name,
+            transport=transport,
+            uri=str(d.uri),
+            node_id=self.node_id,
+            state=d.health.state.value,
+            message=d.health.message,
+            health=health,
+            sensor_ids=[s.sensor_id for s in d.sensors()],
+        )
+
+    # -- data path --------------------------------------------------------------------------
+    def sink(self, batch: SampleBatch) -> None:
+        """Entry point for every device delivery (called in the event loop)."""
+        try:
+            self.batcher.add(batch, host_time())
+        except Exception:  # a bad batch must never take acquisition down
+            self.counters["sink_errors"] += 1
+            log.exception("node: dropping malformed batch from %s", batch.sensor_id)
+
+    async def _batch_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = host_time()
+            self.batcher.tick(now)
+            delay = min(self.batcher.next_deadline(now), 0.05)
+            try:
+                await asyncio.wait_for(stop.wait(), max(delay, 0.002))
+            except TimeoutError:
+                pass
+
+    async def _run_device(self, d: Device, stop: asyncio.Event) -> None:
+        try:
+            await d.run(self.sink, stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            d.set_state(DeviceState.ERROR, f"{type(exc).__name__}: {exc}")
+            log.exception("node: device %s failed", d.device_id)
+
+    # -- periodic status ----------------------------------------------------------------------
+    async def _status_loop(self, stop: asyncio.Event) -> None:
+        proc = psutil.Process()
+        proc.cpu_percent(None)
+        psutil.cpu_percent(None)
+        while not stop.is_set():
+            now = time.time()
+            counts: dict[str, int] = {}
+            for d in self.devices:
+                counts.update(d.health.samples)
+            self.rates.update(counts, now)
+            self.load.add_cpu_sample(psutil.cpu_percent(None) / 100.0)
+            try:
+                await self._write_status(now, proc.cpu_percent(None))
+            except (redis.RedisError, OSError) as exc:
+                log.debug("node: status write failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), STATUS_INTERVAL_S)
+
+    async def _write_status(self, now: float, cpu_percent: float) -> None:
+        c = self.redis
+        if c is None:
+            return
+        pipe = c.pipeline(transaction=False)
+        for d in self.devices:
+            pipe.hset(self.keys.device(d.device_id), mapping=self._device_status(d).to_mapping())
+            pipe.sadd(self.keys.devices, d.device_id)
+        telemetry = {
+            "node": self.node_id,
+            "pid": os.getpid(),
+            "time": now,
+            "cpu_percent": cpu_percent,
+            "rates": self.rates.rates,
+            "queue_depth": self.publisher.queue_depth,
+            "spilled": self.publisher.spilled,
+            "connected": self.publisher.connected,
+            "latency_ms": self.publisher.latency_percentiles(),
+            "publisher": dict(self.publisher.stats),
+            "batch_flushes": self.batcher.flushes,
+            "counters": self.counters,
+            "device_errors": self.device_errors,
+            **self.state,
+        }
+        pipe.set(self.keys.telemetry(self.node_id), json.dumps(telemetry, default=str), ex=30)
+        pipe.hset(
+            self.keys.node_info(self.node_id),
+            mapping={"pid": os.getpid(), "host": socket.gethostname(), "priority": self.config.priority,
+                     "started": repr(self.started), "devices": json.dumps([str(d.uri) for d in self.devices])},
+        )  # fmt: skip
+        pipe.sadd(self.keys.nodes, self.node_id)
+        await pipe.execute()
+
+    async def _backpressure_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.update_backpressure()
+            except (redis.RedisError, OSError) as exc:
+                log.debug("node: backpressure update failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), BACKPRESSURE_INTERVAL_S)
+
+    async def read_attention(self) -> dict[str, Attention]:
+        """Highest unexpired attention any viewer published for each of our sensors."""
+        c = self.redis
+        infos = self.sensor_infos()
+        if c is None or not infos:
+            return {}
+        pipe = c.pipeline(transaction=False)
+        for info in infos:
+            pipe.hgetall(self.keys.attention(info.sensor_id))
+        now = time.time()
+        out: dict[str, Attention] = {}
+        for info, entries in zip(infos, await pipe.execute(), strict=True):
+            level = self.config.attention_default
+            for raw in entries.values():
+                try:
+                    name, _, expires = raw.decode().partition("|")
+                    if float(expires or "inf") >= now:
+                        level = max(level, Attention.parse(name))
+                except ValueError:
+                    continue
+            out[info.sensor_id] = max(level, self.forced_attention.get(info.sensor_id, Attention.NONE))
+        return out
+
+    async def update_backpressure(self) -> None:
+        """Recompute load and attention; re-send configs that changed (8-field hash)."""
+        queue_fill = min(1.0, self.publisher.queue_depth / 1000.0)
+        pending = sum(self.batcher.pending_messages(s.sensor_id) for s in self.sensor_infos())
+        level, mem_protect, pressure = self.load.assess(queue_fill, min(1.0, pending / 1000.0), memory_fraction())
+        self.state["system_load"] = level.value
+        self.state["pressure"] = round(pressure, 3)
+        self.state["memory_protection"] = mem_protect
+        self.attention = await self.read_attention()
+        now_ms = int(time.time() * 1000)
+        c = self.redis
+        changed: list[tuple[str, BackpressureConfig]] = []
+        for sid, att in self.attention.items():
+            cfg = compute_config(att, level, mem_protect, now_ms)
+            if not cfg.same_policy(self.bp_published.get(sid)):
+                self.batcher.set_config(sid, cfg, host_time())
+                changed.append((sid, cfg))
+        if c is not None and changed:
+            pipe = c.pipeline(transaction=False)
+            for sid, cfg in changed:
+                pipe.hset(self.keys.backpressure(sid), mapping={k: json.dumps(v) for k, v in cfg.to_dict().items()})
+            await pipe.execute()
+            for sid, cfg in changed:
+                self.bp_published[sid] = cfg
+
+    async def _watch_parent(self, stop: asyncio.Event) -> None:
+        pid = self.config.parent_pid
+        if not pid:
+            return
+        while not stop.is_set():
+            if not psutil.pid_exists(pid) or os.getppid() != pid:
+                log.warning("node %s: parent process %d is gone; shutting down", self.node_id, pid)
+                stop.set()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        infos = self.sensor_infos()
+        await asyncio.to_thread(self.publisher.add_sensors, infos)
+        self.publisher.start()
+        self.redis = async_client(self.config.redis_url)
+        log.info("node %s: %d devices, %d sensors", self.node_id, len(self.devices), len(infos))
+        tasks = [asyncio.create_task(self._run_device(d, stop), name=f"device:{d.device_id}") for d in self.devices]
+        tasks += [
+            asyncio.create_task(self._batch_loop(stop), name="batcher"),
+            asyncio.create_task(self._status_loop(stop), name="status"),
+            asyncio.create_task(self._backpressure_loop(stop), name="backpressure"),
+            asyncio.create_task(self._watch_parent(stop), name="parent"),
+        ]
+        for factory in self.COMPONENTS:
+            component = factory(self)
+            tasks.append(asyncio.create_task(component(stop), name=getattr(component, "__name__", "component")))
+        try:
+            await stop.wait()
+        finally:
+            await asyncio.wait(tasks, timeout=5.0)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.batcher.flush_all()
+            await asyncio.to_thread(self.publisher.stop, 10.0)
+            try:
+                await self._write_status(time.time(), 0.0)
+            except (redis.RedisError, OSError):
+                pass
+            await self.redis.aclose()
+            log.info("node %s stopped: %s", self.node_id, dict(self.publisher.stats))
+
+
+def run_node(config: NodeConfig, duration: float | None = None) -> int:
+    """Run a node until SIGINT/SIGTERM (or ``duration`` seconds); returns an exit code."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        if duration is not None:
+            loop.call_later(duration, stop.set)
+        await Node(config).run(stop)
+
+    asyncio.run(main())
+    return 0

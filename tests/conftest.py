@@ -1,0 +1,231 @@
+"""Shared fixtures: a real redis-server per test session, isolated data dirs, offscreen Qt."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+_SESSION_DATA = Path(tempfile.mkdtemp(prefix="sensorium-test-data-"))
+os.environ["SENSORIUM_DATA_DIR"] = str(_SESSION_DATA)
+os.environ.pop("SENSORIUM_REDIS_URL", None)
+
+import redis  # noqa: E402
+
+from sensorium_desktop.bus.embedded import find_redis_server  # noqa: E402
+from sensorium_desktop.bus.keys import Keys  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RedisServer:
+    """A real redis-server process the test controls (can be killed and restarted)."""
+
+    directory: Path
+    port: int
+    password: str
+    binary: Path
+    proc: subprocess.Popen | None = None
+    appendfsync: str = "everysec"
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--requirepass", self.password, "--dir", str(self.directory),
+            "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
+            "--logfile", str(self.directory / "redis.log"),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.client().ping():
+                    return
+            except (redis.RedisError, OSError):
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server on {self.port} did not start")
+
+    def client(self, **kw: object) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5, **kw)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.client().shutdown(nosave=False)
+            except (redis.RedisError, OSError):
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+def make_server(directory: Path) -> RedisServer:
+    binary, _ = find_redis_server()
+    return RedisServer(directory, free_port(), uuid.uuid4().hex, binary)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the whole session (tests isolate by key prefix)."""
+    server = make_server(Path(tempfile.mkdtemp(prefix="sensorium-redis-")))
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def keys() -> Keys:
+    """A fresh key prefix per test."""
+    return Keys(f"t{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def rclient(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    c = redis_server.client()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test alone (for kill/restart tests)."""
+    server = make_server(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private SENSORIUM_DATA_DIR for this test."""
+    d = tmp_path / "data"
+    d.mkdir()
+    monkeypatch.setenv("SENSORIUM_DATA_DIR", str(d))
+    return d
+
+
+def sensorium(*args: str) -> list[str]:
+    """argv running the CLI with this interpreter."""
+    return [sys.executable, "-m", "sensorium_desktop", *args]
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+    """Poll ``predicate`` until truthy; fail the test with ``message`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {message}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_SESSION_DATA, ignore_errors=True)
+
+
+class NodeThread:
+    """A real :class:`Node` running its own asyncio loop in a background thread."""
+
+    def __init__(self, url: str, keys: Keys, devices: list[str], node_id: str = "test-node", **kw: object) -> None:
+        import asyncio
+        import threading
+
+        from sensorium_desktop.core.backpressure import Attention
+        from sensorium_desktop.worker.node import Node, NodeConfig
+
+        kw.setdefault("attention_default", Attention.HIGH)
+        kw.setdefault("spill_dir", Path(tempfile.mkdtemp(prefix="spill-")))
+        kw.setdefault("sync_worker", False)
+        self.node = Node(NodeConfig(url, keys, node_id, devices, **kw))  # type: ignore[arg-type]
+        self.loop = asyncio.new_event_loop()
+        self.stop_event: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        import asyncio
+
+        asyncio.set_event_loop(self.loop)
+
+        async def run() -> None:
+            self.stop_event = asyncio.Event()
+            self._ready.set()
+            await self.node.run(self.stop_event)
+
+        self.loop.run_until_complete(run())
+
+    def start(self) -> NodeThread:
+        self.thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self.stop_event is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(30)
+
+
+@pytest.fixture
+def sim_node(redis_server: RedisServer, keys: Keys) -> Iterator[NodeThread]:
+    """A node streaming sim:chest, sim:eyes and sim:pose into the session Redis."""
+    node = NodeThread(redis_server.url, keys, ["sim:chest", "sim:eyes", "sim:pose"]).start()
+    yield node
+    node.stop()
+
+
+class AsyncRunner:
+    """One asyncio loop for a test thread (the views' models are asyncio; Qt runs here too)."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.loop = asyncio.new_event_loop()
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        self.loop.close()
+
+
+@pytest.fixture
+def arun() -> Iterator[AsyncRunner]:
+    r = AsyncRunner()
+    yield r
+    r.close()

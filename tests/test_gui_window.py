@@ -1,0 +1,103 @@
+"""The window (offscreen): device tree fills from Redis, selecting a sensor plots it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import AsyncRunner, NodeThread, RedisServer, sensorium
+
+from sensorium_desktop.bus.connection import async_client
+from sensorium_desktop.bus.keys import Keys
+from sensorium_desktop.core.backpressure import Attention
+from sensorium_desktop.viewmodel.app import AppModel
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def window(qtbot, redis_server: RedisServer, keys: Keys):
+    from sensorium_desktop.ui.main_window import MainWindow
+
+    model = AppModel(redis_server.url, keys, "gui-test")
+    win = MainWindow(model)
+    qtbot.addWidget(win)
+    win.show()
+    return win
+
+
+def _refresh(arun: AsyncRunner, model: AppModel) -> None:
+    async def go() -> None:
+        c = async_client(model.redis_url)
+        try:
+            await model.refresh(c)
+            await model.live.read_once(c, block_ms=50)
+        finally:
+            await c.aclose()
+
+    arun.run(go())
+
+
+def test_window_opens_with_honest_empty_state(window, arun: AsyncRunner, qtbot) -> None:
+    _refresh(arun, window.model)
+    assert "No devices yet" in window.devices_panel.message.text()
+    assert window.plots.empty.isVisible()
+    assert "Redis:" in window.status_redis.text()
+
+
+def test_device_tree_fills_and_selection_plots(window, sim_node: NodeThread, arun: AsyncRunner, qtbot) -> None:
+    panel = window.devices_panel
+
+    def tree_filled() -> bool:
+        _refresh(arun, window.model)
+        return panel.sensor_item("sim-chest-ecg") is not None and len(panel._sensors) == 8
+
+    qtbot.waitUntil(tree_filled, timeout=15000)
+    sim_group = panel._groups["simulated"]
+    assert sim_group.childCount() == 3
+    names = sorted(sim_group.child(i).text(0) for i in range(3))
+    assert names[0].startswith("Simulated chest strap")
+    panel.sensor_item("sim-chest-ecg").setSelected(True)
+    assert window.plots.sensor_ids() == ["sim-chest-ecg"]
+    entry = window.plots.entries["sim-chest-ecg"]
+
+    def plotted() -> bool:
+        _refresh(arun, window.model)
+        window.plots.redraw()
+        x, _y = entry.curves[0].getData()
+        return x is not None and window.model.live.subs["sim-chest-ecg"].ring.size > 1100  # > 2 s: >= 2 beats
+
+    qtbot.waitUntil(plotted, timeout=15000)
+    _x, y = entry.curves[0].getData()
+    assert y.max() > 0.8  # R peaks are there
+    assert window.model.attention.levels()["sim-chest-ecg"] is Attention.HIGH
+    assert window.model.attention.levels()["sim-eyes-eye_gaze"] is Attention.LOW
+    # rates show up once the node has reported twice
+    qtbot.waitUntil(lambda: (_refresh(arun, window.model), "512" in panel.sensor_item("sim-chest-ecg").text(1))[1],
+                    timeout=15000)  # fmt: skip
+
+
+def test_multi_selection_stacks_plots(window, sim_node: NodeThread, arun: AsyncRunner, qtbot) -> None:
+    panel = window.devices_panel
+    qtbot.waitUntil(lambda: (_refresh(arun, window.model), panel.sensor_item("sim-pose-skeleton") is not None)[1],
+                    timeout=15000)  # fmt: skip
+    for sid in ("sim-eyes-eye_gaze", "sim-pose-skeleton"):
+        panel.sensor_item(sid).setSelected(True)
+    assert window.plots.sensor_ids() == ["sim-eyes-eye_gaze", "sim-pose-skeleton"]
+    assert len(window.plots.entries["sim-eyes-eye_gaze"].curves) == 3
+    assert len(window.plots.entries["sim-pose-skeleton"].curves) == 32  # capped per plot
+
+
+def test_demo_command_runs_and_saves_a_screenshot(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:
+    """The real app path: CLI → embedded-or-given Redis → node child → qasync window."""
+    shot = tmp_path / "shot.png"
+    env = dict(os.environ, SENSORIUM_DATA_DIR=str(tmp_path / "data"), QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run(
+        sensorium("demo", "--quit-after", "6", "--screenshot", str(shot), "--prefix", keys.prefix),
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert shot.stat().st_size > 20_000
+    assert "embedded redis" in out.stderr and "stopped" in out.stderr

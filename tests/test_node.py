@@ -1,0 +1,112 @@
+"""The node process: simulated lab → batching → Redis streams, read back bit-exact."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+from conftest import RedisServer, sensorium
+
+from sensorium_desktop.bus.keys import Keys
+from sensorium_desktop.bus.registry import list_devices, list_sensors
+from sensorium_desktop.bus.streams import read_all
+from sensorium_desktop.core.backpressure import Attention
+from sensorium_desktop.core.samples import SampleBatch
+from sensorium_desktop.worker.node import Node, NodeConfig
+
+
+def _run_node(cfg: NodeConfig, seconds: float) -> tuple[Node, list[SampleBatch]]:
+    published: list[SampleBatch] = []
+
+    async def main() -> Node:
+        node = Node(cfg)
+        original = node.publisher.publish
+
+        def spy(batch: SampleBatch):
+            published.append(batch)
+            return original(batch)
+
+        node.batcher.emit = spy
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(seconds, stop.set)
+        await node.run(stop)
+        return node
+
+    return asyncio.run(main()), published
+
+
+def test_node_to_redis_round_trip_is_bit_exact(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:
+    cfg = NodeConfig(redis_server.url, keys, "n1", ["sim:lab"], spill_dir=tmp_path, attention_default=Attention.HIGH)
+    node, published = _run_node(cfg, 3.0)
+    c = redis_server.client()
+    sensors = {s.sensor_id: s for s in list_sensors(c, keys)}
+    assert len(sensors) == 11 and all(s.node_id == "n1" for s in sensors.values())
+    assert {d.device_id for d in list_devices(c, keys)} == {
+        f"sim-{k}" for k in ("chest", "belt", "wrist", "eyes", "pose", "room")
+    }
+    by_sensor: dict[str, list[SampleBatch]] = {}
+    for b in published:
+        by_sensor.setdefault(b.sensor_id, []).append(b)
+    assert {"sim-chest-ecg", "sim-eyes-eye_gaze", "sim-pose-skeleton", "sim-room-temperature"} <= set(by_sensor)
+    for sid, sent in by_sensor.items():
+        entries = read_all(c, keys, sid)
+        assert [e.batch.seq for e in entries] == list(range(len(sent))), sid
+        got = SampleBatch.concat([e.batch for e in entries])
+        want = SampleBatch.concat(sent)
+        assert got.values.tobytes() == want.values.tobytes(), sid
+        assert got.t_arrival.tobytes() == want.t_arrival.tobytes(), sid
+        assert (got.t_local is None) == (want.t_local is None)
+        if want.t_local is not None:
+            assert got.t_local.tobytes() == want.t_local.tobytes(), sid
+        idx = [e.batch.first_index for e in entries]
+        assert idx == list(np.cumsum([0] + [len(e.batch) for e in entries[:-1]])), sid
+    ecg = SampleBatch.concat(by_sensor["sim-chest-ecg"])
+    assert 1200 < len(ecg) < 1700  # ~3 s at 512 Hz
+    assert node.publisher.stats["published_batches"] == len(published)
+
+
+def test_backpressure_configs_follow_attention(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:
+    c = redis_server.client()
+    c.hset(keys.attention("sim-room-temperature"), "viewer1", "high|9999999999")
+    cfg = NodeConfig(redis_server.url, keys, "n2", ["sim:room", "sim:belt"], spill_dir=tmp_path)
+    _node, published = _run_node(cfg, 2.5)
+    room = {k.decode(): json.loads(v) for k, v in c.hgetall(keys.backpressure("sim-room-temperature")).items()}
+    belt = {k.decode(): json.loads(v) for k, v in c.hgetall(keys.backpressure("sim-belt-respiration")).items()}
+    assert room["attention_level"] == "high" and room["recommended_batch_size"] == 1
+    assert belt["attention_level"] == "none" and belt["recommended_batch_window"] == 5000
+    assert len(room) == 8
+    # nothing is lost at shutdown even with a 5 s window: the batcher flushes everything
+    assert sum(len(b) for b in published if b.sensor_id == "sim-belt-respiration") > 25
+
+
+def test_node_cli_subprocess(redis_server: RedisServer, keys: Keys, data_dir: Path) -> None:
+    env = dict(os.environ, SENSORIUM_REDIS_URL=redis_server.url, SENSORIUM_DATA_DIR=str(data_dir))
+    out = subprocess.run(
+        sensorium("node", "--prefix", keys.prefix, "--node-id", "cli-node", "--device", "sim:room",
+                  "--device", "sim:eyes", "--duration", "2.5", "--no-sync-worker"),
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    c = redis_server.client()
+    assert c.xlen(keys.stream("sim-eyes-eye_gaze")) > 0
+    status = subprocess.run(
+        sensorium("status", "--prefix", keys.prefix, "--json"), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert "cli-node" in data["nodes"]
+    assert {s["sensor_id"] for s in data["sensors"]} >= {"sim-eyes-eye_gaze", "sim-room-temperature"}
+    text = subprocess.run(sensorium("status", "--prefix", keys.prefix), env=env, capture_output=True, text=True)
+    assert "sim-eyes-eye_gaze" in text.stdout and "cli-node" in text.stdout
+
+
+def test_bad_device_uri_is_reported_not_fatal(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:
+    cfg = NodeConfig(redis_server.url, keys, "n3", ["sim:room", "sim:toaster", "nonsense"], spill_dir=tmp_path)
+    node, _published = _run_node(cfg, 1.5)
+    assert [u for u, _ in node.device_errors] == ["sim:toaster", "nonsense"]
+    tele = json.loads(redis_server.client().get(keys.telemetry("n3")))
+    assert len(tele["device_errors"]) == 2
