@@ -15,6 +15,7 @@ import redis.asyncio
 
 from ..bus.keys import Keys
 from ..bus.streams import GapTracker, decode_entry, read_tail_async
+from ..core.clock import ClockModel
 from ..core.codec import CodecError
 from ..core.ring import RingBuffer
 from ..core.samples import SampleBatch, SensorInfo
@@ -22,12 +23,31 @@ from .base import Event
 
 log = logging.getLogger(__name__)
 
-#: Maps a batch to display times (s, global clock). Default: arrival times.
+#: Maps a batch to display times (s, global clock).
 TimeMap = Callable[[SampleBatch], np.ndarray]
 
 
-def arrival_times(batch: SampleBatch) -> np.ndarray:
-    return batch.t_arrival
+class ClockTimeMap:
+    """Display times from a causal clock model per sensor (device clock → host time), so
+    samples delivered in one packet are spread at their true spacing; clockless sensors
+    keep their arrival times minus the known transport latency."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, ClockModel] = {}
+        self.latency: dict[str, float] = {}
+
+    def register(self, info: SensorInfo) -> None:
+        self.latency[info.sensor_id] = info.fixed_latency
+
+    def __call__(self, batch: SampleBatch) -> np.ndarray:
+        fixed = self.latency.get(batch.sensor_id, 0.0)
+        if batch.t_local is None:
+            return batch.t_arrival - fixed
+        m = self.models.get(batch.sensor_id)
+        if m is None:
+            m = self.models[batch.sensor_id] = ClockModel(fixed_latency=fixed)
+        m.update(batch.t_local, batch.t_arrival)
+        return m.to_global(batch.t_local)
 
 
 @dataclass(slots=True)
@@ -45,10 +65,11 @@ class LiveStore:
     ``updated`` fires with the set of sensor ids that received data in a read.
     """
 
-    def __init__(self, keys: Keys, history_s: float = 60.0, time_map: TimeMap = arrival_times) -> None:
+    def __init__(self, keys: Keys, history_s: float = 60.0, time_map: TimeMap | None = None) -> None:
         self.keys = keys
         self.history_s = history_s
-        self.time_map = time_map
+        self.clocks = ClockTimeMap()
+        self.time_map: TimeMap = time_map or self.clocks
         self.subs: dict[str, Subscription] = {}
         self.gaps = GapTracker()
         self.errors: dict[str, int] = {}
@@ -69,6 +90,7 @@ class LiveStore:
                 ring = RingBuffer(self.capacity_for(info), info.channel_count, np.float32)
             sub = Subscription(info, ring, last_id="")
             self.subs[info.sensor_id] = sub
+            self.clocks.register(info)
             self._wake.set()
         return sub
 
