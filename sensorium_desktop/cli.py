@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     for c in COMMANDS.values():
         p = sub.add_parser(c.name, help=c.help, description=c.help)
         c.configure(p)
+        p.add_argument("--log-level", default=argparse.SUPPRESS, help="DEBUG, INFO, WARNING, ERROR")
     return parser
 
 
@@ -162,6 +163,9 @@ def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-sync-worker", action="store_true", help="do not start the sync worker process")
+    p.add_argument("--checkpoint-interval", type=float, default=10.0, help="seconds between checkpoints (leader)")
+    p.add_argument("--attention", default="none", choices=["none", "low", "medium", "high"],
+                   help="attention assumed when no viewer says otherwise (backpressure)")  # fmt: skip
 
 
 @command("node", "run a headless node: acquisition, sync worker, election, recorder")
@@ -169,6 +173,7 @@ def _node_args(p: argparse.ArgumentParser) -> None:
 def cmd_node(args: argparse.Namespace) -> int:
     from .bus.connection import open_endpoint
     from .bus.embedded import RedisUnavailableError
+    from .core.backpressure import Attention
     from .worker.node import NodeConfig, default_node_id, run_node
 
     try:
@@ -188,6 +193,8 @@ def cmd_node(args: argparse.Namespace) -> int:
         heartbeat_ttl=args.heartbeat_ttl,
         parent_pid=args.parent_pid,
         sync_worker=not args.no_sync_worker,
+        checkpoint_interval=args.checkpoint_interval,
+        attention_default=Attention.parse(args.attention),
     )
     log.info("node %s using %s", cfg.node_id, endpoint.description)
     try:
@@ -279,6 +286,107 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))
     finally:
         endpoint.close()
+    return 0
+
+
+# -----------------------------------------------------------------------------------------
+# Seed API: ingest, sync, experiment
+# -----------------------------------------------------------------------------------------
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    _redis_args(p)
+    p.add_argument("--node-id", default=None, help="this engine's node id (default: host name + '-engine')")
+    p.add_argument("--json", action="store_true")
+
+
+def _engine(args: argparse.Namespace):
+    from .bus.engine import SyncEngine
+
+    return SyncEngine(args.redis_url, node_id=args.node_id, prefix=args.prefix)
+
+
+def _ingest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sensor_id")
+    p.add_argument("sensor_type")
+    p.add_argument("t_local", type=float, help="event time on the sensor's clock (s)")
+    p.add_argument("--sigma", type=float, default=0.001, help="timing noise (s)")
+    p.add_argument("--t-arrival", type=float, default=None, help="host arrival time (s); default now")
+    _engine_args(p)
+
+
+@command("ingest", "record one observation of an event (seed API): SENSOR TYPE T_LOCAL [--sigma S]")
+@arguments(_ingest_args)
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from .bus.embedded import RedisUnavailableError
+
+    try:
+        engine = _engine(args)
+    except RedisUnavailableError as exc:
+        log.error("%s", exc)
+        return 2
+    try:
+        eid = engine.ingest(args.sensor_id, args.sensor_type, args.t_local, args.sigma, args.t_arrival)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        engine.close()
+    print(json.dumps({"id": eid}) if args.json else f"ingested {args.sensor_id} ({args.sensor_type}) as {eid}")
+    return 0
+
+
+def _print_groups(groups: list[dict], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(groups, indent=2))
+        return
+    if not groups:
+        print("no new observations")
+    for g in groups:
+        print(f"Global time: {g['t_global']:.6f}s  (term {g['term']})")
+        for m in g["members"]:
+            print(f"  {m['sensor_id']}: P={m['probability']:.4f}")
+
+
+@command("sync", "group the observations ingested since the last sync and print them (seed API)")
+@arguments(_engine_args)
+def cmd_sync(args: argparse.Namespace) -> int:
+    from .bus.embedded import RedisUnavailableError
+
+    try:
+        engine = _engine(args)
+    except RedisUnavailableError as exc:
+        log.error("%s", exc)
+        return 2
+    try:
+        _print_groups(engine.step(), args.json)
+    finally:
+        engine.close()
+    return 0
+
+
+def _experiment_args(p: argparse.ArgumentParser) -> None:
+    _redis_args(p)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--json", action="store_true")
+
+
+@command("experiment", "deterministic single time slice with membership probabilities (seed experiment)")
+@arguments(_experiment_args)
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .bus.embedded import RedisUnavailableError
+    from .bus.experiment import run_experiment
+
+    try:
+        result = run_experiment(args.seed, args.redis_url)
+    except RedisUnavailableError as exc:
+        log.error("%s", exc)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"seed {result['seed']}: event at {result['event_time']:.6f}s, distractor 300 ms later")
+        _print_groups(result["groups"], False)
     return 0
 
 

@@ -52,7 +52,7 @@ def test_device_tree_fills_and_selection_plots(window, sim_node: NodeThread, aru
 
     def tree_filled() -> bool:
         _refresh(arun, window.model)
-        return panel.sensor_item("sim-chest-ecg") is not None and len(panel._sensors) == 8
+        return panel.sensor_item("sim-chest-ecg") is not None and len(panel._sensors) == 10
 
     qtbot.waitUntil(tree_filled, timeout=15000)
     sim_group = panel._groups["simulated"]

@@ -44,7 +44,7 @@ def test_node_to_redis_round_trip_is_bit_exact(redis_server: RedisServer, keys: 
     node, published = _run_node(cfg, 3.0)
     c = redis_server.client()
     sensors = {s.sensor_id: s for s in list_sensors(c, keys)}
-    assert len(sensors) == 11 and all(s.node_id == "n1" for s in sensors.values())
+    assert len(sensors) == 13 and all(s.node_id == "n1" for s in sensors.values())
     assert {d.device_id for d in list_devices(c, keys)} == {
         f"sim-{k}" for k in ("chest", "belt", "wrist", "eyes", "pose", "room")
     }

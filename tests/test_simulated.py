@@ -23,8 +23,8 @@ def test_lab_has_the_required_sensors_and_rates() -> None:
     devices = [SimulatedDevice(u) for u in expand_uri(DeviceURI.parse("sim:lab"))]
     assert [d.key for d in devices] == list(LAB_DEVICES)
     sensors = {s.attribute: s for d in devices for s in d.sensors()}
-    expected = {"ecg": 512, "respiration": 25, "hr": 0, "hrv": 0, "imu": 100, "eye_gaze": 200,
-                "eye_blink": 0, "eye_aperture": 50, "eye_worn": 1, "skeleton": 30, "temperature": 1}  # fmt: skip
+    expected = {"ecg": 512, "respiration": 25, "hr": 0, "hrv": 0, "imu": 100, "eye_gaze": 200, "eye_blink": 0,
+                "eye_aperture": 50, "eye_worn": 1, "skeleton": 30, "temperature": 1, "trigger": 0}  # fmt: skip
     assert {a: s.nominal_rate for a, s in sensors.items()} == expected
     assert sensors["skeleton"].channel_count == 99
     assert sensors["imu"].channel_names[:3] == ("acc_x", "acc_y", "acc_z")
@@ -82,7 +82,7 @@ def test_payloads_of_every_lab_sensor_validate() -> None:
             payload = {name: float(v) for name, v in zip(info.channel_names, row, strict=True)}
         validate_payload(b.attribute, payload)
         seen.add(b.attribute)
-    assert len(seen) == 11
+    assert len(seen) == 12
 
 
 @pytest.mark.parametrize("drift_ppm", [35.0, -60.0])

@@ -37,10 +37,30 @@ def read_status(c: redis.Redis, keys: Keys) -> dict[str, Any]:
                 entry["telemetry"] = json.loads(tele)
             except ValueError:
                 pass
+        worker = c.get(keys.telemetry(nid) + ":worker")
+        if worker:
+            try:
+                w = json.loads(worker)
+                entry["worker"] = {k: w.get(k) for k in ("pid", "lag_s", "batches", "duplicates", "missing",
+                                                        "groups_written", "stale_rejections", "is_leader")}  # fmt: skip
+            except ValueError:
+                pass
+        offset = c.hgetall(keys.host_offset(nid))
+        if offset:
+            entry["host_offset"] = _decode(offset)
         nodes[nid] = entry
     leader = _decode(c.hgetall(keys.leader))
     term = c.get(keys.term)
     committed = c.get(keys.checkpoint_committed)
+    proposed = c.get(keys.checkpoint_proposed)
+    proposal = None
+    if proposed:
+        try:
+            p = json.loads(proposed)
+            acks = sorted(x.decode() for x in c.smembers(keys.checkpoint_acks(p["id"])))
+            proposal = {"id": p["id"], "term": p["term"], "acks": acks}
+        except (ValueError, KeyError):
+            proposal = None
     sensors = []
     rates: dict[str, float] = {}
     for n in nodes.values():
@@ -64,7 +84,9 @@ def read_status(c: redis.Redis, keys: Keys) -> dict[str, Any]:
         "nodes": nodes,
         "leader": leader,
         "term": int(term) if term else 0,
-        "checkpoint": json.loads(committed) if committed else None,
+        "checkpoint": _summary(json.loads(committed)) if committed else None,
+        "proposal": proposal,
+        "groups": c.xlen(keys.groups),
         "sensors": sensors,
         "devices": [
             {
@@ -80,6 +102,11 @@ def read_status(c: redis.Redis, keys: Keys) -> dict[str, Any]:
     }
 
 
+def _summary(cp: dict[str, Any]) -> dict[str, Any]:
+    keep = ("id", "seq", "term", "leader", "time", "committed_at", "acks", "live_nodes", "groups_cursor", "digest")
+    return {k: cp.get(k) for k in keep} | {"sensors": len(cp.get("clocks", {}))}
+
+
 def format_status(s: dict[str, Any]) -> str:
     """Human-readable status."""
     lines = []
@@ -87,10 +114,15 @@ def format_status(s: dict[str, Any]) -> str:
     lines.append(f"leader: {leader.get('node', '(none)')}   term: {s.get('term', 0)}")
     cp = s.get("checkpoint")
     if cp:
-        lines.append(f"last committed checkpoint: {cp.get('id')} (term {cp.get('term')}, "
-                     f"acks {len(cp.get('acks', []))}/{cp.get('live_nodes', '?')})")  # fmt: skip
+        age = s["time"] - float(cp.get("committed_at") or s["time"])
+        lines.append(f"last committed checkpoint: {cp.get('id')} by {cp.get('leader')} {age:.1f} s ago, "
+                     f"ACKs {', '.join(cp.get('acks', []))} of {cp.get('live_nodes', '?')} live")  # fmt: skip
     else:
         lines.append("last committed checkpoint: none")
+    pr = s.get("proposal")
+    if pr and (not cp or pr["id"] != cp.get("id")):
+        lines.append(f"pending proposal: {pr['id']} ACKs {', '.join(pr['acks'])}")
+    lines.append(f"groups written: {s.get('groups', 0)}")
     lines.append(f"nodes ({len(s['nodes'])}):")
     for nid, n in s["nodes"].items():
         age = n.get("heartbeat_age_s")
@@ -98,8 +130,11 @@ def format_status(s: dict[str, Any]) -> str:
         tele = n.get("telemetry", {})
         lat = tele.get("latency_ms", {})
         lat_txt = f", arrival→redis p50 {lat['p50']:.1f} / p99 {lat['p99']:.1f} ms" if lat else ""
-        lines.append(f"  {nid:<24} prio {n.get('priority', n['info'].get('priority', '?'))}  {alive}"
-                     f"  queue {tele.get('queue_depth', '?')}{lat_txt}")  # fmt: skip
+        role = "LEADER" if s.get("leader", {}).get("node") == nid else "follower"
+        w = n.get("worker") or {}
+        wtxt = f", worker lag {w['lag_s']:.2f} s" if w.get("lag_s") is not None else ""
+        lines.append(f"  {nid:<24} {role:<8} prio {n.get('priority', n['info'].get('priority', '?'))}  {alive}"
+                     f"  queue {tele.get('queue_depth', '?')}{lat_txt}{wtxt}")  # fmt: skip
     lines.append(f"devices ({len(s['devices'])}):")
     for d in s["devices"]:
         msg = f"  ({d['message']})" if d["message"] else ""

@@ -279,6 +279,11 @@ _TYPES: tuple[AttributeType, ...] = (
 )
 
 ATTRIBUTE_TYPES: dict[str, AttributeType] = {t.name: t for t in _TYPES}
+
+#: Attribute types whose samples are *events* shared between sensors (flashes, TTL pulses,
+#: clapperboards): the sync worker groups them across sensors. Any sensor can opt in with
+#: ``SensorInfo.extra["sync_events"] = True``. ``trigger`` carries ``value`` (unknown category).
+SYNC_EVENT_ATTRIBUTES = frozenset({"trigger"})
 assert len(ATTRIBUTE_TYPES) == 43, len(ATTRIBUTE_TYPES)
 
 #: Marine and AI/inference types documented by Sensocto but not validated there; we accept

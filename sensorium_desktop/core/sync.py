@@ -55,6 +55,21 @@ class SyncCore:
         self.params = params
         self.clock_options = clock_options
         self.models: dict[str, ClockModel] = {}
+        self.aliases: dict[str, str] = {}
+
+    def alias(self, sensor_id: str, clock_source: str) -> None:
+        """Map ``sensor_id`` with the clock model of ``clock_source`` (same device clock,
+        better sampled — e.g. a sparse trigger channel of a 200 Hz eye tracker)."""
+        self.aliases[sensor_id] = clock_source
+
+    def _mapping_model(self, sensor_id: str) -> ClockModel | None:
+        src = self.aliases.get(sensor_id)
+        if src is not None:
+            m = self.models.get(src)
+            if m is not None and m.ready:
+                return m
+        m = self.models.get(sensor_id)
+        return m if m is not None and m.ready else None
 
     def add_sensor(self, sensor_id: str, **options: Any) -> ClockModel:
         """Create (or replace) the clock model of ``sensor_id`` with ``options``."""
@@ -74,14 +89,14 @@ class SyncCore:
 
     def to_global(self, sensor_id: str, t_local: np.ndarray | float) -> np.ndarray:
         """Global times (s); a sensor never observed is taken to be on the global clock."""
-        m = self.models.get(sensor_id)
-        if m is None or not m.ready:
+        m = self._mapping_model(sensor_id)
+        if m is None:
             return np.asarray(t_local, dtype=np.float64)
         return m.to_global(t_local)
 
     def uncertainty(self, sensor_id: str) -> float:
-        m = self.models.get(sensor_id)
-        return m.uncertainty if m is not None and m.ready else 0.0
+        m = self._mapping_model(sensor_id)
+        return m.uncertainty if m is not None else 0.0
 
     def group(
         self,

@@ -9,7 +9,8 @@ figure), all deterministic for a given seed and start time.
 Device URIs: ``sim:chest``, ``sim:belt``, ``sim:wrist``, ``sim:eyes``, ``sim:pose``,
 ``sim:room``, ``sim:eeg?channels=32&rate=512``; ``sim:lab`` is all of the default lab.
 Clock parameters can be overridden per URI: ``drift_ppm``, ``delay_ms``, ``jitter_ms``,
-``spike_prob``, ``packet``, ``origin``, ``seed``, ``participant``.
+``spike_prob``, ``packet``, ``origin``, ``seed``, ``participant``; ``tick_ms`` sets how often
+the simulator delivers (default 10 ms).
 """
 
 from __future__ import annotations
@@ -167,6 +168,31 @@ class Physiology:
         """Breathing signal in [-1, 1] (inhale rising)."""
         ph = 2 * math.pi * (self.br0 * t + self.br_phase) + 0.3 * np.sin(2 * math.pi * 0.01 * t)
         return np.sin(ph) + 0.15 * np.sin(2 * ph + 0.5)
+
+
+FLASH_PERIOD_S = 3.0
+
+
+def lab_flashes(t0: float, t1: float) -> np.ndarray:
+    """Times (s) in [t0, t1) of the lab's sync flashes: one per 3 s, at a deterministic
+    pseudo-random point of the first half of each period (same for every device)."""
+    k = np.arange(math.floor(t0 / FLASH_PERIOD_S) - 1, math.ceil(t1 / FLASH_PERIOD_S) + 1, dtype=np.int64)
+    h = (k.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(1 << 32)
+    t = k * FLASH_PERIOD_S + 0.5 * FLASH_PERIOD_S * (h.astype(np.float64) / 2**32)
+    return t[(t >= t0) & (t < t1)]
+
+
+def flash_observer(
+    frame_rate: float, rng: np.random.Generator
+) -> Callable[[float, float], tuple[np.ndarray, np.ndarray]]:
+    """Events of a camera at ``frame_rate`` seeing the flashes: in the first frame after each."""
+
+    def events(t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        t = lab_flashes(t0, t1)
+        seen = t + rng.uniform(0.0, 1.0 / frame_rate, t.size)
+        return seen, np.ones((t.size, 1))
+
+    return events
 
 
 _PQRST = (  # (offset from R peak s, amplitude mV, width s)
@@ -391,6 +417,7 @@ class SimulatedDevice(Device):
             spike_prob=uri.float_param("spike_prob", c.spike_prob),
         )
         self.seed = uri.int_param("seed", spec.seed + 100 * participant)
+        self.tick = uri.float_param("tick_ms", TICK_S * 1000.0) / 1000.0
         self.physiology = Physiology(participant)
         self.key = key
         self.participant = participant
@@ -504,18 +531,26 @@ class SimulatedDevice(Device):
             def worn(s: SimSensor, t: np.ndarray) -> np.ndarray:
                 return np.ones((t.size, 1))
 
+            flash_sigma = {"timing_sigma": 1.0 / 200.0 / math.sqrt(12.0)}
             return [
                 RegularSensor(self._info("eye_gaze", 200.0), gaze, uri.int_param("packet", 2)),
                 RegularSensor(self._info("eye_aperture", 50.0), aperture, 1),
                 EventSensor(self._info("eye_blink", 0.0), blinks),
                 RegularSensor(self._info("eye_worn", 1.0), worn, 1),
-            ]
+                EventSensor(self._info("trigger", 0.0, channel_names=("flash",), units=("",), extra=flash_sigma),
+                            flash_observer(200.0, np.random.default_rng(self.seed + 5))),
+            ]  # fmt: skip
         if key == "pose":
 
             def pose(s: SimSensor, t: np.ndarray) -> np.ndarray:
                 return waving_figure(t, s.rng, phase=0.7 * self.participant)
 
-            return [RegularSensor(self._info("skeleton", 30.0), pose, 1)]
+            flash_sigma = {"timing_sigma": 1.0 / 30.0 / math.sqrt(12.0)}
+            return [
+                RegularSensor(self._info("skeleton", 30.0), pose, 1),
+                EventSensor(self._info("trigger", 0.0, channel_names=("flash",), units=("",), extra=flash_sigma),
+                            flash_observer(30.0, np.random.default_rng(self.seed + 5))),
+            ]  # fmt: skip
         if key == "room":
 
             def temp(s: SimSensor, t: np.ndarray) -> np.ndarray:
@@ -587,7 +622,7 @@ class SimulatedDevice(Device):
                 for batch in self.step(host_time()):
                     sink(batch)
                 try:
-                    await asyncio.wait_for(stop.wait(), TICK_S)
+                    await asyncio.wait_for(stop.wait(), self.tick)
                 except TimeoutError:
                     pass
         finally:

@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,9 +26,12 @@ import redis.asyncio
 
 from .. import paths
 from ..bus.connection import async_client
+from ..bus.election import Elector
+from ..bus.globalclock import GlobalClockProbe
 from ..bus.keys import Keys
 from ..bus.publisher import StreamPublisher
 from ..bus.registry import DeviceStatus, register_sensors
+from ..core.attributes import SYNC_EVENT_ATTRIBUTES
 from ..core.backpressure import Attention, BackpressureConfig, LoadEstimator, compute_config
 from ..core.batching import Batcher
 from ..core.hostclock import host_time
@@ -63,7 +65,8 @@ class NodeConfig:
     spill_dir: Path | None = None
     attention_default: Attention = Attention.NONE
     sync_worker: bool = True
-    extra: dict[str, object] = field(default_factory=dict)
+    checkpoint_interval: float = 10.0
+    components: bool = True  # election, global clock, checkpoints, sync worker
 
 
 class _RateMeter:
@@ -98,16 +101,20 @@ def memory_fraction() -> float:
 
 
 class Node:
-    """A running node. ``await Node(config).run(stop)``; ``stop`` is an asyncio.Event."""
+    """A running node. ``await Node(config).run(stop)``; ``stop`` is an asyncio.Event.
 
-    #: Extra components (election, sync worker supervisor, recorder) register here; each is
-    #: ``factory(node) -> coroutine function taking the stop event``.
-    COMPONENTS: list[Callable[[Node], Callable[[asyncio.Event], Awaitable[None]]]] = []
+    Besides acquisition it runs the components of :mod:`.components` (election, global
+    clock probes, checkpoints, the sync worker process).
+    """
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.keys = config.keys
         self.node_id = config.node_id
+        self.pid = os.getpid()
+        self.hostname = socket.gethostname()
+        self.elector: Elector | None = None
+        self.clock_probe: GlobalClockProbe | None = None
         self.devices: list[Device] = []
         self.device_errors: list[tuple[str, str]] = []
         for text in config.devices:
@@ -132,7 +139,16 @@ class Node:
         self.redis: redis.asyncio.Redis | None = None
         self.started = time.time()
         self.attention: dict[str, Attention] = {}
-        self.forced_attention: dict[str, Attention] = {}
+        # shared events are grouped in time slices as soon as they are a second old: they must
+        # not wait in a batch window (they are rare, so this costs nothing)
+        self.forced_attention: dict[str, Attention] = {
+            s.sensor_id: Attention.HIGH
+            for s in self.sensor_infos()
+            if s.attribute in SYNC_EVENT_ATTRIBUTES or s.extra.get("sync_events")
+        }
+        for sid, level in self.forced_attention.items():
+            self.batcher.set_config(sid, compute_config(max(level, config.attention_default)), host_time())
+
         self.bp_published: dict[str, BackpressureConfig] = {}
         self.counters: dict[str, int] = {"sink_errors": 0}
         self.state: dict[str, object] = {}
@@ -335,9 +351,11 @@ class Node:
             asyncio.create_task(self._backpressure_loop(stop), name="backpressure"),
             asyncio.create_task(self._watch_parent(stop), name="parent"),
         ]
-        for factory in self.COMPONENTS:
-            component = factory(self)
-            tasks.append(asyncio.create_task(component(stop), name=getattr(component, "__name__", "component")))
+        if self.config.components:
+            from .components import COMPONENTS
+
+            for factory in COMPONENTS:
+                tasks.append(asyncio.create_task(factory(self)(stop), name=factory.__name__))
         try:
             await stop.wait()
         finally:

@@ -1,0 +1,229 @@
+"""End-to-end pipeline: simulated sensors → node → Redis → sync worker, with real processes.
+
+    python -m benchmarks.pipeline [--seconds 20] [--devices 10] [--rate 100000]
+
+Three runs against a private redis-server:
+
+1. **throughput**: ``--devices`` simulated 1-channel devices at ``--rate`` Hz each; sustained
+   samples/s published and processed by the worker, zero-loss check (every batch sequence
+   present in Redis and seen by the worker), CPU of node, worker and redis-server;
+   next to the raw redis-py pipelined XADD rate of the same batches measured in this run;
+2. **32 ch × 512 Hz**: the node's CPU (one core = 100 %) for one EEG-like device;
+3. **latency**: arrival → Redis percentiles at attention ``high`` (simulator tick 1 ms).
+
+Targets: >= 1 M samples/s sustained lossless; 32 ch x 512 Hz at <= 15 % of one core for the
+node; arrival → Redis p99 <= 10 ms at attention high. "Samples" are time points per channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import psutil
+import redis
+
+from sensorium_desktop.bus.embedded import find_redis_server
+from sensorium_desktop.bus.keys import Keys
+from sensorium_desktop.core.codec import encode_batch
+from sensorium_desktop.core.samples import SampleBatch
+
+
+class Server:
+    def __init__(self, directory: Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.password = uuid.uuid4().hex
+        binary, _ = find_redis_server()
+        self.proc = subprocess.Popen(
+            [str(binary), "--port", str(self.port), "--bind", "127.0.0.1", "--requirepass", self.password,
+             "--dir", str(directory), "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.url = f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+        for _ in range(200):
+            try:
+                if redis.Redis.from_url(self.url).ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        try:
+            redis.Redis.from_url(self.url).shutdown(nosave=True)
+        except redis.RedisError:
+            pass
+        self.proc.wait(10)
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        t = psutil.Process(pid).cpu_times()
+        return t.user + t.system
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def run_node(url: str, prefix: str, devices: list[str], seconds: float, data: Path, *extra: str) -> dict:
+    """Run a node subprocess for ``seconds``; returns CPU (s) per process and telemetry."""
+    env = dict(os.environ, SENSORIUM_REDIS_URL=url, SENSORIUM_DATA_DIR=str(data))
+    args = [sys.executable, "-m", "sensorium_desktop", "node", "--prefix", prefix, "--node-id", "bench",
+            "--log-level", "WARNING", *extra]  # fmt: skip
+    for d in devices:
+        args += ["--device", d]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    c = redis.Redis.from_url(url)
+    keys = Keys(prefix)
+    time.sleep(3.0)  # start-up, device warm-up, worker spawn
+    tele0 = json.loads(c.get(keys.telemetry("bench")) or "{}")
+    worker_pid = tele0.get("worker_pid")
+    redis_pid = int(c.info("server")["process_id"])
+    t0 = time.monotonic()
+    cpu0 = {"node": cpu_seconds(proc.pid), "worker": cpu_seconds(worker_pid) if worker_pid else 0.0,
+            "redis": cpu_seconds(redis_pid)}  # fmt: skip
+    pub0 = tele0.get("publisher", {}).get("published_samples", 0)
+    wtele0 = json.loads(c.get(keys.telemetry("bench") + ":worker") or "{}")
+    time.sleep(seconds)
+    elapsed = time.monotonic() - t0
+    cpu1 = {"node": cpu_seconds(proc.pid), "worker": cpu_seconds(worker_pid) if worker_pid else 0.0,
+            "redis": cpu_seconds(redis_pid)}  # fmt: skip
+    tele1 = json.loads(c.get(keys.telemetry("bench")) or "{}")
+    wtele1 = json.loads(c.get(keys.telemetry("bench") + ":worker") or "{}")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    final = json.loads(c.get(keys.telemetry("bench")) or "{}")
+    return {
+        "elapsed": elapsed,
+        "cpu": {k: (cpu1[k] - cpu0[k]) / elapsed * 100 for k in cpu0},
+        "published_rate": (tele1.get("publisher", {}).get("published_samples", 0) - pub0) / elapsed,
+        "worker_rate": (wtele1.get("samples", 0) - wtele0.get("samples", 0)) / elapsed,
+        "telemetry": final,
+        "worker": wtele1,
+        "returncode": proc.returncode,
+        "stderr": err.decode(errors="replace")[-2000:],
+    }
+
+
+def lossless(url: str, prefix: str, worker: dict) -> tuple[bool, int, int]:
+    """(every stream gap-free, batches in Redis, samples in Redis)."""
+    c = redis.Redis.from_url(url)
+    keys = Keys(prefix)
+    ok, batches, samples = True, 0, 0
+    for key in c.scan_iter(match=keys.stream("*")):
+        seqs = []
+        start = "-"
+        while True:
+            chunk = c.xrange(key, start, "+", count=5000)
+            for _, f in chunk:
+                seqs.append(int(f[b"seq"]))
+                samples += int(f[b"n"])
+            if len(chunk) < 5000:
+                break
+            start = "(" + chunk[-1][0].decode()
+        batches += len(seqs)
+        ok &= seqs == list(range(len(seqs)))
+    ok &= worker.get("missing", 0) == 0 and worker.get("decode_errors", 0) == 0
+    return ok, batches, samples
+
+
+def raw_xadd_rate(url: str, batch_samples: int, seconds: float = 3.0) -> tuple[float, float]:
+    """Baseline: pipelined redis-py XADDs of encoded batches (entries/s, samples/s)."""
+    c = redis.Redis.from_url(url)
+    t = np.arange(batch_samples, dtype=np.float64) + 1.8e9
+    data = encode_batch(SampleBatch("b", "x", t, np.zeros((batch_samples, 1), dtype=np.float32), t))
+    n = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        pipe = c.pipeline(transaction=False)
+        for _ in range(100):
+            pipe.xadd("raw-baseline", {"seq": n, "idx": 0, "n": batch_samples, "attr": "x", "data": data},
+                      maxlen=10000, approximate=True)  # fmt: skip
+            n += 1
+        pipe.execute()
+    el = time.monotonic() - t0
+    c.delete("raw-baseline")
+    return n / el, n * batch_samples / el
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--devices", type=int, default=10)
+    ap.add_argument("--rate", type=float, default=100_000.0, help="samples/s per throughput device")
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="sensorium-pipeline-"))
+    server = Server(tmp)
+    lines = []
+    ok_all = True
+    try:
+        # 1. throughput
+        devices = [
+            f"sim:eeg?channels=1&rate={args.rate:g}&participant={k + 1}&packet=1000" for k in range(args.devices)
+        ]
+        r = run_node(server.url, "thr", devices, args.seconds, tmp / "thr")
+        ok, batches, samples = lossless(server.url, "thr", r["worker"])
+        pub = r["telemetry"].get("publisher", {})
+        mean_batch = max(1, samples // max(batches, 1))
+        base_entries, base_samples = raw_xadd_rate(server.url, mean_batch)
+        offered = args.devices * args.rate / 1e6
+        lines += [
+            f"throughput: {args.devices} devices x {args.rate:g} Hz = {offered:.2f} M samples/s offered",
+            f"  node published {r['published_rate'] / 1e6:.2f} M samples/s, "
+            f"worker processed {r['worker_rate'] / 1e6:.2f} M samples/s",
+            f"  lossless: {ok} ({batches} batches / {samples} samples in Redis; worker missing "
+            f"{r['worker'].get('missing')}, publisher duplicates {pub.get('duplicate_batches', 0)}, "
+            f"spilled {pub.get('spilled_batches', 0)})",
+            f"  CPU % of one core: node {r['cpu']['node']:.0f}, worker {r['cpu']['worker']:.0f}, "
+            f"redis-server {r['cpu']['redis']:.0f}",
+            f"  baseline raw pipelined XADD of the same {mean_batch}-sample batches: {base_samples / 1e6:.2f} M "
+            f"samples/s ({base_entries:.0f} entries/s); pipeline/raw = {r['published_rate'] / base_samples:.2f}",
+        ]
+        sustained = min(r["published_rate"], r["worker_rate"])
+        ok_thr = ok and sustained >= 1e6
+        lines.append(f"[{'PASS' if ok_thr else 'FAIL'}] >= 1 M samples/s sustained lossless ({sustained / 1e6:.2f} M)")
+        ok_all &= ok_thr
+        # 2. EEG-like 32 x 512
+        r2 = run_node(
+            server.url, "eeg", ["sim:eeg?channels=32&rate=512"], args.seconds, tmp / "eeg", "--no-sync-worker"
+        )
+        node_cpu = r2["cpu"]["node"]
+        lines.append(
+            f"32 ch x 512 Hz: node CPU {node_cpu:.1f} % of one core ({r2['published_rate']:.0f} samples/s x 32 ch)"
+        )
+        ok_eeg = node_cpu <= 15.0
+        lines.append(f"[{'PASS' if ok_eeg else 'FAIL'}] 32 ch x 512 Hz at <= 15 % of one core for the node")
+        ok_all &= ok_eeg
+        # 3. latency at attention high
+        r3 = run_node(server.url, "lat", ["sim:eeg?channels=32&rate=512&tick_ms=1&packet=8", "sim:chest?tick_ms=1"],
+                      args.seconds, tmp / "lat", "--attention", "high", "--no-sync-worker")  # fmt: skip
+        lat = r3["telemetry"].get("latency_ms", {})
+        lines.append(
+            f"latency arrival → Redis at attention high: p50 {lat.get('p50', float('nan')):.2f} ms, "
+            f"p95 {lat.get('p95', float('nan')):.2f} ms, p99 {lat.get('p99', float('nan')):.2f} ms"
+        )
+        ok_lat = lat.get("p99", 1e9) <= 10.0
+        lines.append(f"[{'PASS' if ok_lat else 'FAIL'}] arrival → Redis p99 <= 10 ms at attention high")
+        ok_all &= ok_lat
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("\n".join(lines))
+    return 0 if ok_all else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,220 @@
+"""Node components beside acquisition: election, global clock, checkpoints, sync worker.
+
+Each component is ``factory(node) -> coroutine function(stop_event)``; :data:`COMPONENTS`
+is the registry the node runs (adding a component = one function + one line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import multiprocessing
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+import redis
+
+from ..bus import checkpoint as cp
+from ..bus.connection import client as make_client
+from ..bus.election import Elector, StaleTermError, fenced_exec
+from ..bus.globalclock import GlobalClockProbe
+from ..bus.registry import list_sensors
+from .sync_worker import WorkerConfig, worker_main
+
+if TYPE_CHECKING:
+    from .node import Node
+
+log = logging.getLogger(__name__)
+
+Component = Callable[["Node"], Callable[[asyncio.Event], Awaitable[None]]]
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+def election(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """Heartbeats and bully election; keeps ``node.elector.state`` current."""
+    info = {"pid": node.pid, "host": node.hostname}
+    node.elector = Elector(node.keys, node.node_id, node.config.priority, node.config.heartbeat_ttl, info)
+
+    async def run(stop: asyncio.Event) -> None:
+        c = make_client(node.config.redis_url, timeout=2.0, retries=0)
+        elector = node.elector
+        term_with_reference = 0
+        try:
+            while not stop.is_set():
+                try:
+                    state = await asyncio.to_thread(elector.tick, c)
+                    node.state["leader"] = state.leader
+                    node.state["term"] = state.term
+                    node.state["is_leader"] = state.is_leader
+                    if state.is_leader and state.term != term_with_reference:
+                        ref = {"reference": "redis-time", "leader": node.node_id, "term": str(state.term),
+                               "since": repr(time.time())}  # fmt: skip
+                        hset = ["HSET", node.keys.global_clock, *[x for kv in ref.items() for x in kv]]
+                        await asyncio.to_thread(fenced_exec, c, node.keys, node.node_id, state.term, [hset])
+                        term_with_reference = state.term
+                except StaleTermError as exc:
+                    log.warning("node %s: %s", node.node_id, exc)
+                except (redis.RedisError, OSError) as exc:
+                    node.state["election_error"] = str(exc)
+                    log.debug("election tick failed: %s", exc)
+                await _sleep(stop, elector.check_interval)
+        finally:
+            with contextlib.suppress(redis.RedisError, OSError):
+                await asyncio.to_thread(elector.resign, c)
+            c.close()
+
+    return run
+
+
+def global_clock(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """Round-trip probes against Redis TIME every 5 s; publishes the host offset."""
+    probe = GlobalClockProbe()
+    node.clock_probe = probe
+
+    async def run(stop: asyncio.Event) -> None:
+        c = make_client(node.config.redis_url, timeout=2.0, retries=0)
+        try:
+            while not stop.is_set():
+                try:
+                    await asyncio.to_thread(probe.probe, c)
+                    est = await asyncio.to_thread(probe.publish, c, node.keys, node.node_id)
+                    if est is not None:
+                        node.state["host_offset"] = {"offset_s": est.offset, "rtt_s": est.rtt,
+                                                     "uncertainty_s": est.uncertainty}  # fmt: skip
+                except (redis.RedisError, OSError) as exc:
+                    log.debug("clock probe failed: %s", exc)
+                await _sleep(stop, 5.0 if probe.samples else 0.2)
+        finally:
+            c.close()
+
+    return run
+
+
+def checkpoints(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """Leader: propose a checkpoint every ``checkpoint_interval`` s and commit it on a
+    majority of live nodes. Followers: validate proposals and acknowledge them."""
+
+    async def run(stop: asyncio.Event) -> None:
+        c = make_client(node.config.redis_url, timeout=2.0, retries=0)
+        seq = 0
+        next_proposal = time.monotonic() + node.config.checkpoint_interval
+        acked: set[str] = set()
+        try:
+            while not stop.is_set():
+                try:
+                    st = node.elector.state if node.elector else None
+                    if st and st.is_leader and time.monotonic() >= next_proposal:
+                        next_proposal = time.monotonic() + node.config.checkpoint_interval
+                        seq = await asyncio.to_thread(_lead_checkpoint, node, c, st.term, seq)
+                    elif st and not st.is_leader and st.leader:
+                        await asyncio.to_thread(_follow_checkpoint, node, c, st.leader, st.term, acked)
+                except StaleTermError as exc:
+                    log.warning("node %s: checkpoint rejected: %s", node.node_id, exc)
+                except (redis.RedisError, OSError) as exc:
+                    log.debug("checkpoint step failed: %s", exc)
+                await _sleep(stop, 0.25)
+        finally:
+            c.close()
+
+    return run
+
+
+def _lead_checkpoint(node: Node, c: redis.Redis, term: int, seq: int) -> int:
+    committed = cp.read_json(c, node.keys.checkpoint_committed)
+    if seq == 0 and committed:
+        seq = int(committed.get("seq", 0))
+        log.info("node %s leads from committed checkpoint %s", node.node_id, committed.get("id"))
+    seq += 1
+    sensors = list_sensors(c, node.keys)
+    pipe = c.pipeline(transaction=False)
+    for s in sensors:
+        pipe.hgetall(node.keys.clock(s.sensor_id))
+    clocks = {}
+    for s, h in zip(sensors, pipe.execute(), strict=True):
+        if h:
+            clocks[s.sensor_id] = {k.decode(): _num(v.decode()) for k, v in h.items()}
+    tele = c.get(node.keys.telemetry(node.node_id) + ":worker")
+    positions = json.loads(tele).get("positions", {}) if tele else {}
+    cursor_raw = c.get(node.keys.groups + ":cursor")
+    sessions = {k.decode(): v.decode() for k, v in c.hgetall(node.keys.sessions).items()}
+    body = cp.make_checkpoint(seq, term, node.node_id, clocks, positions, float(cursor_raw or 0.0), sessions)
+    cp.propose(c, node.keys, node.node_id, term, body)
+    deadline = time.monotonic() + max(1.0, node.config.heartbeat_ttl / 2)
+    live = max(1, len(node.elector.state.live)) if node.elector else 1
+    while True:
+        res = cp.try_commit(c, node.keys, node.node_id, term, body, live)
+        if res.committed:
+            node.state["checkpoint"] = {"id": body["id"], "acks": res.acks, "live": live}
+            node.counters["checkpoints_committed"] = node.counters.get("checkpoints_committed", 0) + 1
+            return seq
+        if time.monotonic() > deadline:
+            node.counters["checkpoints_uncommitted"] = node.counters.get("checkpoints_uncommitted", 0) + 1
+            log.warning("checkpoint %s not committed: %d/%d acks of %d live nodes", body["id"], len(res.acks),
+                        res.needed, live)  # fmt: skip
+            return seq
+        time.sleep(0.05)
+
+
+def _follow_checkpoint(node: Node, c: redis.Redis, leader: str, term: int, acked: set[str]) -> None:
+    proposal = cp.read_json(c, node.keys.checkpoint_proposed)
+    if not proposal or proposal.get("id") in acked:
+        return
+    reason = cp.validate(c, node.keys, proposal, leader, term)
+    acked.add(proposal["id"])
+    if reason:
+        node.counters["checkpoints_refused"] = node.counters.get("checkpoints_refused", 0) + 1
+        log.warning("node %s refuses checkpoint %s: %s", node.node_id, proposal.get("id"), reason)
+        return
+    cp.acknowledge(c, node.keys, proposal["id"], node.node_id)
+
+
+def _num(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def sync_worker(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """Run the sync worker as a spawned process; restart it within 2 s if it dies."""
+
+    async def run(stop: asyncio.Event) -> None:
+        if not node.config.sync_worker:
+            return
+        ctx = multiprocessing.get_context("spawn")
+        cfg = WorkerConfig(node.config.redis_url, node.keys.prefix, node.node_id, parent_pid=node.pid,
+                           log_level=logging.getLevelName(logging.getLogger().level))  # fmt: skip
+        proc = None
+        restarts = 0
+        try:
+            while not stop.is_set():
+                if proc is None or not proc.is_alive():
+                    if proc is not None:
+                        restarts += 1
+                        log.error("sync worker died (exit %s); restart %d", proc.exitcode, restarts)
+                    proc = ctx.Process(target=worker_main, args=(asdict(cfg),), name=f"sync-worker-{node.node_id}",
+                                       daemon=True)  # fmt: skip
+                    proc.start()
+                    node.state["worker_pid"] = proc.pid
+                    node.state["worker_restarts"] = restarts
+                await _sleep(stop, 0.2)
+        finally:
+            if proc is not None and proc.is_alive():
+                proc.terminate()
+                await asyncio.to_thread(proc.join, 5.0)
+                if proc.is_alive():
+                    proc.kill()
+
+    return run
+
+
+#: The components every node runs, in start order.
+COMPONENTS: list[Component] = [election, global_clock, checkpoints, sync_worker]

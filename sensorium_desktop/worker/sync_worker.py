@@ -1,0 +1,395 @@
+"""The sync worker process: sample streams → clock models → groups, written by the leader.
+
+Runs as a ``multiprocessing`` *spawn* child of the node (safe when frozen by PyInstaller:
+the target is a module-level function and its argument a plain dict).
+
+- Reads every sensor stream and the ``observations`` stream through its own consumer group
+  (``sync-<node>``). On (re)start it first replays each stream's retained history up to the
+  group's last delivered entry, so clock models and pending event observations are rebuilt
+  from Redis; pending (delivered, unacknowledged) entries are acknowledged once replayed.
+  Batches are de-duplicated by their sequence number, so duplicate delivery changes
+  nothing; gaps are counted.
+- Keeps one :class:`ClockModel` per sensor (device clock → the acquiring node's host clock)
+  and maps host → global time with the node's published host offset.
+- Event observations (sensors of type ``trigger`` or flagged ``sync_events``, and entries
+  ingested through :class:`SyncEngine`) are grouped in time slices ``[cursor, now - margin)``.
+  Only the leader writes: groups, the slice cursor and the clock states go in one fenced
+  Lua call, so a slice is written exactly once, whoever leads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import redis
+
+from ..bus.connection import client as make_client
+from ..bus.election import StaleTermError, fenced_exec, read_leader
+from ..bus.globalclock import OffsetEstimate, read_offsets
+from ..bus.keys import Keys
+from ..bus.registry import list_sensors
+from ..bus.streams import decode_entry
+from ..core.association import AssociationParams, group_observations
+from ..core.attributes import SYNC_EVENT_ATTRIBUTES
+from ..core.codec import CodecError
+from ..core.hostclock import host_time
+from ..core.samples import SensorInfo
+from ..core.sync import SyncCore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EVENT_SIGMA = 0.005  # s, timing noise of an event observation when the sensor says nothing
+
+
+@dataclass
+class WorkerConfig:
+    redis_url: str
+    prefix: str
+    node_id: str
+    parent_pid: int = 0
+    slice_margin: float = 1.0  # s: a slice is grouped once this old (late observations wait)
+    step_interval: float = 0.5
+    telemetry_interval: float = 1.0
+    log_level: str = "INFO"
+
+
+@dataclass
+class _Obs:
+    sensor_id: str
+    node: str
+    t_local: np.ndarray
+    sigma: np.ndarray
+    keys: list[str]  # "<seq>:<row>" per observation, for traceability
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    samples: int = 0
+    duplicates: int = 0
+    missing: int = 0
+    decode_errors: int = 0
+    groups_written: int = 0
+    slices_written: int = 0
+    stale_rejections: int = 0
+    observations_pending: int = 0
+    lag_s: float = 0.0
+    is_leader: bool = False
+    term: int = 0
+    started: float = field(default_factory=time.time)
+    rebuilt_batches: int = 0
+
+
+def _flat(mapping: dict[str, Any]) -> list[str]:
+    """``{k: v}`` → ``[k, v, ...]`` for HSET/XADD (floats keep full precision via repr)."""
+    return [x for k, v in mapping.items() for x in (k, repr(v) if isinstance(v, float) else str(v))]
+
+
+def clock_source(info: SensorInfo, all_sensors: Any) -> str:
+    """The best-sampled sensor sharing ``info``'s device clock ("" if ``info`` is it)."""
+    if not info.has_clock:
+        return ""
+    best = max(
+        (s for s in all_sensors if s.device_id == info.device_id and s.node_id == info.node_id and s.has_clock),
+        key=lambda s: (s.nominal_rate, s.sensor_id),
+        default=None,
+    )
+    return best.sensor_id if best is not None and best.sensor_id != info.sensor_id else ""
+
+
+class SyncWorker:
+    def __init__(self, cfg: WorkerConfig) -> None:
+        self.cfg = cfg
+        self.keys = Keys(cfg.prefix)
+        self.group = f"sync-{cfg.node_id}"
+        self.consumer = f"{cfg.node_id}-{os.getpid()}"
+        self.c = make_client(cfg.redis_url, timeout=5.0)
+        self.core = SyncCore()
+        self.sensors: dict[str, SensorInfo] = {}
+        self.last_seq: dict[str, int] = {}
+        self.cursor_ids: dict[str, str] = {}  # stream key → last id read (for XREADGROUP ">")
+        self.pending: list[_Obs] = []
+        self.offsets: dict[str, OffsetEstimate] = {}
+        self.stats = WorkerStats()
+        self._stop = False
+        self._to_ack: dict[str, list[bytes]] = {}
+        self._last_pub = 0.0
+
+    # -- setup ------------------------------------------------------------------------------
+    def _ensure_group(self, key: str) -> None:
+        try:
+            self.c.xgroup_create(key, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def _last_delivered(self, key: str) -> str:
+        for g in self.c.xinfo_groups(key):
+            name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+            if name == self.group:
+                v = g["last-delivered-id"]
+                return v.decode() if isinstance(v, bytes) else str(v)
+        return "0-0"
+
+    def _replay(self, key: str, sid: str | None) -> None:
+        """Rebuild state from the retained history up to what the group already delivered."""
+        end = self._last_delivered(key)
+        if end == "0-0":
+            return
+        start = "-"
+        while True:
+            raw = self.c.xrange(key, start, end, count=2000)
+            for eid, fields in raw:
+                self._process(key, sid, eid, fields, ack=False)
+                self.stats.rebuilt_batches += 1
+            if len(raw) < 2000:
+                break
+            last = raw[-1][0]
+            start = "(" + (last.decode() if isinstance(last, bytes) else str(last))
+        pend = self.c.xpending_range(key, self.group, "-", end, 100_000)
+        ids = [p["message_id"] for p in pend]
+        if ids:
+            self.c.xack(key, self.group, *ids)
+            log.info("worker %s: re-read and acknowledged %d pending entries of %s", self.cfg.node_id, len(ids), key)
+
+    def refresh_registry(self) -> None:
+        infos = {s.sensor_id: s for s in list_sensors(self.c, self.keys)}
+        for sid, info in infos.items():
+            if sid not in self.sensors:
+                self.sensors[sid] = info
+                self.core.add_sensor(sid, fixed_latency=info.fixed_latency)
+                source = clock_source(info, infos.values())
+                if source:
+                    self.core.alias(sid, source)
+                key = self.keys.stream(sid)
+                self._ensure_group(key)
+                self._replay(key, sid)
+                self.cursor_ids[key] = ">"
+        obs_key = self.keys.observations
+        if obs_key not in self.cursor_ids:
+            self._ensure_group(obs_key)
+            self._replay(obs_key, None)
+            self.cursor_ids[obs_key] = ">"
+
+    # -- data -------------------------------------------------------------------------------
+    def _process(self, key: str, sid: str | None, eid: bytes, fields: dict[bytes, Any], ack: bool = True) -> None:
+        if ack:
+            self._to_ack.setdefault(key, []).append(eid)
+        if sid is None:
+            self._process_observation(fields)
+            return
+        try:
+            entry = decode_entry(sid, eid, fields)
+        except CodecError as exc:
+            self.stats.decode_errors += 1
+            log.error("worker: malformed entry in %s: %s", key, exc)
+            return
+        b = entry.batch
+        prev = self.last_seq.get(sid)
+        if prev is not None and b.seq <= prev:
+            self.stats.duplicates += 1
+            return
+        if prev is not None and b.seq > prev + 1:
+            self.stats.missing += b.seq - prev - 1
+        self.last_seq[sid] = b.seq
+        self.stats.batches += 1
+        self.stats.samples += len(b)
+        self._last_pub = max(self._last_pub, entry.t_published)
+        if len(b) == 0:
+            return
+        local = b.device_times
+        self.core.observe(sid, local, b.t_arrival)
+        info = self.sensors.get(sid)
+        if info is not None and (info.attribute in SYNC_EVENT_ATTRIBUTES or info.extra.get("sync_events")):
+            sigma = float(info.extra.get("timing_sigma", DEFAULT_EVENT_SIGMA))
+            keys = [f"{b.seq}:{i}" for i in range(len(b))]
+            self.pending.append(_Obs(sid, entry.node_id, np.array(local), np.full(len(b), sigma), keys))
+
+    def _process_observation(self, fields: dict[bytes, Any]) -> None:
+        try:
+            sid = fields[b"sensor"].decode()
+            t_local = float(fields[b"t_local"])
+            t_arrival = float(fields[b"t_arrival"])
+            sigma = float(fields[b"sigma"])
+            node = fields.get(b"node", b"").decode()
+            seq = fields.get(b"id", b"").decode()
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
+            self.stats.decode_errors += 1
+            log.error("worker: malformed observation: %s", exc)
+            return
+        if not (math.isfinite(t_local) and math.isfinite(t_arrival) and sigma > 0):
+            self.stats.decode_errors += 1
+            return
+        self.core.observe(sid, np.array([t_local]), np.array([t_arrival]))
+        self.pending.append(_Obs(sid, node, np.array([t_local]), np.array([sigma]), [seq]))
+
+    def read(self, block_ms: int = 200) -> int:
+        streams = dict(self.cursor_ids)
+        if not streams:
+            time.sleep(block_ms / 1000)
+            return 0
+        result = self.c.xreadgroup(self.group, self.consumer, streams, count=500, block=block_ms)
+        n = 0
+        prefix = self.keys.stream("")
+        for key_b, entries in result or []:
+            key = key_b.decode() if isinstance(key_b, bytes) else key_b
+            sid = key[len(prefix) :] if key.startswith(prefix) else None
+            for eid, fields in entries:
+                self._process(key, sid, eid, fields)
+                n += 1
+        return n
+
+    def ack(self) -> None:
+        pipe = self.c.pipeline(transaction=False)
+        for key, ids in self._to_ack.items():
+            if ids:
+                pipe.xack(key, self.group, *ids)
+        pipe.execute()
+        self._to_ack.clear()
+
+    # -- grouping ---------------------------------------------------------------------------
+    def global_now(self) -> float:
+        est = self.offsets.get(self.cfg.node_id)
+        return host_time() + (est.offset if est else 0.0)
+
+    def _global_of(self, o: _Obs) -> tuple[np.ndarray, np.ndarray]:
+        host = self.core.to_global(o.sensor_id, o.t_local)
+        est = self.offsets.get(o.node)
+        off, off_sigma = (est.offset, est.uncertainty) if est else (0.0, 0.0)
+        unc = self.core.uncertainty(o.sensor_id)
+        unc = unc if math.isfinite(unc) else 0.0
+        return host + off, np.sqrt(o.sigma**2 + unc**2 + off_sigma**2)
+
+    def step(self) -> None:
+        """Group the slice that is now old enough (leader only) and drop what others did."""
+        leader, term = read_leader(self.c, self.keys)
+        self.stats.is_leader = leader == self.cfg.node_id
+        self.stats.term = term
+        nodes = sorted({o.node for o in self.pending} | {self.cfg.node_id})
+        self.offsets.update(read_offsets(self.c, self.keys, nodes))
+        raw = self.c.get(self.keys.groups + ":cursor")
+        cursor = float(raw) if raw else -math.inf
+        slice_end = self.global_now() - self.cfg.slice_margin
+        mapped = [(o, *self._global_of(o)) for o in self.pending]
+        leader_keeps, follower_keeps = [], []
+        rows: list[tuple[str, float, float, str, float]] = []
+        for o, tg, sg in mapped:
+            take = (tg >= cursor) & (tg < slice_end)
+            late = tg < cursor
+            if late.any() and self.stats.is_leader:
+                log.warning("worker: %d observations of %s arrived after their slice", int(late.sum()), o.sensor_id)
+            for i in np.flatnonzero(take):
+                rows.append((o.sensor_id, float(tg[i]), float(sg[i]), o.keys[i], float(o.t_local[i])))
+            leader_keeps.append(self._subset(o, tg >= slice_end))
+            follower_keeps.append(self._subset(o, tg >= cursor))  # a future leader starts at the cursor
+        keep = [o for o in leader_keeps if o.t_local.size]
+        if not self.stats.is_leader:
+            self.pending = [o for o in follower_keeps if o.t_local.size]
+            self.stats.observations_pending = sum(o.t_local.size for o in self.pending)
+            return
+        if cursor == -math.inf:
+            cursor = min((r[1] for r in rows), default=slice_end)
+        if slice_end <= cursor:
+            return
+        commands: list[list[object]] = []
+        groups_out = []
+        if rows:
+            ids, tg_arr, sg_arr, okeys, tl = zip(*rows, strict=True)
+            groups = group_observations(list(ids), list(tg_arr), list(sg_arr), AssociationParams())
+            for g in groups:
+                members = [{"sensor_id": m.sensor_id, "probability": round(m.probability, 6), "obs": okeys[m.index],
+                            "t_local": tl[m.index], "t_global": tg_arr[m.index]} for m in g.members]  # fmt: skip
+                groups_out.append(g)
+                entry = {"t_global": repr(g.t_global), "sigma": repr(g.sigma), "term": term, "node": self.cfg.node_id,
+                         "slice_end": repr(slice_end), "members": json.dumps(members)}  # fmt: skip
+                commands.append(["XADD", self.keys.groups, "MAXLEN", "~", "100000", "*", *_flat(entry)])
+        commands.append(["SET", self.keys.groups + ":cursor", repr(slice_end)])
+        for sid, m in self.core.models.items():
+            if m.ready:
+                st = m.state()
+                st["node"] = self.sensors[sid].node_id if sid in self.sensors else ""
+                st["updated"] = time.time()
+                commands.append(["HSET", self.keys.clock(sid), *_flat(st)])
+        try:
+            fenced_exec(self.c, self.keys, self.cfg.node_id, term, commands)
+        except StaleTermError as exc:
+            self.stats.stale_rejections += 1
+            self.stats.is_leader = False
+            log.warning("worker: write rejected, no longer leader: %s", exc)
+            return
+        self.stats.groups_written += len(groups_out)
+        self.stats.slices_written += 1
+        self.pending = keep
+        self.stats.observations_pending = sum(o.t_local.size for o in self.pending)
+
+    @staticmethod
+    def _subset(o: _Obs, mask: np.ndarray) -> _Obs:
+        return _Obs(
+            o.sensor_id, o.node, o.t_local[mask], o.sigma[mask], [k for k, m in zip(o.keys, mask, strict=True) if m]
+        )
+
+    def write_telemetry(self) -> None:
+        self.stats.lag_s = max(0.0, host_time() - self._last_pub) if self._last_pub else 0.0
+        clocks = {
+            sid: {"offset": m.offset, "drift_ppm": m.drift * 1e6, "uncertainty": m.uncertainty, "epoch": m.epoch,
+                  "resets": m.resets}
+            for sid, m in self.core.models.items()
+            if m.ready
+        }  # fmt: skip
+        data = {**asdict(self.stats), "pid": os.getpid(), "time": time.time(), "positions": self.last_seq,
+                "sensors": clocks}  # fmt: skip
+        self.c.set(self.keys.telemetry(self.cfg.node_id) + ":worker", json.dumps(data, default=float), ex=30)
+
+    # -- loop -------------------------------------------------------------------------------
+    def stop(self, *_: object) -> None:
+        self._stop = True
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        next_step = next_tele = next_reg = 0.0
+        while not self._stop:
+            if self.cfg.parent_pid and os.getppid() != self.cfg.parent_pid:
+                log.warning("worker %s: node process is gone; exiting", self.cfg.node_id)
+                break
+            try:
+                now = time.monotonic()
+                if now >= next_reg:
+                    self.refresh_registry()
+                    next_reg = now + 2.0
+                self.read()
+                self.ack()
+                now = time.monotonic()
+                if now >= next_step:
+                    self.step()
+                    next_step = now + self.cfg.step_interval
+                if now >= next_tele:
+                    self.write_telemetry()
+                    next_tele = now + self.cfg.telemetry_interval
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                log.warning("worker %s: Redis unavailable (%s); retrying", self.cfg.node_id, exc)
+                time.sleep(1.0)
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis lost the stream (restart without AOF): recreate
+                    self.cursor_ids.clear()
+                    self.sensors.clear()
+                    next_reg = 0.0
+                else:
+                    log.exception("worker %s: Redis refused a command", self.cfg.node_id)
+                    time.sleep(1.0)
+
+
+def worker_main(config: dict[str, Any]) -> None:
+    """Process entry point (spawn-safe)."""
+    cfg = WorkerConfig(**config)
+    logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)-7s worker %(name)s: %(message)s")  # fmt: skip
+    SyncWorker(cfg).run()
