@@ -11,14 +11,19 @@ from __future__ import annotations
 import abc
 import asyncio
 import enum
+import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, urlencode
 
+from ..bus.connection import Backoff
 from ..core.ids import make_id
 from ..core.samples import SampleBatch, SensorInfo
+
+log = logging.getLogger(__name__)
 
 BatchSink = Callable[[SampleBatch], None]
 ProgressCallback = Callable[[float, str], None]
@@ -135,6 +140,13 @@ class Device(abc.ABC):
         self.device_id = device_id
         self.name = name
         self.health = DeviceHealth()
+        #: Called (in the node's event loop) when :meth:`sensors` grows after connecting.
+        self.on_sensors_changed: Callable[[Device], None] | None = None
+
+    def announce_sensors(self) -> None:
+        """Tell the node the sensor list changed (self-describing devices call this)."""
+        if self.on_sensors_changed is not None:
+            self.on_sensors_changed(self)
 
     @abc.abstractmethod
     def sensors(self) -> list[SensorInfo]:
@@ -152,6 +164,104 @@ class Device(abc.ABC):
         self.health.state = state
         self.health.message = message
         self.health.since = time.time()
+
+    def count_samples(self, batch: SampleBatch) -> None:
+        """Add a delivered batch to the per-sensor sample counters (rates are derived)."""
+        self.health.samples[batch.sensor_id] = self.health.samples.get(batch.sensor_id, 0) + len(batch)
+
+
+class EndOfStream(Exception):
+    """A finite source (a video file, a replay) ended; the device stops without reconnecting."""
+
+
+class ThreadedDevice(Device):
+    """A device whose I/O blocks: a reader thread opens the link, reads batches and reconnects.
+
+    Subclasses implement :meth:`open_link`, :meth:`read_link` (block at most ~0.1 s, return
+    the batches read, raise ``OSError``/:class:`DeviceError` when the link is lost or
+    :class:`EndOfStream` when a finite source ends) and :meth:`close_link`. Batches reach the
+    sink in the node's event loop; a lost link is shown as ``lost`` and retried with
+    :class:`~sensorium_desktop.bus.connection.Backoff` delays (``reconnect_base`` s doubling
+    up to ``reconnect_cap`` s) until the node stops.
+    """
+
+    reconnect_base = 0.5
+    reconnect_cap = 10.0
+
+    @abc.abstractmethod
+    def open_link(self) -> None:
+        """Open the connection (raises ``OSError``/:class:`DeviceError` when it cannot)."""
+
+    @abc.abstractmethod
+    def read_link(self) -> list[SampleBatch]:
+        """Read what is available (blocking at most ~0.1 s)."""
+
+    @abc.abstractmethod
+    def close_link(self) -> None:
+        """Close the connection; must not raise."""
+
+    def _reader(self, loop: asyncio.AbstractEventLoop, sink: BatchSink, halt: threading.Event) -> None:
+        backoff = Backoff(self.reconnect_base, self.reconnect_cap)
+
+        known: set[str] = {i.sensor_id for i in self.sensors()}
+
+        def deliver(batches: list[SampleBatch]) -> None:
+            for b in batches:
+                if b.sensor_id not in known:  # a self-describing device found a new stream
+                    known.update(i.sensor_id for i in self.sensors())
+                    self.announce_sensors()
+                self.count_samples(b)
+                sink(b)
+
+        while not halt.is_set():
+            self.set_state(DeviceState.RECONNECTING if backoff.attempt else DeviceState.CONNECTING)
+            try:
+                self.open_link()
+            except (OSError, DeviceError, ValueError) as exc:
+                self.health.count_error("open_failed")
+                self.set_state(DeviceState.LOST if backoff.attempt else DeviceState.ERROR, f"cannot open: {exc}")
+                halt.wait(backoff.next_delay())
+                continue
+            backoff.reset()
+            self.set_state(DeviceState.STREAMING)
+            try:
+                while not halt.is_set():
+                    batches = self.read_link()
+                    if batches:
+                        loop.call_soon_threadsafe(deliver, batches)
+            except EndOfStream as exc:
+                self.set_state(DeviceState.STOPPED, str(exc) or "end of stream")
+                return
+            except Exception as exc:  # the link is gone: report it, never take the node down
+                self.health.count_error("disconnects")
+                self.health.reconnects += 1
+                self.set_state(DeviceState.LOST, f"connection lost: {type(exc).__name__}: {exc}")
+                log.warning("device %s: connection lost: %s", self.device_id, exc)
+                backoff.attempt = max(backoff.attempt, 1)
+                halt.wait(backoff.next_delay())
+            finally:
+                self.close_link()
+        if self.health.state == DeviceState.STREAMING:
+            self.set_state(DeviceState.STOPPED)
+
+    async def run(self, sink: BatchSink, stop: asyncio.Event) -> None:
+        halt = threading.Event()
+        loop = asyncio.get_running_loop()
+        thread = threading.Thread(
+            target=self._reader, args=(loop, sink, halt), name=f"dev-{self.device_id}", daemon=True
+        )
+        thread.start()
+        try:
+            while thread.is_alive() and not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), 0.2)
+                except TimeoutError:
+                    pass
+        finally:
+            halt.set()
+            await asyncio.to_thread(thread.join, 5.0)
+            if self.health.state not in (DeviceState.STOPPED, DeviceState.LOST, DeviceState.ERROR):
+                self.set_state(DeviceState.STOPPED)
 
 
 class Transport(abc.ABC):

@@ -30,7 +30,7 @@ from ..bus.election import Elector
 from ..bus.globalclock import GlobalClockProbe
 from ..bus.keys import Keys
 from ..bus.publisher import StreamPublisher
-from ..bus.registry import DeviceStatus, register_sensors
+from ..bus.registry import DeviceStatus, register_sensors, sensor_mapping
 from ..core.attributes import SYNC_EVENT_ATTRIBUTES
 from ..core.backpressure import Attention, BackpressureConfig, LoadEstimator, compute_config
 from ..core.batching import Batcher
@@ -149,6 +149,12 @@ class Node:
         for sid, level in self.forced_attention.items():
             self.batcher.set_config(sid, compute_config(max(level, config.attention_default)), host_time())
 
+        self._known_sensors = {s.sensor_id for s in self.sensor_infos()}
+        #: batches of sensors a device announced after start, held until their numbering is anchored
+        self._anchoring: dict[str, list[SampleBatch]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        for d in self.devices:
+            d.on_sensors_changed = self._sensors_changed
         self.bp_published: dict[str, BackpressureConfig] = {}
         self.counters: dict[str, int] = {"sink_errors": 0}
         self.state: dict[str, object] = {}
@@ -188,9 +194,43 @@ class Node:
             sensor_ids=[s.sensor_id for s in d.sensors()],
         )
 
+    def _sensors_changed(self, device: Device) -> None:
+        """A self-describing device (serial, BLE, LSL) found new streams: register them."""
+        new = [i for i in device.sensors() if i.sensor_id not in self._known_sensors]
+        if not new:
+            return
+        for info in new:
+            info.node_id = self.node_id
+            self._known_sensors.add(info.sensor_id)
+            self._anchoring[info.sensor_id] = []
+        log.info("node %s: %s announced %s", self.node_id, device.device_id, [i.sensor_id for i in new])
+        task = asyncio.get_running_loop().create_task(self._anchor_new(new))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _anchor_new(self, infos: list[SensorInfo]) -> None:
+        await asyncio.to_thread(self.publisher.add_sensors, infos)
+        if self.redis is not None:
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for info in infos:
+                    pipe.hset(self.keys.sensor(info.sensor_id), mapping=sensor_mapping(info))
+                    pipe.sadd(self.keys.sensors, info.sensor_id)
+                await pipe.execute()
+            except (redis.RedisError, OSError) as exc:  # registered again by the publisher on reconnect
+                log.warning("node %s: registering %d new sensors failed: %s", self.node_id, len(infos), exc)
+        now = host_time()
+        for info in infos:
+            for batch in self._anchoring.pop(info.sensor_id, []):
+                self.batcher.add(batch, now)
+
     # -- data path --------------------------------------------------------------------------
     def sink(self, batch: SampleBatch) -> None:
         """Entry point for every device delivery (called in the event loop)."""
+        held = self._anchoring.get(batch.sensor_id)
+        if held is not None:
+            held.append(batch)
+            return
         try:
             self.batcher.add(batch, host_time())
         except Exception:  # a bad batch must never take acquisition down
@@ -363,6 +403,10 @@ class Node:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*self._background, return_exceptions=True)
+            for sid in list(self._anchoring):  # not anchored yet: numbered provisionally, never lost
+                for batch in self._anchoring.pop(sid):
+                    self.batcher.add(batch, host_time())
             self.batcher.flush_all()
             await asyncio.to_thread(self.publisher.stop, 10.0)
             try:
