@@ -50,7 +50,6 @@ def time_column_scale(name: str) -> float | None:
     return TIME_UNITS[m.group(2)] if m and m.group(2) else (1.0 if m else None)
 
 
-
 _DELIMS = re.compile(rb"[ \t]*[,;\t][ \t]*|[ ]+")
 _EDGES = re.compile(rb"^[ \t,;]+|[ \t,;]+$", re.MULTILINE)
 _HEADER_TOKEN = re.compile(rb"^[\"']?[A-Za-z_][^\"',;\t]*[\"']?$")
@@ -218,8 +217,10 @@ class LineDecoder:
         if not lines:
             return []
         self.counters["lines"] += len(lines)
-        if not self.protocol or (self.protocol == "csv" and not self.columns) or (
-            self.protocol == "numbers" and not self.columns
+        if (
+            not self.protocol
+            or (self.protocol == "csv" and not self.columns)
+            or (self.protocol == "numbers" and not self.columns)
         ):
             self._pending.extend((line, t_arrival) for line in lines)
             return self._detect()
