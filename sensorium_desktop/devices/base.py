@@ -160,6 +160,10 @@ class Device(abc.ABC):
         and keep trying or return. ``sink`` is called from the node's event loop.
         """
 
+    def latest_preview(self) -> tuple[str, bytes, float] | None:
+        """(sensor id, JPEG bytes, host time s) of a low-rate preview image, for devices with one."""
+        return None
+
     def set_state(self, state: DeviceState, message: str = "") -> None:
         self.health.state = state
         self.health.message = message

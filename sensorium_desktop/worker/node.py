@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 STATUS_INTERVAL_S = 1.0
 BACKPRESSURE_INTERVAL_S = 2.0
 ATTENTION_FLOOR_KEY = "__floor__"
+PREVIEW_TTL_S = 10
 
 
 def default_node_id() -> str:
@@ -300,6 +301,12 @@ class Node:
             **self.state,
         }
         pipe.set(self.keys.telemetry(self.node_id), json.dumps(telemetry, default=str), ex=30)
+        for d in self.devices:
+            preview = d.latest_preview()
+            if preview is not None:
+                sid, jpeg, t = preview
+                pipe.hset(self.keys.preview(sid), mapping={"jpeg": jpeg, "t": repr(t)})
+                pipe.expire(self.keys.preview(sid), PREVIEW_TTL_S)
         pipe.hset(
             self.keys.node_info(self.node_id),
             mapping={"pid": os.getpid(), "host": socket.gethostname(), "priority": self.config.priority,
