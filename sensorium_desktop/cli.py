@@ -203,6 +203,39 @@ def cmd_node(args: argparse.Namespace) -> int:
         endpoint.close()
 
 
+def _lsl_outlet_args(p: argparse.ArgumentParser) -> None:
+    _redis_args(p)
+    p.add_argument("--sensor", action="append", default=None, metavar="ID", help="only this sensor (repeatable)")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+
+
+@command("lsl-outlet", "publish the synchronized sensor streams as LSL outlets (for LabRecorder)")
+@arguments(_lsl_outlet_args)
+def cmd_lsl_outlet(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .bus.connection import open_endpoint
+    from .bus.embedded import RedisUnavailableError
+    from .worker.lsl_outlet import LslOutletBridge
+
+    try:
+        endpoint = open_endpoint(args.redis_url, args.prefix)
+    except RedisUnavailableError as exc:
+        log.error("%s", exc)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    bridge = LslOutletBridge(endpoint.url, endpoint.keys, args.sensor)
+    try:
+        bridge.run(stop, args.duration)
+    finally:
+        endpoint.close()
+    log.info("lsl outlet stopped: %s", bridge.stats)
+    return 0
+
+
 def _redis_cmd_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop", action="store_true", help="stop a running embedded server")
 

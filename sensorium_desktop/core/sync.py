@@ -11,6 +11,7 @@ import numpy as np
 
 from .association import AssociationParams, Groups, group_observations
 from .clock import ClockModel
+from .samples import SampleBatch, SensorInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +122,26 @@ class SyncCore:
     def state(self) -> dict[str, dict[str, Any]]:
         """Per-sensor clock state (TimeOffsetModel fields + the envelope line)."""
         return {sid: m.state() for sid, m in self.models.items()}
+
+
+class ClockTimeMap:
+    """Display times from a causal clock model per sensor (device clock → host time), so
+    samples delivered in one packet are spread at their true spacing; clockless sensors
+    keep their arrival times minus the known transport latency."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, ClockModel] = {}
+        self.latency: dict[str, float] = {}
+
+    def register(self, info: SensorInfo) -> None:
+        self.latency[info.sensor_id] = info.fixed_latency
+
+    def __call__(self, batch: SampleBatch) -> np.ndarray:
+        fixed = self.latency.get(batch.sensor_id, 0.0)
+        if batch.t_local is None:
+            return batch.t_arrival - fixed
+        m = self.models.get(batch.sensor_id)
+        if m is None:
+            m = self.models[batch.sensor_id] = ClockModel(fixed_latency=fixed)
+        m.update(batch.t_local, batch.t_arrival)
+        return m.to_global(batch.t_local)

@@ -22,7 +22,7 @@ from .base import (
     register_transport,
 )
 
-TRANSPORT_MODULES = ("simulated", "serial", "ble", "camera")
+TRANSPORT_MODULES = ("simulated", "serial", "ble", "camera", "lsl")
 
 for _name in TRANSPORT_MODULES:
     importlib.import_module(f"{__name__}.{_name}")

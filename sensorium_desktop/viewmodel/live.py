@@ -15,39 +15,16 @@ import redis.asyncio
 
 from ..bus.keys import Keys
 from ..bus.streams import GapTracker, decode_entry, read_tail_async
-from ..core.clock import ClockModel
 from ..core.codec import CodecError
 from ..core.ring import RingBuffer
 from ..core.samples import SampleBatch, SensorInfo
+from ..core.sync import ClockTimeMap
 from .base import Event
 
 log = logging.getLogger(__name__)
 
 #: Maps a batch to display times (s, global clock).
 TimeMap = Callable[[SampleBatch], np.ndarray]
-
-
-class ClockTimeMap:
-    """Display times from a causal clock model per sensor (device clock → host time), so
-    samples delivered in one packet are spread at their true spacing; clockless sensors
-    keep their arrival times minus the known transport latency."""
-
-    def __init__(self) -> None:
-        self.models: dict[str, ClockModel] = {}
-        self.latency: dict[str, float] = {}
-
-    def register(self, info: SensorInfo) -> None:
-        self.latency[info.sensor_id] = info.fixed_latency
-
-    def __call__(self, batch: SampleBatch) -> np.ndarray:
-        fixed = self.latency.get(batch.sensor_id, 0.0)
-        if batch.t_local is None:
-            return batch.t_arrival - fixed
-        m = self.models.get(batch.sensor_id)
-        if m is None:
-            m = self.models[batch.sensor_id] = ClockModel(fixed_latency=fixed)
-        m.update(batch.t_local, batch.t_arrival)
-        return m.to_global(batch.t_local)
 
 
 @dataclass(slots=True)
