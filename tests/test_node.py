@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from conftest import RedisServer, sensorium
 
+from sensorium_desktop.bus.attention import hold_for_recording
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.bus.registry import list_devices, list_sensors
 from sensorium_desktop.bus.streams import read_all
@@ -72,12 +73,17 @@ def test_node_to_redis_round_trip_is_bit_exact(redis_server: RedisServer, keys: 
 def test_backpressure_configs_follow_attention(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:
     c = redis_server.client()
     c.hset(keys.attention("sim-room-temperature"), "viewer1", "high|9999999999")
-    cfg = NodeConfig(redis_server.url, keys, "n2", ["sim:room", "sim:belt"], spill_dir=tmp_path)
+    c.hset(keys.attention("sim-wrist-imu"), "viewer1", "none|9999999999")
+    c.hset(keys.attention("sim-belt-respiration"), "old-viewer", "high|1000")  # expired: ignored
+    hold_for_recording(c, keys, "S1", ["sim-wrist-imu"])  # a hidden but recorded sensor
+    cfg = NodeConfig(redis_server.url, keys, "n2", ["sim:room", "sim:belt", "sim:wrist"], spill_dir=tmp_path)
     _node, published = _run_node(cfg, 2.5)
     room = {k.decode(): json.loads(v) for k, v in c.hgetall(keys.backpressure("sim-room-temperature")).items()}
     belt = {k.decode(): json.loads(v) for k, v in c.hgetall(keys.backpressure("sim-belt-respiration")).items()}
     assert room["attention_level"] == "high" and room["recommended_batch_size"] == 1
     assert belt["attention_level"] == "none" and belt["recommended_batch_window"] == 5000
+    wrist = {k.decode(): json.loads(v) for k, v in c.hgetall(keys.backpressure("sim-wrist-imu")).items()}
+    assert wrist["attention_level"] == "medium" and not wrist["paused"]
     assert len(room) == 8
     # nothing is lost at shutdown even with a 5 s window: the batcher flushes everything
     assert sum(len(b) for b in published if b.sensor_id == "sim-belt-respiration") > 25

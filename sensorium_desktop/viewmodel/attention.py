@@ -7,6 +7,7 @@ import time
 import redis
 import redis.asyncio
 
+from ..bus.attention import attention_entry
 from ..bus.keys import Keys
 from ..core.backpressure import Attention, AttentionTracker, ViewState
 
@@ -56,7 +57,7 @@ class AttentionModel:
         pipe = c.pipeline(transaction=False)
         for sid, level in levels.items():
             key = self.keys.attention(sid)
-            pipe.hset(key, self.viewer_id, f"{level.label}|{expires:.3f}")
+            pipe.hset(key, self.viewer_id, attention_entry(level, expires))
             pipe.expire(key, int(ATTENTION_TTL_S * 10))
         try:
             await pipe.execute()
