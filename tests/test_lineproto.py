@@ -133,3 +133,13 @@ def test_csv_survives_any_chunking(rows: list[tuple[int, float]], data: st.DataO
     values = np.concatenate([r.values for r in out]) if out else np.empty((0, 1))
     assert values[:, 0].tolist() == [v for _, v in rows]
     assert dec.error_counts() == {}
+
+
+def test_csv_block_fast_path_refuses_what_it_cannot_prove() -> None:
+    from sensorium_desktop.core.lineproto import parse_csv_block
+
+    np.testing.assert_array_equal(parse_csv_block(b"1,2\n3,4", 2), [[1, 2], [3, 4]])
+    assert parse_csv_block(b"1,2,3\n4", 2) is None  # same comma count, wrong rows
+    assert parse_csv_block(b"1,x\n3,4", 2) is None
+    assert parse_csv_block(b"1;2\n3;4", 2) is None  # other delimiters go line by line
+    assert parse_csv_block(b"1,,\n3,4", 3) is None
