@@ -14,8 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .bus.connection import RedisEndpoint
 
 log = logging.getLogger("sensorium")
 
@@ -57,6 +61,18 @@ def _redis_args(p: argparse.ArgumentParser) -> None:
                    help="Redis URL (redis://, rediss://, with password); default: $SENSORIUM_REDIS_URL "
                         "or the embedded server")  # fmt: skip
     p.add_argument("--prefix", default=None, help="key prefix (default: $SENSORIUM_PREFIX or 'sensorium')")
+
+
+def _open_endpoint(args: argparse.Namespace) -> RedisEndpoint | None:
+    """The Redis of ``--redis-url``/``--prefix`` (embedded when none); None after logging why not."""
+    from .bus.connection import open_endpoint
+    from .bus.embedded import RedisUnavailableError
+
+    try:
+        return open_endpoint(args.redis_url, args.prefix)
+    except RedisUnavailableError as exc:
+        log.error("%s", exc)
+        return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -171,15 +187,11 @@ def _node_args(p: argparse.ArgumentParser) -> None:
 @command("node", "run a headless node: acquisition, sync worker, election, recorder")
 @arguments(_node_args)
 def cmd_node(args: argparse.Namespace) -> int:
-    from .bus.connection import open_endpoint
-    from .bus.embedded import RedisUnavailableError
     from .core.backpressure import Attention
     from .worker.node import NodeConfig, default_node_id, run_node
 
-    try:
-        endpoint = open_endpoint(args.redis_url, args.prefix)
-    except RedisUnavailableError as exc:
-        log.error("%s", exc)
+    endpoint = _open_endpoint(args)
+    if endpoint is None:
         return 2
     devices = list(args.device)
     if args.simulate:
@@ -215,14 +227,10 @@ def cmd_lsl_outlet(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from .bus.connection import open_endpoint
-    from .bus.embedded import RedisUnavailableError
     from .worker.lsl_outlet import LslOutletBridge
 
-    try:
-        endpoint = open_endpoint(args.redis_url, args.prefix)
-    except RedisUnavailableError as exc:
-        log.error("%s", exc)
+    endpoint = _open_endpoint(args)
+    if endpoint is None:
         return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -304,14 +312,10 @@ def _status_args(p: argparse.ArgumentParser) -> None:
 @command("status", "show nodes, leader, checkpoints and sensors with their clock states")
 @arguments(_status_args)
 def cmd_status(args: argparse.Namespace) -> int:
-    from .bus.connection import open_endpoint
-    from .bus.embedded import RedisUnavailableError
     from .bus.status import format_status, read_status
 
-    try:
-        endpoint = open_endpoint(args.redis_url, args.prefix)
-    except RedisUnavailableError as exc:
-        log.error("%s", exc)
+    endpoint = _open_endpoint(args)
+    if endpoint is None:
         return 2
     try:
         c = endpoint.client()
