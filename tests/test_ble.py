@@ -247,3 +247,14 @@ def test_discovery_ranks_recognised_devices(monkeypatch: pytest.MonkeyPatch) -> 
     found = asyncio.run(discover_all(0.3, lambda f, m: progress.append(f), schemes=["ble"]))
     assert [d.uri for d in found] == [f"ble:{ADDRESS}", "ble:11:22:33:44:55:66"]
     assert found[0].details["services"] == ["heart rate", "Polar PMD"] and progress[-1] == 1.0
+
+
+def test_missing_bluez_and_adapter_errors_read_as_unavailable() -> None:
+    from bleak.exc import BleakDBusError, BleakError
+
+    from sensorium_desktop.devices.ble import bluetooth_unavailable
+
+    assert "BlueZ" in (bluetooth_unavailable(BleakDBusError("org.freedesktop.DBus.Error.ServiceUnknown", [])) or "")
+    assert (bluetooth_unavailable(FileNotFoundError(2, "No such file")) or "").startswith("Bluetooth unavailable")
+    assert bluetooth_unavailable(BleakError("No Bluetooth adapters found.")) is not None
+    assert bluetooth_unavailable(TimeoutError()) is None  # an ordinary connect failure is retried instead

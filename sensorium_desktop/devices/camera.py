@@ -10,7 +10,8 @@ not store them), ``preview_hz`` (default 2).
 Frames do not travel through Redis. Each frame is written to the video file and its sample
 is ``frame_index`` (the frame's index in that file), stamped with the host time the moment
 ``grab()`` returned and, as ``t_local``, the source's own timestamp where the backend gives
-one (the file position for files, the driver's buffer time for V4L2). A small JPEG preview
+one (the file position for files, the driver's buffer time for V4L2, the pts of a stream;
+otherwise ``t_local`` equals the arrival time, which the clock model treats as no clock). A small JPEG preview
 (at most ``PREVIEW_WIDTH`` px wide, ``preview_hz`` per second) is offered to the node, which
 puts it in Redis for the GUI.
 """
@@ -93,7 +94,7 @@ class CameraDevice(ThreadedDevice):
             units=("frame",),
             channel_format="float64",
             nominal_rate=self.source_fps,
-            has_clock=self.is_file,
+            has_clock=True,
             extra={"video_file": str(self.video_path) if self.video_path else "", "source": str(self.source)},
         )
         self._cap: cv2.VideoCapture | None = None
@@ -189,7 +190,9 @@ class CameraDevice(ThreadedDevice):
             self._last_pos = pos_ms / 1000.0
         index = self._store(frame)
         self._offer_preview(frame, t_arrival)
-        t_local = np.array([pos_ms / 1000.0]) if self.is_file else None
+        # files: the position in the file; live V4L2/FFMPEG sources: the driver's buffer time or
+        # the stream's pts (ms); a backend that gives none leaves t_local == t_arrival (no clock)
+        t_local = np.array([pos_ms / 1000.0 if (self.is_file or pos_ms > 0) else t_arrival])
         return [SampleBatch(self._info.sensor_id, "video", np.array([t_arrival]), np.array([[index]], float), t_local)]
 
     def _store(self, frame: np.ndarray) -> float:
