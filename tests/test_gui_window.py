@@ -73,7 +73,8 @@ def test_device_tree_fills_and_selection_plots(window, sim_node: NodeThread, aru
     _x, y = entry.curves[0].getData()
     assert y.max() > 0.8  # R peaks are there
     assert window.model.attention.levels()["sim-chest-ecg"] is Attention.HIGH
-    assert window.model.attention.levels()["sim-eyes-eye_gaze"] is Attention.LOW
+    assert window.model.attention.levels()["sim-chest-hr"] is Attention.LOW  # listed, not shown
+    assert window.model.attention.levels()["sim-eyes-eye_gaze"] is Attention.MEDIUM  # in the visible gaze panel
     # rates show up once the node has reported twice
     qtbot.waitUntil(lambda: (_refresh(arun, window.model), "512" in panel.sensor_item("sim-chest-ecg").text(1))[1],
                     timeout=15000)  # fmt: skip

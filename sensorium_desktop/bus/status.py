@@ -102,6 +102,24 @@ def read_status(c: redis.Redis, keys: Keys) -> dict[str, Any]:
     }
 
 
+def read_backpressure(c: redis.Redis, keys: Keys, sensor_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The 8-field backpressure config each node published per sensor (decoded JSON values)."""
+    pipe = c.pipeline(transaction=False)
+    for sid in sensor_ids:
+        pipe.hgetall(keys.backpressure(sid))
+    out: dict[str, dict[str, Any]] = {}
+    for sid, raw in zip(sensor_ids, pipe.execute(), strict=True):
+        cfg: dict[str, Any] = {}
+        for k, v in raw.items():
+            try:
+                cfg[k.decode()] = json.loads(v)
+            except ValueError:
+                cfg[k.decode()] = v.decode("utf-8", "replace")
+        if cfg:
+            out[sid] = cfg
+    return out
+
+
 def _summary(cp: dict[str, Any]) -> dict[str, Any]:
     keep = ("id", "seq", "term", "leader", "time", "committed_at", "acks", "live_nodes", "groups_cursor", "digest")
     return {k: cp.get(k) for k in keep} | {"sensors": len(cp.get("clocks", {}))}
@@ -144,7 +162,7 @@ def format_status(s: dict[str, Any]) -> str:
         clock = x["clock"]
         cl = ""
         if clock:
-            offset = float(clock.get("offset", 0))
+            offset = float(clock.get("offset_mean", clock.get("offset", 0)))
             drift_ppm = float(clock.get("drift", 0)) * 1e6
             sigma_ms = float(clock.get("uncertainty", 0)) * 1e3
             cl = f"  offset {offset:+.6f} s  drift {drift_ppm:+.1f} ppm  ±{sigma_ms:.3f} ms"

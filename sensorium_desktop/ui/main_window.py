@@ -2,54 +2,233 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..core.backpressure import ViewState
 from ..viewmodel.app import AppModel, StatusSummary
+from ..viewmodel.lab import LabSnapshot
+from .mime import SENSORS_MIME, read_sensors
+from .panels import panel_specs
 from .panels.devices import DevicesPanel
 from .panels.plots import LivePlotPanel
 
+log = logging.getLogger(__name__)
+
+SETTINGS_VERSION = 1
+ATTENTION_MS = 1000
+
+
+class PlotDropArea(QtWidgets.QWidget):
+    """The centre: live plots that accept sensors dragged from the device tree or a session."""
+
+    sensorsDropped = QtCore.Signal(list)
+
+    def __init__(self, plots: LivePlotPanel) -> None:
+        super().__init__()
+        self.setAcceptDrops(True)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(plots)
+
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
+        if event.mimeData().hasFormat(SENSORS_MIME):
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event: QtGui.QDragMoveEvent) -> None:
+        if event.mimeData().hasFormat(SENSORS_MIME):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        ids, _ = read_sensors(event.mimeData())
+        if ids:
+            event.acceptProposedAction()
+            self.sensorsDropped.emit(ids)
+
 
 class MainWindow(QtWidgets.QMainWindow):
-    """Device tree (dock), live plots (centre), status bar."""
+    """Device tree and registered panels in docks, live plots in the centre, status bar."""
 
-    def __init__(self, model: AppModel, title: str = "Sensorium Desktop") -> None:
+    def __init__(self, model: AppModel, title: str = "Sensorium Desktop", settings: QtCore.QSettings | None = None):
         super().__init__()
         self.model = model
+        self.settings = settings or QtCore.QSettings()
+        self.pending: list[Coroutine[Any, Any, Any]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.setWindowTitle(title)
         self.setObjectName("mainWindow")
-        self.resize(1280, 800)
+        self.resize(1400, 900)
+        self.setDockNestingEnabled(True)
+        # side panels keep the full height; status panels sit under the plots
+        self.setCorner(QtCore.Qt.Corner.BottomLeftCorner, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(QtCore.Qt.Corner.BottomRightCorner, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         self.devices_panel = DevicesPanel(model.devices)
         self.plots = LivePlotPanel(model.live)
-        self.setCentralWidget(self.plots)
-        dock = QtWidgets.QDockWidget("Devices", self)
-        dock.setObjectName("devicesDock")
-        dock.setWidget(self.devices_panel)
-        self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, dock)
-        self.resizeDocks([dock], [420], QtCore.Qt.Orientation.Horizontal)
+        self.plot_area = PlotDropArea(self.plots)
+        self.plot_area.sensorsDropped.connect(self.add_plots)
+        self.setCentralWidget(self.plot_area)
+        self.docks: dict[str, QtWidgets.QDockWidget] = {}
+        self.panels: dict[str, QtWidgets.QWidget] = {"devices": self.devices_panel}
+        self.view_menu = self.menuBar().addMenu("&View")
+        self._add_dock("devices", "Devices", self.devices_panel, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
+        tabs: list[tuple[str, str]] = []
+        for spec in panel_specs():
+            widget = spec.build(self)
+            self.panels[spec.name] = widget
+            self._add_dock(spec.name, spec.title, widget, spec.area)
+            if spec.tab_with:
+                tabs.append((spec.tab_with, spec.name))
+        for first, second in tabs:
+            if first in self.docks:
+                self.tabifyDockWidget(self.docks[first], self.docks[second])
+        for first, _ in tabs:
+            if first in self.docks:
+                self.docks[first].raise_()
+        self._hide_orphan_tab_bars()
+        QtCore.QTimer.singleShot(0, self._default_sizes)
         self.devices_panel.sensorsSelected.connect(self.plot_sensors)
+        self._status_bar()
+        self._actions()
+        model.status_changed.connect(self.show_status)
+        model.lab.changed.connect(self.show_role)
+        self.attention_timer = QtCore.QTimer(self)
+        self.attention_timer.setInterval(ATTENTION_MS)
+        self.attention_timer.timeout.connect(self.update_attention)
+        self.attention_timer.start()
+        self.restore_layout()
+
+    # -- construction ----------------------------------------------------------------------------
+    def _add_dock(self, name: str, title: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea) -> None:
+        dock = QtWidgets.QDockWidget(title, self)
+        dock.setObjectName(f"{name}Dock")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        self.docks[name] = dock
+        self.view_menu.addAction(dock.toggleViewAction())
+
+    def _hide_orphan_tab_bars(self) -> None:
+        """Qt 6 leaves the tab bar of a two-dock group visible (and orphaned) when a third dock
+        joins the group before the window is shown; hide bars whose tabs another bar also shows."""
+        bars = [b for b in self.findChildren(QtWidgets.QTabBar) if b.parent() is self]
+        titles = {b: {b.tabText(i) for i in range(b.count())} for b in bars}
+        for b in bars:
+            if any(o is not b and titles[b] < titles[o] for o in bars):
+                b.hide()
+
+    def _default_sizes(self) -> None:
+        """A first layout that gives the plots the room (unless a saved layout was restored)."""
+        if self.settings.value("window/state") is not None:
+            return
+        h, w = self.height(), self.width()
+        side = [d for d in (self.docks.get("devices"), self.docks.get("gaze")) if d is not None]
+        self.resizeDocks(side, [int(w * 0.26), int(w * 0.26)][: len(side)], QtCore.Qt.Orientation.Horizontal)
+        if "sessions" in self.docks:
+            pair = [self.docks["devices"], self.docks["sessions"]]
+            self.resizeDocks(pair, [int(h * 0.55), int(h * 0.4)], QtCore.Qt.Orientation.Vertical)
+        if "sync" in self.docks:
+            self.resizeDocks([self.docks["sync"]], [int(h * 0.3)], QtCore.Qt.Orientation.Vertical)
+
+    def _status_bar(self) -> None:
         self.status_redis = QtWidgets.QLabel()
+        self.status_role = QtWidgets.QLabel("role: –")
         self.status_rate = QtWidgets.QLabel()
         self.status_nodes = QtWidgets.QLabel()
-        for w in (self.status_redis, self.status_nodes, self.status_rate):
+        self.status_recording = QtWidgets.QLabel("not recording")
+        self.status_recording.setToolTip("Recording arrives with the recording issue; sessions and markers are live.")
+        for w in (self.status_redis, self.status_role, self.status_nodes, self.status_rate, self.status_recording):
             self.statusBar().addPermanentWidget(w)
-        model.status_changed.connect(self.show_status)
+
+    def _actions(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
         quit_action = QtGui.QAction("&Quit", self)
         quit_action.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
-        self.menuBar().addMenu("&File").addAction(quit_action)
-        self.view_menu = self.menuBar().addMenu("&View")
-        self.view_menu.addAction(dock.toggleViewAction())
+        session_menu = self.menuBar().addMenu("&Session")
+        sessions = self.panels.get("sessions")
+        self.record_action = QtGui.QAction("&Record", self, shortcut=QtGui.QKeySequence("Ctrl+R"))
+        self.stop_action = QtGui.QAction("S&top", self, shortcut=QtGui.QKeySequence("Ctrl+."))
+        for a in (self.record_action, self.stop_action):
+            a.setEnabled(False)
+            a.setToolTip("Recording is not available in this build yet")
+            session_menu.addAction(a)
+        if sessions is not None:
+            new_action = QtGui.QAction("&New session", self, shortcut=QtGui.QKeySequence("Ctrl+N"))
+            new_action.triggered.connect(sessions.new_session)  # type: ignore[attr-defined]
+            marker_action = QtGui.QAction("&Marker", self, shortcut=QtGui.QKeySequence("Ctrl+M"))
+            marker_action.triggered.connect(lambda: sessions.marker("marker"))  # type: ignore[attr-defined]
+            session_menu.addActions([new_action, marker_action])
+            for n in range(1, 10):  # number keys: numbered markers
+                a = QtGui.QAction(f"Marker {n}", self, shortcut=QtGui.QKeySequence(str(n)))
+                a.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+                a.triggered.connect(lambda _=False, n=n: self._number_marker(n))
+                self.addAction(a)
+        file_menu.addAction(quit_action)
 
+    def _number_marker(self, n: int) -> None:
+        focus = QtWidgets.QApplication.focusWidget()
+        if isinstance(focus, QtWidgets.QLineEdit | QtWidgets.QPlainTextEdit | QtWidgets.QAbstractSpinBox):
+            return  # typing a digit into a field is not a marker
+        sessions = self.panels.get("sessions")
+        if sessions is not None:
+            sessions.marker(str(n))  # type: ignore[attr-defined]
+
+    # -- async work from Qt slots -------------------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a model coroutine on the app's event loop (queued until one runs: see :meth:`drain`)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.pending.append(coro)
+            return
+        task = loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Await coroutines queued while no loop was running (tests, start-up)."""
+        while self.pending:
+            await self.pending.pop(0)
+
+    # -- plots and attention ----------------------------------------------------------------------
     def plot_sensors(self, sensor_ids: list[str]) -> None:
         infos = [i for i in (self.model.devices.sensor(s) for s in sensor_ids) if i is not None]
-        old = set(self.plots.sensor_ids())
         self.plots.set_sensors(infos)
-        self.model.attention.clear_panel("plots")
-        for sid in old | set(sensor_ids):
-            plotted = sid in sensor_ids
-            self.model.attention.set_view(sid, "plots", ViewState(visible=plotted, focused=plotted))
+        self.update_attention()
 
+    def add_plots(self, sensor_ids: list[str]) -> None:
+        """Sensors dropped on the plot area join the plotted ones."""
+        current = self.plots.sensor_ids()
+        self.plot_sensors(current + [s for s in sensor_ids if s not in current])
+
+    def _panel_visible(self, name: str) -> bool:
+        dock = self.docks.get(name)
+        widget = dock.widget() if dock else self.plots
+        return bool(widget is not None and widget.isVisible() and not widget.visibleRegion().isEmpty())
+
+    def update_attention(self) -> None:
+        """Attention from the screen: plotted → high, shown in a visible panel → medium,
+        hidden → none; a minimized window → none for everything (publishes on refresh)."""
+        att = self.model.attention
+        att.minimized = self.isMinimized()
+        plotted = set(self.plots.sensor_ids()) if self.plots.isVisible() else set()
+        att.clear_panel("plots")
+        for sid in plotted:
+            att.set_view(sid, "plots", ViewState(visible=True, focused=True))
+        for name, widget in self.panels.items():
+            shown = getattr(widget, "shown_sensors", None)
+            if shown is None:
+                continue
+            att.clear_panel(name)
+            visible = self._panel_visible(name)
+            for sid in shown():
+                att.set_view(sid, name, ViewState(visible=visible))
+
+    # -- status ---------------------------------------------------------------------------------
     def show_status(self, s: StatusSummary) -> None:
         if s.redis_ok:
             self.status_redis.setText(f"Redis: {s.redis_text}")
@@ -60,11 +239,47 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_nodes.setText(f"Nodes: {len(s.nodes)}")
         self.status_rate.setText(f"{s.samples_per_s:,.0f} samples/s")
 
+    def show_role(self, snap: LabSnapshot) -> None:
+        nodes = snap.status.get("nodes") or {}
+        mine = [n for n, v in nodes.items() if v.get("info", {}).get("host") == QtCore.QSysInfo.machineHostName()]
+        if not snap.leader:
+            text = "no leader"
+        elif snap.leader in mine:
+            text = f"this PC leads (term {snap.term})"
+        elif mine:
+            text = f"follower of {snap.leader} (term {snap.term})"
+        else:
+            text = f"leader {snap.leader} (term {snap.term})"
+        self.status_role.setText(text)
+
+    # -- persistence -----------------------------------------------------------------------------
+    def restore_layout(self) -> None:
+        if int(self.settings.value("window/version", 0) or 0) != SETTINGS_VERSION:
+            return
+        geometry = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state, SETTINGS_VERSION)
+        window_s = self.settings.value("plots/window_s")
+        if window_s is not None:
+            with contextlib.suppress(TypeError, ValueError):
+                self.plots.window_box.setValue(float(window_s))
+
+    def save_layout(self) -> None:
+        self.settings.setValue("window/version", SETTINGS_VERSION)
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState(SETTINGS_VERSION))
+        self.settings.setValue("plots/window_s", self.plots.window_s)
+        self.settings.sync()
+
     def changeEvent(self, event: QtCore.QEvent) -> None:
         if event.type() == QtCore.QEvent.Type.WindowStateChange:
             self.model.attention.minimized = self.isMinimized()
         super().changeEvent(event)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.save_layout()
         self.model.shutdown()
         super().closeEvent(event)

@@ -17,7 +17,9 @@ from ..bus.keys import Keys
 from .attention import AttentionModel
 from .base import Event
 from .devices import DeviceTreeModel
+from .lab import LabStatusModel
 from .live import LiveStore
+from .sessions import SessionsModel
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class AppModel:
         self.devices = DeviceTreeModel(keys)
         self.live = LiveStore(keys)
         self.attention = AttentionModel(keys, viewer_id)
+        self.sessions = SessionsModel(keys, viewer_id)
+        self.lab = LabStatusModel(redis_url, keys)
         self.status = StatusSummary(redis_text=mask_url(redis_url))
         self.status_changed = Event()
         self.redis: redis.asyncio.Redis | None = None
@@ -73,6 +77,7 @@ class AppModel:
         """One refresh of everything slow-changing (device tree, status, attention)."""
         tree = await self.devices.refresh(c)
         self.attention.register(list(tree.sensors))
+        await self.sessions.refresh(c)
         await self.read_status(c)
         await self.attention.publish(c)
 
@@ -94,6 +99,7 @@ class AppModel:
         tasks = [
             asyncio.create_task(self._refresh_loop(c, stop)),
             asyncio.create_task(self.live.follow(c, stop)),
+            asyncio.create_task(self.lab.run(stop)),
         ]
         try:
             await stop.wait()

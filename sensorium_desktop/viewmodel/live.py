@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import redis
@@ -34,6 +34,7 @@ class Subscription:
     last_id: str = "$"
     t_last_data: float = 0.0
     latency: float = 0.0  # publish → here, seconds (last batch)
+    holders: set[str] = field(default_factory=set)
 
 
 class LiveStore:
@@ -57,8 +58,9 @@ class LiveStore:
         rate = info.nominal_rate if info.nominal_rate > 0 else 50.0
         return max(256, int(rate * self.history_s * 1.25))
 
-    def subscribe(self, info: SensorInfo) -> Subscription:
-        """Start following ``info``'s stream (history is back-filled on the next read)."""
+    def subscribe(self, info: SensorInfo, holder: str = "plots") -> Subscription:
+        """Start following ``info``'s stream for ``holder`` (a panel); history is back-filled
+        on the next read. Several panels may hold one sensor."""
         sub = self.subs.get(info.sensor_id)
         if sub is None:
             if info.channel_format == "string":
@@ -69,10 +71,16 @@ class LiveStore:
             self.subs[info.sensor_id] = sub
             self.clocks.register(info)
             self._wake.set()
+        sub.holders.add(holder)
         return sub
 
-    def unsubscribe(self, sensor_id: str) -> None:
-        self.subs.pop(sensor_id, None)
+    def unsubscribe(self, sensor_id: str, holder: str = "plots") -> None:
+        """``holder`` no longer needs ``sensor_id``; the stream is dropped when nobody does."""
+        sub = self.subs.get(sensor_id)
+        if sub is not None:
+            sub.holders.discard(holder)
+            if not sub.holders:
+                del self.subs[sensor_id]
 
     def ingest(self, batch: SampleBatch) -> bool:
         """Append a batch to its ring (duplicates are ignored). True if appended."""

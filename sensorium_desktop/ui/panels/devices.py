@@ -5,10 +5,22 @@ from __future__ import annotations
 from PySide6 import QtCore, QtWidgets
 
 from ...viewmodel.devices import TRANSPORTS, DeviceTree, DeviceTreeModel
+from ..mime import SENSORS_MIME, sensors_mime
 from ..style import state_brush
 
 SENSOR_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 DEVICE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
+
+
+class SensorTree(QtWidgets.QTreeWidget):
+    """The device tree; dragging selected sensors carries their ids (to sessions, plots)."""
+
+    def mimeTypes(self) -> list[str]:
+        return [SENSORS_MIME]
+
+    def mimeData(self, items: list[QtWidgets.QTreeWidgetItem]) -> QtCore.QMimeData:  # type: ignore[override]
+        ids = [it.data(0, SENSOR_ROLE) for it in items if it.data(0, SENSOR_ROLE)]
+        return sensors_mime(ids)
 
 
 class DevicesPanel(QtWidgets.QWidget):
@@ -19,8 +31,10 @@ class DevicesPanel(QtWidgets.QWidget):
     def __init__(self, model: DeviceTreeModel, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.model = model
-        self.tree = QtWidgets.QTreeWidget()
+        self.tree = SensorTree()
         self.tree.setObjectName("deviceTree")
+        self.tree.setDragEnabled(True)
+        self.tree.setDragDropMode(QtWidgets.QAbstractItemView.DragDropMode.DragOnly)
         self.tree.setHeaderLabels(["Device / sensor", "Rate", "Status"])
         self.tree.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection)
         self.tree.setUniformRowHeights(True)
@@ -42,7 +56,7 @@ class DevicesPanel(QtWidgets.QWidget):
         self._sensors: dict[str, QtWidgets.QTreeWidgetItem] = {}
         for key, label in TRANSPORTS:
             item = QtWidgets.QTreeWidgetItem([label, "", ""])
-            item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsSelectable)
+            item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsSelectable & ~QtCore.Qt.ItemFlag.ItemIsDragEnabled)
             self.tree.addTopLevelItem(item)
             self._groups[key] = item
         self.tree.itemSelectionChanged.connect(self._on_selection)
@@ -79,7 +93,9 @@ class DevicesPanel(QtWidgets.QWidget):
                 if ditem is None:
                     ditem = QtWidgets.QTreeWidgetItem(group)
                     ditem.setData(0, DEVICE_ROLE, did)
-                    ditem.setFlags(ditem.flags() & ~QtCore.Qt.ItemFlag.ItemIsSelectable)
+                    ditem.setFlags(
+                        ditem.flags() & ~QtCore.Qt.ItemFlag.ItemIsSelectable & ~QtCore.Qt.ItemFlag.ItemIsDragEnabled
+                    )
                     self._devices[did] = ditem
                     group.setExpanded(True)
                     ditem.setExpanded(True)
@@ -95,6 +111,7 @@ class DevicesPanel(QtWidgets.QWidget):
                     if sitem is None:
                         sitem = QtWidgets.QTreeWidgetItem(ditem)
                         sitem.setData(0, SENSOR_ROLE, sid)
+                        sitem.setFlags(sitem.flags() | QtCore.Qt.ItemFlag.ItemIsDragEnabled)
                         self._sensors[sid] = sitem
                     info = srow.info
                     sitem.setText(0, f"{info.attribute}  ({info.sensor_id})")

@@ -1,0 +1,143 @@
+"""Sessions and markers in Redis (``<p>:sessions`` hash, ``<p>:markers:<id>`` streams).
+
+A session is what the operator will record: its sensors and BIDS-style metadata. The GUI
+creates and edits sessions here; the recorder (recording issue) records them. Markers carry
+the host time they were set and, when a node on the same host publishes its host → global
+offset, the global time too (``t_global``; equal to ``t_host`` otherwise, flagged by
+``clock=host``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis.asyncio
+
+from ..core.hostclock import host_time
+from .keys import Keys
+
+SESSION_STATES = ("idle", "recording", "stopped")
+_BIDS_LABEL = re.compile(r"[^A-Za-z0-9]+")
+
+
+def bids_label(value: str) -> str:
+    """A BIDS entity label: letters and digits only (``"pilot 2"`` → ``"pilot2"``)."""
+    return _BIDS_LABEL.sub("", value)
+
+
+@dataclass(slots=True)
+class Session:
+    """One session: ``sensors`` (ids, in the operator's order) and BIDS metadata."""
+
+    session_id: str
+    participant: str = ""
+    session: str = ""
+    task: str = ""
+    run: str = ""
+    notes: str = ""
+    sensors: list[str] = field(default_factory=list)
+    state: str = "idle"
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    stopped: float | None = None
+
+    @property
+    def bids_name(self) -> str:
+        """``sub-<p>_ses-<s>_task-<t>_run-<r>`` with the entities that are set."""
+        parts = [
+            f"{key}-{bids_label(val)}"
+            for key, val in (("sub", self.participant), ("ses", self.session), ("task", self.task), ("run", self.run))
+            if bids_label(val)
+        ]
+        return "_".join(parts) or self.session_id
+
+    def add_sensors(self, sensor_ids: list[str]) -> list[str]:
+        """Append sensors not already in the session; returns the ones added."""
+        added = [s for s in dict.fromkeys(sensor_ids) if s not in self.sensors]
+        self.sensors.extend(added)
+        return added
+
+    def remove_sensors(self, sensor_ids: list[str]) -> None:
+        gone = set(sensor_ids)
+        self.sensors = [s for s in self.sensors if s not in gone]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Session:
+        d = json.loads(text)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def new_session_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+
+
+async def list_sessions(c: redis.asyncio.Redis, keys: Keys) -> list[Session]:
+    """All sessions, oldest first; malformed entries are skipped."""
+    out = []
+    for raw in (await c.hgetall(keys.sessions)).values():
+        try:
+            out.append(Session.from_json(raw))
+        except (ValueError, TypeError):
+            continue
+    return sorted(out, key=lambda s: s.created)
+
+
+async def save_session(c: redis.asyncio.Redis, keys: Keys, s: Session) -> None:
+    if s.state not in SESSION_STATES:
+        raise ValueError(f"unknown session state {s.state!r}")
+    await c.hset(keys.sessions, s.session_id, s.to_json())
+
+
+async def delete_session(c: redis.asyncio.Redis, keys: Keys, session_id: str) -> None:
+    await c.hdel(keys.sessions, session_id)
+
+
+async def host_global_offset(c: redis.asyncio.Redis, keys: Keys) -> float | None:
+    """host → global offset (s) published by a node on this host, if any."""
+    me = socket.gethostname()
+    for nid in await c.smembers(keys.nodes):
+        node = nid.decode() if isinstance(nid, bytes) else nid
+        info = await c.hgetall(keys.node_info(node))
+        if (info.get(b"host") or b"").decode() != me:
+            continue
+        off = await c.hgetall(keys.host_offset(node))
+        try:
+            return float(off[b"offset"])
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+async def add_marker(
+    c: redis.asyncio.Redis, keys: Keys, session_id: str, label: str, source: str, t_host: float | None = None
+) -> dict[str, Any]:
+    """Append a marker to a session; returns what was stored."""
+    t = host_time() if t_host is None else t_host
+    offset = await host_global_offset(c, keys)
+    marker = {
+        "label": label,
+        "source": source,
+        "t_host": repr(t),
+        "t_global": repr(t + offset if offset is not None else t),
+        "clock": "global" if offset is not None else "host",
+        "host": socket.gethostname(),
+    }
+    await c.xadd(keys.markers(session_id), marker)
+    return marker
+
+
+async def read_markers(c: redis.asyncio.Redis, keys: Keys, session_id: str) -> list[dict[str, str]]:
+    return [
+        {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
+        for _eid, fields in await c.xrange(keys.markers(session_id))
+    ]

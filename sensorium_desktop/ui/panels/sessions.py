@@ -1,0 +1,263 @@
+"""Sessions panel: sessions with their sensors (drop sensors from the device tree onto a
+session; remove with Delete or by dragging them out), BIDS metadata, markers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ...bus.sessions import Session
+from ...viewmodel.sessions import METADATA_FIELDS
+from ..mime import SENSORS_MIME, SESSION_SENSORS_MIME, read_sensors, sensors_mime
+from ..widgets import empty_label
+from . import PanelSpec
+
+if TYPE_CHECKING:
+    from ..main_window import MainWindow
+
+SESSION_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
+SENSOR_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
+
+
+class SessionTree(QtWidgets.QTreeWidget):
+    """Sessions (top level) and their sensors; a drop target for sensor drags."""
+
+    sensorsDropped = QtCore.Signal(str, list)  # session id, sensor ids
+    sensorsRemoved = QtCore.Signal(str, list)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("sessionTree")
+        self.setHeaderLabels(["Session / sensor", "State"])
+        self.setAcceptDrops(True)
+        self.setDragEnabled(True)
+        self.setDropIndicatorShown(True)
+        self.setDragDropMode(QtWidgets.QAbstractItemView.DragDropMode.DragDrop)
+        self.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.header().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
+
+    def session_at(self, pos: QtCore.QPoint) -> str | None:
+        item = self.itemAt(pos)
+        while item is not None and item.data(0, SESSION_ROLE) is None:
+            item = item.parent()
+        if item is None:  # dropped on empty space: the only/current session
+            return None
+        return str(item.data(0, SESSION_ROLE))
+
+    def _accepts(self, event: QtGui.QDropEvent) -> bool:
+        return event.mimeData().hasFormat(SENSORS_MIME)
+
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
+        if self._accepts(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QtGui.QDragMoveEvent) -> None:
+        if self._accepts(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        ids, _ = read_sensors(event.mimeData())
+        target = self.session_at(event.position().toPoint())
+        if not ids:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.sensorsDropped.emit(target or "", ids)
+
+    def selected_session_sensors(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for item in self.selectedItems():
+            sid = item.data(0, SENSOR_ROLE)
+            parent = item.parent()
+            if sid and parent is not None:
+                out.setdefault(str(parent.data(0, SESSION_ROLE)), []).append(str(sid))
+        return out
+
+    def startDrag(self, actions: QtCore.Qt.DropAction) -> None:
+        """Dragging sensors out of a session: dropped anywhere that does not take them → removed."""
+        chosen = self.selected_session_sensors()
+        if len(chosen) != 1:
+            return
+        session_id, ids = next(iter(chosen.items()))
+        drag = QtGui.QDrag(self)
+        drag.setMimeData(sensors_mime(ids, SESSION_SENSORS_MIME, session_id))
+        if drag.exec(QtCore.Qt.DropAction.MoveAction) == QtCore.Qt.DropAction.IgnoreAction:
+            self.sensorsRemoved.emit(session_id, ids)
+
+    def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:
+        if event.key() in (QtCore.Qt.Key.Key_Delete, QtCore.Qt.Key.Key_Backspace):
+            for session_id, ids in self.selected_session_sensors().items():
+                self.sensorsRemoved.emit(session_id, ids)
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+
+class SessionsPanel(QtWidgets.QWidget):
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__()
+        self.window = window
+        self.model = window.model.sessions
+        self.tree = SessionTree()
+        self.hint = empty_label("Create a session, then drag sensors from the device tree onto it.")
+        self.new_button = QtWidgets.QPushButton("New session")
+        self.new_button.clicked.connect(self.new_session)
+        self.fields: dict[str, QtWidgets.QLineEdit | QtWidgets.QPlainTextEdit] = {}
+        form = QtWidgets.QFormLayout()
+        for name in METADATA_FIELDS:
+            w: QtWidgets.QLineEdit | QtWidgets.QPlainTextEdit
+            if name == "notes":
+                w = QtWidgets.QPlainTextEdit()
+                w.setFixedHeight(48)
+            else:
+                w = QtWidgets.QLineEdit()
+                w.editingFinished.connect(self._save_metadata)
+            w.setObjectName(f"session_{name}")
+            self.fields[name] = w
+            form.addRow(name.capitalize(), w)
+        self.bids = QtWidgets.QLabel()
+        self.bids.setObjectName("bidsName")
+        self.bids.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow("File name", self.bids)
+        self.marker_text = QtWidgets.QLineEdit()
+        self.marker_text.setPlaceholderText("marker text (Enter) — or press 1…9")
+        self.marker_text.returnPressed.connect(self._text_marker)
+        self.marker_button = QtWidgets.QPushButton("Marker")
+        self.marker_button.clicked.connect(lambda: self.marker("marker"))
+        self.marker_log = QtWidgets.QLabel("")
+        self.marker_log.setObjectName("markerLog")
+        markers = QtWidgets.QHBoxLayout()
+        markers.addWidget(self.marker_text, 1)
+        markers.addWidget(self.marker_button)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        top = QtWidgets.QHBoxLayout()
+        top.addWidget(self.hint, 1)
+        top.addWidget(self.new_button)
+        layout.addLayout(top)
+        layout.addWidget(self.tree, 1)
+        layout.addLayout(form)
+        layout.addLayout(markers)
+        layout.addWidget(self.marker_log)
+        self.tree.sensorsDropped.connect(self._dropped)
+        self.tree.sensorsRemoved.connect(lambda sid, ids: window.spawn(self.model.remove_sensors(sid, ids)))
+        self.tree.currentItemChanged.connect(self._current_changed)
+        self.fields["notes"].textChanged.connect(self._notes_changed)  # type: ignore[union-attr]
+        self.model.changed.connect(self.show_sessions)
+        self.model.error.connect(lambda msg: self.hint.setText(f"⚠ {msg}"))
+        self._notes_timer = QtCore.QTimer(self, singleShot=True, interval=800)
+        self._notes_timer.timeout.connect(self._save_metadata)
+        self._loading = False
+
+    def shown_sensors(self) -> list[str]:
+        s = self.model.session(self.model.current or "")
+        return list(s.sensors) if s else []
+
+    # -- actions -----------------------------------------------------------------------------
+    def new_session(self) -> None:
+        current = self.model.session(self.model.current or "")
+        meta = {k: getattr(current, k) for k in ("participant", "session", "task")} if current else {}
+        if current and current.run.isdigit():
+            meta["run"] = f"{int(current.run) + 1:0{len(current.run)}d}"
+        self.window.spawn(self.model.create(**meta))
+
+    def _dropped(self, session_id: str, sensor_ids: list[str]) -> None:
+        target = session_id or self.model.current
+        if target is None:
+            self.hint.setText("⚠ Create a session first, then drop sensors on it.")
+            return
+        self.window.spawn(self.model.add_sensors(target, sensor_ids))
+
+    def marker(self, label: str) -> None:
+        self.window.spawn(self._marker(label))
+
+    async def _marker(self, label: str) -> None:
+        m = await self.model.marker(label)
+        if m is not None:
+            n = self.model.markers_set.get(self.model.current or "", 0)
+            self.marker_log.setText(f"marker #{n} “{label}” at {m['t_global'][:14]} ({m['clock']} clock)")
+
+    def _text_marker(self) -> None:
+        text = self.marker_text.text().strip()
+        if text:
+            self.marker(text)
+            self.marker_text.clear()
+
+    def _current_changed(self, item: QtWidgets.QTreeWidgetItem | None, _prev: object) -> None:
+        while item is not None and item.data(0, SESSION_ROLE) is None:
+            item = item.parent()
+        if item is not None:
+            self.model.current = str(item.data(0, SESSION_ROLE))
+            self._load_form()
+
+    def _notes_changed(self) -> None:
+        if not self._loading:
+            self._notes_timer.start()
+
+    def _save_metadata(self) -> None:
+        if self._loading or not self.model.current:
+            return
+        meta = {
+            k: (w.toPlainText() if isinstance(w, QtWidgets.QPlainTextEdit) else w.text()).strip()
+            for k, w in self.fields.items()
+        }
+        s = self.model.session(self.model.current)
+        if s is not None and any(getattr(s, k) != v for k, v in meta.items()):
+            self.window.spawn(self.model.update_metadata(self.model.current, **meta))
+
+    # -- view --------------------------------------------------------------------------------
+    def _load_form(self) -> None:
+        s = self.model.session(self.model.current or "")
+        self._loading = True
+        for k, w in self.fields.items():
+            value = getattr(s, k) if s else ""
+            if isinstance(w, QtWidgets.QPlainTextEdit):
+                if w.toPlainText() != value:
+                    w.setPlainText(value)
+            elif w.text() != value and not w.hasFocus():
+                w.setText(value)
+            w.setEnabled(s is not None)
+        self._loading = False
+        self.bids.setText(s.bids_name if s else "")
+
+    def show_sessions(self, sessions: list[Session]) -> None:
+        devices = self.window.model.devices
+        expanded = {
+            self.tree.topLevelItem(i).data(0, SESSION_ROLE)
+            for i in range(self.tree.topLevelItemCount())
+            if self.tree.topLevelItem(i).isExpanded()
+        }
+        self.tree.clear()
+        for s in sessions:
+            item = QtWidgets.QTreeWidgetItem([f"{s.bids_name}", s.state])
+            item.setData(0, SESSION_ROLE, s.session_id)
+            item.setToolTip(0, f"session {s.session_id}\n{s.notes}")
+            item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsDragEnabled)
+            self.tree.addTopLevelItem(item)
+            for sid in s.sensors:
+                info = devices.sensor(sid)
+                child = QtWidgets.QTreeWidgetItem([sid, info.attribute if info else "not connected"])
+                child.setData(0, SENSOR_ROLE, sid)
+                if info is None:
+                    child.setForeground(1, QtGui.QBrush(QtGui.QColor("#c62828")))
+                item.addChild(child)
+            item.setExpanded(s.session_id in expanded or s.session_id == self.model.current)
+            if s.session_id == self.model.current:
+                f = item.font(0)
+                f.setBold(True)
+                item.setFont(0, f)
+        if sessions:
+            current = self.model.session(self.model.current or "")
+            n = len(current.sensors) if current else 0
+            self.hint.setText(f"{len(sessions)} session(s); current has {n} sensor(s). Drop sensors on a session.")
+        else:
+            self.hint.setText("Create a session, then drag sensors from the device tree onto it.")
+        self._load_form()
+
+
+PANEL = PanelSpec("sessions", "Sessions", QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, SessionsPanel)

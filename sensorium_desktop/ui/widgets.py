@@ -1,0 +1,51 @@
+"""Small reusable widgets: a read-only table filled from rows, an empty-state label."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+
+class RowTable(QtWidgets.QTableWidget):
+    """A read-only table replaced row by row (selection kept by the first column's text)."""
+
+    def __init__(self, headers: Sequence[str], parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(0, len(headers), parent)
+        self.setHorizontalHeaderLabels(list(headers))
+        self.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
+        self.verticalHeader().setVisible(False)
+        self.verticalHeader().setDefaultSectionSize(20)
+        self.setAlternatingRowColors(True)
+        self.horizontalHeader().setStretchLastSection(True)
+
+    def set_rows(self, rows: Sequence[Sequence[str]], colours: Sequence[str | None] | None = None) -> None:
+        selected = self.selected_key()
+        self.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for col, text in enumerate(row):
+                item = self.item(r, col)
+                if item is None:
+                    item = QtWidgets.QTableWidgetItem()
+                    self.setItem(r, col, item)
+                item.setText(text)
+                if col > 0:
+                    item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+                colour = colours[r] if colours else None
+                item.setForeground(QtGui.QBrush(QtGui.QColor(colour)) if colour else QtGui.QBrush())
+            if selected is not None and row and row[0] == selected:
+                self.selectRow(r)
+        self.resizeColumnsToContents()
+
+    def selected_key(self) -> str | None:
+        items = self.selectedItems()
+        return self.item(items[0].row(), 0).text() if items else None
+
+
+def empty_label(text: str) -> QtWidgets.QLabel:
+    label = QtWidgets.QLabel(text)
+    label.setWordWrap(True)
+    label.setStyleSheet("color: #616161; padding: 4px")
+    return label

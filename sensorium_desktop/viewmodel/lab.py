@@ -1,0 +1,173 @@
+"""Lab status for the election, sync and backpressure panels (no Qt).
+
+One snapshot a second from :func:`sensorium_desktop.bus.status.read_status` plus the
+backpressure configs, and a short history per sensor for the clock residual traces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import redis
+
+from ..bus.connection import client
+from ..bus.keys import Keys
+from ..bus.status import read_backpressure, read_status
+from .base import Event
+
+log = logging.getLogger(__name__)
+
+HISTORY_S = 120.0
+
+
+@dataclass(slots=True)
+class ClockRow:
+    """One sensor's clock as the sync worker last wrote it (seconds, dimensionless drift)."""
+
+    sensor_id: str
+    attribute: str
+    offset: float
+    drift: float
+    uncertainty: float
+    resets: int
+    rate: float
+    nominal: float
+    updated_age: float
+
+    @property
+    def drift_ppm(self) -> float:
+        return self.drift * 1e6
+
+
+@dataclass(slots=True)
+class LabSnapshot:
+    """Everything the status panels show; ``error`` when Redis could not be read."""
+
+    status: dict[str, Any] = field(default_factory=dict)
+    backpressure: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clocks: list[ClockRow] = field(default_factory=list)
+    group_rate: float = 0.0
+    error: str = ""
+    time: float = 0.0
+
+    @property
+    def leader(self) -> str:
+        return str((self.status.get("leader") or {}).get("node", ""))
+
+    @property
+    def term(self) -> int:
+        return int(self.status.get("term") or 0)
+
+
+def _f(d: dict[str, str], key: str) -> float:
+    try:
+        return float(d.get(key, "nan"))
+    except ValueError:
+        return math.nan
+
+
+class LabStatusModel:
+    """Polls the lab's state; ``changed`` fires with a :class:`LabSnapshot`."""
+
+    def __init__(self, redis_url: str, keys: Keys) -> None:
+        self.redis_url = redis_url
+        self.keys = keys
+        self.snapshot = LabSnapshot()
+        self.changed = Event()
+        self.offsets: dict[str, collections.deque[tuple[float, float]]] = {}
+        self._groups_seen: tuple[float, int] | None = None
+        self._client: redis.Redis | None = None
+
+    def _read(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        if self._client is None:
+            self._client = client(self.redis_url, timeout=2.0, retries=0)
+        status = read_status(self._client, self.keys)
+        bp = read_backpressure(self._client, self.keys, [s["sensor_id"] for s in status["sensors"]])
+        return status, bp
+
+    async def refresh(self) -> LabSnapshot:
+        now = time.time()
+        try:
+            status, bp = await asyncio.to_thread(self._read)
+        except (redis.RedisError, OSError) as exc:
+            self._client = None
+            snap = LabSnapshot(self.snapshot.status, self.snapshot.backpressure, self.snapshot.clocks,
+                               error=f"Redis unreachable: {exc}", time=now)  # fmt: skip
+            self.snapshot = snap
+            self.changed.emit(snap)
+            return snap
+        clocks = []
+        for s in status["sensors"]:
+            c = s.get("clock") or {}
+            if not c:
+                continue
+            row = ClockRow(
+                s["sensor_id"], s["attribute"], _f(c, "offset_mean"), _f(c, "drift"), _f(c, "uncertainty"),
+                int(_f(c, "resets")) if math.isfinite(_f(c, "resets")) else 0, float(s["rate"]),
+                float(s["nominal_rate"]), now - _f(c, "updated") if math.isfinite(_f(c, "updated")) else math.nan,
+            )  # fmt: skip
+            clocks.append(row)
+            if math.isfinite(row.offset):
+                hist = self.offsets.setdefault(row.sensor_id, collections.deque())
+                hist.append((now, row.offset))
+                while hist and now - hist[0][0] > HISTORY_S:
+                    hist.popleft()
+        groups = int(status.get("groups") or 0)
+        rate = 0.0
+        if self._groups_seen is not None and now > self._groups_seen[0]:
+            rate = max(0.0, (groups - self._groups_seen[1]) / (now - self._groups_seen[0]))
+        self._groups_seen = (now, groups)
+        snap = LabSnapshot(status, bp, clocks, rate, "", now)
+        self.snapshot = snap
+        self.changed.emit(snap)
+        return snap
+
+    def residuals(self, sensor_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(seconds ago, offset minus its linear trend in µs) over the last ``HISTORY_S`` s:
+        how much the clock estimate wanders around a steady drift."""
+        hist = self.offsets.get(sensor_id)
+        if not hist or len(hist) < 3:
+            return np.empty(0), np.empty(0)
+        t, off = np.array(hist).T
+        coef = np.polyfit(t - t[-1], off, 1)
+        return t - t[-1], (off - np.polyval(coef, t - t[-1])) * 1e6
+
+    async def run(self, stop: asyncio.Event, interval: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("lab status refresh failed")
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except TimeoutError:
+                pass
+        if self._client is not None:
+            self._client.close()
+
+
+def breathing_synchrony(rings: list[tuple[np.ndarray, np.ndarray]], window_s: float = 60.0) -> float:
+    """Kuramoto R (0–1) of breathing between people: band-passed Hilbert phase of each
+    respiration signal ``(t s, values)`` over the last ``window_s``, compared at the latest
+    time all of them cover. NaN with fewer than two usable signals."""
+    from ..core.kuramoto import hilbert_phase, order_parameter
+
+    phases: list[tuple[np.ndarray, np.ndarray]] = []
+    for t, v in rings:
+        if t.size == 0:
+            continue
+        keep = t >= t[-1] - window_s
+        grid, ph = hilbert_phase(t[keep], v[keep])
+        if grid.size:
+            phases.append((grid, np.unwrap(ph)))
+    if len(phases) < 2:
+        return math.nan
+    t_common = min(g[-1] for g, _ in phases)
+    return order_parameter(np.array([np.interp(t_common, g, p) for g, p in phases]))

@@ -1,0 +1,292 @@
+"""The operator's panels (offscreen Qt, real Redis, a real node): sessions by drag-and-drop,
+markers, status panels following Redis, attention from what is on screen, saved layout."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import AsyncRunner, NodeThread, RedisServer
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from sensorium_desktop.bus.connection import async_client
+from sensorium_desktop.bus.keys import Keys
+from sensorium_desktop.core.backpressure import FOCUS_BOOST_S, Attention
+from sensorium_desktop.core.pose import N_LANDMARKS
+from sensorium_desktop.viewmodel.app import AppModel
+from sensorium_desktop.viewmodel.gaze import GazeHeatmap
+from sensorium_desktop.viewmodel.lab import breathing_synchrony
+
+pytestmark = pytest.mark.gui
+
+
+def make_window(qtbot, url: str, keys: Keys, settings_path: Path, size: tuple[int, int] | None = (1400, 900)):
+    from sensorium_desktop.ui.main_window import MainWindow
+
+    settings = QtCore.QSettings(str(settings_path), QtCore.QSettings.Format.IniFormat)
+    win = MainWindow(AppModel(url, keys, "gui-test"), settings=settings)
+    qtbot.addWidget(win)
+    if size is not None:
+        win.resize(*size)
+    win.show()
+    return win
+
+
+@pytest.fixture
+def window(qtbot, redis_server: RedisServer, keys: Keys, tmp_path: Path):
+    return make_window(qtbot, redis_server.url, keys, tmp_path / "settings.ini")
+
+
+def pump(arun: AsyncRunner, win, rounds: int = 1) -> None:
+    """One GUI refresh as the app's loop does it: Redis → models → panels."""
+
+    async def go() -> None:
+        c = async_client(win.model.redis_url)
+        try:
+            for _ in range(rounds):
+                await win.model.refresh(c)
+                await win.model.live.read_once(c, block_ms=30)
+                await win.model.lab.refresh()
+                await win.drain()
+        finally:
+            await c.aclose()
+
+    arun.run(go())
+    QtWidgets.QApplication.processEvents()
+
+
+def drop(target: QtWidgets.QAbstractItemView, mime: QtCore.QMimeData, item: QtWidgets.QTreeWidgetItem | None) -> bool:
+    """Deliver a drag enter/move/drop sequence to ``target``'s viewport at ``item``."""
+    pos = target.visualItemRect(item).center() if item is not None else QtCore.QPoint(5, 5)
+    posf = QtCore.QPointF(pos)
+    actions = QtCore.Qt.DropAction.CopyAction | QtCore.Qt.DropAction.MoveAction
+    buttons, mods = QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier
+    enter = QtGui.QDragEnterEvent(pos, actions, mime, buttons, mods)
+    QtWidgets.QApplication.sendEvent(target.viewport(), enter)
+    move = QtGui.QDragMoveEvent(pos, actions, mime, buttons, mods)
+    QtWidgets.QApplication.sendEvent(target.viewport(), move)
+    ev = QtGui.QDropEvent(posf, actions, mime, buttons, mods)
+    QtWidgets.QApplication.sendEvent(target.viewport(), ev)
+    return ev.isAccepted()
+
+
+def wait_tree(qtbot, arun: AsyncRunner, win, sensor: str) -> None:
+    qtbot.waitUntil(lambda: (pump(arun, win), win.devices_panel.sensor_item(sensor) is not None)[1], timeout=15000)
+
+
+def test_drag_one_then_several_sensors_into_a_session_and_out_again(
+    window, sim_node: NodeThread, arun: AsyncRunner, qtbot, redis_server: RedisServer, keys: Keys
+) -> None:
+    wait_tree(qtbot, arun, window, "sim-pose-skeleton")
+    panel = window.panels["sessions"]
+    panel.new_session()
+    pump(arun, window)
+    session_item = panel.tree.topLevelItem(0)
+    assert session_item is not None and window.model.sessions.current
+    sid = window.model.sessions.current
+    devices = window.devices_panel
+    devices.tree.clearSelection()
+    devices.sensor_item("sim-chest-ecg").setSelected(True)
+    mime = devices.tree.mimeData(devices.tree.selectedItems())  # what a drag from the tree carries
+    assert drop(panel.tree, mime, session_item)
+    pump(arun, window)
+    for s in ("sim-eyes-eye_gaze", "sim-pose-skeleton"):
+        devices.sensor_item(s).setSelected(True)
+    mime = devices.tree.mimeData(devices.tree.selectedItems())
+    assert drop(panel.tree, mime, panel.tree.topLevelItem(0).child(0))  # dropped on a sensor row: its session
+    pump(arun, window)
+    stored = json.loads(redis_server.client().hget(keys.sessions, sid))
+    assert stored["sensors"] == ["sim-chest-ecg", "sim-eyes-eye_gaze", "sim-pose-skeleton"]  # no duplicates
+    assert panel.tree.topLevelItem(0).childCount() == 3
+    # foreign drags are refused
+    other = QtCore.QMimeData()
+    other.setText("sim-chest-ecg")
+    assert not drop(panel.tree, other, panel.tree.topLevelItem(0))
+    # drag a sensor out of the session and let go where nothing takes it: removed
+    panel.tree.clearSelection()
+    panel.tree.topLevelItem(0).child(1).setSelected(True)
+    panel.tree.startDrag(QtCore.Qt.DropAction.MoveAction)
+    pump(arun, window)
+    # Delete removes the selected one
+    panel.tree.clearSelection()
+    panel.tree.topLevelItem(0).child(0).setSelected(True)
+    qtbot.keyClick(panel.tree, QtCore.Qt.Key.Key_Delete)
+    pump(arun, window)
+    stored = json.loads(redis_server.client().hget(keys.sessions, sid))
+    assert stored["sensors"] == ["sim-pose-skeleton"]
+
+
+def test_metadata_gives_a_bids_name_and_markers_are_stored(
+    window, arun: AsyncRunner, qtbot, redis_server: RedisServer, keys: Keys
+) -> None:
+    pump(arun, window)
+    panel = window.panels["sessions"]
+    panel.new_session()
+    pump(arun, window)
+    for name, value in (("participant", "P 07"), ("session", "pilot"), ("task", "n-back"), ("run", "02")):
+        field = panel.fields[name]
+        field.setText(value)
+        field.editingFinished.emit()
+    pump(arun, window)
+    assert panel.bids.text() == "sub-P07_ses-pilot_task-nback_run-02"
+    sid = window.model.sessions.current
+    window.activateWindow()
+    window.setFocus()
+    for action in window.actions():
+        if action.text() == "Marker 3":
+            action.trigger()
+    panel.marker_text.setText("door knock")
+    panel.marker_text.returnPressed.emit()
+    panel.marker_button.click()
+    pump(arun, window)
+    markers = [
+        {k.decode(): v.decode() for k, v in f.items()} for _i, f in redis_server.client().xrange(keys.markers(sid))
+    ]
+    assert [m["label"] for m in markers] == ["3", "door knock", "marker"]
+    assert all(abs(float(m["t_host"]) - time.time()) < 60 for m in markers)
+    assert "marker #3" in panel.marker_log.text()
+    # a new session continues the numbering of runs
+    panel.new_session()
+    pump(arun, window)
+    assert window.model.sessions.session(window.model.sessions.current).run == "03"
+
+
+def test_status_panels_follow_redis(
+    window, sim_node: NodeThread, arun: AsyncRunner, qtbot, redis_server: RedisServer, keys: Keys
+) -> None:
+    c = redis_server.client()
+    election, sync, bp = window.panels["election"], window.panels["sync"], window.panels["backpressure"]
+    qtbot.waitUntil(lambda: (pump(arun, window), election.table.rowCount() == 1)[1], timeout=15000)
+    assert "test-node" in election.summary.text() and "term" in election.summary.text()
+    assert election.table.item(0, 1).text() == "leader"
+    qtbot.waitUntil(lambda: (pump(arun, window), bp.table.rowCount() >= 10)[1], timeout=15000)
+    rows = {bp.table.item(r, 0).text(): bp.table.item(r, 1).text() for r in range(bp.table.rowCount())}
+    assert rows["sim-chest-ecg"] == "high"  # NodeThread's default attention
+    # the sync worker's clock state appears as soon as it is in Redis
+    c.hset(keys.clock("sim-chest-ecg"), mapping={
+        "offset_mean": repr(12.5), "drift": repr(31e-6), "uncertainty": repr(8e-6), "resets": "0",
+        "updated": repr(time.time()),
+    })  # fmt: skip
+    for k in range(4):
+        c.hset(keys.clock("sim-chest-ecg"), "offset_mean", repr(12.5 + k * 1e-6))
+        pump(arun, window)
+    rows = {sync.table.item(r, 0).text(): r for r in range(sync.table.rowCount())}
+    r = rows["sim-chest-ecg"]
+    assert sync.table.item(r, 2).text() == "+31.00" and sync.table.item(r, 3).text() == "8.0"
+    x, y = window.model.lab.residuals("sim-chest-ecg")
+    assert x.size == 4 and np.all(np.abs(y) < 1.0)  # µs around the trend
+    assert "needs ≥ 2 respiration sensors" in sync.summary.text()
+
+
+def test_attention_follows_what_is_on_screen(
+    window, sim_node: NodeThread, arun: AsyncRunner, qtbot, redis_server: RedisServer, keys: Keys
+) -> None:
+    wait_tree(qtbot, arun, window, "sim-chest-ecg")
+    window.devices_panel.sensor_item("sim-chest-ecg").setSelected(True)
+    window.update_attention()
+    pump(arun, window)
+
+    def published(sid: str) -> str:
+        raw = redis_server.client().hget(keys.attention(sid), "gui-test")
+        return raw.decode().split("|")[0] if raw else ""
+
+    assert published("sim-chest-ecg") == "high"
+    assert published("sim-pose-skeleton") in ("low", "medium")
+    window.docks["skeleton"].raise_()
+    QtWidgets.QApplication.processEvents()
+    window.update_attention()
+    pump(arun, window)
+    assert published("sim-pose-skeleton") == "medium"  # shown in a visible panel
+    window.plot_area.hide()  # the plots are hidden: the ECG is no longer looked at
+    window.update_attention()
+    pump(arun, window)
+    assert published("sim-chest-ecg") == "high"  # Sensocto's focus boost keeps it for a while …
+    later = time.monotonic() + FOCUS_BOOST_S + 1
+    assert window.model.attention.tracker.level("sim-chest-ecg", later) is Attention.LOW  # … then only listed
+    window.showMinimized()
+    window.model.attention.minimized = True
+    pump(arun, window)
+    assert published("sim-chest-ecg") == "none" and published("sim-pose-skeleton") == "none"
+
+
+def test_layout_and_plot_window_persist(qtbot, redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:
+    path = tmp_path / "persist.ini"
+    win = make_window(qtbot, redis_server.url, keys, path)
+    win.resize(700, 555)  # within the offscreen screen (800 x 800), so no clamping
+    win.docks["election"].close()
+    win.plots.window_box.setValue(25.0)
+    QtWidgets.QApplication.processEvents()
+    saved = (win.width(), win.height())  # (the docks' minimum width may have widened it)
+    win.close()
+    again = make_window(qtbot, redis_server.url, keys, path, size=None)  # as saved
+    QtWidgets.QApplication.processEvents()
+    assert again.plots.window_s == 25.0
+    assert not again.docks["election"].isVisible()
+    assert (again.width(), again.height()) == saved != (1400, 900)
+
+
+def test_plot_area_takes_dropped_sensors(window, sim_node: NodeThread, arun: AsyncRunner, qtbot) -> None:
+    from sensorium_desktop.ui.mime import sensors_mime
+
+    wait_tree(qtbot, arun, window, "sim-eyes-eye_gaze")
+    window.devices_panel.sensor_item("sim-chest-ecg").setSelected(True)
+    mime = sensors_mime(["sim-eyes-eye_gaze", "sim-chest-ecg"])
+    pos = QtCore.QPoint(50, 50)
+    actions, buttons = QtCore.Qt.DropAction.CopyAction, QtCore.Qt.MouseButton.LeftButton
+    mods = QtCore.Qt.KeyboardModifier.NoModifier
+    enter = QtGui.QDragEnterEvent(pos, actions, mime, buttons, mods)
+    QtWidgets.QApplication.sendEvent(window.plot_area, enter)
+    assert enter.isAccepted()
+    ev = QtGui.QDropEvent(QtCore.QPointF(pos), actions, mime, buttons, mods)
+    QtWidgets.QApplication.sendEvent(window.plot_area, ev)
+    assert window.plots.sensor_ids() == ["sim-chest-ecg", "sim-eyes-eye_gaze"]
+
+
+def test_gaze_and_skeleton_panels_draw_live_data(window, sim_node: NodeThread, arun: AsyncRunner, qtbot) -> None:
+    wait_tree(qtbot, arun, window, "sim-pose-skeleton")
+    gaze, skeleton = window.panels["gaze"], window.panels["skeleton"]
+    window.docks["gaze"].raise_()
+    qtbot.waitUntil(lambda: (pump(arun, window), gaze.source == "sim-eyes-eye_gaze")[1], timeout=10000)
+
+    def heat() -> bool:
+        pump(arun, window)
+        gaze.redraw()
+        return gaze.heat.hist.sum() > 10
+
+    qtbot.waitUntil(heat, timeout=15000)
+    assert "worn" in gaze.state.text() or "NOT WORN" in gaze.state.text()
+    img = gaze.heat_item.image
+    assert img is not None and img.max() == pytest.approx(1.0)
+    window.docks["skeleton"].raise_()
+
+    def bones() -> bool:
+        pump(arun, window)
+        skeleton.redraw()
+        _plot, graph = skeleton.views["sim-pose-skeleton"]
+        return graph.pos is not None and len(graph.pos) == N_LANDMARKS
+
+    qtbot.waitUntil(bones, timeout=15000)
+
+
+def test_gaze_heatmap_weights_decay_and_fixations() -> None:
+    h = GazeHeatmap(bins=(10, 10), half_life_s=1.0, sigma_bins=0.0)
+    t = np.linspace(0, 0.2, 50)
+    h.add(t, np.full(50, 0.25), np.full(50, 0.75), np.full(50, 1.0))
+    assert h.fixation is not None and h.fixation.x == pytest.approx(0.25) and h.fixation.duration > 0.1
+    total = h.hist.sum()
+    h.add(np.array([1.2]), np.array([0.9]), np.array([0.1]), np.array([0.0]))  # zero confidence: ignored
+    assert h.hist.sum() == pytest.approx(total * 0.5)  # one half-life later
+    assert h.image().argmax() == np.ravel_multi_index((2, 7), (10, 10))
+    h.add(np.array([1.3, 1.31, 1.32]), np.array([0.1, 0.9, 0.5]), np.array([0.1, 0.9, 0.5]), np.ones(3))
+    assert h.fixation is None  # a saccade
+
+
+def test_breathing_synchrony_of_two_people() -> None:
+    t = np.arange(0, 60, 0.04)
+    a = np.sin(2 * np.pi * 0.25 * t)
+    assert breathing_synchrony([(t, a), (t, np.sin(2 * np.pi * 0.25 * t + 0.3))]) > 0.95
+    assert breathing_synchrony([(t, a), (t, -a)]) < 0.1
+    assert np.isnan(breathing_synchrony([(t, a)]))
