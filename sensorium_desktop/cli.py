@@ -244,6 +244,25 @@ def cmd_lsl_outlet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_gui_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--channels", type=int, default=32)
+    p.add_argument("--rate", type=float, default=512.0, help="Hz")
+    p.add_argument("--seconds", type=float, default=20.0, help="per phase")
+
+
+@command("bench-gui", "benchmark the live plots (frames/s, CPU, data-to-pixel latency) against a naive plot")
+@arguments(_bench_gui_args)
+def cmd_bench_gui(args: argparse.Namespace) -> int:
+    if Path("benchmarks", "gui.py").is_file() and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        from benchmarks.gui import main as bench_main
+    except ImportError:
+        log.error("bench-gui runs from a source checkout (the benchmarks/ folder): cd to it first")
+        return 2
+    return bench_main(["--channels", str(args.channels), "--rate", str(args.rate), "--seconds", str(args.seconds)])
+
+
 def _redis_cmd_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop", action="store_true", help="stop a running embedded server")
 

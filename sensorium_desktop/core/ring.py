@@ -54,16 +54,16 @@ class RingBuffer:
         self.version += 1
 
     def latest(self, t_min: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Samples in time order (copies), optionally only those with t >= ``t_min``."""
+        """Samples in time order (copies), optionally only those with t >= ``t_min``; only the
+        rows returned are copied (a plot window is a small tail of a long history)."""
+        start = 0 if self.size < self.capacity else self.head
         if self.size < self.capacity:
-            t, v = self.t[: self.size].copy(), self.v[: self.size].copy()
+            t = self.t[: self.size]
         else:
             t = np.concatenate([self.t[self.head :], self.t[: self.head]])
-            v = np.concatenate([self.v[self.head :], self.v[: self.head]])
-        if t_min is not None and t.size:
-            k = int(np.searchsorted(t, t_min, side="left"))
-            t, v = t[k:], v[k:]
-        return t, v
+        k = int(np.searchsorted(t, t_min, side="left")) if t_min is not None and t.size else 0
+        idx = (start + np.arange(k, self.size)) % self.capacity
+        return self.t[idx], self.v[idx]
 
     def last_time(self) -> float | None:
         if self.size == 0:

@@ -68,6 +68,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setCorner(QtCore.Qt.Corner.BottomLeftCorner, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(QtCore.Qt.Corner.BottomRightCorner, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         self.devices_panel = DevicesPanel(model.devices)
+        self.devices_panel.setMinimumWidth(340)  # names, rates and states stay readable
         self.plots = LivePlotPanel(model.live)
         self.plot_area = PlotDropArea(self.plots)
         self.plot_area.sensorsDropped.connect(self.add_plots)

@@ -35,6 +35,7 @@ class Subscription:
     t_last_data: float = 0.0
     latency: float = 0.0  # publish → here, seconds (last batch)
     holders: set[str] = field(default_factory=set)
+    last_arrival: float = 0.0  # host arrival time (s) of the newest sample in the ring
 
 
 class LiveStore:
@@ -97,6 +98,8 @@ class LiveStore:
                 return False
         sub.ring.append(t, vals)
         sub.t_last_data = time.time()
+        if len(batch):
+            sub.last_arrival = max(sub.last_arrival, float(batch.t_arrival[-1]))
         return True
 
     async def _backfill(self, c: redis.asyncio.Redis, sub: Subscription) -> None:

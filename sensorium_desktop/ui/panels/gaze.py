@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 HOLDER = "gaze"
 FRAME_MS = 66
 PICTURE = "picture…"
+GAZE_ASPECT = 16 / 10  # the tracked display (or scene camera) is drawn 16:10
 
 
 class GazePanel(QtWidgets.QWidget):
@@ -43,7 +44,7 @@ class GazePanel(QtWidgets.QWidget):
         self.state = empty_label("No eye tracker streaming.")
         self.view = pg.PlotWidget(background="k")
         self.view.setObjectName("gazeView")
-        self.view.setAspectLocked(False)
+        self.view.setAspectLocked(True, ratio=GAZE_ASPECT)
         self.view.invertY(True)
         self.view.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
         self.view.hideAxis("left")
@@ -137,7 +138,10 @@ class GazePanel(QtWidgets.QWidget):
         self.background = bgr
         if bgr is None:
             self.bg_item.clear()
+            self.view.setAspectLocked(True, ratio=GAZE_ASPECT)
             return
+        h, w = bgr.shape[:2]
+        self.view.setAspectLocked(True, ratio=w / max(h, 1))  # the picture's own aspect
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).transpose(1, 0, 2)
         self.bg_item.setImage(rgb, autoLevels=False, levels=(0, 255))
         self.bg_item.setRect(QtCore.QRectF(0, 0, 1, 1))

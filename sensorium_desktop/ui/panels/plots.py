@@ -11,9 +11,11 @@ from PySide6 import QtCore, QtWidgets
 
 from ...core.samples import SensorInfo
 from ...viewmodel.live import LiveStore
+from ...viewmodel.plotdata import ChannelScaler, envelope
 from ..style import colour
 
 MAX_CHANNELS_PER_PLOT = 32
+STACK_ABOVE = 8  # more channels than this are drawn stacked (one path, EEG style)
 FRAME_MS = 16
 
 
@@ -39,6 +41,8 @@ class PlotEntry:
     item: pg.PlotItem
     curves: list[pg.PlotDataItem] = field(default_factory=list)
     version: int = -1
+    stacked: pg.PlotCurveItem | None = None
+    scaler: ChannelScaler = field(default_factory=ChannelScaler)
 
 
 class LivePlotPanel(QtWidgets.QWidget):
@@ -76,6 +80,7 @@ class LivePlotPanel(QtWidgets.QWidget):
         layout.addWidget(self.empty)
         layout.addWidget(self.graphics, 1)
         self.graphics.hide()
+        self._set_frame_clock(True)
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(FRAME_MS)
         self.timer.timeout.connect(self.redraw)
@@ -89,6 +94,13 @@ class LivePlotPanel(QtWidgets.QWidget):
     def _set_paused(self, paused: bool) -> None:
         self.paused = paused
         self.pause_button.setText("Resume" if paused else "Pause")
+        self._set_frame_clock(not paused)
+
+    def _set_frame_clock(self, live: bool) -> None:
+        """Live: the timer is the frame clock (one repaint per tick, however many items changed);
+        paused: Qt repaints on interaction (zoom, pan, scroll back)."""
+        mode = QtWidgets.QGraphicsView.ViewportUpdateMode
+        self.graphics.setViewportUpdateMode(mode.NoViewportUpdate if live else mode.MinimalViewportUpdate)
 
     def sensor_ids(self) -> list[str]:
         return list(self.entries)
@@ -107,21 +119,30 @@ class LivePlotPanel(QtWidgets.QWidget):
         for row, info in enumerate(infos):
             self.live.subscribe(info)
             item = self.graphics.addPlot(row=row, col=0, axisItems={"bottom": TimeAxis(self.t0)})
-            item.setDownsampling(auto=True, mode="peak")
-            item.setClipToView(True)
-            item.showGrid(x=True, y=True, alpha=0.2)
-            unit = next((u for u in info.units if u), "")
-            item.setLabel("left", info.attribute, units=unit)
-            item.setTitle(f"{info.sensor_id}", size="9pt")
+            item.setTitle(f"{info.sensor_id}", size="9pt")  # no grid: it is repainted on every scroll
             if first is None:
                 first = item
             else:
                 item.setXLink(first)
             n = min(info.channel_count, MAX_CHANNELS_PER_PLOT)
-            if n > 1 and n <= 8:
-                item.addLegend(offset=(5, 5), labelTextSize="8pt")
-            curves = [item.plot(pen=pg.mkPen(colour(ch), width=1), name=info.channel_names[ch]) for ch in range(n)]
-            self.entries[info.sensor_id] = PlotEntry(info, item, curves)
+            entry = PlotEntry(info, item)
+            if n > STACK_ABOVE:  # per-channel autoscale, one path for all channels
+                entry.stacked = pg.PlotCurveItem(pen=pg.mkPen(colour(0), width=1), connect="finite")
+                item.addItem(entry.stacked)
+                item.getAxis("left").setTicks([[(-k, info.channel_names[k]) for k in range(n)]])
+                item.disableAutoRange()
+                item.setYRange(-n + 0.5, 0.5, padding=0)
+                item.setMouseEnabled(y=False)
+            else:
+                unit = next((u for u in info.units if u), "")
+                item.setLabel("left", info.attribute, units=unit)
+                if n > 1:
+                    item.addLegend(offset=(5, 5), labelTextSize="8pt")
+                entry.curves = [
+                    item.plot(pen=pg.mkPen(colour(ch), width=1), name=info.channel_names[ch], skipFiniteCheck=True)
+                    for ch in range(n)
+                ]
+            self.entries[info.sensor_id] = entry
         self.graphics.setVisible(bool(infos))
         self.empty.setVisible(not infos)
 
@@ -138,9 +159,23 @@ class LivePlotPanel(QtWidgets.QWidget):
             ring = sub.ring
             if ring.version != e.version:
                 e.version = ring.version
-                t, v = ring.latest(now - self.window_s - 1.0)
-                x = t - self.t0
-                for ch, curve in enumerate(e.curves):
-                    curve.setData(x, np.asarray(v[:, ch], dtype=np.float64))
+                self._draw(e, ring.latest(now - self.window_s - 1.0), x_max)
             e.item.setXRange(x_max - self.window_s, x_max, padding=0)
+        self.graphics.viewport().update()
         self.frames += 1
+
+    def _draw(self, e: PlotEntry, data: tuple[np.ndarray, np.ndarray], x_max: float) -> None:
+        """Reduce the window to a min/max envelope per pixel column, then draw it."""
+        t, v = data
+        x = t - self.t0
+        # one min/max pair per 2 px keeps every peak visible at half the path length
+        columns = max(100, int(e.item.vb.width()) // 2 if e.item.vb is not None else 500)
+        n = len(e.curves) or min(v.shape[1], MAX_CHANNELS_PER_PLOT)
+        xe, ve = envelope(x, v[:, :n], x_max - self.window_s - 1.0, x_max, columns)
+        if e.stacked is not None:
+            e.scaler.update(ve)
+            xs, ys = e.scaler.stack(xe, ve.astype(np.float64))
+            e.stacked.setData(xs, ys, connect="finite")
+            return
+        for ch, curve in enumerate(e.curves):
+            curve.setData(xe, np.asarray(ve[:, ch], dtype=np.float64))
