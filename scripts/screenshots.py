@@ -59,6 +59,8 @@ def main() -> int:
 
     try:
         pump(5)
+        win.devices_panel.discover()  # the node scans every transport; unconnected devices are offered
+        pump(7)
         sessions = win.panels["sessions"]
         loop.run_until_complete(model.sessions.create(participant="01", session="pilot", task="rest", run="01"))
         sid = model.sessions.current or ""

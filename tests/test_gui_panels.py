@@ -290,3 +290,38 @@ def test_breathing_synchrony_of_two_people() -> None:
     assert breathing_synchrony([(t, a), (t, np.sin(2 * np.pi * 0.25 * t + 0.3))]) > 0.95
     assert breathing_synchrony([(t, a), (t, -a)]) < 0.1
     assert np.isnan(breathing_synchrony([(t, a)]))
+
+
+def test_discover_connect_and_disconnect_through_the_node(
+    window, arun: AsyncRunner, qtbot, redis_server: RedisServer, keys: Keys
+) -> None:
+    node = NodeThread(redis_server.url, keys, ["sim:room"]).start()
+    try:
+        panel = window.devices_panel
+        wait_tree(qtbot, arun, window, "sim-room-temperature")
+        panel.discover()
+        assert panel.progress.isVisible()
+        qtbot.waitUntil(lambda: (pump(arun, window), window.model.control.discovery.get("state") == "done")[1],
+                        timeout=20000)  # fmt: skip
+        assert not panel.progress.isVisible()
+        assert "sim:chest" in panel._available and "sim:room" not in panel._available  # connected ones are not offered
+        ble = panel._groups["ble"]
+        assert ble.text(2) == "unavailable" and "Bluetooth unavailable" in ble.toolTip(2)
+        panel._double_clicked(panel._available["sim:chest"], 0)
+        qtbot.waitUntil(lambda: (pump(arun, window), panel.sensor_item("sim-chest-ecg") is not None)[1], timeout=15000)
+        assert "sim:chest" not in panel._available
+        assert any(d.device_id == "sim-chest" for d in node.node.devices)
+        panel.disconnect_device("sim-chest", "test-node")
+        qtbot.waitUntil(lambda: (pump(arun, window), panel.sensor_item("sim-chest-ecg") is None)[1], timeout=15000)
+        assert [d.device_id for d in node.node.devices] == ["sim-room"]
+        panel.connect_uri("bogus:thing")
+        pump(arun, window)
+
+        def refused() -> bool:
+            events = redis_server.client().xrange(keys.events)
+            return any(f[b"op"] == b"connect" and f[b"ok"] == b"0" and b"unknown device transport" in f[b"message"]
+                       for _i, f in events)  # fmt: skip
+
+        qtbot.waitUntil(refused, timeout=10000)
+    finally:
+        node.stop()

@@ -109,6 +109,9 @@ class Keys:
     def telemetry(self, node_id: str) -> str:
         return self._k("telemetry", node_id)
 
+    def discovery(self, node_id: str) -> str:
+        return self._k("discovery", node_id)
+
     def preview(self, sensor_id: str) -> str:
         return self._k("preview", sensor_id)
 

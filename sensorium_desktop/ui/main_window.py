@@ -67,7 +67,7 @@ class MainWindow(QtWidgets.QMainWindow):
         # side panels keep the full height; status panels sit under the plots
         self.setCorner(QtCore.Qt.Corner.BottomLeftCorner, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(QtCore.Qt.Corner.BottomRightCorner, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
-        self.devices_panel = DevicesPanel(model.devices)
+        self.devices_panel = DevicesPanel(model.devices, model.control, self.spawn)
         self.devices_panel.setMinimumWidth(340)  # names, rates and states stay readable
         self.plots = LivePlotPanel(model.live)
         self.plot_area = PlotDropArea(self.plots)

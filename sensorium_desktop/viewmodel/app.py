@@ -16,7 +16,7 @@ from ..bus.connection import async_client, mask_url
 from ..bus.keys import Keys
 from .attention import AttentionModel
 from .base import Event
-from .devices import DeviceTreeModel
+from .devices import DeviceControl, DeviceTreeModel
 from .lab import LabStatusModel
 from .live import LiveStore
 from .sessions import SessionsModel
@@ -45,6 +45,7 @@ class AppModel:
         self.redis_url = redis_url
         self.keys = keys
         self.devices = DeviceTreeModel(keys)
+        self.control = DeviceControl(keys)
         self.live = LiveStore(keys)
         self.attention = AttentionModel(keys, viewer_id)
         self.sessions = SessionsModel(keys, viewer_id)
@@ -78,6 +79,7 @@ class AppModel:
         tree = await self.devices.refresh(c)
         self.attention.register(list(tree.sensors))
         await self.sessions.refresh(c)
+        await self.control.refresh(c)
         await self.read_status(c)
         await self.attention.publish(c)
 

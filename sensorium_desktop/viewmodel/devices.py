@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 import redis.asyncio
 
+from ..bus.commands import read_discovery, send_command
 from ..bus.keys import Keys
 from ..bus.registry import DeviceStatus, list_devices_async, list_sensors_async
 from ..core.samples import SensorInfo
@@ -117,3 +120,69 @@ class DeviceTreeModel:
         self.tree = DeviceTree(groups, sensors, "", now)
         self.changed.emit(self.tree)
         return self.tree
+
+
+class DeviceControl:
+    """Asks a node to discover, connect and disconnect devices (through ``bus.commands``) and
+    follows its discovery; ``discovery_changed`` fires with the node's discovery dict."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self.discovery: dict[str, Any] = {}
+        self.discovery_node: str = ""
+        self.discovery_changed = Event()
+        self.error = Event()
+        self.c: redis.asyncio.Redis | None = None
+
+    async def target_node(self, c: redis.asyncio.Redis) -> str | None:
+        """The node on this PC if there is one, else any node with a live heartbeat."""
+        me = socket.gethostname()
+        nodes = sorted(n.decode() for n in await c.smembers(self.keys.nodes))
+        alive = [n for n in nodes if await c.exists(self.keys.heartbeat(n))] or nodes
+        for n in alive:
+            host = await c.hget(self.keys.node_info(n), "host")
+            if host is not None and host.decode() == me:
+                return n
+        return alive[0] if alive else None
+
+    async def _send(self, op: str, node: str | None = None, **args: Any) -> bool:
+        c = self.c
+        if c is None:
+            self.error.emit("not connected to Redis yet")
+            return False
+        try:
+            node = node or await self.target_node(c)
+            if node is None:
+                self.error.emit("no node is running to do that: start one (sensorium node)")
+                return False
+            await send_command(c, self.keys, node, op, **args)
+        except (redis.RedisError, OSError) as exc:
+            self.error.emit(f"{op}: Redis unreachable: {exc}")
+            return False
+        if op == "discover":
+            self.discovery_node = node
+            self.discovery = {"state": "running", "progress": 0.0, "message": "asked " + node, "found": []}
+            self.discovery_changed.emit(self.discovery)
+        return True
+
+    async def discover(self, timeout: float = 5.0) -> bool:
+        return await self._send("discover", timeout=timeout)
+
+    async def connect(self, uri: str, node: str | None = None) -> bool:
+        return await self._send("connect", node, uri=uri)
+
+    async def disconnect(self, device_id: str, node: str) -> bool:
+        return await self._send("disconnect", node, device_id=device_id)
+
+    async def refresh(self, c: redis.asyncio.Redis) -> None:
+        """Follow the discovery asked for (no-op when none)."""
+        self.c = c
+        if not self.discovery_node:
+            return
+        try:
+            d = await read_discovery(c, self.keys, self.discovery_node)
+        except (redis.RedisError, OSError):
+            return
+        if d and d != self.discovery:
+            self.discovery = d
+            self.discovery_changed.emit(d)

@@ -25,6 +25,7 @@ import redis
 import redis.asyncio
 
 from .. import paths
+from ..bus.commands import EVENTS_MAXLEN, parse_command
 from ..bus.connection import async_client
 from ..bus.election import Elector
 from ..bus.globalclock import GlobalClockProbe
@@ -37,7 +38,7 @@ from ..core.batching import Batcher
 from ..core.hostclock import host_time
 from ..core.ids import make_id
 from ..core.samples import SampleBatch, SensorInfo
-from ..devices import Device, DeviceError, DeviceState, DeviceURI, open_device
+from ..devices import Device, DeviceError, DeviceState, DeviceURI, discover_all, open_device
 from ..devices.simulated import expand_uri
 
 log = logging.getLogger(__name__)
@@ -142,13 +143,11 @@ class Node:
         self.attention: dict[str, Attention] = {}
         # shared events are grouped in time slices as soon as they are a second old: they must
         # not wait in a batch window (they are rare, so this costs nothing)
-        self.forced_attention: dict[str, Attention] = {
-            s.sensor_id: Attention.HIGH
-            for s in self.sensor_infos()
-            if s.attribute in SYNC_EVENT_ATTRIBUTES or s.extra.get("sync_events")
-        }
-        for sid, level in self.forced_attention.items():
-            self.batcher.set_config(sid, compute_config(max(level, config.attention_default)), host_time())
+        self.forced_attention: dict[str, Attention] = {}
+        self._force_sync_events(self.sensor_infos())
+        self.device_stops: dict[str, asyncio.Event] = {}
+        self.device_tasks: dict[str, asyncio.Task[None]] = {}
+        self.discovering: asyncio.Task[None] | None = None
 
         self._known_sensors = {s.sensor_id for s in self.sensor_infos()}
         #: batches of sensors a device announced after start, held until their numbering is anchored
@@ -195,6 +194,15 @@ class Node:
             sensor_ids=[s.sensor_id for s in d.sensors()],
         )
 
+    def _force_sync_events(self, infos: list[SensorInfo]) -> None:
+        """Shared events (flashes, TTL) are grouped as soon as they are a second old: they must
+        not wait in a batch window (they are rare, so this costs nothing)."""
+        for s in infos:
+            if s.attribute in SYNC_EVENT_ATTRIBUTES or s.extra.get("sync_events"):
+                self.forced_attention[s.sensor_id] = Attention.HIGH
+                level = max(Attention.HIGH, self.config.attention_default)
+                self.batcher.set_config(s.sensor_id, compute_config(level), host_time())
+
     def _sensors_changed(self, device: Device) -> None:
         """A self-describing device (serial, BLE, LSL) found new streams: register them."""
         new = [i for i in device.sensors() if i.sensor_id not in self._known_sensors]
@@ -204,6 +212,7 @@ class Node:
             info.node_id = self.node_id
             self._known_sensors.add(info.sensor_id)
             self._anchoring[info.sensor_id] = []
+        self._force_sync_events(new)
         log.info("node %s: %s announced %s", self.node_id, device.device_id, [i.sensor_id for i in new])
         task = asyncio.get_running_loop().create_task(self._anchor_new(new))
         self._background.add(task)
@@ -247,6 +256,20 @@ class Node:
                 await asyncio.wait_for(stop.wait(), max(delay, 0.002))
             except TimeoutError:
                 pass
+
+    def _start_device(self, d: Device, stop: asyncio.Event) -> asyncio.Task[None]:
+        """Run ``d`` until the node stops or it is disconnected on its own."""
+        own = self.device_stops[d.device_id] = asyncio.Event()
+
+        async def relay() -> None:
+            await stop.wait()
+            own.set()
+
+        relay_task = asyncio.create_task(relay())
+        task = asyncio.create_task(self._run_device(d, own), name=f"device:{d.device_id}")
+        task.add_done_callback(lambda _t: relay_task.cancel())
+        self.device_tasks[d.device_id] = task
+        return task
 
     async def _run_device(self, d: Device, stop: asyncio.Event) -> None:
         try:
@@ -372,6 +395,122 @@ class Node:
             for sid, cfg in changed:
                 self.bp_published[sid] = cfg
 
+    # -- commands (discover, connect, disconnect) -------------------------------------------------
+    async def _command_loop(self, stop: asyncio.Event) -> None:
+        """Follow ``<p>:commands:<node>`` from now on; every outcome goes to ``<p>:events``."""
+        last = "$"
+        while not stop.is_set():
+            c = self.redis
+            if c is None:
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                result = await c.xread({self.keys.commands(self.node_id): last}, block=300, count=10)
+            except (redis.RedisError, OSError):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                continue
+            for _key, entries in result or []:
+                for eid, fields in entries:
+                    last = eid.decode() if isinstance(eid, bytes) else str(eid)
+                    await self._command(fields, stop)
+
+    async def _command(self, fields: dict[bytes, bytes], stop: asyncio.Event) -> None:
+        try:
+            cid, op, args = parse_command(fields)
+        except ValueError as exc:
+            self.counters["bad_commands"] = self.counters.get("bad_commands", 0) + 1
+            await self._event("?", "", False, str(exc))
+            return
+        if op == "discover":
+            if self.discovering is None or self.discovering.done():
+                self.discovering = asyncio.create_task(self._discover(cid, args))
+            return
+        if op == "connect":
+            ok, message = self.connect(str(args.get("uri", "")), stop)
+        else:
+            ok, message = await self.disconnect(str(args.get("device_id", "")))
+        await self._event(op, cid, ok, message)
+
+    async def _event(self, op: str, cid: str, ok: bool, message: str) -> None:
+        if not ok:
+            log.error("node %s: %s failed: %s", self.node_id, op, message)
+        if self.redis is None:
+            return
+        with contextlib.suppress(redis.RedisError, OSError):
+            await self.redis.xadd(self.keys.events, {"op": op, "id": cid, "node": self.node_id, "ok": int(ok),
+                                                     "message": message, "time": repr(time.time())},
+                                  maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip
+
+    async def _discover(self, cid: str, args: dict[str, object]) -> None:
+        """Run every transport's discovery here (radios and ports belong to the node's PC),
+        publishing progress every 0.25 s and the descriptors at the end."""
+        key = self.keys.discovery(self.node_id)
+        timeout = float(args.get("timeout", 5.0))  # type: ignore[arg-type]
+        schemes = args.get("schemes") or None
+        progress: dict[str, float] = {}
+        last = ["starting"]
+
+        def report(frac: float, msg: str) -> None:
+            progress[msg.split(":", 1)[0]] = frac
+            last[0] = msg
+
+        async def publish(state: str, extra: dict[str, str]) -> None:
+            if self.redis is None:
+                return
+            done = sum(progress.values()) / max(len(progress), 1)
+            mapping = {"state": state, "progress": repr(done), "message": last[0], "updated": repr(time.time())}
+            with contextlib.suppress(redis.RedisError, OSError):
+                await self.redis.hset(key, mapping=mapping | extra)
+
+        await publish("running", {"found": "[]"})
+        scan = asyncio.create_task(discover_all(timeout, report, schemes))  # type: ignore[arg-type]
+        while not scan.done():
+            await asyncio.wait([scan], timeout=0.25)
+            await publish("running", {})
+        found = scan.result()
+        connected = {str(d.uri) for d in self.devices}
+        rows = [dict(d.to_dict(), connected=d.uri in connected) for d in found]
+        progress.clear()
+        last[0] = f"{len(rows)} found"
+        await publish("done", {"progress": "1", "found": json.dumps(rows, default=str)})
+        await self._event("discover", cid, True, f"{len(rows)} devices found")
+
+    def connect(self, uri: str, stop: asyncio.Event) -> tuple[bool, str]:
+        """Open and start the device(s) of ``uri`` (``sim:lab`` expands); (ok, message)."""
+        try:
+            uris = expand_uri(DeviceURI.parse(uri))
+            devices = [open_device(u) for u in uris]
+        except DeviceError as exc:
+            return False, str(exc)
+        started = []
+        for d in devices:
+            if any(x.device_id == d.device_id for x in self.devices):
+                continue
+            self.devices.append(d)
+            d.on_sensors_changed = self._sensors_changed
+            self._sensors_changed(d)  # sensors known up front are registered now, the rest when announced
+            self._start_device(d, stop)
+            started.append(d.device_id)
+        return bool(started), f"connected {', '.join(started)}" if started else f"{uri} is already connected"
+
+    async def disconnect(self, device_id: str) -> tuple[bool, str]:
+        """Stop a device and take it off the registry (its sensors' streams stay)."""
+        d = next((x for x in self.devices if x.device_id == device_id), None)
+        if d is None:
+            return False, f"no device {device_id!r} on node {self.node_id}"
+        self.device_stops[device_id].set()
+        task = self.device_tasks.pop(device_id, None)
+        if task is not None:
+            await asyncio.wait([task], timeout=5.0)
+        self.devices.remove(d)
+        self.device_stops.pop(device_id, None)
+        if self.redis is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                await self.redis.srem(self.keys.devices, device_id)
+                await self.redis.delete(self.keys.device(device_id))
+        return True, f"disconnected {device_id}"
+
     async def _watch_parent(self, stop: asyncio.Event) -> None:
         pid = self.config.parent_pid
         if not pid:
@@ -391,8 +530,10 @@ class Node:
         self.publisher.start()
         self.redis = async_client(self.config.redis_url)
         log.info("node %s: %d devices, %d sensors", self.node_id, len(self.devices), len(infos))
-        tasks = [asyncio.create_task(self._run_device(d, stop), name=f"device:{d.device_id}") for d in self.devices]
-        tasks += [
+        for d in self.devices:
+            self._start_device(d, stop)
+        tasks = [
+            asyncio.create_task(self._command_loop(stop), name="commands"),
             asyncio.create_task(self._batch_loop(stop), name="batcher"),
             asyncio.create_task(self._status_loop(stop), name="status"),
             asyncio.create_task(self._backpressure_loop(stop), name="backpressure"),
@@ -406,6 +547,7 @@ class Node:
         try:
             await stop.wait()
         finally:
+            tasks += list(self.device_tasks.values())
             await asyncio.wait(tasks, timeout=5.0)
             for t in tasks:
                 t.cancel()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+from typing import Any
+
 from PySide6 import QtCore, QtWidgets
 
-from ...viewmodel.devices import TRANSPORTS, DeviceTree, DeviceTreeModel
+from ...viewmodel.devices import TRANSPORTS, DeviceControl, DeviceTree, DeviceTreeModel
 from ..mime import SENSORS_MIME, sensors_mime
 from ..style import state_brush
 
 SENSOR_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 DEVICE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
+AVAILABLE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 3  # URI of a discovered, unconnected device
+NODE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 4
+GROUP_OF_SCHEME = {"sim": "simulated"}
 
 
 class SensorTree(QtWidgets.QTreeWidget):
@@ -28,9 +34,17 @@ class DevicesPanel(QtWidgets.QWidget):
 
     sensorsSelected = QtCore.Signal(list)
 
-    def __init__(self, model: DeviceTreeModel, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(
+        self,
+        model: DeviceTreeModel,
+        control: DeviceControl | None = None,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None] | None = None,
+        parent: QtWidgets.QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.model = model
+        self.control = control
+        self.spawn = spawn
         self.tree = SensorTree()
         self.tree.setObjectName("deviceTree")
         self.tree.setDragEnabled(True)
@@ -47,10 +61,41 @@ class DevicesPanel(QtWidgets.QWidget):
         self.message = QtWidgets.QLabel("Waiting for devices…")
         self.message.setWordWrap(True)
         self.message.setObjectName("devicesMessage")
+        self.discover_button = QtWidgets.QPushButton("Discover")
+        self.discover_button.setToolTip("Ask this PC's node to scan every transport (BLE, serial, cameras, LSL)")
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        self.uri_edit = QtWidgets.QLineEdit()
+        self.uri_edit.setPlaceholderText("device URI, e.g. serial:/dev/ttyUSB0?baud=115200")
+        self.connect_button = QtWidgets.QPushButton("Connect")
+        bar = QtWidgets.QHBoxLayout()
+        bar.addWidget(self.discover_button)
+        bar.addWidget(self.progress, 1)
+        uri_bar = QtWidgets.QHBoxLayout()
+        uri_bar.addWidget(self.uri_edit, 1)
+        uri_bar.addWidget(self.connect_button)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(bar)
+        layout.addLayout(uri_bar)
         layout.addWidget(self.message)
         layout.addWidget(self.tree)
+        self._available: dict[str, QtWidgets.QTreeWidgetItem] = {}
+        self._unavailable: dict[str, str] = {}  # transport group → why (from the last discovery)
+        self.tree.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
+        self.tree.itemDoubleClicked.connect(self._double_clicked)
+        self.discover_button.clicked.connect(self.discover)
+        self.connect_button.clicked.connect(lambda: self.connect_uri(self.uri_edit.text().strip()))
+        self.uri_edit.returnPressed.connect(lambda: self.connect_uri(self.uri_edit.text().strip()))
+        if control is not None:
+            control.discovery_changed.connect(self.show_discovery)
+            control.error.connect(self._error)
+        else:
+            for w in (self.discover_button, self.uri_edit, self.connect_button):
+                w.setEnabled(False)
         self._groups: dict[str, QtWidgets.QTreeWidgetItem] = {}
         self._devices: dict[str, QtWidgets.QTreeWidgetItem] = {}
         self._sensors: dict[str, QtWidgets.QTreeWidgetItem] = {}
@@ -85,7 +130,10 @@ class DevicesPanel(QtWidgets.QWidget):
         for transport, rows in tree.groups.items():
             group = self._group(transport)
             group.setText(1, "")
-            group.setText(2, f"{len(rows)}" if rows else "none")
+            problem = self._unavailable.get(transport)
+            group.setText(2, f"{len(rows)}" if rows else ("unavailable" if problem else "none"))
+            group.setToolTip(2, problem or "")
+            group.setForeground(2, state_brush("unavailable" if problem and not rows else "idle"))
             for row in rows:
                 did = row.status.device_id
                 seen_devices.add(did)
@@ -93,6 +141,7 @@ class DevicesPanel(QtWidgets.QWidget):
                 if ditem is None:
                     ditem = QtWidgets.QTreeWidgetItem(group)
                     ditem.setData(0, DEVICE_ROLE, did)
+                    ditem.setData(0, NODE_ROLE, row.status.node_id)
                     ditem.setFlags(
                         ditem.flags() & ~QtCore.Qt.ItemFlag.ItemIsSelectable & ~QtCore.Qt.ItemFlag.ItemIsDragEnabled
                     )
@@ -132,6 +181,99 @@ class DevicesPanel(QtWidgets.QWidget):
             parent = item.parent()
             if parent is not None:
                 parent.removeChild(item)
+
+        self._drop_available_connected()
+
+    # -- discovery, connect, disconnect --------------------------------------------------------
+    def _run(self, coro: Coroutine[Any, Any, Any]) -> None:
+        if self.spawn is not None:
+            self.spawn(coro)
+        else:
+            coro.close()
+
+    def _error(self, message: str) -> None:
+        self.message.setText(f"⚠ {message}")
+        self.message.setStyleSheet("color: #c62828")
+
+    def discover(self) -> None:
+        if self.control is not None:
+            self.progress.setValue(0)
+            self.progress.setFormat("asking the node…")
+            self.progress.show()
+            self.discover_button.setEnabled(False)
+            self._run(self.control.discover())
+
+    def connect_uri(self, uri: str) -> None:
+        if self.control is not None and uri:
+            self.message.setText(f"connecting {uri}…")
+            self._run(self.control.connect(uri))
+
+    def show_discovery(self, d: dict[str, Any]) -> None:
+        running = d.get("state") == "running"
+        self.progress.setVisible(running)
+        self.discover_button.setEnabled(not running)
+        self.progress.setValue(int(100 * float(d.get("progress", 0.0))))
+        self.progress.setFormat(f"%p% {d.get('message', '')}")
+        if running:
+            return
+        connected = {self._devices[k].toolTip(0).split("\n")[0] for k in self._devices}
+        for item in self._available.values():
+            parent = item.parent()
+            if parent is not None:
+                parent.removeChild(item)
+        self._available.clear()
+        self._unavailable.clear()
+        for desc in d.get("found", []):
+            key = GROUP_OF_SCHEME.get(desc["transport"], desc["transport"])
+            group = self._group(key)
+            if not desc.get("available", True):
+                self._unavailable[key] = desc.get("error", "unavailable")
+                group.setText(2, "unavailable")
+                group.setToolTip(2, self._unavailable[key])
+                group.setForeground(2, state_brush("unavailable"))
+                continue
+            if desc.get("connected") or desc["uri"] in connected:
+                continue
+            item = QtWidgets.QTreeWidgetItem(group, [desc["name"], "", "available"])
+            item.setData(0, AVAILABLE_ROLE, desc["uri"])
+            item.setToolTip(0, f"{desc['uri']}\n" + "\n".join(f"{k}: {v}" for k, v in desc.get("details", {}).items()))
+            item.setForeground(0, state_brush("idle"))
+            item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsDragEnabled & ~QtCore.Qt.ItemFlag.ItemIsSelectable)
+            group.setExpanded(True)
+            self._available[desc["uri"]] = item
+        self.message.setText(f"discovery: {d.get('message', '')}; double-click an available device to connect it")
+
+    def _drop_available_connected(self) -> None:
+        connected = {self._devices[k].toolTip(0).split("\n")[0] for k in self._devices}
+        for uri in [u for u in self._available if u in connected]:
+            item = self._available.pop(uri)
+            if item.parent() is not None:
+                item.parent().removeChild(item)
+
+    def _double_clicked(self, item: QtWidgets.QTreeWidgetItem, _col: int) -> None:
+        uri = item.data(0, AVAILABLE_ROLE)
+        if uri:
+            self.connect_uri(str(uri))
+
+    def _context_menu(self, pos: QtCore.QPoint) -> None:
+        item = self.tree.itemAt(pos)
+        if item is None or self.control is None:
+            return
+        menu = QtWidgets.QMenu(self)
+        uri = item.data(0, AVAILABLE_ROLE)
+        did = item.data(0, DEVICE_ROLE)
+        if uri:
+            menu.addAction("Connect", lambda: self.connect_uri(str(uri)))
+        elif did:
+            node = str(item.data(0, NODE_ROLE))
+            menu.addAction("Disconnect", lambda: self.disconnect_device(str(did), node))
+        if not menu.isEmpty():
+            menu.exec(self.tree.viewport().mapToGlobal(pos))
+
+    def disconnect_device(self, device_id: str, node_id: str) -> None:
+        if self.control is not None:
+            self.message.setText(f"disconnecting {device_id}…")
+            self._run(self.control.disconnect(device_id, node_id))
 
     def sensor_item(self, sensor_id: str) -> QtWidgets.QTreeWidgetItem | None:
         return self._sensors.get(sensor_id)

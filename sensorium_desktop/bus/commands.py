@@ -1,0 +1,58 @@
+"""Commands to a node (``<p>:commands:<node>`` stream) and its discovery results.
+
+The GUI (or a script) asks a node to ``discover`` devices, ``connect`` a device URI or
+``disconnect`` a device; the node answers through Redis state: discovery progress and
+results in ``<p>:discovery:<node>`` (hash), connected devices in the registry as usual,
+and each command's outcome in ``<p>:events`` (``op``, ``node``, ``ok``, ``message``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import redis.asyncio
+
+from .keys import Keys
+
+COMMAND_OPS = ("discover", "connect", "disconnect")
+COMMANDS_MAXLEN = 1000
+EVENTS_MAXLEN = 10_000
+
+
+async def send_command(c: redis.asyncio.Redis, keys: Keys, node_id: str, op: str, **args: Any) -> str:
+    """Queue ``op`` for ``node_id``; returns the command id."""
+    if op not in COMMAND_OPS:
+        raise ValueError(f"unknown command {op!r} (one of {', '.join(COMMAND_OPS)})")
+    cid = uuid.uuid4().hex[:12]
+    await c.xadd(keys.commands(node_id), {"id": cid, "op": op, "args": json.dumps(args), "time": repr(time.time())},
+                 maxlen=COMMANDS_MAXLEN, approximate=True)  # fmt: skip
+    return cid
+
+
+def parse_command(fields: dict[bytes, bytes]) -> tuple[str, str, dict[str, Any]]:
+    """(command id, op, args) of a stream entry; raises ValueError when malformed."""
+    try:
+        op = fields[b"op"].decode()
+        args = json.loads(fields.get(b"args", b"{}"))
+    except (KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"malformed command: {exc}") from exc
+    if op not in COMMAND_OPS or not isinstance(args, dict):
+        raise ValueError(f"unknown command {op!r}")
+    return fields.get(b"id", b"").decode(), op, args
+
+
+async def read_discovery(c: redis.asyncio.Redis, keys: Keys, node_id: str) -> dict[str, Any]:
+    """``{"state", "progress", "message", "found": [descriptor dicts], "updated"}`` (empty if none)."""
+    raw = await c.hgetall(keys.discovery(node_id))
+    if not raw:
+        return {}
+    d = {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
+    try:
+        found = json.loads(d.get("found", "[]"))
+    except ValueError:
+        found = []
+    return {"state": d.get("state", ""), "progress": float(d.get("progress", 0) or 0), "message": d.get("message", ""),
+            "found": found, "updated": float(d.get("updated", 0) or 0)}  # fmt: skip
