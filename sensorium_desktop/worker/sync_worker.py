@@ -47,6 +47,13 @@ from ..core.sync import SyncCore
 log = logging.getLogger(__name__)
 
 DEFAULT_EVENT_SIGMA = 0.005  # s, timing noise of an event observation when the sensor says nothing
+#: An observation not yet in any group is grouped even if the clock model now maps it up to
+#: this far before the slice cursor (a clock update or a rebuilt model after a crash moved
+#: it); older ones are taken as handled. Seconds.
+LATE_HORIZON_S = 30.0
+#: What the groups stream says was grouped is remembered this long (and read back this far
+#: on start), so an observation is never grouped twice. Seconds (> LATE_HORIZON_S).
+GROUPED_MEMORY_S = 300.0
 
 
 @dataclass
@@ -122,6 +129,8 @@ class SyncWorker:
         self._stop = False
         self._to_ack: dict[str, list[bytes]] = {}
         self._last_pub = 0.0
+        self.grouped: dict[str, float] = {}  # "<sensor>/<seq>:<row>" → its t_global, from the groups stream
+        self._groups_read_id = f"{int((time.time() - GROUPED_MEMORY_S) * 1000)}-0"
 
     # -- setup ------------------------------------------------------------------------------
     def _ensure_group(self, key: str) -> None:
@@ -268,8 +277,34 @@ class SyncWorker:
         unc = unc if math.isfinite(unc) else 0.0
         return host + off, np.sqrt(o.sigma**2 + unc**2 + off_sigma**2)
 
+    def sync_grouped(self) -> None:
+        """Learn which observations are in a group (whoever wrote it) from the groups stream."""
+        while True:
+            raw = self.c.xrange(self.keys.groups, f"({self._groups_read_id}", "+", count=2000)
+            for _eid, fields in raw:
+                try:
+                    t = float(fields[b"t_global"])
+                    for m in json.loads(fields[b"members"]):
+                        self.grouped[f"{m['sensor_id']}/{m['obs']}"] = t
+                except (KeyError, ValueError, TypeError):
+                    continue
+            if raw:
+                last = raw[-1][0]
+                self._groups_read_id = last.decode() if isinstance(last, bytes) else str(last)
+            if len(raw) < 2000:
+                return
+
+    def _fresh(self, o: _Obs) -> np.ndarray:
+        """Mask of ``o``'s observations that are in no group yet (events are rare: a loop is fine)."""
+        return np.array([f"{o.sensor_id}/{k}" not in self.grouped for k in o.keys], dtype=bool)
+
     def step(self) -> None:
-        """Group the slice that is now old enough (leader only) and drop what others did."""
+        """Group the slice that is now old enough (leader only) and drop what others did.
+
+        An observation is grouped exactly once: by identity (the groups stream says which are
+        grouped), not by where the current clock model maps it, so a model update or a worker
+        restart that moves an observation behind the cursor cannot lose it."""
+        self.sync_grouped()
         leader, term = read_leader(self.c, self.keys)
         self.stats.is_leader = leader == self.cfg.node_id
         self.stats.term = term
@@ -282,14 +317,17 @@ class SyncWorker:
         leader_keeps, follower_keeps = [], []
         rows: list[tuple[str, float, float, str, float]] = []
         for o, tg, sg in mapped:
-            take = (tg >= cursor) & (tg < slice_end)
-            late = tg < cursor
+            live = self._fresh(o) & (tg >= cursor - LATE_HORIZON_S)
+            take = live & (tg < slice_end)
+            late = take & (tg < cursor)
             if late.any() and self.stats.is_leader:
-                log.warning("worker: %d observations of %s arrived after their slice", int(late.sum()), o.sensor_id)
+                log.info(
+                    "worker: %d observations of %s behind the cursor join this slice", int(late.sum()), o.sensor_id
+                )
             for i in np.flatnonzero(take):
                 rows.append((o.sensor_id, float(tg[i]), float(sg[i]), o.keys[i], float(o.t_local[i])))
-            leader_keeps.append(self._subset(o, tg >= slice_end))
-            follower_keeps.append(self._subset(o, tg >= cursor))  # a future leader starts at the cursor
+            leader_keeps.append(self._subset(o, live & (tg >= slice_end)))
+            follower_keeps.append(self._subset(o, live))  # a future leader groups what is not grouped
         keep = [o for o in leader_keeps if o.t_local.size]
         if not self.stats.is_leader:
             self.pending = [o for o in follower_keeps if o.t_local.size]
@@ -327,6 +365,10 @@ class SyncWorker:
             return
         self.stats.groups_written += len(groups_out)
         self.stats.slices_written += 1
+        for sid, tg_i, _sg, okey, _tl in rows:
+            self.grouped[f"{sid}/{okey}"] = tg_i
+        horizon = slice_end - GROUPED_MEMORY_S
+        self.grouped = {k: t for k, t in self.grouped.items() if t >= horizon}
         self.pending = keep
         self.stats.observations_pending = sum(o.t_local.size for o in self.pending)
 

@@ -15,6 +15,7 @@ SENSOR_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 DEVICE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
 AVAILABLE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 3  # URI of a discovered, unconnected device
 NODE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 4
+URI_ROLE = QtCore.Qt.ItemDataRole.UserRole + 5
 GROUP_OF_SCHEME = {"sim": "simulated"}
 
 
@@ -142,6 +143,7 @@ class DevicesPanel(QtWidgets.QWidget):
                     ditem = QtWidgets.QTreeWidgetItem(group)
                     ditem.setData(0, DEVICE_ROLE, did)
                     ditem.setData(0, NODE_ROLE, row.status.node_id)
+                    ditem.setData(0, URI_ROLE, row.status.uri)
                     ditem.setFlags(
                         ditem.flags() & ~QtCore.Qt.ItemFlag.ItemIsSelectable & ~QtCore.Qt.ItemFlag.ItemIsDragEnabled
                     )
@@ -216,7 +218,7 @@ class DevicesPanel(QtWidgets.QWidget):
         self.progress.setFormat(f"%p% {d.get('message', '')}")
         if running:
             return
-        connected = {self._devices[k].toolTip(0).split("\n")[0] for k in self._devices}
+        connected = self._connected_uris()
         for item in self._available.values():
             parent = item.parent()
             if parent is not None:
@@ -243,8 +245,11 @@ class DevicesPanel(QtWidgets.QWidget):
             self._available[desc["uri"]] = item
         self.message.setText(f"discovery: {d.get('message', '')}; double-click an available device to connect it")
 
+    def _connected_uris(self) -> set[str]:
+        return {str(item.data(0, URI_ROLE)) for item in self._devices.values()}
+
     def _drop_available_connected(self) -> None:
-        connected = {self._devices[k].toolTip(0).split("\n")[0] for k in self._devices}
+        connected = self._connected_uris()
         for uri in [u for u in self._available if u in connected]:
             item = self._available.pop(uri)
             if item.parent() is not None:
