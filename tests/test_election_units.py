@@ -113,3 +113,19 @@ def test_sync_engine_api(redis_server: RedisServer, keys: Keys) -> None:
     c = redis_server.client()
     written = c.xrange(keys.groups)
     assert len(written) == 20 and all(f[b"node"] == b"engine-1" and f[b"term"] == b"1" for _, f in written)
+
+
+def test_a_slice_never_cuts_through_the_observations_of_one_event() -> None:
+    import numpy as np
+
+    from sensorium_desktop.worker.sync_worker import MAX_HOLD_S, cut_between_events
+
+    eyes = (np.array([10.0, 13.0]), np.array([0.0025, 0.0025]))
+    pose = (np.array([10.021, 13.02]), np.array([0.0167, 0.0167]))  # the same flashes, a frame later
+    times, sigmas = [eyes[0], pose[0]], [eyes[1], pose[1]]
+    assert cut_between_events(times, sigmas, 10.01) == 10.0  # the whole first flash waits
+    assert cut_between_events(times, sigmas, 11.5) == 11.5  # a gap: cut where asked
+    assert cut_between_events(times, sigmas, 20.0) == 20.0
+    dense = [np.arange(0.0, 20.0, 0.01)]  # events closer than 6 sigma for 20 s: held back at most MAX_HOLD_S
+    assert cut_between_events(dense, [np.full(2000, 0.01)], 15.005) == 15.005
+    assert MAX_HOLD_S < 15.0

@@ -54,6 +54,9 @@ LATE_HORIZON_S = 30.0
 #: What the groups stream says was grouped is remembered this long (and read back this far
 #: on start), so an observation is never grouped twice. Seconds (> LATE_HORIZON_S).
 GROUPED_MEMORY_S = 300.0
+#: Observations closer than this many σ belong to one event and stay in one slice.
+CLUSTER_GAP_SIGMAS = 6.0
+MAX_HOLD_S = 5.0
 
 
 @dataclass
@@ -110,6 +113,29 @@ def clock_source(info: SensorInfo, all_sensors: Any) -> str:
         default=None,
     )
     return best.sensor_id if best is not None and best.sensor_id != info.sensor_id else ""
+
+
+def cut_between_events(times: list[np.ndarray], sigmas: list[np.ndarray], cut: float) -> float:
+    """Where to end a slice (s, global): ``cut``, or earlier when observations of one event
+    straddle it (neighbours closer than ``CLUSTER_GAP_SIGMAS`` σ), so an event is never split
+    between two slices. A cluster is held back at most ``MAX_HOLD_S`` (dense streams of
+    events still get written)."""
+    if not times:
+        return cut
+    t = np.concatenate(times)
+    s = np.concatenate(sigmas)
+    order = np.argsort(t)
+    t, s = t[order], s[order]
+    i = int(np.searchsorted(t, cut)) - 1
+    if i < 0 or i + 1 >= t.size:
+        return cut
+    close = np.diff(t) < CLUSTER_GAP_SIGMAS * np.maximum(s[:-1], s[1:])  # close[k]: t[k] and t[k+1] together
+    if not close[i]:
+        return cut
+    j = i
+    while j > 0 and close[j - 1]:
+        j -= 1
+    return float(t[j]) if t[j] >= cut - MAX_HOLD_S else cut
 
 
 class SyncWorker:
@@ -312,8 +338,10 @@ class SyncWorker:
         self.offsets.update(read_offsets(self.c, self.keys, nodes))
         raw = self.c.get(self.keys.groups + ":cursor")
         cursor = float(raw) if raw else -math.inf
-        slice_end = self.global_now() - self.cfg.slice_margin
         mapped = [(o, *self._global_of(o)) for o in self.pending]
+        slice_end = cut_between_events(
+            [tg for _o, tg, _sg in mapped], [sg for _o, _tg, sg in mapped], self.global_now() - self.cfg.slice_margin
+        )
         leader_keeps, follower_keeps = [], []
         rows: list[tuple[str, float, float, str, float]] = []
         for o, tg, sg in mapped:
