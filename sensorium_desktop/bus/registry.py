@@ -26,12 +26,17 @@ def sensor_mapping(info: SensorInfo) -> dict[str, str]:
     return {"info": info.to_json(), "node": info.node_id, "device": info.device_id, "updated": repr(time.time())}
 
 
-def register_sensors(c: redis.Redis, keys: Keys, infos: list[SensorInfo]) -> None:
-    """Write sensor descriptions (idempotent; called again after every reconnect)."""
-    pipe = c.pipeline(transaction=False)
+def queue_sensor_registration(pipe: Any, keys: Keys, infos: list[SensorInfo]) -> None:
+    """Queue the writes that register ``infos`` on a pipeline (sync or asyncio; the caller executes)."""
     for info in infos:
         pipe.hset(keys.sensor(info.sensor_id), mapping=sensor_mapping(info))
         pipe.sadd(keys.sensors, info.sensor_id)
+
+
+def register_sensors(c: redis.Redis, keys: Keys, infos: list[SensorInfo]) -> None:
+    """Write sensor descriptions (idempotent; called again after every reconnect)."""
+    pipe = c.pipeline(transaction=False)
+    queue_sensor_registration(pipe, keys, infos)
     pipe.execute()
 
 

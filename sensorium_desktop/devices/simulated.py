@@ -610,7 +610,7 @@ class SimulatedDevice(Device):
             dtype = np.float32 if info.channel_format == "float32" else np.float64
             t_local = self.local_time(tt) if self.clock.has_clock else None
             out.append(SampleBatch(info.sensor_id, info.attribute, ta, vv.astype(dtype), t_local))
-            self.health.samples[info.sensor_id] = self.health.samples.get(info.sensor_id, 0) + tt.size
+            self.count_samples(out[-1])
         return out
 
     async def run(self, sink: BatchSink, stop: asyncio.Event) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Coroutine
 from typing import Any
 
@@ -17,8 +16,6 @@ from .mime import SENSORS_MIME, read_sensors
 from .panels import panel_specs
 from .panels.devices import DevicesPanel
 from .panels.plots import LivePlotPanel
-
-log = logging.getLogger(__name__)
 
 SETTINGS_VERSION = 1
 ATTENTION_MS = 1000

@@ -26,13 +26,14 @@ from ..core.codec import CodecError
 from ..core.hostclock import host_time
 from ..core.samples import SensorInfo
 from ..core.sync import ClockTimeMap
+from ..devices.lsl import LSL_FORMATS, OWN_SOURCE_PREFIX
 
 log = logging.getLogger(__name__)
 
-OWN_SOURCE_PREFIX = "sensorium:"
 REFRESH_S = 2.0
 BLOCK_MS = 100
-LSL_FORMATS = {"float32": 1, "float64": 2, "string": 3, "int32": 4, "int16": 5, "int8": 6, "int64": 7}
+#: channel format → liblsl's numeric code (the inverse of what inlets read)
+LSL_CODES = {fmt: code for code, fmt in LSL_FORMATS.items()}
 
 
 def lsl_clock_offset() -> float:
@@ -54,7 +55,7 @@ def make_outlet(info: SensorInfo) -> Any:
         info.attribute,
         info.channel_count,
         info.nominal_rate if info.nominal_rate > 0 else pylsl.IRREGULAR_RATE,
-        LSL_FORMATS.get(info.channel_format, 2),
+        LSL_CODES.get(info.channel_format, LSL_CODES["float64"]),
         OWN_SOURCE_PREFIX + info.sensor_id,
     )
     chans = si.desc().append_child("channels")

@@ -31,7 +31,7 @@ from ..bus.election import Elector
 from ..bus.globalclock import GlobalClockProbe
 from ..bus.keys import Keys
 from ..bus.publisher import StreamPublisher
-from ..bus.registry import DeviceStatus, register_sensors, sensor_mapping
+from ..bus.registry import DeviceStatus, queue_sensor_registration, register_sensors
 from ..core.attributes import SYNC_EVENT_ATTRIBUTES
 from ..core.backpressure import Attention, BackpressureConfig, LoadEstimator, compute_config
 from ..core.batching import Batcher
@@ -141,8 +141,6 @@ class Node:
         self.redis: redis.asyncio.Redis | None = None
         self.started = time.time()
         self.attention: dict[str, Attention] = {}
-        # shared events are grouped in time slices as soon as they are a second old: they must
-        # not wait in a batch window (they are rare, so this costs nothing)
         self.forced_attention: dict[str, Attention] = {}
         self._force_sync_events(self.sensor_infos())
         self.device_stops: dict[str, asyncio.Event] = {}
@@ -223,9 +221,7 @@ class Node:
         if self.redis is not None:
             try:
                 pipe = self.redis.pipeline(transaction=False)
-                for info in infos:
-                    pipe.hset(self.keys.sensor(info.sensor_id), mapping=sensor_mapping(info))
-                    pipe.sadd(self.keys.sensors, info.sensor_id)
+                queue_sensor_registration(pipe, self.keys, infos)
                 await pipe.execute()
             except (redis.RedisError, OSError) as exc:  # registered again by the publisher on reconnect
                 log.warning("node %s: registering %d new sensors failed: %s", self.node_id, len(infos), exc)
