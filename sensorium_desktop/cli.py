@@ -294,6 +294,135 @@ def cmd_redis(args: argparse.Namespace) -> int:
 
 
 # -----------------------------------------------------------------------------------------
+# Recording and export
+# -----------------------------------------------------------------------------------------
+
+
+def _record_args(p: argparse.ArgumentParser) -> None:
+    _redis_args(p)
+    p.add_argument("--simulate", action="store_true", help="run the simulated lab in this node and record it")
+    p.add_argument("--device", action="append", default=[], metavar="URI", help="connect this device (repeatable)")
+    p.add_argument("--duration", type=float, required=True, metavar="S", help="seconds to record")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="recording directory (new); default: <data dir>/sessions/<session id>")  # fmt: skip
+    p.add_argument("--sensors", nargs="+", default=[], metavar="ID", help="only these sensors (default: all)")
+    for name in ("participant", "session", "task", "run", "notes"):
+        p.add_argument(f"--{name}", default="", help=f"BIDS metadata: {name}")
+    p.add_argument("--compact", action="store_true", help="delta-encode ecg/respiration in the spool (0.01 steps)")
+    p.add_argument("--node-id", default=None)
+
+
+@command("record", "record a session headless (e.g. --simulate --duration 10 --out DIR) and exit")
+@arguments(_record_args)
+def cmd_record(args: argparse.Namespace) -> int:
+    from . import paths
+    from .worker.node import NodeConfig, default_node_id
+    from .worker.record import RecordRequest, record
+
+    if args.out is not None and args.out.exists() and any(args.out.iterdir()):
+        log.error("%s exists and is not empty; recordings are never overwritten", args.out)
+        return 2
+    endpoint = _open_endpoint(args)
+    if endpoint is None:
+        return 2
+    devices = (["sim:lab"] if args.simulate else []) + list(args.device)
+    node_id = args.node_id or default_node_id()
+    cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=node_id, devices=devices)
+    out = args.out
+    if out is None:
+        out = paths.sessions_dir() / time.strftime("%Y%m%d-%H%M%S")
+    req = RecordRequest(args.duration, out.resolve(), args.sensors, args.participant, args.session, args.task,
+                        args.run, args.notes, args.compact)  # fmt: skip
+
+    def report(status: dict[str, str]) -> None:
+        mb = int(status.get("bytes", 0) or 0) / 1e6
+        print(f"\r  recording {float(status.get('seconds', 0)):5.1f} s  {int(status.get('samples', 0)):>9} samples"
+              f"  {mb:7.2f} MB  {status.get('state', '')}", end="", file=sys.stderr, flush=True)
+
+    try:
+        outcome = record(cfg, req, report)
+    finally:
+        endpoint.close()
+    print(file=sys.stderr)
+    st = outcome.status
+    if outcome.state != "complete":
+        log.error("recording %s ended %s: %s", outcome.session_id, outcome.state, st.get("error", ""))
+        return 1
+    print(f"recorded {outcome.session_id}: {st.get('samples')} samples, {int(st.get('bytes', 0)) / 1e6:.2f} MB "
+          f"in {outcome.directory}")  # fmt: skip
+    return 0
+
+
+def _sessions_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dirs", nargs="*", type=Path, metavar="DIR", help="where to look (default: the data dir)")
+    p.add_argument("--json", action="store_true")
+
+
+@command("sessions", "list recordings (state, sensors, samples, size)")
+@arguments(_sessions_args)
+def cmd_sessions(args: argparse.Namespace) -> int:
+    from . import paths
+    from .recording.reader import list_recordings
+
+    rows = list_recordings(args.dirs or [paths.sessions_dir()])
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if not rows:
+        print("no recordings")
+    for r in rows:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])) if r.get("started") else "?"
+        err = f"  [{r['error']}]" if r.get("error") else ""
+        print(f"{r['bids_name'] or r['session_id']:<36} {r['state']:<10} {started}  {r['sensors']:>3} sensors"
+              f" {r['samples']:>10} samples {r['bytes'] / 1e6:9.2f} MB  {r['directory']}{err}")  # fmt: skip
+    return 0
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("directory", type=Path, metavar="DIR", help="a recording directory")
+    p.add_argument("--format", default="xdf", help="xdf or csv")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="output file (xdf) or directory (csv); default: BIDS name inside DIR")  # fmt: skip
+    p.add_argument("--clock", default="refined", choices=["refined", "causal"],
+                   help="clock model: non-causal fit over the recording, or what the live view used")  # fmt: skip
+    p.add_argument("--timestamps", default="global", choices=["global", "local"],
+                   help="xdf: global times (ClockOffsets 0) or device times with our model in ClockOffsets")  # fmt: skip
+
+
+@command("export", "export a recording (DIR --format xdf -o FILE.xdf); never overwrites")
+@arguments(_export_args)
+def cmd_export(args: argparse.Namespace) -> int:
+    from .recording.export import EXPORTERS, export_recording
+    from .recording.spool import SpoolError
+
+    if args.format not in EXPORTERS:
+        log.error("unknown format %r (known: %s)", args.format, ", ".join(EXPORTERS))
+        return 2
+    width = 30
+
+    def bar(frac: float, msg: str) -> None:
+        done = int(width * min(max(frac, 0.0), 1.0))
+        print(f"\r  [{'#' * done}{'.' * (width - done)}] {frac * 100:5.1f}%  {msg:<24}", end="", file=sys.stderr,
+              flush=True)  # fmt: skip
+
+    try:
+        result = export_recording(args.directory, args.format, args.output, args.clock, bar, args.timestamps)
+    except (FileNotFoundError, SpoolError, ValueError, OSError) as exc:
+        print(file=sys.stderr)
+        log.error("export failed: %s", exc)
+        return 1
+    print(file=sys.stderr)
+    for w in result.warnings:
+        log.warning("%s", w)
+    if result.renamed is not None:
+        print(f"previous export kept as {result.renamed}")
+    size = sum(f.stat().st_size for f in result.files if f.is_file()) / 1e6
+    print(f"exported {result.samples} samples to {', '.join(str(f) for f in result.files[:3])}"
+          f"{' …' if len(result.files) > 3 else ''} ({size:.2f} MB, {result.seconds:.2f} s)")  # fmt: skip
+    return 0
+
+
+# -----------------------------------------------------------------------------------------
 # Devices and status
 # -----------------------------------------------------------------------------------------
 

@@ -125,3 +125,7 @@ class Keys:
 
     def markers(self, session_id: str) -> str:
         return self._k("markers", session_id)
+
+    def recording(self, session_id: str) -> str:
+        """Recorder progress of a session (state, bytes, samples, error)."""
+        return self._k("recording", session_id)

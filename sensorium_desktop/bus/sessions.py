@@ -46,6 +46,12 @@ class Session:
     created: float = field(default_factory=time.time)
     started: float | None = None
     stopped: float | None = None
+    #: node whose recorder records it, recording directory ("" = the node's default), last error
+    recorder: str = ""
+    directory: str = ""
+    error: str = ""
+    #: store ecg/respiration values delta-encoded (0.01 steps) in the spool
+    compact: bool = False
 
     @property
     def bids_name(self) -> str:
@@ -96,6 +102,34 @@ async def save_session(c: redis.asyncio.Redis, keys: Keys, s: Session) -> None:
     if s.state not in SESSION_STATES:
         raise ValueError(f"unknown session state {s.state!r}")
     await c.hset(keys.sessions, s.session_id, s.to_json())
+
+
+async def get_session(c: redis.asyncio.Redis, keys: Keys, session_id: str) -> Session | None:
+    raw = await c.hget(keys.sessions, session_id)
+    try:
+        return Session.from_json(raw) if raw else None
+    except (ValueError, TypeError):
+        return None
+
+
+async def start_recording(c: redis.asyncio.Redis, keys: Keys, s: Session, node_id: str) -> Session:
+    """Ask ``node_id``'s recorder to record ``s`` from now on."""
+    s.state, s.recorder, s.started, s.stopped, s.error = "recording", node_id, time.time(), None, ""
+    await save_session(c, keys, s)
+    return s
+
+
+async def stop_recording(c: redis.asyncio.Redis, keys: Keys, s: Session) -> Session:
+    """End the recording (the recorder drains what arrived until now, then closes the spool)."""
+    s.state, s.stopped = "stopped", time.time()
+    await save_session(c, keys, s)
+    return s
+
+
+async def recording_status(c: redis.asyncio.Redis, keys: Keys, session_id: str) -> dict[str, str]:
+    """The recorder's progress hash (state, directory, bytes, samples, seconds, error)."""
+    raw = await c.hgetall(keys.recording(session_id))
+    return {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
 
 
 async def delete_session(c: redis.asyncio.Redis, keys: Keys, session_id: str) -> None:

@@ -216,5 +216,79 @@ def sync_worker(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     return run
 
 
+def recorder(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """Record the sessions whose ``recorder`` is this node: start a :class:`SessionRecorder`
+    when a session enters ``recording`` (or is still recording after a crash: it resumes),
+    finalize it when the session leaves that state, interrupt it when the node stops."""
+    from pathlib import Path
+
+    from .. import paths
+    from ..bus.sessions import Session
+    from ..recording.recorder import SessionRecorder
+
+    async def run(stop: asyncio.Event) -> None:
+        c = make_client(node.config.redis_url, timeout=2.0, retries=0)
+        running: dict[str, SessionRecorder] = {}
+        failed: set[str] = set()
+        node.state["recordings"] = {}
+        try:
+            while not stop.is_set():
+                try:
+                    raw = await asyncio.to_thread(c.hgetall, node.keys.sessions)
+                except (redis.RedisError, OSError) as exc:
+                    log.debug("recorder: sessions not readable: %s", exc)
+                    raw = None
+                if raw is not None:
+                    sessions = {}
+                    for value in raw.values():
+                        try:
+                            s = Session.from_json(value)
+                        except (ValueError, TypeError):
+                            continue
+                        sessions[s.session_id] = s
+                    for sid, s in sessions.items():
+                        if s.state == "recording" and s.recorder == node.node_id and sid not in running and sid not in failed:
+                            base = node.config.sessions_dir or paths.sessions_dir()
+                            directory = Path(s.directory) if s.directory else base / sid
+                            rec = SessionRecorder(node.config.redis_url, node.keys, s, directory, node.node_id)
+                            rec.start()
+                            running[sid] = rec
+                            log.info("node %s records session %s into %s", node.node_id, sid, directory)
+                    for sid, rec in list(running.items()):
+                        s = sessions.get(sid)
+                        if rec.is_alive() and (s is None or s.state != "recording"):
+                            rec.request_stop(s.stopped if s is not None else None)
+                for sid, rec in list(running.items()):
+                    node.state["recordings"][sid] = rec.status.state
+                    if not rec.is_alive():
+                        running.pop(sid)
+                        if rec.status.state == "failed":
+                            failed.add(sid)
+                            await asyncio.to_thread(_mark_failed, c, node, rec.session, rec.status.error)
+                await _sleep(stop, 0.25)
+        finally:
+            for rec in running.values():
+                rec.interrupt()
+            for rec in running.values():
+                await asyncio.to_thread(rec.join, 10.0)
+            c.close()
+
+    return run
+
+
+def _mark_failed(c: redis.Redis, node: Node, session: object, error: str) -> None:
+    """Take a session whose recording failed out of ``recording`` and say why."""
+    from ..bus.sessions import Session
+
+    assert isinstance(session, Session)
+    try:
+        raw = c.hget(node.keys.sessions, session.session_id)
+        s = Session.from_json(raw) if raw else session
+        s.state, s.error, s.stopped = "stopped", error, time.time()
+        c.hset(node.keys.sessions, s.session_id, s.to_json())
+    except (redis.RedisError, OSError, ValueError) as exc:
+        log.error("recorder: session %s not updated after failure: %s", session.session_id, exc)
+
+
 #: The components every node runs, in start order.
-COMPONENTS: list[Component] = [election, global_clock, checkpoints, sync_worker]
+COMPONENTS: list[Component] = [election, global_clock, checkpoints, sync_worker, recorder]

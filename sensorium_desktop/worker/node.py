@@ -68,7 +68,8 @@ class NodeConfig:
     attention_default: Attention = Attention.NONE
     sync_worker: bool = True
     checkpoint_interval: float = 10.0
-    components: bool = True  # election, global clock, checkpoints, sync worker
+    components: bool = True  # election, global clock, checkpoints, sync worker, recorder
+    sessions_dir: Path | None = None  # recordings (default: the data dir's sessions/)
 
 
 class _RateMeter:
@@ -507,6 +508,12 @@ class Node:
                 await self.redis.delete(self.keys.device(device_id))
         return True, f"disconnected {device_id}"
 
+    def _component_ended(self, task: asyncio.Task[None]) -> None:
+        """A component must run until the node stops: say loudly when one crashed."""
+        if not task.cancelled() and task.exception() is not None:
+            self.counters["component_crashes"] = self.counters.get("component_crashes", 0) + 1
+            log.error("node %s: component %s crashed", self.node_id, task.get_name(), exc_info=task.exception())
+
     async def _watch_parent(self, stop: asyncio.Event) -> None:
         pid = self.config.parent_pid
         if not pid:
@@ -539,7 +546,9 @@ class Node:
             from .components import COMPONENTS
 
             for factory in COMPONENTS:
-                tasks.append(asyncio.create_task(factory(self)(stop), name=factory.__name__))
+                task = asyncio.create_task(factory(self)(stop), name=factory.__name__)
+                task.add_done_callback(self._component_ended)
+                tasks.append(task)
         try:
             await stop.wait()
         finally:

@@ -1,0 +1,103 @@
+"""Exporting recordings: the exporter registry, output names and never overwriting.
+
+An exporter is ``fn(recording, output path, clock mode, progress) -> files written``;
+adding a format is one function and one line in :data:`EXPORTERS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .csvexport import export_csv
+from .reader import CLOCK_MODES, ExportOptions, Progress, Recording, load_recording
+from .spool import SESSION_FILE
+from .xdf import streams_from_recording, write_xdf
+
+log = logging.getLogger(__name__)
+
+Exporter = Callable[[Recording, Path, ExportOptions, Progress | None], list[Path]]
+
+
+def export_xdf(rec: Recording, out: Path, options: ExportOptions, progress: Progress | None) -> list[Path]:
+    streams = streams_from_recording(rec, options.clock, options.timestamps)
+    write_xdf(out, streams, str(rec.meta.get("session_id", "")), progress)
+    return [out]
+
+
+#: format name → (exporter, file suffix; "" = a directory)
+EXPORTERS: dict[str, tuple[Exporter, str]] = {
+    "xdf": (export_xdf, ".xdf"),
+    "csv": (export_csv, ""),
+}
+
+
+@dataclass
+class ExportResult:
+    files: list[Path]
+    warnings: list[str] = field(default_factory=list)
+    renamed: Path | None = None
+    seconds: float = 0.0
+    samples: int = 0
+
+
+def default_output(directory: Path, fmt: str) -> Path:
+    """``<recording dir>/<BIDS name>_physio.<ext>`` (or ``_csv/`` for directory formats)."""
+    from .spool import read_session_file
+
+    meta = read_session_file(directory)
+    name = str(meta.get("bids_name") or meta.get("session_id") or directory.name)
+    suffix = EXPORTERS[fmt][1]
+    return directory / (f"{name}_physio{suffix}" if suffix else f"{name}_{fmt}")
+
+
+def move_aside(path: Path) -> Path | None:
+    """Rename an existing ``path`` to ``<stem>.<n><suffix>`` (first free n); returns the new name."""
+    if not path.exists():
+        return None
+    for n in range(1, 10_000):
+        candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
+        if not candidate.exists():
+            path.rename(candidate)
+            log.info("kept the previous %s as %s", path.name, candidate.name)
+            return candidate
+    raise FileExistsError(f"too many old versions of {path}")
+
+
+def export_recording(
+    directory: Path,
+    fmt: str = "xdf",
+    out: Path | None = None,
+    clock: str = "refined",
+    progress: Progress | None = None,
+    timestamps: str = "global",
+) -> ExportResult:
+    """Export the recording in ``directory``; an existing output is renamed, never overwritten."""
+    if fmt not in EXPORTERS:
+        raise ValueError(f"unknown format {fmt!r}; known: {', '.join(EXPORTERS)}")
+    if clock not in CLOCK_MODES:
+        raise ValueError(f"clock must be one of {CLOCK_MODES}")
+    directory = Path(directory)
+    if not (directory / SESSION_FILE).is_file():
+        raise FileNotFoundError(f"{directory} is not a recording (no {SESSION_FILE})")
+    started = time.perf_counter()
+    out = Path(out) if out is not None else default_output(directory, fmt)
+    if out.is_dir() and EXPORTERS[fmt][1]:
+        out = out / default_output(directory, fmt).name
+    renamed = move_aside(out)
+    rec = load_recording(directory, progress)
+
+    def later(frac: float, msg: str) -> None:
+        if progress is not None:
+            progress(0.5 + 0.5 * frac, msg)
+
+    files = EXPORTERS[fmt][0](rec, out, ExportOptions(clock, timestamps), later)
+    if not rec.sensors:
+        rec.warn("the session has no sensors")
+    elif all(len(d) == 0 for d in rec.sensors.values()):
+        rec.warn("no sensor sent any samples during the recording")
+    samples = sum(len(d) for d in rec.sensors.values())
+    return ExportResult(files, rec.warnings, renamed, time.perf_counter() - started, samples)

@@ -1,0 +1,290 @@
+"""Reading a recording back: per-sensor arrays, markers, clock snapshots, groups, and the
+global timestamps exporters write.
+
+Timestamps: each sensor's samples are put on the global clock in two steps, device → host
+with a :class:`~sensorium_desktop.core.clock.ClockModel` fitted over the recording
+(``refined``: the non-causal fit, the default for exports; ``causal``: what the live view
+showed, each batch mapped with what was known when it arrived), then host → global with
+the recording node's host offset (``global = host + offset``) recorded in the spool's clock
+snapshots, interpolated in time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.clock import ClockModel
+from ..core.codec import CodecError
+from ..core.samples import SampleBatch, SensorInfo
+from .spool import RecordKind, SpoolError, decode_batch_record, iter_records, read_session_file
+
+log = logging.getLogger(__name__)
+
+CLOCK_MODES = ("refined", "causal")
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """``clock``: refined (non-causal fit) or causal; ``timestamps``: global or local (XDF)."""
+
+    clock: str = "refined"
+    timestamps: str = "global"
+
+
+@dataclass
+class SensorData:
+    """Everything one sensor sent during a recording, deduplicated and in stream order.
+
+    ``t_arrival``/``t_local`` (n,) seconds; ``values`` (n, channels); ``batch_seq`` and
+    ``batch_start`` (per batch: seq and index of its first sample in these arrays).
+    """
+
+    info: SensorInfo
+    t_arrival: np.ndarray
+    t_local: np.ndarray | None
+    values: np.ndarray
+    batch_seq: np.ndarray
+    batch_start: np.ndarray
+    missing_batches: int = 0
+    duplicate_batches: int = 0
+
+    def __len__(self) -> int:
+        return int(self.t_arrival.size)
+
+    @property
+    def device_times(self) -> np.ndarray:
+        return self.t_arrival if self.t_local is None else self.t_local
+
+
+@dataclass
+class Recording:
+    """A recording loaded from its directory."""
+
+    directory: Path
+    meta: dict[str, Any]
+    sensors: dict[str, SensorData]
+    markers: list[dict[str, Any]] = field(default_factory=list)
+    clocks: list[dict[str, Any]] = field(default_factory=list)
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def bids_name(self) -> str:
+        return str(self.meta.get("bids_name") or self.meta.get("session_id") or self.directory.name)
+
+    def host_offset(self, node_id: str, t_host: np.ndarray) -> tuple[np.ndarray, bool]:
+        """host → global offset (s) for ``node_id`` at host times; (offsets, known)."""
+        times, offsets = [], []
+        for snap in self.clocks:
+            est = snap.get("hostoffsets", {}).get(node_id)
+            if est and math.isfinite(float(est.get("offset", math.nan))):
+                times.append(float(snap["time"]))
+                offsets.append(float(est["offset"]))
+        if not times:
+            return np.zeros_like(t_host), False
+        order = np.argsort(times)
+        return np.interp(t_host, np.asarray(times)[order], np.asarray(offsets)[order]), True
+
+    def global_times(self, sensor_id: str, mode: str = "refined") -> np.ndarray:
+        """Global timestamps (s) of every sample of ``sensor_id``."""
+        if mode not in CLOCK_MODES:
+            raise ValueError(f"clock mode must be one of {CLOCK_MODES}, not {mode!r}")
+        data = self.sensors[sensor_id]
+        if len(data) == 0:
+            return np.zeros(0)
+        host = device_to_host(data, mode)
+        offset, known = self.host_offset(data.info.node_id, data.t_arrival)
+        if not known:
+            self.warn(f"{sensor_id}: no host→global offset recorded for node {data.info.node_id!r}; host clock used")
+        return host + offset
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+            log.warning("%s: %s", self.directory.name, message)
+
+
+def device_to_host(data: SensorData, mode: str) -> np.ndarray:
+    """Host times (s) of a sensor's samples from a clock model fitted to its timing pairs."""
+    x = data.device_times
+    y = data.t_arrival
+    model = ClockModel(fixed_latency=data.info.fixed_latency)
+    if mode == "causal":
+        out = np.empty_like(x)
+        starts = data.batch_start
+        ends = np.append(starts[1:], x.size)
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            model.update(x[a:b], y[a:b])
+            out[a:b] = model.to_global(x[a:b])
+        return out
+    model.update(x, y)
+    refined = model.refine()
+    epoch_of = np.searchsorted(refined.epoch_starts(), y, side="right") - 1
+    epoch_of = np.clip(epoch_of, 0, len(refined.epochs) - 1)
+    if len(refined.epochs) == 1:
+        return refined.to_global(x, 0)
+    out = np.empty_like(x)
+    for k in range(len(refined.epochs)):
+        mine = epoch_of == k
+        out[mine] = refined.to_global(x[mine], k)
+    return out
+
+
+def _concat_sensor(info: SensorInfo, batches: list[SampleBatch], warn: Callable[[str], None]) -> SensorData:
+    if not batches:
+        fmt = object if info.channel_format == "string" else np.dtype(info.channel_format)
+        empty = np.zeros((0, info.channel_count), dtype=fmt)
+        return SensorData(info, np.zeros(0), None, empty, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    batches.sort(key=lambda b: b.seq)
+    seqs = np.array([b.seq for b in batches], dtype=np.int64)
+    keep = np.ones(seqs.size, dtype=bool)
+    keep[1:] = seqs[1:] != seqs[:-1]
+    duplicates = int((~keep).sum())
+    batches = [b for b, k in zip(batches, keep.tolist(), strict=True) if k]
+    seqs = seqs[keep]
+    gaps = np.diff(seqs) - 1
+    missing = int(gaps[gaps > 0].sum()) if seqs.size > 1 else 0
+    if missing:
+        warn(f"{info.sensor_id}: {missing} batches missing inside the recording (seq gaps)")
+    widths = {b.channel_count for b in batches}
+    if len(widths) > 1:
+        width = max(widths)
+        warn(f"{info.sensor_id}: channel count changed during the recording {sorted(widths)}; padded to {width}")
+        batches = [_pad(b, width) for b in batches]
+    has_local = all(b.t_local is not None for b in batches)
+    if not has_local and any(b.t_local is not None for b in batches):
+        warn(f"{info.sensor_id}: some batches lack device times; arrival times used for all")
+    lengths = np.array([len(b) for b in batches], dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    joined = SampleBatch.concat(batches) if has_local else SampleBatch.concat([_no_local(b) for b in batches])
+    return SensorData(info, joined.t_arrival, joined.t_local, joined.values, seqs, starts, missing, duplicates)
+
+
+def _no_local(b: SampleBatch) -> SampleBatch:
+    return SampleBatch(b.sensor_id, b.attribute, b.t_arrival, b.values, None, b.seq, b.first_index)
+
+
+def _pad(b: SampleBatch, width: int) -> SampleBatch:
+    if b.channel_count == width:
+        return b
+    fill: Any = "" if b.values.dtype == object else np.nan
+    vals = np.full((len(b), width), fill, dtype=b.values.dtype if b.values.dtype == object else np.float64)
+    vals[:, : b.channel_count] = b.values
+    return SampleBatch(b.sensor_id, b.attribute, b.t_arrival, vals, b.t_local, b.seq, b.first_index)
+
+
+def load_recording(directory: Path, progress: Progress | None = None) -> Recording:
+    """Read a recording directory (does not modify it; run ``spool.recover`` first after a crash)."""
+    directory = Path(directory)
+    meta = read_session_file(directory)
+    infos: dict[str, SensorInfo] = {}
+    for raw in meta.get("sensor_infos", []):
+        try:
+            info = SensorInfo.from_json(json.dumps(raw))
+        except (ValueError, TypeError) as exc:
+            log.warning("%s: skipping a malformed sensor description: %s", directory, exc)
+            continue
+        infos[info.sensor_id] = info
+    rec = Recording(directory, meta, {})
+    batches: dict[str, list[SampleBatch]] = {sid: [] for sid in meta.get("sensors", [])}
+    bad = 0
+    total = sum(p.stat().st_size for p in directory.glob("spool-*.sdr")) or 1
+    seen = 0
+    for kind, payload in iter_records(directory):
+        seen += len(payload) + 9
+        if kind == RecordKind.BATCH:
+            try:
+                batch, _stream_id = decode_batch_record(payload)
+            except (CodecError, ValueError) as exc:
+                bad += 1
+                log.warning("%s: skipping an undecodable batch record: %s", directory, exc)
+                continue
+            batches.setdefault(batch.sensor_id, []).append(batch)
+            if progress is not None and len(batches[batch.sensor_id]) % 256 == 0:
+                progress(0.5 * seen / total, "reading spool")
+            continue
+        try:
+            obj = json.loads(bytes(payload))
+        except ValueError:
+            bad += 1
+            continue
+        if kind == RecordKind.SENSOR:
+            try:
+                info = SensorInfo.from_json(json.dumps(obj))
+                infos[info.sensor_id] = info
+            except (ValueError, TypeError):
+                bad += 1
+        elif kind == RecordKind.MARKER:
+            rec.markers.append(obj)
+        elif kind == RecordKind.CLOCK:
+            rec.clocks.append(obj)
+        elif kind == RecordKind.GROUP:
+            rec.groups.append(obj)
+        elif kind == RecordKind.EVENT:
+            rec.events.append(obj)
+    if bad:
+        rec.warn(f"{bad} spool records could not be decoded and were skipped")
+    for sid, items in batches.items():
+        info = infos.get(sid)
+        if info is None:
+            if items:
+                b = items[0]
+                names = tuple(f"ch{i + 1}" for i in range(b.channel_count))
+                info = SensorInfo(sid, b.attribute, sid, channel_names=names, channel_format=b.channel_format)
+                rec.warn(f"{sid}: no sensor description recorded; generic channel names used")
+            else:
+                rec.warn(f"{sid}: not described and sent no samples; left out")
+                continue
+        rec.sensors[sid] = _concat_sensor(info, items, rec.warn)
+        if not items:
+            rec.warn(f"{sid}: sent no samples during the recording")
+    for ev in rec.events:
+        if ev.get("level") in ("warning", "error"):
+            rec.warn(str(ev.get("message", ev)))
+    rec.markers = _unique_by_id(rec.markers)  # re-delivered after a recorder crash
+    rec.groups = _unique_by_id(rec.groups)
+    rec.markers.sort(key=lambda m: float(m.get("t_global", 0.0)))
+    return rec
+
+
+def _unique_by_id(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        key = str(item.get("id", id(item)))
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
+def list_recordings(parents: list[Path]) -> list[dict[str, Any]]:
+    """Summaries of the recordings directly inside ``parents`` (or ``parents`` themselves)."""
+    from .spool import index_summary
+
+    out = []
+    for parent in parents:
+        candidates = [parent] if (parent / "session.json").is_file() else sorted(parent.glob("*/session.json"))
+        for item in candidates:
+            d = item if item.is_dir() else item.parent
+            try:
+                meta = read_session_file(d)
+            except SpoolError as exc:
+                log.warning("%s", exc)
+                continue
+            summary = index_summary(d)
+            out.append({"directory": str(d), **{k: meta.get(k) for k in ("session_id", "bids_name", "state",
+                                                                          "started", "stopped", "error")},
+                        "sensors": len(meta.get("sensors", [])), "samples": sum(summary["samples"].values()),
+                        "bytes": summary["bytes"]})  # fmt: skip
+    return out

@@ -1,0 +1,422 @@
+"""The session recorder: Redis streams → consumer group → crash-safe spool.
+
+One :class:`SessionRecorder` thread per recording session. It reads the session's sensor
+streams, its markers stream and the groups stream through the consumer group
+``rec-<session>`` starting at the session's start time, appends every entry to the spool,
+flushes (write + fsync) at least every ``flush_interval`` seconds and acknowledges entries
+only after the chunk holding them is durable. Killed at any moment, it loses nothing:
+unacknowledged entries are delivered again on restart and dropped by ``seq`` if the spool
+already has them. Redis outages are ridden out with backoff (the streams keep the data for
+the warm window, 300 s by default). A full disk stops the recording with an error; the spool
+stays valid up to the last complete chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from ..bus.attention import hold_for_recording, release_attention
+from ..bus.connection import Backoff
+from ..bus.connection import client as make_client
+from ..bus.keys import Keys
+from ..bus.registry import list_sensors
+from ..bus.sessions import Session
+from ..bus.streams import decode_entry
+from ..core.codec import CodecError
+from ..core.delta import DELTA_ATTRIBUTES
+from .spool import SPOOL_VERSION, RecordKind, SpoolError, SpoolFullError, SpoolWriter, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.5
+CLOCK_SNAPSHOT_S = 1.0
+ATTENTION_REFRESH_S = 3.0
+DRAIN_TIMEOUT_S = 5.0
+READ_COUNT = 500
+#: groups of events this long before the session started are not part of it (s)
+GROUP_MARGIN_S = 2.0
+
+
+def _s(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+@dataclass
+class RecorderStatus:
+    state: str = "starting"
+    directory: str = ""
+    bytes: int = 0
+    samples: int = 0
+    chunks: int = 0
+    duplicates: int = 0
+    missing_batches: int = 0
+    lost_entries: int = 0
+    bad_entries: int = 0
+    error: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+class SessionRecorder(threading.Thread):
+    """Records one session until :meth:`request_stop` (finalize) or :meth:`interrupt`
+    (node shutdown: flush and leave the session to be resumed)."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        keys: Keys,
+        session: Session,
+        directory: Path,
+        node_id: str,
+        flush_interval: float = FLUSH_INTERVAL_S,
+    ) -> None:
+        super().__init__(name=f"recorder-{session.session_id}", daemon=True)
+        self.redis_url = redis_url
+        self.keys = keys
+        self.session = session
+        self.directory = Path(directory)
+        self.node_id = node_id
+        self.flush_interval = flush_interval
+        self.group = f"rec-{session.session_id}"
+        self.status = RecorderStatus(directory=str(self.directory))
+        self._stop_requested: float | None = None
+        self._interrupt = threading.Event()
+        self._wake = threading.Event()
+        self.infos: dict[str, dict[str, Any]] = {}
+        self.last_seq: dict[str, int] = {}
+        self.last_arrival: dict[str, float] = {}
+        self._acks: dict[str, list[bytes]] = {}
+        self._created: set[str] = set()
+        self._pending_from: dict[str, str] = {}
+        self.writer: SpoolWriter | None = None
+        self.meta: dict[str, Any] = {}
+
+    # -- control --------------------------------------------------------------------------
+    def request_stop(self, stopped_at: float | None = None) -> None:
+        """Finish: drain what arrived before ``stopped_at`` (epoch s), then finalize."""
+        self._stop_requested = stopped_at if stopped_at is not None else time.time()
+        self._wake.set()
+
+    def interrupt(self) -> None:
+        """Stop without finalizing (the node is shutting down; resume on next start)."""
+        self._interrupt.set()
+        self._wake.set()
+
+    # -- keys -----------------------------------------------------------------------------
+    @property
+    def sensor_ids(self) -> list[str]:
+        return list(self.session.sensors)
+
+    def _stream_keys(self) -> list[str]:
+        return [self.keys.stream(s) for s in self.sensor_ids] + [self.keys.markers(self.session.session_id),
+                                                                  self.keys.groups]  # fmt: skip
+
+    def _start_id(self) -> str:
+        return f"{int((self.session.started or time.time()) * 1000)}-0"
+
+    # -- main loop ------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._open_spool()
+        except (OSError, SpoolError) as exc:
+            self._fail(f"cannot open the recording directory {self.directory}: {exc}")
+            return
+        backoff = Backoff(base=0.5, cap=5.0)
+        c: redis.Redis | None = None
+        pending_phase = True  # first re-read what was delivered but not acknowledged
+        last_flush = last_clock = last_hold = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                try:
+                    if c is None:
+                        c = make_client(self.redis_url, timeout=5.0, retries=0)
+                        self._ensure_groups(c)
+                        self._describe_sensors(c)
+                        pending_phase = True
+                        self._pending_from = {k: "0" for k in self._stream_keys()}
+                        backoff.reset()
+                    if now - last_hold >= ATTENTION_REFRESH_S:
+                        hold_for_recording(c, self.keys, self.session.session_id, self.sensor_ids)
+                        last_hold = now
+                    if now - last_clock >= CLOCK_SNAPSHOT_S:
+                        if len(self.infos) < len(self.sensor_ids):
+                            self._describe_sensors(c)  # self-describing devices announce sensors late
+                        self._snapshot_clocks(c)
+                        last_clock = now
+                    got = self._read(c, pending_phase)
+                    if pending_phase and got == 0:
+                        pending_phase = False
+                except (redis.RedisError, OSError) as exc:
+                    if isinstance(exc, SpoolError):
+                        raise
+                    self.status.error = f"Redis unreachable: {exc}"
+                    log.warning("recorder %s: %s", self.session.session_id, self.status.error)
+                    c = None
+                    if self._interrupt.wait(backoff.next_delay()):
+                        break
+                    continue
+                if time.monotonic() - last_flush >= self.flush_interval or self._draining_done():
+                    self._flush(c)
+                    last_flush = time.monotonic()
+                if self._interrupt.is_set():
+                    break
+                if self._draining_done():
+                    self._finalize(c)
+                    return
+            self._flush(c)
+            self.status.state = "interrupted"
+            self._write_meta("recording")
+            self._publish_status(c)
+        except SpoolFullError as exc:
+            self._fail(f"recording stopped: {exc}", c)
+        except SpoolError as exc:
+            self._fail(f"recording stopped, the spool cannot be written: {exc}", c)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            if c is not None:
+                c.close()
+
+    def _draining_done(self) -> bool:
+        stop = self._stop_requested
+        if stop is None:
+            return False
+        waited = time.time() - stop
+        if waited >= DRAIN_TIMEOUT_S:
+            return True
+        active = [sid for sid in self.sensor_ids if sid in self.last_arrival]
+        return waited >= 0.3 and all(self.last_arrival[sid] >= stop for sid in active)
+
+    # -- spool ------------------------------------------------------------------------------
+    def _open_spool(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        resumed = (self.directory / "session.json").exists()
+        self.writer = SpoolWriter(self.directory)
+        self.last_seq = dict(self.writer.stats.last_seq)
+        if resumed:
+            try:
+                self.meta = json.loads((self.directory / "session.json").read_text(encoding="utf-8"))
+            except ValueError:
+                self.meta = {}
+            log.warning("recorder %s: resuming after an interruption; spool holds %d samples", self.session.session_id,
+                        sum(self.writer.stats.samples.values()))  # fmt: skip
+            self.writer.add_json(RecordKind.EVENT, {"time": time.time(), "level": "info",
+                                                    "message": "recorder resumed after an interruption"})  # fmt: skip
+        self.status.samples = sum(self.writer.stats.samples.values())
+        self.status.bytes = self.writer.stats.bytes
+        self._write_meta("recording")
+
+    def _write_meta(self, state: str, **extra: Any) -> None:
+        s = self.session
+        meta = {
+            "format": "sensorium-spool",
+            "spool_version": SPOOL_VERSION,
+            "session_id": s.session_id,
+            "bids_name": s.bids_name,
+            "participant": s.participant, "session": s.session, "task": s.task, "run": s.run, "notes": s.notes,
+            "sensors": self.sensor_ids,
+            "sensor_infos": list(self.infos.values()) or self.meta.get("sensor_infos", []),
+            "state": state,
+            "started": s.started,
+            "stopped": self.meta.get("stopped"),
+            "recorder": self.node_id,
+            "compact": s.compact,
+            "samples": self.writer.stats.samples if self.writer else {},
+            "bytes": self.writer.stats.bytes if self.writer else 0,
+            "warnings": self.status.warnings,
+            "error": self.status.error if state == "failed" else "",
+        }  # fmt: skip
+        meta.update(extra)
+        self.meta = meta
+        write_json_atomic(self.directory / "session.json", meta)
+
+    def _flush(self, c: redis.Redis | None) -> None:
+        assert self.writer is not None
+        self.writer.flush()
+        st = self.writer.stats
+        self.status.bytes, self.status.chunks = st.bytes, st.chunks
+        self.status.samples = sum(st.samples.values())
+        if c is None:
+            return
+        try:
+            if self._acks:
+                pipe = c.pipeline(transaction=False)
+                for key, ids in self._acks.items():
+                    for i in range(0, len(ids), 1000):
+                        pipe.xack(key, self.group, *ids[i : i + 1000])
+                pipe.execute()
+                self._acks = {}
+            self._publish_status(c)
+        except (redis.RedisError, OSError) as exc:  # acked again after the next read; duplicates are dropped
+            log.debug("recorder %s: ack failed: %s", self.session.session_id, exc)
+
+    def _publish_status(self, c: redis.Redis | None) -> None:
+        if c is None:
+            return
+        st = self.status
+        started = self.session.started or time.time()
+        mapping = {"state": st.state, "directory": st.directory, "bytes": st.bytes, "samples": st.samples,
+                   "chunks": st.chunks, "seconds": round(time.time() - started, 3), "error": st.error,
+                   "missing_batches": st.missing_batches, "lost_entries": st.lost_entries,
+                   "updated": repr(time.time()), "node": self.node_id}  # fmt: skip
+        try:
+            c.hset(self.keys.recording(self.session.session_id), mapping=mapping)
+            c.expire(self.keys.recording(self.session.session_id), 7 * 24 * 3600)
+        except (redis.RedisError, OSError) as exc:
+            log.debug("recorder status not published: %s", exc)
+
+    def _finalize(self, c: redis.Redis) -> None:
+        self._flush(c)
+        self.status.state = "complete"
+        self._write_meta("complete", stopped=self._stop_requested)
+        self._publish_status(c)
+        try:
+            release_attention(c, self.keys, self.sensor_ids, f"recording:{self.session.session_id}")
+            pipe = c.pipeline(transaction=False)
+            for key in self._stream_keys():
+                pipe.xgroup_destroy(key, self.group)
+            pipe.execute(raise_on_error=False)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("recorder %s: cleanup failed: %s", self.session.session_id, exc)
+        log.info("recorder %s: complete, %d samples, %d bytes in %s", self.session.session_id, self.status.samples,
+                 self.status.bytes, self.directory)  # fmt: skip
+
+    def _fail(self, message: str, c: redis.Redis | None = None) -> None:
+        log.error("recorder %s: %s", self.session.session_id, message)
+        self.status.state = "failed"
+        self.status.error = message
+        if self.writer is not None:
+            self.writer.discard_pending()
+        try:
+            self._write_meta("failed", stopped=time.time())
+        except OSError as exc:  # the disk may be full: the previous session.json stays valid
+            log.error("recorder %s: session.json not updated: %s", self.session.session_id, exc)
+        if c is None:
+            try:
+                c = make_client(self.redis_url, timeout=2.0, retries=0)
+            except (redis.RedisError, OSError):
+                return
+        self._publish_status(c)
+        try:
+            c.xadd(self.keys.events, {"op": "record", "id": self.session.session_id, "node": self.node_id, "ok": 0,
+                                      "message": message, "time": repr(time.time())}, maxlen=10_000)  # fmt: skip
+        except (redis.RedisError, OSError):
+            pass
+
+    # -- Redis ------------------------------------------------------------------------------
+    def _ensure_groups(self, c: redis.Redis) -> None:
+        start = self._start_id()
+        for key in self._stream_keys():
+            try:
+                c.xgroup_create(key, self.group, id=start, mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._created.add(key)
+
+    def _describe_sensors(self, c: redis.Redis) -> None:
+        wanted = set(self.sensor_ids)
+        new = False
+        for info in list_sensors(c, self.keys):
+            if info.sensor_id in wanted:
+                d = json.loads(info.to_json())
+                if self.infos.get(info.sensor_id) != d:
+                    self.infos[info.sensor_id] = d
+                    self.writer.add_json(RecordKind.SENSOR, d)  # type: ignore[union-attr]
+                    new = True
+        if new:
+            self._write_meta("recording")
+
+    def _snapshot_clocks(self, c: redis.Redis) -> None:
+        nodes = sorted({str(i.get("node_id", "")) for i in self.infos.values()} | {self.node_id})
+        pipe = c.pipeline(transaction=False)
+        for sid in self.sensor_ids:
+            pipe.hgetall(self.keys.clock(sid))
+        for node in nodes:
+            pipe.hgetall(self.keys.host_offset(node))
+        res = pipe.execute()
+        clocks = {sid: {_s(k): _s(v) for k, v in h.items()} for sid, h in zip(self.sensor_ids, res, strict=False) if h}
+        offsets = {node: {_s(k): _s(v) for k, v in h.items()}
+                   for node, h in zip(nodes, res[len(self.sensor_ids):], strict=True) if h}  # fmt: skip
+        self.writer.add_json(RecordKind.CLOCK, {"time": time.time(), "clocks": clocks, "hostoffsets": offsets})  # type: ignore[union-attr]
+
+    def _read(self, c: redis.Redis, pending: bool) -> int:
+        """Read one round (pending entries first); returns entries handled."""
+        streams = dict(self._pending_from) if pending else {k: ">" for k in self._stream_keys()}
+        block = None if pending else int(min(self.flush_interval, 0.2) * 1000)
+        res = c.xreadgroup(self.group, self.node_id, streams, count=READ_COUNT, block=block)
+        handled = 0
+        if isinstance(res, dict):  # RESP3
+            res = list(res.items())
+        for key_raw, entries in res or []:
+            key = _s(key_raw)
+            for eid, fields in entries:
+                handled += 1
+                if pending:
+                    self._pending_from[key] = _s(eid)
+                self._acks.setdefault(key, []).append(eid)
+                if not fields:  # trimmed from Redis before we read it
+                    self.status.lost_entries += 1
+                    self._warn(f"{key}: entry {_s(eid)} was trimmed from Redis before it was recorded")
+                    continue
+                self._handle(key, _s(eid), fields)
+        if self.status.lost_entries and pending:
+            log.error("recorder %s: %d entries lost", self.session.session_id, self.status.lost_entries)
+        return handled
+
+    def _handle(self, key: str, eid: str, fields: dict[bytes, bytes]) -> None:
+        assert self.writer is not None
+        if key == self.keys.markers(self.session.session_id):
+            self.writer.add_json(RecordKind.MARKER, {_s(k): _s(v) for k, v in fields.items()} | {"id": eid})
+            return
+        if key == self.keys.groups:
+            try:
+                members = json.loads(fields.get(b"members", b"[]"))
+            except ValueError:
+                self.status.bad_entries += 1
+                return
+            mine = set(self.sensor_ids)
+            try:
+                t_group = float(fields.get(b"t_global", b"nan"))
+            except ValueError:
+                t_group = float("nan")
+            before_start = t_group < (self.session.started or 0.0) - GROUP_MARGIN_S  # late groups of older events
+            if not before_start and any(m.get("sensor_id") in mine for m in members):
+                obj = {_s(k): _s(v) for k, v in fields.items() if k != b"members"}
+                self.writer.add_json(RecordKind.GROUP, obj | {"members": members, "id": eid})
+            return
+        sid = key[len(self.keys.stream("")) :]
+        try:
+            entry = decode_entry(sid, eid, fields)
+        except CodecError as exc:
+            self.status.bad_entries += 1
+            self._warn(f"{sid}: undecodable stream entry {eid} skipped ({exc})")
+            return
+        batch = entry.batch
+        prev = self.last_seq.get(sid)
+        if prev is not None and batch.seq <= prev:
+            self.status.duplicates += 1
+            return
+        if prev is not None and batch.seq > prev + 1:
+            self.status.missing_batches += batch.seq - prev - 1
+            self._warn(f"{sid}: {batch.seq - prev - 1} batches missing before seq {batch.seq}")
+        self.last_seq[sid] = batch.seq
+        if len(batch):
+            self.last_arrival[sid] = float(batch.t_arrival[-1])
+        use_delta = self.session.compact and batch.attribute in DELTA_ATTRIBUTES
+        self.writer.add_batch(batch, eid, use_delta)
+
+    def _warn(self, message: str) -> None:
+        log.warning("recorder %s: %s", self.session.session_id, message)
+        if len(self.status.warnings) < 100:
+            self.status.warnings.append(message)
+        assert self.writer is not None
+        self.writer.add_json(RecordKind.EVENT, {"time": time.time(), "level": "warning", "message": message})

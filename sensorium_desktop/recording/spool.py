@@ -1,0 +1,360 @@
+"""The crash-safe on-disk spool of one recording (one directory per session).
+
+Files in a session directory::
+
+    session.json          metadata, sensors, state; replaced atomically (write, fsync, rename)
+    spool-000001.sdr      append-only data, CRC-framed records (core.framing), rolled at 256 MB
+    index.jsonl           one line per flushed chunk: file, end offset, per-sensor counts
+
+A *chunk* is what one :meth:`SpoolWriter.flush` appends: the records buffered since the
+last flush (the recorder flushes at least every second), written, fsynced, then indexed.
+After a crash or power cut :func:`recover` truncates each file to its last intact record
+(a torn tail is a half-written chunk) and rebuilds the index, so a recording is valid up to
+its last complete chunk. A full disk (ENOSPC) truncates the half-written chunk away and
+raises :class:`SpoolFullError`; everything written before stays valid.
+
+Record payloads start with a kind byte:
+
+- ``BATCH``: sensor id, attribute, stream id (strings), seq, first index (i64), encoding
+  (u8: 0 = core.codec batch, 1 = delta values + f64 times), then the encoded batch;
+- ``MARKER``, ``CLOCK``, ``GROUP``, ``SENSOR``, ``EVENT``: one JSON object each.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import struct
+import time
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core import delta
+from ..core.codec import CodecError, decode_batch, encode_batch
+from ..core.framing import FRAME_OVERHEAD, frame, pack_strings, scan_frames, unpack_strings
+from ..core.samples import SampleBatch
+
+log = logging.getLogger(__name__)
+
+SPOOL_VERSION = 1
+SESSION_FILE = "session.json"
+INDEX_FILE = "index.jsonl"
+ROLL_BYTES = 256 * 1024 * 1024
+_BATCH_HEAD = struct.Struct("<qqB")
+#: the write call of the spool (a seam: tests inject ENOSPC here, for the spool alone)
+_write = os.write
+_DELTA_HEAD = struct.Struct("<IB")  # n samples, has t_local
+
+
+class RecordKind(IntEnum):
+    BATCH = 1
+    MARKER = 2
+    CLOCK = 3
+    GROUP = 4
+    SENSOR = 5
+    EVENT = 6
+
+
+class Encoding(IntEnum):
+    CODEC = 0
+    DELTA = 1
+
+
+class SpoolError(OSError):
+    """The spool cannot be written or read."""
+
+
+class SpoolFullError(SpoolError):
+    """The disk is full: recording must stop; what was written stays valid."""
+
+
+def spool_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("spool-*.sdr"))
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def read_session_file(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / SESSION_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SpoolError(f"{directory} is not a recording (no {SESSION_FILE})") from exc
+    except ValueError as exc:
+        raise SpoolError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def encode_batch_record(batch: SampleBatch, stream_id: str, use_delta: bool = False) -> bytes:
+    """The payload of a BATCH record. ``use_delta``: store values in the Sensocto delta layout
+    (single-channel numeric batches of >= 2 samples; others fall back to the batch codec)."""
+    head = bytes([RecordKind.BATCH]) + pack_strings(batch.sensor_id, batch.attribute, stream_id)
+    if use_delta and len(batch) >= 2 and batch.channel_count == 1 and batch.values.dtype != object:
+        vals = batch.values[:, 0].astype(np.float64)
+        if np.isfinite(vals).all():
+            t_ms = np.round(batch.t_arrival * 1000.0).astype(np.int64)
+            body = delta.encode(t_ms, vals)
+            times = [batch.t_arrival.astype("<f8").tobytes()]
+            if batch.t_local is not None:
+                times.append(batch.t_local.astype("<f8").tobytes())
+            meta = _DELTA_HEAD.pack(len(batch), int(batch.t_local is not None))
+            return b"".join([head, _BATCH_HEAD.pack(batch.seq, batch.first_index, Encoding.DELTA), meta, *times, body])
+    return head + _BATCH_HEAD.pack(batch.seq, batch.first_index, Encoding.CODEC) + encode_batch(batch)
+
+
+def decode_batch_record(payload: memoryview) -> tuple[SampleBatch, str]:
+    """(batch, stream id) of a BATCH record payload (without the kind byte)."""
+    (sid, attr, stream_id), off = unpack_strings(payload, 3)
+    seq, first, enc = _BATCH_HEAD.unpack_from(payload, off)
+    off += _BATCH_HEAD.size
+    if enc == Encoding.CODEC:
+        return decode_batch(payload[off:], sid, attr, seq, first), stream_id
+    if enc != Encoding.DELTA:
+        raise CodecError(f"unknown spool encoding {enc}")
+    n, has_local = _DELTA_HEAD.unpack_from(payload, off)
+    off += _DELTA_HEAD.size
+    ta = np.frombuffer(payload, dtype="<f8", count=n, offset=off)
+    off += 8 * n
+    tl = None
+    if has_local:
+        tl = np.frombuffer(payload, dtype="<f8", count=n, offset=off)
+        off += 8 * n
+    try:
+        _t, vals = delta.decode(payload[off:])
+    except delta.DeltaFormatError as exc:
+        raise CodecError(str(exc)) from exc
+    if vals.size != n:
+        raise CodecError(f"delta block holds {vals.size} values, record says {n}")
+    return SampleBatch(sid, attr, ta, vals.astype(np.float32).reshape(n, 1), tl, seq, first), stream_id
+
+
+def json_record(kind: RecordKind, obj: dict[str, Any]) -> bytes:
+    return bytes([kind]) + json.dumps(obj, separators=(",", ":"), default=str).encode("utf-8")
+
+
+@dataclass
+class SpoolStats:
+    """What a writer has made durable (after the last successful flush)."""
+
+    chunks: int = 0
+    bytes: int = 0
+    records: int = 0
+    samples: dict[str, int] = field(default_factory=dict)
+    last_seq: dict[str, int] = field(default_factory=dict)
+
+
+class SpoolWriter:
+    """Appends records to a session's spool; durable only after :meth:`flush` returns.
+
+    Not thread-safe: one recorder thread owns it.
+    """
+
+    def __init__(self, directory: Path, roll_bytes: int = ROLL_BYTES) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.roll_bytes = roll_bytes
+        self.stats = SpoolStats()
+        self._pending: list[bytes] = []
+        self._pending_samples: dict[str, int] = {}
+        self._pending_seq: dict[str, int] = {}
+        files = spool_files(self.directory)
+        if files:
+            recovered = recover(self.directory)
+            self.stats = recovered
+            self._path = files[-1]
+        else:
+            self._path = self.directory / "spool-000001.sdr"
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = os.fstat(self._fd).st_size
+        self._index_fd = os.open(self.directory / INDEX_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        _fsync_dir(self.directory)
+
+    @property
+    def pending_records(self) -> int:
+        return len(self._pending)
+
+    def add_batch(self, batch: SampleBatch, stream_id: str, use_delta: bool = False) -> None:
+        self._pending.append(frame(encode_batch_record(batch, stream_id, use_delta)))
+        sid = batch.sensor_id
+        self._pending_samples[sid] = self._pending_samples.get(sid, 0) + len(batch)
+        self._pending_seq[sid] = max(self._pending_seq.get(sid, -1), batch.seq)
+
+    def add_json(self, kind: RecordKind, obj: dict[str, Any]) -> None:
+        self._pending.append(frame(json_record(kind, obj)))
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = _write(self._fd, view)
+            view = view[written:]
+
+    def flush(self) -> int:
+        """Write, fsync and index the pending records as one chunk; returns bytes written.
+
+        On ENOSPC (or any write error) the partial chunk is cut off again and
+        :class:`SpoolFullError` / :class:`SpoolError` is raised; the file stays valid.
+        """
+        if not self._pending:
+            return 0
+        data = b"".join(self._pending)
+        if self._size and self._size + len(data) > self.roll_bytes:
+            self._roll()
+        start = self._size
+        try:
+            self._write_all(data)
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._cut_back(start)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise SpoolFullError(exc.errno, f"disk full writing {self._path}: {exc.strerror}") from exc
+            raise SpoolError(exc.errno, f"cannot write {self._path}: {exc}") from exc
+        self._size = start + len(data)
+        self.stats.chunks += 1
+        self.stats.bytes += len(data)
+        self.stats.records += len(self._pending)
+        for sid, n in self._pending_samples.items():
+            self.stats.samples[sid] = self.stats.samples.get(sid, 0) + n
+        self.stats.last_seq.update(self._pending_seq)
+        line = {"file": self._path.name, "end": self._size, "records": len(self._pending), "time": time.time(),
+                "samples": self._pending_samples, "last_seq": self._pending_seq}  # fmt: skip
+        self._pending, self._pending_samples, self._pending_seq = [], {}, {}
+        try:  # the index is a cache: recover() rebuilds it, so losing a line is harmless
+            os.write(self._index_fd, (json.dumps(line, separators=(",", ":")) + "\n").encode())
+            os.fsync(self._index_fd)
+        except OSError as exc:
+            log.warning("spool %s: index line not written (%s); it is rebuilt on recovery", self.directory, exc)
+        return len(data)
+
+    def discard_pending(self) -> None:
+        self._pending, self._pending_samples, self._pending_seq = [], {}, {}
+
+    def _cut_back(self, length: int) -> None:
+        try:
+            os.ftruncate(self._fd, length)
+            os.fsync(self._fd)
+        except OSError as exc:  # pragma: no cover - the next recover() trims the torn tail instead
+            log.error("spool %s: cannot truncate back to %d: %s", self._path, length, exc)
+
+    def _roll(self) -> None:
+        os.close(self._fd)
+        number = int(self._path.stem.split("-")[1]) + 1
+        self._path = self.directory / f"spool-{number:06d}.sdr"
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = 0
+        _fsync_dir(self.directory)
+
+    def close(self) -> None:
+        for fd in (self._fd, self._index_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def recover(directory: Path) -> SpoolStats:
+    """Truncate torn tails, rebuild ``index.jsonl`` and return what the spool holds."""
+    directory = Path(directory)
+    stats = SpoolStats()
+    lines = []
+    for path in spool_files(directory):
+        data = path.read_bytes()
+        end = 0
+        records = 0
+        samples: dict[str, int] = {}
+        last_seq: dict[str, int] = {}
+        for off, payload in scan_frames(data):
+            end = off + FRAME_OVERHEAD + len(payload)
+            records += 1
+            if payload and payload[0] == RecordKind.BATCH:
+                try:
+                    batch, _ = decode_batch_record(payload[1:])
+                except (CodecError, ValueError, struct.error):
+                    continue
+                samples[batch.sensor_id] = samples.get(batch.sensor_id, 0) + len(batch)
+                last_seq[batch.sensor_id] = max(last_seq.get(batch.sensor_id, -1), batch.seq)
+        if end < len(data):
+            log.warning("spool %s: cutting a torn tail of %d bytes (crash mid-chunk)", path, len(data) - end)
+            with open(path, "r+b") as f:
+                f.truncate(end)
+                f.flush()
+                os.fsync(f.fileno())
+        stats.bytes += end
+        stats.records += records
+        for sid, n in samples.items():
+            stats.samples[sid] = stats.samples.get(sid, 0) + n
+        for sid, s in last_seq.items():
+            stats.last_seq[sid] = max(stats.last_seq.get(sid, -1), s)
+        lines.append({"file": path.name, "end": end, "records": records, "time": time.time(), "samples": samples,
+                      "last_seq": last_seq, "recovered": True})  # fmt: skip
+    stats.chunks = len(lines)
+    tmp = directory / (INDEX_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(json.dumps(line, separators=(",", ":")) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, directory / INDEX_FILE)
+    return stats
+
+
+def iter_records(directory: Path) -> Any:
+    """Yield (kind, payload without the kind byte) of every intact record, in write order."""
+    for path in spool_files(Path(directory)):
+        data = path.read_bytes()
+        for _off, payload in scan_frames(data):
+            if not payload:
+                continue
+            try:
+                kind = RecordKind(payload[0])
+            except ValueError:
+                log.warning("spool %s: skipping a record of unknown kind %d", path, payload[0])
+                continue
+            yield kind, payload[1:]
+
+
+def index_summary(directory: Path) -> dict[str, Any]:
+    """Samples per sensor, bytes and chunks from ``index.jsonl`` (fast; no data read)."""
+    samples: dict[str, int] = {}
+    chunks = 0
+    path = Path(directory) / INDEX_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        chunks += 1
+        for sid, n in entry.get("samples", {}).items():
+            samples[sid] = samples.get(sid, 0) + int(n)
+    size = sum(p.stat().st_size for p in spool_files(Path(directory)))
+    return {"samples": samples, "chunks": chunks, "bytes": size}

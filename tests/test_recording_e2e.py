@@ -1,0 +1,193 @@
+"""Recording end to end against a real redis-server: the headless CLI, a node killed with
+SIGKILL mid-session and restarted, and a disk that fills up while recording."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pyxdf
+import redis
+from conftest import NodeThread, RedisServer, sensorium, wait_for
+
+from sensorium_desktop.bus.keys import Keys
+from sensorium_desktop.bus.sessions import Session
+from sensorium_desktop.bus.streams import read_all
+from sensorium_desktop.recording import spool as spool_mod
+from sensorium_desktop.recording.reader import load_recording
+
+
+def _status(c: redis.Redis, keys: Keys, sid: str) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in c.hgetall(keys.recording(sid)).items()}
+
+
+def _start_session(c: redis.Redis, keys: Keys, sid: str, sensors: list[str], node: str, directory: Path) -> Session:
+    s = Session(sid, participant="07", task="flash", sensors=sensors, directory=str(directory))
+    s.state, s.recorder, s.started = "recording", node, time.time()
+    c.hset(keys.sessions, sid, s.to_json())
+    return s
+
+
+def _stop_session(c: redis.Redis, keys: Keys, s: Session) -> None:
+    s.state, s.stopped = "stopped", time.time()
+    c.hset(keys.sessions, s.session_id, s.to_json())
+
+
+def _marker(c: redis.Redis, keys: Keys, sid: str, label: str) -> None:
+    t = time.time()
+    c.xadd(keys.markers(sid), {"label": label, "source": "test", "t_host": repr(t), "t_global": repr(t),
+                               "clock": "host", "host": "here"})  # fmt: skip
+
+
+def _check_xdf_against_spool(xdf: Path, rec_dir: Path) -> dict[str, dict]:
+    rec = load_recording(rec_dir)
+    streams, _ = pyxdf.load_xdf(str(xdf), dejitter_timestamps=False)
+    by_name = {s["info"]["name"][0]: s for s in streams}
+    for sid, data in rec.sensors.items():
+        s = by_name[sid]
+        assert len(s["time_stamps"]) == len(data), sid
+        if len(data) and data.values.dtype != object:
+            assert np.array_equal(np.asarray(s["time_series"]), data.values), sid
+            assert np.max(np.abs(s["time_stamps"] - rec.global_times(sid))) < 1e-6, sid
+        assert data.missing_batches == 0, f"{sid}: batches missing in the spool"
+    return by_name
+
+
+def test_record_cli_simulated_lab_then_export_and_list(redis_server: RedisServer, keys: Keys, data_dir: Path,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    env = dict(os.environ, SENSORIUM_REDIS_URL=redis_server.url, SENSORIUM_DATA_DIR=str(data_dir))
+    out = tmp_path / "rec"
+    run = subprocess.run(
+        sensorium("record", "--prefix", keys.prefix, "--simulate", "--duration", "3", "--out", str(out),
+                  "--participant", "01", "--task", "rest", "--sensors", "sim-chest-ecg", "sim-eyes-eye_gaze",
+                  "sim-room-temperature"),
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    meta = json.loads((out / "session.json").read_text())
+    assert meta["state"] == "complete" and meta["bids_name"] == "sub-01_task-rest"
+    listing = subprocess.run(sensorium("sessions", str(tmp_path), "--json"), env=env, capture_output=True, text=True)
+    rows = json.loads(listing.stdout)
+    assert [r["state"] for r in rows] == ["complete"] and rows[0]["samples"] > 1000
+    xdf = tmp_path / "rec.xdf"
+    exp = subprocess.run(sensorium("export", str(out), "--format", "xdf", "-o", str(xdf)), env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert exp.returncode == 0, exp.stderr[-3000:]
+    by_name = _check_xdf_against_spool(xdf, out)
+    assert set(by_name) == {"sim-chest-ecg", "sim-eyes-eye_gaze", "sim-room-temperature", "Markers"}
+    assert len(by_name["sim-chest-ecg"]["time_stamps"]) > 2.5 * 512 * 0.9
+    # every batch Redis holds from the session's window is in the spool (nothing silently lost)
+    c = redis_server.client()
+    rec = load_recording(out)
+    for sid in ("sim-chest-ecg", "sim-eyes-eye_gaze"):
+        spooled = set(rec.sensors[sid].batch_seq.tolist())
+        entries = read_all(c, keys, sid)
+        start_ms, stop = meta["started"] * 1000, meta["stopped"]
+        window = [e.batch.seq for e in entries
+                  if int(e.stream_id.split("-")[0]) >= start_ms and e.batch.t_arrival[-1] <= stop]  # fmt: skip
+        assert window and set(window) <= spooled, sid
+    again = subprocess.run(sensorium("export", str(out), "--format", "xdf", "-o", str(xdf)), env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert again.returncode == 0 and (tmp_path / "rec.1.xdf").exists()
+
+
+def _node_proc(url: str, keys: Keys, node_id: str, data_dir: Path) -> subprocess.Popen:
+    env = dict(os.environ, SENSORIUM_REDIS_URL=url, SENSORIUM_DATA_DIR=str(data_dir))
+    return subprocess.Popen(
+        sensorium("node", "--prefix", keys.prefix, "--node-id", node_id, "--device", "sim:chest", "--device",
+                  "sim:eyes", "--no-sync-worker", "--attention", "high"),
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_node_killed_mid_session_resumes_and_loses_nothing(redis_server: RedisServer, keys: Keys, data_dir: Path,
+                                                           tmp_path: Path) -> None:  # fmt: skip
+    c = redis_server.client()
+    proc = _node_proc(redis_server.url, keys, "rec-node", data_dir)
+    rec_dir = tmp_path / "session"
+    try:
+        wait_for(lambda: c.xlen(keys.stream("sim-chest-ecg")) > 5, 30, message="node streaming")
+        s = _start_session(c, keys, "kill9", ["sim-chest-ecg", "sim-eyes-eye_gaze", "sim-chest-hr"], "rec-node",
+                           rec_dir)  # fmt: skip
+        wait_for(lambda: int(_status(c, keys, "kill9").get("samples", 0)) > 1000, 30, message="recording")
+        _marker(c, keys, "kill9", "before crash")
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        killed_at = time.time()
+        proc = _node_proc(redis_server.url, keys, "rec-node", data_dir)
+        wait_for(lambda: float(_status(c, keys, "kill9").get("updated", 0)) > killed_at + 1.0, 30,
+                 message="recorder resumed")  # fmt: skip
+        _marker(c, keys, "kill9", "after restart")
+        time.sleep(1.5)
+        _stop_session(c, keys, s)
+        wait_for(lambda: _status(c, keys, "kill9").get("state") == "complete", 30, message="recording complete")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    xdf = tmp_path / "out.xdf"
+    run = subprocess.run(sensorium("export", str(rec_dir), "-o", str(xdf)), capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, SENSORIUM_DATA_DIR=str(data_dir)))  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    by_name = _check_xdf_against_spool(xdf, rec_dir)
+    assert [m[0] for m in by_name["Markers"]["time_series"]] == ["before crash", "after restart"]
+    rec = load_recording(rec_dir)
+    assert any("resumed" in e.get("message", "") for e in rec.events)
+    started = json.loads((rec_dir / "session.json").read_text())["started"]
+    for sid in ("sim-chest-ecg", "sim-eyes-eye_gaze"):
+        seqs = rec.sensors[sid].batch_seq
+        assert np.array_equal(seqs, np.arange(seqs[0], seqs[-1] + 1)), f"{sid}: a batch is missing across the crash"
+        in_redis = [e.batch.seq for e in read_all(c, keys, sid) if int(e.stream_id.split("-")[0]) >= started * 1000]
+        assert in_redis[0] == seqs[0], f"{sid}: the first batch of the session is missing"
+
+
+def test_disk_full_stops_recording_with_a_clear_error(redis_server: RedisServer, keys: Keys, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    real_write = os.write
+    budget = [400_000]
+
+    def filling_disk(fd: int, data: bytes | memoryview) -> int:
+        if budget[0] <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = min(len(data), budget[0])
+        budget[0] -= n
+        return real_write(fd, bytes(data[:n]))
+
+    monkeypatch.setattr(spool_mod, "_write", filling_disk)
+    node = NodeThread(redis_server.url, keys, ["sim:chest"], node_id="full-node", sessions_dir=tmp_path).start()
+    c = redis_server.client()
+    try:
+        wait_for(lambda: c.xlen(keys.stream("sim-chest-ecg")) > 2, 30, message="streaming")
+        rec_dir = tmp_path / "full"
+        _start_session(c, keys, "full", ["sim-chest-ecg", "sim-chest-hr"], "full-node", rec_dir)
+        wait_for(lambda: _status(c, keys, "full").get("state") == "failed", 60, message="recording failed")
+        st = _status(c, keys, "full")
+        assert "disk full" in st["error"]
+        session = Session.from_json(c.hget(keys.sessions, "full"))
+        wait_for(lambda: Session.from_json(c.hget(keys.sessions, "full")).state == "stopped", 10, message="stopped")
+        session = Session.from_json(c.hget(keys.sessions, "full"))
+        assert "disk full" in session.error
+        events = [e for _id, e in c.xrange(keys.events) if e.get(b"op") == b"record"]
+        assert events and b"disk full" in events[-1][b"message"]
+    finally:
+        node.stop()
+    meta = json.loads((rec_dir / "session.json").read_text())
+    assert meta["state"] == "failed" and "disk full" in meta["error"]
+    rec = load_recording(rec_dir)
+    assert len(rec.sensors["sim-chest-ecg"]) > 0
+    monkeypatch.undo()
+    out = tmp_path / "full.xdf"
+    from sensorium_desktop.recording.export import export_recording
+
+    export_recording(rec_dir, "xdf", out)
+    _check_xdf_against_spool(out, rec_dir)
