@@ -386,7 +386,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clock", default="refined", choices=["refined", "causal"],
                    help="clock model: non-causal fit over the recording, or what the live view used")  # fmt: skip
     p.add_argument("--timestamps", default="global", choices=["global", "local"],
-                   help="xdf: global times (ClockOffsets 0) or device times with our model in ClockOffsets")  # fmt: skip
+                   help="xdf: global times (ClockOffsets 0) or device times + our model as ClockOffsets")  # fmt: skip
 
 
 @command("export", "export a recording (DIR --format xdf -o FILE.xdf); never overwrites")

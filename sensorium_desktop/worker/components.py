@@ -247,7 +247,8 @@ def recorder(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
                             continue
                         sessions[s.session_id] = s
                     for sid, s in sessions.items():
-                        if s.state == "recording" and s.recorder == node.node_id and sid not in running and sid not in failed:
+                        mine = s.state == "recording" and s.recorder == node.node_id
+                        if mine and sid not in running and sid not in failed:
                             base = node.config.sessions_dir or paths.sessions_dir()
                             directory = Path(s.directory) if s.directory else base / sid
                             rec = SessionRecorder(node.config.redis_url, node.keys, s, directory, node.node_id)
