@@ -83,6 +83,34 @@ def lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return idx
 
 
+def bin_minima(t_local: np.ndarray, t_arrival: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """The (t_local, t_arrival) pairs with the smallest ``t_arrival - t_local`` per ``width``
+    seconds of local time (bins aligned to the first sample and to every clock reset), in
+    arrival order. A :class:`ClockModel` fed these pairs sees the same bin minima, glitches
+    and steps as one fed every sample when ``width`` divides its ``bin_width``; used to fit
+    hour-long recordings in milliseconds. 1-D float64 arrays in, two 1-D arrays out."""
+    x = np.asarray(t_local, dtype=np.float64)
+    y = np.asarray(t_arrival, dtype=np.float64)
+    if x.size < 2:
+        return x, y
+    reset = np.zeros(x.size, dtype=np.int64)
+    reset[1:] = x[1:] < x[:-1] - RESET_BACKSTEP_S
+    segment = np.cumsum(reset)
+    seg_x0 = x[np.concatenate(([0], np.flatnonzero(reset)))]
+    bins = np.floor((x - seg_x0[segment]) / width).astype(np.int64)
+    new_group = np.ones(x.size, dtype=bool)
+    new_group[1:] = (bins[1:] != bins[:-1]) | (segment[1:] != segment[:-1])
+    starts = np.flatnonzero(new_group)
+    group = np.cumsum(new_group) - 1
+    d = y - x
+    lowest = np.minimum.reduceat(d, starts)
+    at_min = np.flatnonzero(d == lowest[group])
+    first = np.ones(at_min.size, dtype=bool)
+    first[1:] = group[at_min[1:]] != group[at_min[:-1]]
+    keep = at_min[first]
+    return x[keep], y[keep]
+
+
 @dataclass(slots=True)
 class _Hull:
     """Lower hull of the window's bin minima with O(1) amortized append on the right."""

@@ -76,10 +76,9 @@ def encode_batch(batch: SampleBatch) -> bytes:
     return out
 
 
-def decode_batch(
-    data: bytes | memoryview, sensor_id: str, attribute: str, seq: int = -1, first_index: int = -1
-) -> SampleBatch:
-    """Decode bytes produced by :func:`encode_batch` into a :class:`SampleBatch`."""
+def decode_arrays(data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(t_arrival (n,), t_local (n,) or None, values (n, channels)) of an encoded batch, as
+    read-only views into ``data`` (no copy, no per-sample work); lengths are validated."""
     buf = memoryview(data)
     if len(buf) > MAX_BATCH_BYTES:
         raise CodecError(f"batch of {len(buf)} bytes exceeds the {MAX_BATCH_BYTES} byte limit")
@@ -127,6 +126,14 @@ def decode_batch(
         if len(buf) != off + size:
             raise CodecError(f"value block is {len(buf) - off} bytes, header says {size}")
         values = np.frombuffer(buf, dtype=dt, count=count, offset=off).reshape(n, chans)
+    return t_arrival, t_local, values
+
+
+def decode_batch(
+    data: bytes | memoryview, sensor_id: str, attribute: str, seq: int = -1, first_index: int = -1
+) -> SampleBatch:
+    """Decode bytes produced by :func:`encode_batch` into a :class:`SampleBatch`."""
+    t_arrival, t_local, values = decode_arrays(data)
     try:
         return SampleBatch(sensor_id, attribute, t_arrival, values, t_local, seq, first_index)
     except ValueError as exc:

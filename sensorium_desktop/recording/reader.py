@@ -21,14 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from ..core.clock import ClockModel
+from ..core.clock import ClockModel, bin_minima
 from ..core.codec import CodecError
-from ..core.samples import SampleBatch, SensorInfo
-from .spool import RecordKind, SpoolError, decode_batch_record, iter_records, read_session_file
+from ..core.samples import SensorInfo
+from .spool import BatchRecord, RecordKind, SpoolError, iter_records, parse_batch_record, read_session_file
 
 log = logging.getLogger(__name__)
 
 CLOCK_MODES = ("refined", "causal")
+#: bin minima per clock-model update when fitting a whole recording (64 = 4 s of local time)
+FIT_CHUNK = 64
 Progress = Callable[[float, str], None]
 
 
@@ -127,7 +129,9 @@ def device_to_host(data: SensorData, mode: str) -> np.ndarray:
             model.update(x[a:b], y[a:b])
             out[a:b] = model.to_global(x[a:b])
         return out
-    model.update(x, y)
+    xb, yb = bin_minima(x, y, model.bin_width / 4)  # same envelope, a fraction of the points
+    for a in range(0, xb.size, FIT_CHUNK):  # in arrival order, as live: steps and glitches are seen
+        model.update(xb[a : a + FIT_CHUNK], yb[a : a + FIT_CHUNK])
     refined = model.refine()
     epoch_of = np.searchsorted(refined.epoch_starts(), y, side="right") - 1
     epoch_of = np.clip(epoch_of, 0, len(refined.epochs) - 1)
@@ -140,47 +144,51 @@ def device_to_host(data: SensorData, mode: str) -> np.ndarray:
     return out
 
 
-def _concat_sensor(info: SensorInfo, batches: list[SampleBatch], warn: Callable[[str], None]) -> SensorData:
-    if not batches:
+def _concat_sensor(info: SensorInfo, parts: list[BatchRecord], warn: Callable[[str], None]) -> SensorData:
+    """Join a sensor's batch records in ``seq`` order, dropping re-delivered duplicates."""
+    if not parts:
         fmt = object if info.channel_format == "string" else np.dtype(info.channel_format)
         empty = np.zeros((0, info.channel_count), dtype=fmt)
         return SensorData(info, np.zeros(0), None, empty, np.zeros(0, np.int64), np.zeros(0, np.int64))
-    batches.sort(key=lambda b: b.seq)
-    seqs = np.array([b.seq for b in batches], dtype=np.int64)
+    parts.sort(key=lambda p: p.seq)
+    seqs = np.array([p.seq for p in parts], dtype=np.int64)
     keep = np.ones(seqs.size, dtype=bool)
     keep[1:] = seqs[1:] != seqs[:-1]
     duplicates = int((~keep).sum())
-    batches = [b for b, k in zip(batches, keep.tolist(), strict=True) if k]
-    seqs = seqs[keep]
+    if duplicates:
+        parts = [p for p, k in zip(parts, keep.tolist(), strict=True) if k]
+        seqs = seqs[keep]
     gaps = np.diff(seqs) - 1
     missing = int(gaps[gaps > 0].sum()) if seqs.size > 1 else 0
     if missing:
         warn(f"{info.sensor_id}: {missing} batches missing inside the recording (seq gaps)")
-    widths = {b.channel_count for b in batches}
+    widths = {p.values.shape[1] for p in parts}
+    width = max(widths)
     if len(widths) > 1:
-        width = max(widths)
         warn(f"{info.sensor_id}: channel count changed during the recording {sorted(widths)}; padded to {width}")
-        batches = [_pad(b, width) for b in batches]
-    has_local = all(b.t_local is not None for b in batches)
-    if not has_local and any(b.t_local is not None for b in batches):
+    has_local = all(p.t_local is not None for p in parts)
+    if not has_local and any(p.t_local is not None for p in parts):
         warn(f"{info.sensor_id}: some batches lack device times; arrival times used for all")
-    lengths = np.array([len(b) for b in batches], dtype=np.int64)
+    lengths = np.array([p.t_arrival.size for p in parts], dtype=np.int64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    joined = SampleBatch.concat(batches) if has_local else SampleBatch.concat([_no_local(b) for b in batches])
-    return SensorData(info, joined.t_arrival, joined.t_local, joined.values, seqs, starts, missing, duplicates)
+    t_arrival = np.concatenate([p.t_arrival for p in parts])
+    t_local = np.concatenate([p.t_local for p in parts]) if has_local else None  # type: ignore[misc]
+    values = np.concatenate([_pad(p.values, width) for p in parts]) if len(widths) > 1 else np.concatenate(
+        [p.values for p in parts]
+    )
+    for name, arr in (("arrival", t_arrival), ("device", t_local)):
+        if arr is not None and not np.isfinite(arr).all():
+            raise CodecError(f"{info.sensor_id}: non-finite {name} times in the spool")
+    return SensorData(info, t_arrival, t_local, values, seqs, starts, missing, duplicates)
 
 
-def _no_local(b: SampleBatch) -> SampleBatch:
-    return SampleBatch(b.sensor_id, b.attribute, b.t_arrival, b.values, None, b.seq, b.first_index)
-
-
-def _pad(b: SampleBatch, width: int) -> SampleBatch:
-    if b.channel_count == width:
-        return b
-    fill: Any = "" if b.values.dtype == object else np.nan
-    vals = np.full((len(b), width), fill, dtype=b.values.dtype if b.values.dtype == object else np.float64)
-    vals[:, : b.channel_count] = b.values
-    return SampleBatch(b.sensor_id, b.attribute, b.t_arrival, vals, b.t_local, b.seq, b.first_index)
+def _pad(values: np.ndarray, width: int) -> np.ndarray:
+    if values.shape[1] == width:
+        return values
+    fill: Any = "" if values.dtype == object else np.nan
+    out = np.full((values.shape[0], width), fill, dtype=object if values.dtype == object else np.float64)
+    out[:, : values.shape[1]] = values
+    return out
 
 
 def load_recording(directory: Path, progress: Progress | None = None) -> Recording:
@@ -196,7 +204,7 @@ def load_recording(directory: Path, progress: Progress | None = None) -> Recordi
             continue
         infos[info.sensor_id] = info
     rec = Recording(directory, meta, {})
-    batches: dict[str, list[SampleBatch]] = {sid: [] for sid in meta.get("sensors", [])}
+    batches: dict[str, list[BatchRecord]] = {sid: [] for sid in meta.get("sensors", [])}
     bad = 0
     total = sum(p.stat().st_size for p in directory.glob("spool-*.sdr")) or 1
     seen = 0
@@ -204,7 +212,7 @@ def load_recording(directory: Path, progress: Progress | None = None) -> Recordi
         seen += len(payload) + 9
         if kind == RecordKind.BATCH:
             try:
-                batch, _stream_id = decode_batch_record(payload)
+                batch = parse_batch_record(payload)
             except (CodecError, ValueError) as exc:
                 bad += 1
                 log.warning("%s: skipping an undecodable batch record: %s", directory, exc)
@@ -239,13 +247,18 @@ def load_recording(directory: Path, progress: Progress | None = None) -> Recordi
         if info is None:
             if items:
                 b = items[0]
-                names = tuple(f"ch{i + 1}" for i in range(b.channel_count))
-                info = SensorInfo(sid, b.attribute, sid, channel_names=names, channel_format=b.channel_format)
+                names = tuple(f"ch{i + 1}" for i in range(b.values.shape[1]))
+                fmt = "string" if b.values.dtype == object else b.values.dtype.name
+                info = SensorInfo(sid, b.attribute, sid, channel_names=names, channel_format=fmt)
                 rec.warn(f"{sid}: no sensor description recorded; generic channel names used")
             else:
                 rec.warn(f"{sid}: not described and sent no samples; left out")
                 continue
-        rec.sensors[sid] = _concat_sensor(info, items, rec.warn)
+        try:
+            rec.sensors[sid] = _concat_sensor(info, items, rec.warn)
+        except CodecError as exc:
+            rec.warn(f"{sid}: left out: {exc}")
+            continue
         if not items:
             rec.warn(f"{sid}: sent no samples during the recording")
     for ev in rec.events:

@@ -25,9 +25,11 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import mmap
 import os
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..core import delta
-from ..core.codec import CodecError, decode_batch, encode_batch
+from ..core.codec import CodecError, decode_arrays, encode_batch
 from ..core.framing import FRAME_OVERHEAD, frame, pack_strings, scan_frames, unpack_strings
 from ..core.samples import SampleBatch
 
@@ -129,17 +131,41 @@ def encode_batch_record(batch: SampleBatch, stream_id: str, use_delta: bool = Fa
     return head + _BATCH_HEAD.pack(batch.seq, batch.first_index, Encoding.CODEC) + encode_batch(batch)
 
 
-def decode_batch_record(payload: memoryview) -> tuple[SampleBatch, str]:
-    """(batch, stream id) of a BATCH record payload (without the kind byte)."""
-    (sid, attr, stream_id), off = unpack_strings(payload, 3)
-    seq, first, enc = _BATCH_HEAD.unpack_from(payload, off)
+@dataclass(slots=True)
+class BatchRecord:
+    """A BATCH record's fields with its arrays as views into the spool bytes (no copy)."""
+
+    sensor_id: str
+    attribute: str
+    stream_id: str
+    seq: int
+    first_index: int
+    t_arrival: np.ndarray
+    t_local: np.ndarray | None
+    values: np.ndarray
+
+    def to_batch(self) -> SampleBatch:
+        return SampleBatch(self.sensor_id, self.attribute, self.t_arrival, self.values, self.t_local, self.seq,
+                           self.first_index)  # fmt: skip
+
+
+def parse_batch_record(payload: memoryview) -> BatchRecord:
+    """Parse a BATCH record payload (without the kind byte); raises :class:`CodecError`."""
+    try:
+        (sid, attr, stream_id), off = unpack_strings(payload, 3)
+        seq, first, enc = _BATCH_HEAD.unpack_from(payload, off)
+    except (ValueError, struct.error, UnicodeDecodeError) as exc:
+        raise CodecError(f"malformed batch record: {exc}") from exc
     off += _BATCH_HEAD.size
     if enc == Encoding.CODEC:
-        return decode_batch(payload[off:], sid, attr, seq, first), stream_id
+        ta, tl, vals = decode_arrays(payload[off:])
+        return BatchRecord(sid, attr, stream_id, seq, first, ta, tl, vals)
     if enc != Encoding.DELTA:
         raise CodecError(f"unknown spool encoding {enc}")
     n, has_local = _DELTA_HEAD.unpack_from(payload, off)
     off += _DELTA_HEAD.size
+    if len(payload) < off + 8 * n * (2 if has_local else 1):
+        raise CodecError("truncated delta record")
     ta = np.frombuffer(payload, dtype="<f8", count=n, offset=off)
     off += 8 * n
     tl = None
@@ -152,7 +178,16 @@ def decode_batch_record(payload: memoryview) -> tuple[SampleBatch, str]:
         raise CodecError(str(exc)) from exc
     if vals.size != n:
         raise CodecError(f"delta block holds {vals.size} values, record says {n}")
-    return SampleBatch(sid, attr, ta, vals.astype(np.float32).reshape(n, 1), tl, seq, first), stream_id
+    return BatchRecord(sid, attr, stream_id, seq, first, ta, tl, vals.astype(np.float32).reshape(n, 1))
+
+
+def decode_batch_record(payload: memoryview) -> tuple[SampleBatch, str]:
+    """(batch, stream id) of a BATCH record payload (without the kind byte)."""
+    rec = parse_batch_record(payload)
+    try:
+        return rec.to_batch(), rec.stream_id
+    except ValueError as exc:
+        raise CodecError(str(exc)) from exc
 
 
 def json_record(kind: RecordKind, obj: dict[str, Any]) -> bytes:
@@ -324,11 +359,17 @@ def recover(directory: Path) -> SpoolStats:
     return stats
 
 
-def iter_records(directory: Path) -> Any:
-    """Yield (kind, payload without the kind byte) of every intact record, in write order."""
+def iter_records(directory: Path) -> Iterator[tuple[RecordKind, memoryview]]:
+    """Yield (kind, payload without the kind byte) of every intact record, in write order.
+
+    Payloads are views into a memory map of the file: copy what must outlive the iteration.
+    """
     for path in spool_files(Path(directory)):
-        data = path.read_bytes()
-        for _off, payload in scan_frames(data):
+        if path.stat().st_size == 0:
+            continue
+        with open(path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        for _off, payload in scan_frames(mapped):
             if not payload:
                 continue
             try:

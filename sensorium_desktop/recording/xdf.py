@@ -56,6 +56,7 @@ def varlen(n: int) -> bytes:
 
 
 def chunk(tag: int, content: bytes | list[bytes]) -> list[bytes]:
+    """The parts of one chunk: varlen length (tag + content), tag, content."""
     parts = content if isinstance(content, list) else [content]
     length = 2 + sum(len(p) for p in parts)
     return [varlen(length), struct.pack("<H", tag), *parts]
@@ -118,7 +119,7 @@ def _samples_chunk(s: XdfStream, a: int, b: int) -> list[bytes]:
     arr["tsb"] = 8
     arr["ts"] = s.times[a:b]
     arr["v"] = s.values[a:b]
-    return chunk(Tag.SAMPLES, [head, arr.tobytes()])
+    return chunk(Tag.SAMPLES, [head, arr.view(np.uint8).data])  # type: ignore[list-item]  # no copy
 
 
 def _round_cuts(s: XdfStream, edges: np.ndarray) -> list[int]:
