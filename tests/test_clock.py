@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.clock_scenarios import T0, ble, camera, no_clock, reset
-from sensorium_desktop.core.clock import ClockModel, lower_hull
+from sensorium_desktop.core.clock import ClockModel, bin_minima, lower_hull
 
 
 def feed(m: ClockModel, sc) -> tuple[np.ndarray, np.ndarray]:
@@ -154,3 +154,23 @@ def test_refine_is_at_least_as_good_as_causal() -> None:
     refined = np.sqrt(np.mean((ref.to_global(sc.t_local) - sc.t_true)[late] ** 2))
     assert refined <= causal
     assert refined < 20e-6
+
+
+@pytest.mark.parametrize("make", [ble, reset, no_clock])
+def test_fit_on_bin_minima_equals_fit_on_every_sample(make) -> None:
+    """Exports fit hour-long recordings on bin minima: the refined times must not change."""
+    sc = make(5)
+    full, fast = ClockModel(), ClockModel()
+    for sl in sc.batch_slices():
+        full.update(sc.t_local[sl], sc.t_arrival[sl])
+    xb, yb = bin_minima(sc.t_local, sc.t_arrival, fast.bin_width / 4)
+    assert xb.size < sc.t_local.size / 3
+    for a in range(0, xb.size, 64):
+        fast.update(xb[a : a + 64], yb[a : a + 64])
+    assert fast.resets == full.resets
+    rf, rq = full.refine(), fast.refine()
+    epochs = np.clip(np.searchsorted(rf.epoch_starts(), sc.t_arrival, side="right") - 1, 0, len(rf.epochs) - 1)
+    for k in range(len(rf.epochs)):
+        mine = epochs == k
+        diff = rf.to_global(sc.t_local[mine], k) - rq.to_global(sc.t_local[mine], k)
+        assert np.max(np.abs(diff)) < 2e-6, f"epoch {k}"
