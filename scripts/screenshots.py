@@ -1,5 +1,6 @@
 """Regenerate the README screenshots: a real node (simulated lab, two breathing participants)
-and the window offscreen with a prepared session; saves the window and every panel.
+and the window offscreen with a session being recorded; saves the window, every panel, and
+the export dialog after the recording was stopped and exported.
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--seconds 30]
 """
@@ -70,6 +71,8 @@ def main() -> int:
             item = win.devices_panel.sensor_item(s)
             if item is not None:
                 item.setSelected(True)
+        model.sessions.recorder_node = "lab-pc-1"
+        loop.run_until_complete(model.sessions.start_recording(sid))
         sessions.marker("eyes closed")  # type: ignore[attr-defined]
         pump(args.seconds)
         args.out.mkdir(parents=True, exist_ok=True)
@@ -78,6 +81,17 @@ def main() -> int:
             win.docks[name].raise_()
             pump(1.0)
             win.docks[name].widget().grab().save(str(args.out / f"panel-{name}.png"))
+        loop.run_until_complete(model.sessions.stop_recording(sid))
+        end = time.time() + 30
+        while time.time() < end and model.sessions.recording.get(sid, {}).get("state") != "complete":
+            pump(0.5)
+        win.export_recording()
+        dialog = win.export_dialog
+        dialog.start()
+        dialog.wait(120)
+        pump(1.0)
+        dialog.grab().save(str(args.out / "export-dialog.png"))
+        win.grab().save(str(args.out / "main-window-recorded.png"))
         print(f"screenshots in {args.out}")
     finally:
         win.close()

@@ -113,3 +113,41 @@ def test_camera_through_the_node_with_preview_in_redis(tmp_path: Path, redis_ser
 def test_discovery_lists_capture_devices() -> None:
     found = asyncio.run(discover_all(1.0, schemes=["camera"]))
     assert all(d.uri.startswith("camera:") and d.available for d in found)
+
+
+def test_recorded_session_holds_the_video_and_its_frame_indexes(
+    tmp_path: Path, redis_server: RedisServer, keys: Keys
+) -> None:
+    import time
+
+    import pyxdf
+
+    from sensorium_desktop.bus.sessions import Session
+    from sensorium_desktop.recording.export import export_recording
+
+    src = write_video(tmp_path / "lab.avi", 90, 30.0, "MJPG")
+    node = NodeThread(redis_server.url, keys, [f"camera:{src}?record={tmp_path / 'cam.avi'}"], node_id="cam-node",
+                      sessions_dir=tmp_path / "sessions").start()  # fmt: skip
+    c = redis_server.client()
+    try:
+        sid = node.node.devices[0].sensors()[0].sensor_id
+        s = Session("camrec", sensors=[sid], state="recording", recorder="cam-node", started=time.time())
+        c.hset(keys.sessions, "camrec", s.to_json())
+        wait_for(lambda: int(c.hget(keys.recording("camrec"), "samples") or 0) >= 20, 20, message="frames recorded")
+        s.state, s.stopped = "stopped", time.time()
+        c.hset(keys.sessions, "camrec", s.to_json())
+        wait_for(lambda: c.hget(keys.recording("camrec"), "state") == b"complete", 20, message="complete")
+    finally:
+        node.stop()
+    rec_dir = tmp_path / "sessions" / "camrec"
+    linked = rec_dir / "video" / "cam.avi"
+    assert linked.is_file() and linked.stat().st_ino == (tmp_path / "cam.avi").stat().st_ino
+    out = export_recording(rec_dir, "xdf", tmp_path / "cam.xdf").files[0]
+    streams, _ = pyxdf.load_xdf(str(out))
+    video = next(s for s in streams if s["info"]["type"] == ["video"])
+    assert video["info"]["desc"][0]["sensorium"][0]["video_file"] == ["video/cam.avi"]
+    frames = video["time_series"][:, 0].astype(int)
+    assert np.array_equal(frames, np.arange(frames[0], frames[0] + frames.size))  # consecutive frame indexes
+    cap = cv2.VideoCapture(str(linked))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) >= frames[-1] + 1  # every recorded index exists in the file
+    cap.release()

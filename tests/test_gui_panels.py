@@ -328,3 +328,56 @@ def test_discover_connect_and_disconnect_through_the_node(
         qtbot.waitUntil(refused, timeout=10000)
     finally:
         node.stop()
+
+
+def test_record_stop_and_export_from_the_window(
+    window, arun: AsyncRunner, qtbot, redis_server: RedisServer, keys: Keys, tmp_path: Path
+) -> None:
+    import pyxdf
+
+    node = NodeThread(redis_server.url, keys, ["sim:chest"], node_id="gui-rec-node", sessions_dir=tmp_path).start()
+    try:
+        window.model.sessions.recorder_node = "gui-rec-node"
+        pump(arun, window)
+        window.panels["sessions"].new_session()
+        pump(arun, window)
+        assert not window.record_action.isEnabled()  # nothing to record yet
+        sid = window.model.sessions.current
+        window.spawn(window.model.sessions.add_sensors(sid, ["sim-chest-ecg", "sim-chest-hr"]))
+        pump(arun, window)
+        assert window.record_action.isEnabled() and not window.stop_action.isEnabled()
+        window.record_action.trigger()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pump(arun, window)
+            st = window.model.sessions.recording.get(sid, {})
+            if int(st.get("samples", 0) or 0) > 500:
+                break
+            time.sleep(0.2)
+        assert window.status_recording.text().startswith("● REC"), window.status_recording.text()
+        assert window.stop_action.isEnabled() and not window.record_action.isEnabled()
+        window.panels["sessions"].marker("go")
+        pump(arun, window)
+        window.stop_action.trigger()
+        while time.monotonic() < deadline + 30:
+            pump(arun, window)
+            if window.model.sessions.recording.get(sid, {}).get("state") == "complete":
+                break
+            time.sleep(0.2)
+        pump(arun, window)
+        assert window.status_recording.text().startswith("recorded"), window.status_recording.text()
+        window.export_recording()
+        dialog = window.export_dialog
+        assert Path(dialog.directory.text()) == tmp_path / sid
+        dialog.start()
+        assert dialog.wait(60)
+        qtbot.waitUntil(lambda: dialog.result is not None, timeout=5000)
+        assert not isinstance(dialog.result, Exception), dialog.result
+        out = dialog.result.files[0]
+        streams, _ = pyxdf.load_xdf(str(out))
+        by_name = {s["info"]["name"][0]: s for s in streams}
+        assert len(by_name["sim-chest-ecg"]["time_stamps"]) > 500
+        assert [m[0] for m in by_name["Markers"]["time_series"]] == ["go"]
+        assert "samples exported" in dialog.message.text()
+    finally:
+        node.stop()

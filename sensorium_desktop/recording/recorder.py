@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -329,11 +330,32 @@ class SessionRecorder(threading.Thread):
             if info.sensor_id in wanted:
                 d = json.loads(info.to_json())
                 if self.infos.get(info.sensor_id) != d:
+                    self._link_video(d)
                     self.infos[info.sensor_id] = d
                     self.writer.add_json(RecordKind.SENSOR, d)  # type: ignore[union-attr]
                     new = True
         if new:
             self._write_meta("recording")
+
+    def _link_video(self, info: dict[str, Any]) -> None:
+        """A camera's frames stay in its video file; put that file into the session folder too
+        (a hard link: same bytes, survives the camera's own folder being cleaned; a symbolic
+        link across file systems). ``extra.session_video`` names it for the exporters."""
+        source = Path(str(info.get("extra", {}).get("video_file") or ""))
+        if not source.name or not source.is_file():
+            return
+        target = self.directory / "video" / source.name
+        if not target.exists():
+            target.parent.mkdir(exist_ok=True)
+            try:
+                os.link(source, target)
+            except OSError:
+                try:
+                    target.symlink_to(source)
+                except OSError as exc:
+                    self._warn(f"{info.get('sensor_id')}: video {source} not linked into the session: {exc}")
+                    return
+        info.setdefault("extra", {})["session_video"] = f"video/{source.name}"
 
     def _snapshot_clocks(self, c: redis.Redis) -> None:
         nodes = sorted({str(i.get("node_id", "")) for i in self.infos.values()} | {self.node_id})

@@ -226,7 +226,9 @@ def streams_from_recording(rec: Recording, clock: str = "refined", timestamps: s
             + "<sensorium>" + _el("sensor_id", sid) + _el("attribute", info.attribute)
             + _el("device_id", info.device_id) + _el("device_name", info.device_name)
             + _el("transport", info.transport) + _el("uri", info.uri) + _el("node_id", info.node_id)
-            + _el("missing_batches", data.missing_batches) + "</sensorium>"
+            + _el("missing_batches", data.missing_batches)
+            + (_el("video_file", info.extra["session_video"]) if info.extra.get("session_video") else "")
+            + "</sensorium>"
             + "<acquisition>" + _el("manufacturer", "Sensorium Desktop") + "</acquisition>"
         )  # fmt: skip
         times = t_global

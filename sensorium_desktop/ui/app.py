@@ -42,6 +42,15 @@ def make_app() -> QtWidgets.QApplication:
     return app  # type: ignore[return-value]
 
 
+def node_id_of(node_args: list[str]) -> str:
+    """The id the started node will use (``--node-id`` or the host's default)."""
+    from ..worker.node import default_node_id
+
+    if "--node-id" in node_args:
+        return node_args[node_args.index("--node-id") + 1]
+    return default_node_id()
+
+
 def run_gui(opts: GuiOptions) -> int:
     """Run the window until it is closed (or ``quit_after`` seconds). Returns an exit code."""
     import qasync
@@ -64,6 +73,8 @@ def run_gui(opts: GuiOptions) -> int:
         node.start()
     keys = endpoint.keys if not opts.prefix else Keys(opts.prefix)
     model = AppModel(endpoint.url, keys, make_id("gui", str(QtCore.QCoreApplication.applicationPid())))
+    if node is not None:  # Record goes to the node this window started
+        model.sessions.recorder_node = node_id_of(opts.node_args)
     window = MainWindow(model)
     window.show()
     loop = qasync.QEventLoop(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -137,7 +138,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_rate = QtWidgets.QLabel()
         self.status_nodes = QtWidgets.QLabel()
         self.status_recording = QtWidgets.QLabel("not recording")
-        self.status_recording.setToolTip("Recording arrives with the recording issue; sessions and markers are live.")
+        self.status_recording.setObjectName("statusRecording")
         for w in (self.status_redis, self.status_role, self.status_nodes, self.status_rate, self.status_recording):
             self.statusBar().addPermanentWidget(w)
 
@@ -150,10 +151,16 @@ class MainWindow(QtWidgets.QMainWindow):
         sessions = self.panels.get("sessions")
         self.record_action = QtGui.QAction("&Record", self, shortcut=QtGui.QKeySequence("Ctrl+R"))
         self.stop_action = QtGui.QAction("S&top", self, shortcut=QtGui.QKeySequence("Ctrl+."))
+        self.record_action.setToolTip("Record the current session (its sensors, markers and time slices)")
+        self.record_action.triggered.connect(lambda: self.spawn(self.model.sessions.start_recording()))
+        self.stop_action.triggered.connect(lambda: self.spawn(self.model.sessions.stop_recording()))
+        self.export_action = QtGui.QAction("&Export recording…", self, shortcut=QtGui.QKeySequence("Ctrl+E"))
+        self.export_action.triggered.connect(self.export_recording)
         for a in (self.record_action, self.stop_action):
             a.setEnabled(False)
-            a.setToolTip("Recording is not available in this build yet")
             session_menu.addAction(a)
+        file_menu.addAction(self.export_action)
+        self.model.sessions.changed.connect(lambda _s: self.show_recording())
         if sessions is not None:
             new_action = QtGui.QAction("&New session", self, shortcut=QtGui.QKeySequence("Ctrl+N"))
             new_action.triggered.connect(sessions.new_session)  # type: ignore[attr-defined]
@@ -225,6 +232,43 @@ class MainWindow(QtWidgets.QMainWindow):
             visible = self._panel_visible(name)
             for sid in shown():
                 att.set_view(sid, name, ViewState(visible=visible))
+
+    # -- recording ------------------------------------------------------------------------------
+    def show_recording(self) -> None:
+        """Record/Stop follow the current session; the status bar shows time, size, errors."""
+        sessions = self.model.sessions
+        current = sessions.session(sessions.current or "")
+        recording = current is not None and current.state == "recording"
+        self.record_action.setEnabled(current is not None and bool(current.sensors) and not recording)
+        self.stop_action.setEnabled(recording)
+        active = sessions.active_recording()
+        label = self.status_recording
+        if active is None:
+            label.setText("not recording")
+            label.setStyleSheet("")
+            return
+        s, st = active
+        size = int(st.get("bytes", 0) or 0) / 1e6
+        secs = float(st.get("seconds", 0) or 0)
+        state = st.get("state", "starting")
+        if state == "failed" or s.error:
+            label.setText(f"⚠ recording {s.bids_name} failed: {st.get('error') or s.error}")
+            label.setStyleSheet("color: #c62828")
+        elif s.state == "recording":
+            label.setText(f"● REC {s.bids_name}  {int(secs // 60):02d}:{int(secs % 60):02d}  {size:.1f} MB")
+            label.setStyleSheet("color: #c62828; font-weight: bold")
+        else:
+            label.setText(f"recorded {s.bids_name}: {size:.1f} MB ({state})")
+            label.setStyleSheet("")
+        label.setToolTip(st.get("directory", ""))
+
+    def export_recording(self) -> None:
+        from .export_dialog import ExportDialog
+
+        active = self.model.sessions.active_recording()
+        directory = active[1].get("directory") if active else None
+        self.export_dialog = ExportDialog(self, Path(directory) if directory else None)
+        self.export_dialog.show()
 
     # -- status ---------------------------------------------------------------------------------
     def show_status(self, s: StatusSummary) -> None:

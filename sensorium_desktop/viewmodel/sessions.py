@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import redis
 import redis.asyncio
 
 from ..bus.keys import Keys
-from ..bus.sessions import Session, add_marker, delete_session, list_sessions, new_session_id, save_session
+from ..bus.sessions import (
+    Session,
+    add_marker,
+    delete_session,
+    list_sessions,
+    new_session_id,
+    recording_status,
+    save_session,
+    start_recording,
+    stop_recording,
+)
 from .base import Event
 
 log = logging.getLogger(__name__)
@@ -26,6 +37,10 @@ class SessionsModel:
         self.sessions: dict[str, Session] = {}
         self.current: str | None = None
         self.markers_set: dict[str, int] = {}
+        #: the node whose recorder records (the GUI's own node); None: a node on this PC
+        self.recorder_node: str | None = None
+        #: recorder progress per session (``<p>:recording:<id>``), for sessions recorded here
+        self.recording: dict[str, dict[str, str]] = {}
         self.changed = Event()
         self.error = Event()
         self.c: redis.asyncio.Redis | None = None
@@ -41,6 +56,12 @@ class SessionsModel:
             self.error.emit(f"sessions: Redis unreachable: {exc}")
             return list(self.sessions.values())
         self.sessions = {s.session_id: s for s in found}
+        for s in found:
+            if s.state == "recording" or (s.state == "stopped" and s.recorder and s.session_id in self.recording):
+                try:
+                    self.recording[s.session_id] = await recording_status(c, self.keys, s.session_id)
+                except (redis.RedisError, OSError):
+                    pass
         if self.current not in self.sessions:
             self.current = found[-1].session_id if found else None
         self.changed.emit(found)
@@ -99,6 +120,63 @@ class SessionsModel:
         if self.current == session_id:
             self.current = next(reversed(self.sessions), None) if self.sessions else None
         self.changed.emit(list(self.sessions.values()))
+
+    async def _local_node(self) -> str | None:
+        if self.recorder_node:
+            return self.recorder_node
+        assert self.c is not None
+        me = socket.gethostname()
+        for raw in sorted(await self.c.smembers(self.keys.nodes)):
+            node = raw.decode() if isinstance(raw, bytes) else str(raw)
+            host = await self.c.hget(self.keys.node_info(node), "host")
+            if host is not None and host.decode() == me:
+                return node
+        return None
+
+    async def start_recording(self, session_id: str | None = None) -> bool:
+        """Record ``session_id`` (default: current) with this PC's node; False + error if not."""
+        s = self.sessions.get(session_id or self.current or "")
+        if s is None or self.c is None:
+            self.error.emit("create a session before recording")
+            return False
+        if not s.sensors:
+            self.error.emit(f"{s.bids_name}: drop sensors on the session before recording")
+            return False
+        if s.state == "recording":
+            return True
+        try:
+            node = await self._local_node()
+            if node is None:
+                self.error.emit("no node runs on this PC to record (start one: sensorium node)")
+                return False
+            await start_recording(self.c, self.keys, s, node)
+        except (redis.RedisError, OSError) as exc:
+            self.error.emit(f"recording not started: {exc}")
+            return False
+        self.recording[s.session_id] = {"state": "starting"}
+        self.changed.emit(list(self.sessions.values()))
+        return True
+
+    async def stop_recording(self, session_id: str | None = None) -> bool:
+        s = self.sessions.get(session_id or self.current or "")
+        if s is None or self.c is None or s.state != "recording":
+            return False
+        try:
+            await stop_recording(self.c, self.keys, s)
+        except (redis.RedisError, OSError) as exc:
+            self.error.emit(f"recording not stopped (it goes on): {exc}")
+            return False
+        self.changed.emit(list(self.sessions.values()))
+        return True
+
+    def active_recording(self) -> tuple[Session, dict[str, str]] | None:
+        """The session recording now (or the last one recorded here) and its progress."""
+        live = [s for s in self.sessions.values() if s.state == "recording"]
+        done = [s for s in self.sessions.values() if s.session_id in self.recording]
+        pick = live[-1] if live else (max(done, key=lambda s: s.started or 0.0) if done else None)
+        if pick is None:
+            return None
+        return pick, self.recording.get(pick.session_id, {})
 
     async def marker(self, label: str, session_id: str | None = None) -> dict[str, str] | None:
         """Set a marker in ``session_id`` (default: the current session)."""

@@ -1,0 +1,119 @@
+"""Export a recording from the window: choose the recording, format and clock, watch the
+progress; the export runs in a thread so plots keep moving."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from PySide6 import QtCore, QtWidgets
+
+from .. import paths
+from ..recording.export import EXPORTERS, ExportResult, export_recording
+
+
+class _Bridge(QtCore.QObject):
+    progress = QtCore.Signal(float, str)
+    finished = QtCore.Signal(object)  # ExportResult or an exception
+
+
+class ExportDialog(QtWidgets.QDialog):
+    """Pick a recording directory and export it (never overwrites: old files are renamed)."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None, directory: Path | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export recording")
+        self.setObjectName("exportDialog")
+        self.directory = QtWidgets.QLineEdit(str(directory or ""))
+        self.directory.setPlaceholderText("recording directory (holds session.json)")
+        browse = QtWidgets.QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.format = QtWidgets.QComboBox()
+        self.format.addItems(list(EXPORTERS))
+        self.clock = QtWidgets.QComboBox()
+        self.clock.addItems(["refined", "causal"])
+        self.clock.setToolTip("refined: non-causal clock fit over the whole recording; causal: what the live view used")
+        self.bar = QtWidgets.QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.message = QtWidgets.QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setObjectName("exportMessage")
+        self.message.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.setMinimumWidth(520)
+        self.buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Close)
+        self.export_button = self.buttons.addButton("Export", QtWidgets.QDialogButtonBox.ButtonRole.AcceptRole)
+        self.export_button.clicked.connect(self.start)
+        self.buttons.rejected.connect(self.reject)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.directory, 1)
+        row.addWidget(browse)
+        form = QtWidgets.QFormLayout(self)
+        form.addRow("Recording", row)
+        form.addRow("Format", self.format)
+        form.addRow("Clock", self.clock)
+        form.addRow(self.bar)
+        form.addRow(self.message)
+        form.addRow(self.buttons)
+        self.resize(560, 0)
+        self.bridge = _Bridge()
+        self.bridge.progress.connect(self._progress)
+        self.bridge.finished.connect(self._finished)
+        self.result: ExportResult | Exception | None = None
+        self._thread: threading.Thread | None = None
+
+    def _browse(self) -> None:
+        start = self.directory.text() or str(paths.sessions_dir())
+        chosen = QtWidgets.QFileDialog.getExistingDirectory(self, "Recording directory", start)
+        if chosen:
+            self.directory.setText(chosen)
+
+    def start(self) -> None:
+        """Run the export in a thread; progress and the outcome come back as signals."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        directory = Path(self.directory.text().strip())
+        fmt, clock = self.format.currentText(), self.clock.currentText()
+        self.export_button.setEnabled(False)
+        self.message.setText("exporting…")
+        self.result = None
+
+        progress = self.bridge.progress.emit
+
+        def work() -> None:
+            try:
+                result: ExportResult | Exception = export_recording(directory, fmt, None, clock, progress)
+            except Exception as exc:  # shown in the dialog, never a crash
+                result = exc
+            self.bridge.finished.emit(result)
+
+        self._thread = threading.Thread(target=work, name="export", daemon=True)
+        self._thread.start()
+
+    def _progress(self, frac: float, msg: str) -> None:
+        self.bar.setValue(int(1000 * min(max(frac, 0.0), 1.0)))
+        self.message.setText(msg)
+
+    def _finished(self, result: ExportResult | Exception) -> None:
+        self.result = result
+        self.export_button.setEnabled(True)
+        if isinstance(result, Exception):
+            self.message.setText(f"⚠ export failed: {result}")
+            self.message.setStyleSheet("color: #c62828")
+            self.adjustSize()
+            return
+        self.bar.setValue(1000)
+        out = result.files[0]
+        lines = [f"{result.samples:,} samples exported in {result.seconds:.1f} s to {out.name}", f"in {out.parent}"]
+        if result.renamed is not None:
+            lines.append(f"the previous export was kept as {result.renamed.name}")
+        lines += [f"⚠ {w}" for w in result.warnings[:6]]
+        self.message.setText("\n".join(lines))
+        self.message.setStyleSheet("")
+        self.adjustSize()
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Block until the export thread ends (tests)."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
