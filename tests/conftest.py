@@ -229,3 +229,21 @@ def arun() -> Iterator[AsyncRunner]:
     r = AsyncRunner()
     yield r
     r.close()
+
+
+def disk_filling_write(budget_bytes: int):
+    """An ``os.write`` that writes ``budget_bytes`` in total, then fails with ENOSPC (a disk
+    filling up mid-chunk); inject it with ``monkeypatch.setattr(spool, "_write", ...)``."""
+    import errno
+    import os
+
+    left = [budget_bytes]
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        if left[0] <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = min(len(data), left[0])
+        left[0] -= n
+        return os.write(fd, bytes(data[:n]))
+
+    return write

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import errno
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pyxdf
+from conftest import disk_filling_write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -264,17 +263,7 @@ def test_disk_full_stops_the_writer_and_leaves_a_valid_spool(tmp_path: Path, mon
     for b in batches[:3]:
         w.add_batch(b, f"{b.seq}-0")
         w.flush()
-    real_write = os.write
-    budget = [3000]
-
-    def full_disk(fd: int, data: bytes | memoryview) -> int:  # the device fills up mid-chunk
-        if budget[0] <= 0:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        n = min(len(data), budget[0])
-        budget[0] -= n
-        return real_write(fd, bytes(data[:n]))
-
-    monkeypatch.setattr(spool_mod, "_write", full_disk)
+    monkeypatch.setattr(spool_mod, "_write", disk_filling_write(3000))
     for b in batches[3:]:
         w.add_batch(b, "x-0")
     with pytest.raises(SpoolFullError, match="disk full"):

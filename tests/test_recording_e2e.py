@@ -3,7 +3,6 @@ SIGKILL mid-session and restarted, and a disk that fills up while recording."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 import pyxdf
 import redis
-from conftest import NodeThread, RedisServer, sensorium, wait_for
+from conftest import NodeThread, RedisServer, disk_filling_write, sensorium, wait_for
 
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.bus.sessions import Session
@@ -153,17 +152,7 @@ def test_node_killed_mid_session_resumes_and_loses_nothing(redis_server: RedisSe
 
 def test_disk_full_stops_recording_with_a_clear_error(redis_server: RedisServer, keys: Keys, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    real_write = os.write
-    budget = [400_000]
-
-    def filling_disk(fd: int, data: bytes | memoryview) -> int:
-        if budget[0] <= 0:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        n = min(len(data), budget[0])
-        budget[0] -= n
-        return real_write(fd, bytes(data[:n]))
-
-    monkeypatch.setattr(spool_mod, "_write", filling_disk)
+    monkeypatch.setattr(spool_mod, "_write", disk_filling_write(400_000))
     node = NodeThread(redis_server.url, keys, ["sim:chest"], node_id="full-node", sessions_dir=tmp_path).start()
     c = redis_server.client()
     try:

@@ -30,7 +30,7 @@ from ..bus.connection import client as make_client
 from ..bus.keys import Keys
 from ..bus.registry import list_sensors
 from ..bus.sessions import Session
-from ..bus.streams import decode_entry
+from ..bus.streams import GapTracker, decode_entry
 from ..core.codec import CodecError
 from ..core.delta import DELTA_ATTRIBUTES
 from .spool import SPOOL_VERSION, RecordKind, SpoolError, SpoolFullError, SpoolWriter, write_json_atomic
@@ -91,7 +91,7 @@ class SessionRecorder(threading.Thread):
         self._interrupt = threading.Event()
         self._wake = threading.Event()
         self.infos: dict[str, dict[str, Any]] = {}
-        self.last_seq: dict[str, int] = {}
+        self.gaps = GapTracker()  # per-sensor seq continuity, seeded from the spool on resume
         self.last_arrival: dict[str, float] = {}
         self._acks: dict[str, list[bytes]] = {}
         self._created: set[str] = set()
@@ -201,7 +201,7 @@ class SessionRecorder(threading.Thread):
         self.directory.mkdir(parents=True, exist_ok=True)
         resumed = (self.directory / "session.json").exists()
         self.writer = SpoolWriter(self.directory)
-        self.last_seq = dict(self.writer.stats.last_seq)
+        self.gaps.next_seq = {sid: seq + 1 for sid, seq in self.writer.stats.last_seq.items()}
         if resumed:
             try:
                 self.meta = json.loads((self.directory / "session.json").read_text(encoding="utf-8"))
@@ -423,14 +423,14 @@ class SessionRecorder(threading.Thread):
             self._warn(f"{sid}: undecodable stream entry {eid} skipped ({exc})")
             return
         batch = entry.batch
-        prev = self.last_seq.get(sid)
-        if prev is not None and batch.seq <= prev:
+        missing_before = self.gaps.missing.get(sid, 0)
+        if not self.gaps.check(batch):  # re-delivered after a crash: the spool has it
             self.status.duplicates += 1
             return
-        if prev is not None and batch.seq > prev + 1:
-            self.status.missing_batches += batch.seq - prev - 1
-            self._warn(f"{sid}: {batch.seq - prev - 1} batches missing before seq {batch.seq}")
-        self.last_seq[sid] = batch.seq
+        missing = self.gaps.missing.get(sid, 0) - missing_before
+        if missing:
+            self.status.missing_batches += missing
+            self._warn(f"{sid}: {missing} batches missing before seq {batch.seq}")
         if len(batch):
             self.last_arrival[sid] = float(batch.t_arrival[-1])
         use_delta = self.session.compact and batch.attribute in DELTA_ATTRIBUTES
