@@ -20,6 +20,7 @@ from . import __version__
 
 if TYPE_CHECKING:
     from .bus.connection import RedisEndpoint
+    from .config import Config
 
 log = logging.getLogger("sensorium")
 
@@ -171,7 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _node_args(p: argparse.ArgumentParser) -> None:
     _redis_args(p)
     p.add_argument("--node-id", default=None, help="node id (default: host name)")
-    p.add_argument("--priority", type=int, default=0, help="election priority (higher wins)")
+    p.add_argument("--priority", type=int, default=None, help="election priority (higher wins; config: 0)")
     p.add_argument("--heartbeat-ttl", type=float, default=5.0, help="heartbeat TTL in seconds")
     p.add_argument("--simulate", action="store_true", help="run the simulated lab (sim:lab)")
     p.add_argument("--device", action="append", default=[], metavar="URI",
@@ -180,8 +181,8 @@ def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-sync-worker", action="store_true", help="do not start the sync worker process")
     p.add_argument("--checkpoint-interval", type=float, default=10.0, help="seconds between checkpoints (leader)")
-    p.add_argument("--attention", default="none", choices=["none", "low", "medium", "high"],
-                   help="attention assumed when no viewer says otherwise (backpressure)")  # fmt: skip
+    p.add_argument("--attention", default=None, choices=["none", "low", "medium", "high"],
+                   help="attention assumed when no viewer says otherwise (backpressure; config: none)")  # fmt: skip
 
 
 @command("node", "run a headless node: acquisition, sync worker, election, recorder")
@@ -422,6 +423,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selftest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep", action="store_true", help="keep the temporary data directory (logs, recording)")
+
+
+@command("selftest", "check this installation end to end: Redis, node, record, export, read back, window")
+@arguments(_selftest_args)
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from .selftest import SelfTest
+
+    return SelfTest(keep=args.keep, out=lambda line: print(line, flush=True)).run()
+
+
 # -----------------------------------------------------------------------------------------
 # Devices and status
 # -----------------------------------------------------------------------------------------
@@ -580,11 +593,49 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 # -----------------------------------------------------------------------------------------
 
 
+def apply_config(args: argparse.Namespace, cfg: Config) -> None:
+    """Fill what the command line left open from the configuration file (flags and
+    environment variables win)."""
+    if cfg.data_dir and "SENSORIUM_DATA_DIR" not in os.environ:
+        os.environ["SENSORIUM_DATA_DIR"] = cfg.data_dir
+    if getattr(args, "redis_url", "") is None and "SENSORIUM_REDIS_URL" not in os.environ and cfg.redis_url:
+        args.redis_url = cfg.redis_url
+    if getattr(args, "prefix", "") is None and "SENSORIUM_PREFIX" not in os.environ:
+        args.prefix = cfg.prefix
+    if getattr(args, "node_id", "") is None and cfg.node_id:
+        args.node_id = cfg.node_id
+    if getattr(args, "priority", 0) is None:
+        args.priority = cfg.priority
+    if getattr(args, "attention", "") is None:
+        args.attention = cfg.attention
+    if hasattr(args, "device") and not args.device and cfg.devices and args.command in ("node", "gui"):
+        args.device = list(cfg.devices)
+
+
+@command("config", "show the configuration file in use and the effective settings")
+def cmd_config(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .config import config_path, load_config
+
+    cfg = load_config()
+    print(f"# {cfg.source or f'{config_path()} (not present: defaults)'}")
+    print(json.dumps({k: v for k, v in asdict(cfg).items() if k != "source"}, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    from .config import ConfigError, load_config
+
+    try:
+        apply_config(args, load_config())
+    except ConfigError as exc:
+        log.error("configuration: %s", exc)
+        return 2
     if not args.command:
         parser.print_help()
         return 0

@@ -78,12 +78,16 @@ def find_redis_server() -> tuple[Path, tuple[int, ...]]:
     """(path, version) of the redis-server to embed; raises :class:`RedisUnavailableError`."""
     on_path = shutil.which("redis-server")
     tried = []
+    bundled = _bundled_binary()
+    if bundled and getattr(sys, "frozen", False):  # the installed app uses the Redis it ships with
+        v = _version_of(str(bundled))
+        if v and v[:2] >= MIN_VERSION:
+            return bundled, v
     if on_path:
         v = _version_of(on_path)
         if v and v[:2] >= MIN_VERSION:
             return Path(on_path), v
         tried.append(f"{on_path} (version {'.'.join(map(str, v)) if v else 'unknown'} < 6.2)")
-    bundled = _bundled_binary()
     if bundled:
         v = _version_of(str(bundled))
         if v and v[:2] >= MIN_VERSION:
