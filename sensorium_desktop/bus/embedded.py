@@ -58,7 +58,8 @@ def _bundled_binary() -> Path | None:
     candidates: list[Path] = []
     if getattr(sys, "frozen", False):
         base = Path(getattr(sys, "_MEIPASS", Path(sys.executable).parent))
-        candidates += [base / "redis" / "redis-server", base / "redis-server"]
+        exe = "redis-server.exe" if os.name == "nt" else "redis-server"
+        candidates += [base / "redis" / exe, base / exe]
     try:
         import importlib.util
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ..viewmodel.app import AppModel
 from ..worker.supervisor import NodeProcess
 
 log = logging.getLogger(__name__)
+_IMPORTED_AT = time.time()
 
 
 @dataclass
@@ -40,6 +42,16 @@ def make_app() -> QtWidgets.QApplication:
     app.setOrganizationDomain("sensorium.local")
     app.setQuitOnLastWindowClosed(False)  # the model's run() ends the loop after closeEvent
     return app  # type: ignore[return-value]
+
+
+def launched_at() -> float:
+    """Epoch seconds at which this process was started (for the cold-start time)."""
+    import psutil
+
+    try:
+        return float(psutil.Process().create_time())
+    except psutil.Error:  # no /proc: count from this module's import instead
+        return _IMPORTED_AT
 
 
 def node_id_of(node_args: list[str]) -> str:
@@ -77,6 +89,8 @@ def run_gui(opts: GuiOptions) -> int:
         model.sessions.recorder_node = node_id_of(opts.node_args)
     window = MainWindow(model)
     window.show()
+    app.processEvents()
+    log.info("window shown %.2f s after launch", time.time() - launched_at())
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
 
