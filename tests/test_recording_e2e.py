@@ -146,7 +146,8 @@ def test_node_killed_mid_session_resumes_and_loses_nothing(redis_server: RedisSe
     for sid in ("sim-chest-ecg", "sim-eyes-eye_gaze"):
         seqs = rec.sensors[sid].batch_seq
         assert np.array_equal(seqs, np.arange(seqs[0], seqs[-1] + 1)), f"{sid}: a batch is missing across the crash"
-        in_redis = [e.batch.seq for e in read_all(c, keys, sid) if int(e.stream_id.split("-")[0]) >= started * 1000]
+        start_ms = int(started * 1000)  # the consumer group starts at "<start_ms>-0"
+        in_redis = [e.batch.seq for e in read_all(c, keys, sid) if int(e.stream_id.split("-")[0]) >= start_ms]
         assert in_redis[0] == seqs[0], f"{sid}: the first batch of the session is missing"
 
 
