@@ -175,3 +175,36 @@ def test_soak_many_outages(private_server: RedisServer, keys: Keys, tmp_path: Pa
     wait_for(lambda: pub.queue_depth == 0 and pub.connected, timeout=60, message="drain")
     pub.stop()
     _check_complete(private_server, keys, batches)
+
+
+def test_warm_window_depends_on_the_attribute_type(
+    private_server: RedisServer, keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each attribute type has its own warm window: once ECG batches are older than theirs
+    they are trimmed (whole 100-entry nodes: MINID ~) while temperature batches stay; data
+    older than the window when it is published (a long outage drained) is kept, stamped now."""
+    from sensorium_desktop.core import attributes
+
+    assert attributes.warm_seconds("ecg") == 300.0 and attributes.warm_seconds("temperature") == 3600.0
+    monkeypatch.setitem(attributes.WARM_SECONDS, "ecg", 2.0)
+    temp = SensorInfo("dev-temperature", "temperature", "dev")
+    pub = StreamPublisher(private_server.url, keys, "n1", tmp_path / "spill")
+    pub.add_sensors([INFO, temp])
+    pub.start()
+    one = np.ones((1, 1), np.float32)
+    stale = np.array([time.time() - 1200.0])
+    pub.publish(SampleBatch("dev-ecg", "ecg", stale, one))  # 20 min old: far outside its 2 s window
+    for _ in range(300):
+        t = np.array([time.time()])
+        pub.publish(SampleBatch("dev-ecg", "ecg", t, one))
+        pub.publish(SampleBatch("dev-temperature", "temperature", t, one))
+    c = private_server.client()
+    wait_for(lambda: c.xlen(keys.stream("dev-ecg")) == 301, 10, message="all published")
+    assert c.xrange(keys.stream("dev-ecg"), count=1)[0][1][b"seq"] == b"0"  # the stale batch was kept
+    time.sleep(2.5)
+    t = np.array([time.time()])
+    pub.publish(SampleBatch("dev-ecg", "ecg", t, one))
+    pub.publish(SampleBatch("dev-temperature", "temperature", t, one))
+    pub.stop()
+    assert c.xlen(keys.stream("dev-ecg")) <= 101
+    assert c.xlen(keys.stream("dev-temperature")) == 301

@@ -9,8 +9,9 @@ Guarantees (per sensor):
   Redis lost our tail (restart between ``appendfsync everysec`` flushes) nothing is appended
   after the hole; the publisher re-sends the lost batches from its replay buffer (the last
   ``replay_seconds`` of acknowledged batches) first;
-- stream IDs are ``<ms>-<seq>`` (ms of the first sample's arrival), so streams can be
-  trimmed by time;
+- stream IDs are ``<ms>-<seq>`` (ms of the first sample's arrival), so streams are
+  trimmed by time: the warm window of the sensor's attribute type (5 min for waveforms,
+  1 h for slow streams; :func:`~sensorium_desktop.core.attributes.warm_seconds`);
 - batches queue in memory (up to ``memory_limit`` bytes) only while Redis is connected;
   while it is unreachable they go to an append-only framed file on disk (fsynced every
   second), drained in order (rate-limited) on reconnect; a spill file left by a crashed
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import redis
 
+from ..core.attributes import warm_seconds
 from ..core.codec import encode_batch
 from ..core.framing import frame, pack_strings, scan_frames, unpack_strings
 from ..core.hostclock import host_time
@@ -233,7 +235,7 @@ class StreamPublisher:
         memory_limit: int = 64 * 1024 * 1024,
         drain_rate: float = 32 * 1024 * 1024,
         replay_seconds: float = 10.0,
-        warm_seconds: float = 300.0,
+        warm_seconds: float | None = None,
         max_batch: int = 256,
     ) -> None:
         self.url = url
@@ -242,7 +244,8 @@ class StreamPublisher:
         self.memory_limit = memory_limit
         self.drain_rate = drain_rate
         self.replay_seconds = replay_seconds
-        self.warm_ms = int(warm_seconds * 1000)
+        #: one warm window for every sensor (s), or None: by attribute type (core.attributes.warm_seconds)
+        self.warm_seconds = warm_seconds
         self.max_batch = max_batch
         self.on_connect: list[Callable[[redis.Redis], None]] = []
         self._lock = threading.Condition()
@@ -567,15 +570,18 @@ class StreamPublisher:
         (after the done ones) when Redis lost batches it had acknowledged."""
         assert self._append is not None
         now = host_time()
-        minid = str(int(now * 1000) - self.warm_ms)
+        now_ms = int(now * 1000)
         expect = {sid: st.top_seq for sid, st in self._sensors.items()}
         floor = {sid: st.last_ms for sid, st in self._sensors.items()}
         pipe = c.pipeline(transaction=False)
         for rec in recs:
             sid = rec.sensor_id
+            window_ms = int(1000 * (self.warm_seconds or warm_seconds(rec.attribute)))
             ms = max(int(rec.t_first * 1000), floor[sid])
+            if ms <= now_ms - window_ms:  # older than the warm window (drained after a long outage):
+                ms = max(now_ms, floor[sid])  # stamp it now, or XADD's own trim would drop it at once
             floor[sid] = ms
-            args: list[object] = [expect[sid], minid, f"{ms}-{rec.seq}", rec.seq]
+            args: list[object] = [expect[sid], str(now_ms - window_ms), f"{ms}-{rec.seq}", rec.seq]
             for k, v in _fields(rec, self.node_id, now).items():
                 args += [k, v]
             self._append(keys=[self.keys.stream(sid)], args=args, client=pipe)

@@ -298,6 +298,24 @@ DOCUMENTED_UNVALIDATED = frozenset(
 )  # fmt: skip
 
 
+#: The warm tier (how long Redis keeps a sensor's stream), seconds, by attribute type:
+#: waveforms and other high-rate streams 5 min (32 ch × 512 Hz float32 ≈ 20 MB), camera
+#: frame indexes 10 min, everything slow (vitals, environment, events) 1 h. Recorders must
+#: read within the shortest window; the GUI's plot history comes from here.
+WARM_SECONDS_DEFAULT = 3600.0
+WARM_SECONDS: dict[str, float] = {
+    **dict.fromkeys(("ecg", "eeg", "emg", "respiration", "imu", "accelerometer", "gyroscope", "magnetometer",
+                     "gravity", "euler", "quaternion", "orientation", "eye_gaze", "eye_aperture", "skeleton",
+                     "microphone"), 300.0),  # fmt: skip
+    "video": 600.0,
+}
+
+
+def warm_seconds(attribute: str) -> float:
+    """How long Redis keeps the stream of an ``attribute`` sensor (s)."""
+    return WARM_SECONDS.get(attribute, WARM_SECONDS_DEFAULT)
+
+
 def category(attribute: str) -> Category:
     """Category of an attribute type; unknown types are :attr:`Category.UNKNOWN`."""
     t = ATTRIBUTE_TYPES.get(attribute)
