@@ -306,7 +306,7 @@ WARM_SECONDS_DEFAULT = 3600.0
 WARM_SECONDS: dict[str, float] = {
     **dict.fromkeys(("ecg", "eeg", "emg", "respiration", "imu", "accelerometer", "gyroscope", "magnetometer",
                      "gravity", "euler", "quaternion", "orientation", "eye_gaze", "eye_aperture", "skeleton",
-                     "microphone"), 300.0),  # fmt: skip
+                     "microphone"), 300.0),
     "video": 600.0,
 }
 

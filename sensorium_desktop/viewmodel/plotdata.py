@@ -44,10 +44,15 @@ class ChannelScaler:
 
     def update(self, v: np.ndarray) -> None:
         """Learn from a window ``v`` (n, ch)."""
-        finite = np.where(np.isfinite(v), v, np.nan)
-        if finite.shape[0] == 0 or np.all(np.isnan(finite)):
+        if v.shape[0] == 0:
             return
-        p1, p50, p99 = np.nanpercentile(finite, [1, 50, 99], axis=0)
+        ok = np.isfinite(v)
+        if ok.all():  # the usual case: one vectorized partition for all channels
+            p1, p50, p99 = np.percentile(v, [1, 50, 99], axis=0)
+        else:  # nanpercentile loops over channels in Python: only when there are gaps
+            if not ok.any():
+                return
+            p1, p50, p99 = np.nanpercentile(np.where(ok, v, np.nan), [1, 50, 99], axis=0)
         half = np.maximum((p99 - p1) / 2.0, 1e-12)
         if self.centre is None or self.half is None or self.centre.shape != p50.shape:
             self.centre, self.half = p50, half

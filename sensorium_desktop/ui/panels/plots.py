@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from ...core.samples import SensorInfo
 from ...viewmodel.live import LiveStore
@@ -20,19 +20,69 @@ FRAME_MS = 16
 
 
 class TimeAxis(pg.AxisItem):
-    """Axis showing wall-clock time (HH:MM:SS) for x values relative to ``t0``."""
+    """Bottom axis showing wall-clock time (HH:MM:SS[.f]) for x values relative to ``t0``.
+
+    It scrolls on every frame, so it paints itself directly (a dozen lines and labels)
+    instead of pyqtgraph's generate-specs-then-record-a-QPicture path, which costs ~2 ms a
+    frame; label strings and their widths are cached.
+    """
+
+    SPACINGS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+    MIN_LABEL_PX = 90.0
+    TICK_PX = 5.0
 
     def __init__(self, t0: float, **kw: object) -> None:
         super().__init__(orientation="bottom", **kw)
         self.t0 = t0
+        self.enableAutoSIPrefix(False)
+        self._labels: dict[tuple[float, bool], str] = {}
 
     def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
-        out = []
-        for v in values:
+        return [self._label(v, spacing < 1) for v in values]
+
+    def _label(self, v: float, fraction: bool) -> str:
+        key = (round(v, 3), fraction)
+        text = self._labels.get(key)
+        if text is None:
+            if len(self._labels) > 4096:
+                self._labels.clear()
             t = self.t0 + v
-            frac = f"{t % 1:.1f}"[1:] if spacing < 1 else ""
-            out.append(time.strftime("%H:%M:%S", time.localtime(t)) + frac)
-        return out
+            text = time.strftime("%H:%M:%S", time.localtime(t)) + (f"{t % 1:.1f}"[1:] if fraction else "")
+            self._labels[key] = text
+        return text
+
+    def paint(self, p: QtGui.QPainter, opt: object, widget: object) -> None:
+        view = self.linkedView()
+        lo, hi = (float(x) for x in self.range)
+        if view is None or not hi > lo or self.style.get("tickFont") is not None:
+            super().paint(p, opt, widget)
+            return
+        span = self.mapRectFromItem(view, view.boundingRect())
+        bounds = self.boundingRect()
+        x0, x1 = span.left(), span.right()
+        px_per_unit = (x1 - x0) / (hi - lo)
+        spacing = next((s for s in self.SPACINGS if s * px_per_unit >= self.MIN_LABEL_PX), self.SPACINGS[-1])
+        minor = spacing / 2.0
+        top = bounds.top()
+        p.setClipRect(bounds)
+        p.setPen(self.pen())
+        p.drawLine(QtCore.QPointF(x0, top), QtCore.QPointF(x1, top))
+        first = np.ceil(lo / minor) * minor
+        ticks = np.arange(first, hi + minor * 1e-6, minor)
+        xs = x0 + (ticks - lo) * px_per_unit
+        major = np.isclose(np.mod(ticks / spacing + 0.5, 1.0), 0.5, atol=1e-6)
+        for x, is_major in zip(xs.tolist(), major.tolist(), strict=True):
+            p.drawLine(QtCore.QPointF(x, top), QtCore.QPointF(x, top + (self.TICK_PX if is_major else 3.0)))
+        p.setPen(self.textPen())
+        metrics = p.fontMetrics()
+        height = float(metrics.height())
+        for value, x in zip(ticks[major].tolist(), xs[major].tolist(), strict=True):
+            text = self._label(value, spacing < 1)
+            width = float(metrics.horizontalAdvance(text))
+            if x - width / 2 < bounds.left() or x + width / 2 > bounds.right():
+                continue
+            p.drawText(QtCore.QRectF(x - width / 2, top + self.TICK_PX + 2, width, height),
+                       int(QtCore.Qt.AlignmentFlag.AlignCenter), text)  # fmt: skip
 
 
 @dataclass
