@@ -390,8 +390,6 @@ class SessionRecorder(threading.Thread):
                     self._warn(f"{key}: entry {_s(eid)} was trimmed from Redis before it was recorded")
                     continue
                 self._handle(key, _s(eid), fields)
-        if self.status.lost_entries and pending:
-            log.error("recorder %s: %d entries lost", self.session.session_id, self.status.lost_entries)
         return handled
 
     def _handle(self, key: str, eid: str, fields: dict[bytes, bytes]) -> None:

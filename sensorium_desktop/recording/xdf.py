@@ -204,9 +204,7 @@ def streams_from_recording(rec: Recording, clock: str = "refined", timestamps: s
         info = data.info
         t_global = rec.global_times(sid, clock)
         values = data.values
-        fmt = info.channel_format if values.dtype == object or values.size == 0 else values.dtype.name
-        if values.dtype == object:
-            fmt = "string"
+        fmt = "string" if values.dtype == object else values.dtype.name  # empty sensors: the described format
         labels = list(info.channel_names)
         units = list(info.units)
         if values.shape[1] != len(labels):
