@@ -121,7 +121,8 @@ class LiveStore:
             if not sub.last_id:
                 await self._backfill(c, sub)
                 changed.add(sub.info.sensor_id)
-        streams = {self.keys.stream(s.info.sensor_id): s.last_id for s in self.subs.values()}
+        # a panel may subscribe while a back-fill is awaited: it is back-filled on the next read
+        streams = {self.keys.stream(s.info.sensor_id): s.last_id for s in self.subs.values() if s.last_id}
         if not streams:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
