@@ -219,3 +219,39 @@ def test_redis_killed_mid_session_loses_nothing(private_server: RedisServer, key
 
     export_recording(tmp_path / "rr", "xdf", out)
     _check_xdf_against_spool(out, tmp_path / "rr")
+
+
+def test_sensors_added_and_removed_while_recording(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:
+    """Dragging a sensor into a recording session records it from then on; taking one out
+    stops reading it; both are written down as events."""
+    node = NodeThread(redis_server.url, keys, ["sim:chest"], node_id="edit-node", sessions_dir=tmp_path).start()
+    c = redis_server.client()
+    try:
+        wait_for(lambda: c.xlen(keys.stream("sim-chest-ecg")) > 2, 30, message="streaming")
+        s = _start_session(c, keys, "edit", ["sim-chest-ecg", "sim-chest-hr"], "edit-node", tmp_path / "edit")
+        wait_for(lambda: int(_status(c, keys, "edit").get("samples", 0)) > 300, 30, message="recording")
+        time.sleep(1.0)
+        added_at = time.time()
+        s.sensors = ["sim-chest-ecg", "sim-chest-hrv"]  # hr out, hrv in
+        c.hset(keys.sessions, "edit", s.to_json())
+        time.sleep(6.0)  # hrv is a 0.2 Hz sensor: at least one value
+        _stop_session(c, keys, s)
+        wait_for(lambda: _status(c, keys, "edit").get("state") == "complete", 30, message="complete")
+        groups = [g[b"name"] for g in c.xinfo_groups(keys.stream("sim-chest-hr"))]
+        assert b"rec-edit" not in groups  # the removed sensor's consumer group is cleaned up too
+    finally:
+        node.stop()
+    rec = load_recording(tmp_path / "edit")
+    assert rec.meta["sensors"] == ["sim-chest-ecg", "sim-chest-hrv"]
+    hrv = rec.sensors["sim-chest-hrv"]
+    assert len(hrv) >= 1 and hrv.t_arrival.min() >= added_at - 0.5
+    messages = [e["message"] for e in rec.events]
+    assert any("added while recording: sim-chest-hrv" in m for m in messages)
+    assert any("removed while recording: sim-chest-hr" in m for m in messages)
+    with open(tmp_path / "edit" / "index.jsonl") as f:
+        late_hr = [
+            json.loads(line)["samples"].get("sim-chest-hr", 0)
+            for line in f
+            if json.loads(line)["time"] > removed_at + 1.0
+        ]
+    assert sum(late_hr) == 0  # nothing of the removed sensor after it was taken out

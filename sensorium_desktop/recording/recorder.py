@@ -96,6 +96,8 @@ class SessionRecorder(threading.Thread):
         self._acks: dict[str, list[bytes]] = {}
         self._created: set[str] = set()
         self._pending_from: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._new_sensors: list[str] | None = None
         self.writer: SpoolWriter | None = None
         self.meta: dict[str, Any] = {}
 
@@ -103,6 +105,13 @@ class SessionRecorder(threading.Thread):
     def request_stop(self, stopped_at: float | None = None) -> None:
         """Finish: drain what arrived before ``stopped_at`` (epoch s), then finalize."""
         self._stop_requested = stopped_at if stopped_at is not None else time.time()
+        self._wake.set()
+
+    def update_sensors(self, sensor_ids: list[str]) -> None:
+        """The operator changed the session's sensors while it records (thread-safe): added
+        sensors are recorded from now on, removed ones no longer read."""
+        with self._lock:
+            self._new_sensors = list(sensor_ids)
         self._wake.set()
 
     def interrupt(self) -> None:
@@ -144,6 +153,7 @@ class SessionRecorder(threading.Thread):
                         pending_phase = True
                         self._pending_from = {k: "0" for k in self._stream_keys()}
                         backoff.reset()
+                    self._apply_sensor_change(c)
                     if now - last_hold >= ATTENTION_REFRESH_S:
                         hold_for_recording(c, self.keys, self.session.session_id, self.sensor_ids)
                         last_hold = now
@@ -282,7 +292,7 @@ class SessionRecorder(threading.Thread):
         try:
             release_attention(c, self.keys, self.sensor_ids, f"recording:{self.session.session_id}")
             pipe = c.pipeline(transaction=False)
-            for key in self._stream_keys():
+            for key in set(self._stream_keys()) | self._created:
                 pipe.xgroup_destroy(key, self.group)
             pipe.execute(raise_on_error=False)
         except (redis.RedisError, OSError) as exc:
@@ -322,6 +332,34 @@ class SessionRecorder(threading.Thread):
                 if "BUSYGROUP" not in str(exc):
                     raise
             self._created.add(key)
+
+    def _apply_sensor_change(self, c: redis.Redis) -> None:
+        with self._lock:
+            new, self._new_sensors = self._new_sensors, None
+        if new is None or new == self.session.sensors:
+            return
+        old = self.session.sensors
+        added = [x for x in new if x not in old]
+        removed = [x for x in old if x not in new]
+        now = time.time()
+        start = f"{int(now * 1000)}-0"
+        for sid in added:
+            key = self.keys.stream(sid)
+            try:
+                c.xgroup_create(key, self.group, id=start, mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+                c.xgroup_setid(key, self.group, start)  # re-added: from now, not from its removal
+            self._created.add(key)
+        self.session.sensors = list(new)
+        for verb, ids in (("added", added), ("removed", removed)):
+            if ids:
+                message = f"sensors {verb} while recording: {', '.join(ids)}"
+                self.writer.add_json(RecordKind.EVENT, {"time": now, "level": "info", "message": message})  # type: ignore[union-attr]
+        log.info("recorder %s: sensors added %s, removed %s", self.session.session_id, added, removed)
+        self._describe_sensors(c)
+        self._write_meta("recording")
 
     def _describe_sensors(self, c: redis.Redis) -> None:
         wanted = set(self.sensor_ids)

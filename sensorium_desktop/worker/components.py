@@ -259,6 +259,8 @@ def recorder(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
                         s = sessions.get(sid)
                         if rec.is_alive() and (s is None or s.state != "recording"):
                             rec.request_stop(s.stopped if s is not None else None)
+                        elif rec.is_alive() and s.sensors != rec.session.sensors:
+                            rec.update_sensors(s.sensors)
                 for sid, rec in list(running.items()):
                     node.state["recordings"][sid] = rec.status.state
                     if not rec.is_alive():
