@@ -252,6 +252,6 @@ def test_sensors_added_and_removed_while_recording(redis_server: RedisServer, ke
         late_hr = [
             json.loads(line)["samples"].get("sim-chest-hr", 0)
             for line in f
-            if json.loads(line)["time"] > removed_at + 1.0
+            if json.loads(line)["time"] > added_at + 1.0
         ]
     assert sum(late_hr) == 0  # nothing of the removed sensor after it was taken out
