@@ -366,6 +366,10 @@ def test_record_stop_and_export_from_the_window(
             time.sleep(0.2)
         pump(arun, window)
         assert window.status_recording.text().startswith("recorded"), window.status_recording.text()
+        assert not window.record_action.isEnabled()  # a recorded session is not recorded over
+        menu = {a.text(): a for a in window.panels["sessions"].session_menu(sid).actions()}
+        assert menu["Export recording…"].isEnabled() and not menu["Record"].isEnabled()
+        assert not menu["Stop"].isEnabled()
         window.export_recording()
         dialog = window.export_dialog
         assert Path(dialog.directory.text()) == tmp_path / sid

@@ -155,7 +155,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.record_action.triggered.connect(lambda: self.spawn(self.model.sessions.start_recording()))
         self.stop_action.triggered.connect(lambda: self.spawn(self.model.sessions.stop_recording()))
         self.export_action = QtGui.QAction("&Export recording…", self, shortcut=QtGui.QKeySequence("Ctrl+E"))
-        self.export_action.triggered.connect(self.export_recording)
+        self.export_action.triggered.connect(lambda: self.export_recording())
         for a in (self.record_action, self.stop_action):
             a.setEnabled(False)
             session_menu.addAction(a)
@@ -239,7 +239,7 @@ class MainWindow(QtWidgets.QMainWindow):
         sessions = self.model.sessions
         current = sessions.session(sessions.current or "")
         recording = current is not None and current.state == "recording"
-        self.record_action.setEnabled(current is not None and bool(current.sensors) and not recording)
+        self.record_action.setEnabled(current is not None and bool(current.sensors) and current.state == "idle")
         self.stop_action.setEnabled(recording)
         active = sessions.active_recording()
         label = self.status_recording
@@ -262,12 +262,14 @@ class MainWindow(QtWidgets.QMainWindow):
             label.setStyleSheet("")
         label.setToolTip(st.get("directory", ""))
 
-    def export_recording(self) -> None:
+    def export_recording(self, directory: Path | None = None) -> None:
+        """The export dialog for ``directory`` (default: the last recording made here)."""
         from .export_dialog import ExportDialog
 
-        active = self.model.sessions.active_recording()
-        directory = active[1].get("directory") if active else None
-        self.export_dialog = ExportDialog(self, Path(directory) if directory else None)
+        if directory is None:
+            active = self.model.sessions.active_recording()
+            directory = self.model.sessions.recording_directory(active[0].session_id) if active else None
+        self.export_dialog = ExportDialog(self, directory)
         self.export_dialog.show()
 
     # -- status ---------------------------------------------------------------------------------

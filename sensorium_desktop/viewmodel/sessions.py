@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 
 import redis
 import redis.asyncio
@@ -144,6 +145,9 @@ class SessionsModel:
             return False
         if s.state == "recording":
             return True
+        if s.state != "idle":
+            self.error.emit(f"{s.bids_name} was recorded already: New session (Ctrl+N) starts the next run")
+            return False
         try:
             node = await self._local_node()
             if node is None:
@@ -168,6 +172,17 @@ class SessionsModel:
             return False
         self.changed.emit(list(self.sessions.values()))
         return True
+
+    def recording_directory(self, session_id: str) -> Path | None:
+        """Where ``session_id`` was recorded, if it was (the recorder's report, else the
+        session's own directory when it holds a recording)."""
+        reported = self.recording.get(session_id, {}).get("directory")
+        if reported:
+            return Path(reported)
+        s = self.sessions.get(session_id)
+        if s is not None and s.directory and (Path(s.directory) / "session.json").is_file():
+            return Path(s.directory)
+        return None
 
     def active_recording(self) -> tuple[Session, dict[str, str]] | None:
         """The session recording now (or the last one recorded here) and its progress."""

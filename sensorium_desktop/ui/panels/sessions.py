@@ -147,6 +147,8 @@ class SessionsPanel(QtWidgets.QWidget):
         self.tree.sensorsDropped.connect(self._dropped)
         self.tree.sensorsRemoved.connect(lambda sid, ids: window.spawn(self.model.remove_sensors(sid, ids)))
         self.tree.currentItemChanged.connect(self._current_changed)
+        self.tree.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
         self.fields["notes"].textChanged.connect(self._notes_changed)  # type: ignore[union-attr]
         self.model.changed.connect(self.show_sessions)
         self.model.error.connect(lambda msg: self.hint.setText(f"⚠ {msg}"))
@@ -159,6 +161,29 @@ class SessionsPanel(QtWidgets.QWidget):
         return list(s.sensors) if s else []
 
     # -- actions -----------------------------------------------------------------------------
+    def session_menu(self, session_id: str) -> QtWidgets.QMenu:
+        """Record / stop / export / delete for one session (its right-click menu)."""
+        s = self.model.session(session_id)
+        menu = QtWidgets.QMenu(self)
+        recording = s is not None and s.state == "recording"
+        record = menu.addAction("Record", lambda: self.window.spawn(self.model.start_recording(session_id)))
+        record.setEnabled(s is not None and bool(s.sensors) and s.state == "idle")
+        menu.addAction("Stop", lambda: self.window.spawn(self.model.stop_recording(session_id))).setEnabled(recording)
+        directory = self.model.recording_directory(session_id)
+        export = menu.addAction("Export recording…", lambda: self.window.export_recording(directory))
+        export.setEnabled(directory is not None and not recording)
+        menu.addSeparator()
+        delete = menu.addAction("Delete session", lambda: self.window.spawn(self.model.delete(session_id)))
+        delete.setEnabled(not recording)
+        return menu
+
+    def _context_menu(self, pos: QtCore.QPoint) -> None:
+        item = self.tree.itemAt(pos)
+        while item is not None and item.data(0, SESSION_ROLE) is None:
+            item = item.parent()
+        if item is not None:
+            self.session_menu(str(item.data(0, SESSION_ROLE))).exec(self.tree.viewport().mapToGlobal(pos))
+
     def new_session(self) -> None:
         current = self.model.session(self.model.current or "")
         meta = {k: getattr(current, k) for k in ("participant", "session", "task")} if current else {}
