@@ -153,6 +153,7 @@ class SessionRecorder(threading.Thread):
                         pending_phase = True
                         self._pending_from = {k: "0" for k in self._stream_keys()}
                         backoff.reset()
+                        self.status.error = ""
                     self._apply_sensor_change(c)
                     if now - last_hold >= ATTENTION_REFRESH_S:
                         hold_for_recording(c, self.keys, self.session.session_id, self.sensor_ids)
@@ -325,9 +326,10 @@ class SessionRecorder(threading.Thread):
     # -- Redis ------------------------------------------------------------------------------
     def _ensure_groups(self, c: redis.Redis) -> None:
         start = self._start_id()
+        markers = self.keys.markers(self.session.session_id)
         for key in self._stream_keys():
-            try:
-                c.xgroup_create(key, self.group, id=start, mkstream=True)
+            try:  # every marker of the session: its ids are the Redis server's clock, not ours
+                c.xgroup_create(key, self.group, id="0-0" if key == markers else start, mkstream=True)
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
