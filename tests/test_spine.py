@@ -302,3 +302,71 @@ def test_soak_repeated_failovers(redis_server: RedisServer, keys: Keys, tmp_path
         nodes[2].signal(signal.SIGSTOP)
         wait_for(lambda: _leader(c, keys)[0] == "s1", timeout=ttl + 3, message="failover")
         nodes[2].signal(signal.SIGCONT)
+
+
+def test_recording_survives_every_failure(
+    private_server: RedisServer, keys: Keys, tmp_path: Path, nodes: list[NodeProc]
+) -> None:
+    """One recording (node B records; node A leads) through a sync-worker SIGKILL, a Redis
+    SIGKILL, a frozen leader (failover and back) and a SIGKILL of the recording node:
+    every batch of every sensor is in the spool, the export reads back with pyxdf."""
+    import numpy as np
+    import pyxdf
+
+    from sensorium_desktop.bus.sessions import Session
+    from sensorium_desktop.recording.export import export_recording
+    from sensorium_desktop.recording.reader import load_recording
+
+    ttl = 2.0
+    a = NodeProc(private_server, keys, "soak-a", tmp_path, "--priority", "2", "--heartbeat-ttl", str(ttl),
+                 "--device", "sim:chest", "--device", "sim:pose")  # fmt: skip
+    b_args = ("--priority", "1", "--heartbeat-ttl", str(ttl), "--device", "sim:eyes", "--no-sync-worker")
+    b = NodeProc(private_server, keys, "soak-b", tmp_path, *b_args)
+    nodes += [a, b]
+    c = private_server.client()
+    wait_for(lambda: _leader(c, keys)[0] == "soak-a", timeout=30, message="A leads")
+    wait_for(lambda: c.xlen(keys.stream("sim-eyes-eye_gaze")) > 5 and c.xlen(keys.groups) > 0, 40, message="data")
+    sensors = ["sim-chest-ecg", "sim-pose-trigger", "sim-eyes-eye_gaze", "sim-eyes-trigger"]
+    s = Session("soak", sensors=sensors, directory=str(tmp_path / "soak"), state="recording", recorder="soak-b",
+                started=time.time())  # fmt: skip
+    c.hset(keys.sessions, "soak", s.to_json())
+
+    def samples() -> int:
+        return int(c.hget(keys.recording("soak"), "samples") or 0)
+
+    wait_for(lambda: samples() > 1000, 30, message="recording")
+    worker = json.loads(c.get(keys.telemetry("soak-a") + ":worker"))["pid"]
+    os.kill(worker, signal.SIGKILL)  # 1. the sync worker crashes
+    time.sleep(4.0)
+    private_server.kill(signal.SIGKILL)  # 2. Redis dies (AOF everysec: its last second is gone)
+    time.sleep(2.0)
+    private_server.start()
+    c = private_server.client()
+    wait_for(lambda: samples() > 0, 30, message="recorder back after the Redis restart")
+    time.sleep(3.0)
+    a.signal(signal.SIGSTOP)  # 3. the leader freezes: B takes over, then A comes back
+    wait_for(lambda: _leader(c, keys)[0] == "soak-b", timeout=ttl + 5, message="failover to B")
+    time.sleep(2.0)
+    a.signal(signal.SIGCONT)
+    wait_for(lambda: _leader(c, keys)[0] == "soak-a", timeout=ttl + 10, message="A leads again")
+    before = samples()
+    b.signal(signal.SIGKILL)  # 4. the recording node dies and comes back
+    b.proc.wait(10)
+    (tmp_path / "b2").mkdir()
+    b2 = NodeProc(private_server, keys, "soak-b", tmp_path / "b2", *b_args)
+    nodes.append(b2)
+    wait_for(lambda: samples() > before + 500, 40, message="recorder resumed on the restarted node")
+    raw = c.hget(keys.sessions, "soak")
+    s = Session.from_json(raw) if raw else s
+    s.state, s.stopped = "stopped", time.time()
+    c.hset(keys.sessions, "soak", s.to_json())
+    wait_for(lambda: c.hget(keys.recording("soak"), "state") == b"complete", 40, message="complete")
+    rec = load_recording(tmp_path / "soak")
+    for sid in sensors:
+        seqs = rec.sensors[sid].batch_seq
+        assert seqs.size and np.array_equal(seqs, np.arange(seqs[0], seqs[-1] + 1)), f"{sid}: gap in the recording"
+    assert rec.groups, "time slices recorded"
+    out = export_recording(tmp_path / "soak", "xdf", tmp_path / "soak.xdf").files[0]
+    streams, _ = pyxdf.load_xdf(str(out), dejitter_timestamps=False)
+    counts = {st["info"]["name"][0]: len(st["time_stamps"]) for st in streams}
+    assert all(counts[sid] == len(rec.sensors[sid]) for sid in sensors)
