@@ -335,16 +335,20 @@ def cmd_record(args: argparse.Namespace) -> int:
     req = RecordRequest(args.duration, out.resolve(), args.sensors, args.participant, args.session, args.task,
                         args.run, args.notes, args.compact)  # fmt: skip
 
+    tty = sys.stderr.isatty()
+
     def report(status: dict[str, str]) -> None:
         mb = int(status.get("bytes", 0) or 0) / 1e6
-        print(f"\r  recording {float(status.get('seconds', 0)):5.1f} s  {int(status.get('samples', 0)):>9} samples"
-              f"  {mb:7.2f} MB  {status.get('state', '')}", end="", file=sys.stderr, flush=True)
+        line = (f"  recording {float(status.get('seconds', 0)):5.1f} s  {int(status.get('samples', 0)):>9} samples"
+                f"  {mb:7.2f} MB  {status.get('state', '')}")  # fmt: skip
+        print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     try:
         outcome = record(cfg, req, report)
     finally:
         endpoint.close()
-    print(file=sys.stderr)
+    if tty:
+        print(file=sys.stderr)
     st = outcome.status
     if outcome.state != "complete":
         log.error("recording %s ended %s: %s", outcome.session_id, outcome.state, st.get("error", ""))
@@ -400,19 +404,30 @@ def cmd_export(args: argparse.Namespace) -> int:
         log.error("unknown format %r (known: %s)", args.format, ", ".join(EXPORTERS))
         return 2
     width = 30
+    tty = sys.stderr.isatty()
+    last_quarter = [-1]
 
     def bar(frac: float, msg: str) -> None:
-        done = int(width * min(max(frac, 0.0), 1.0))
+        frac = min(max(frac, 0.0), 1.0)
+        if not tty:  # a log, not a terminal: one line per quarter instead of a redrawn bar
+            quarter = int(frac * 4)
+            if quarter != last_quarter[0]:
+                last_quarter[0] = quarter
+                print(f"  {frac * 100:5.1f}%  {msg}", file=sys.stderr, flush=True)
+            return
+        done = int(width * frac)
         print(f"\r  [{'#' * done}{'.' * (width - done)}] {frac * 100:5.1f}%  {msg:<24}", end="", file=sys.stderr,
               flush=True)  # fmt: skip
 
     try:
         result = export_recording(args.directory, args.format, args.output, args.clock, bar, args.timestamps)
     except (FileNotFoundError, SpoolError, ValueError, OSError) as exc:
-        print(file=sys.stderr)
+        if tty:
+            print(file=sys.stderr)
         log.error("export failed: %s", exc)
         return 1
-    print(file=sys.stderr)
+    if tty:
+        print(file=sys.stderr)
     for w in result.warnings:
         log.warning("%s", w)
     if result.renamed is not None:

@@ -138,6 +138,7 @@ class SessionRecorder(threading.Thread):
         except (OSError, SpoolError) as exc:
             self._fail(f"cannot open the recording directory {self.directory}: {exc}")
             return
+        self.status.state = "recording"
         backoff = Backoff(base=0.5, cap=5.0)
         c: redis.Redis | None = None
         pending_phase = True  # first re-read what was delivered but not acknowledged
@@ -175,6 +176,8 @@ class SessionRecorder(threading.Thread):
                     if self._interrupt.wait(backoff.next_delay()):
                         break
                     continue
+                if self._stop_requested is not None and self.status.state == "recording":
+                    self.status.state = "draining"
                 if time.monotonic() - last_flush >= self.flush_interval or self._draining_done():
                     self._flush(c)
                     last_flush = time.monotonic()
