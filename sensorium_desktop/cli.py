@@ -398,7 +398,6 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 @arguments(_export_args)
 def cmd_export(args: argparse.Namespace) -> int:
     from .recording.export import EXPORTERS, export_recording
-    from .recording.spool import SpoolError
 
     if args.format not in EXPORTERS:
         log.error("unknown format %r (known: %s)", args.format, ", ".join(EXPORTERS))
@@ -421,7 +420,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     try:
         result = export_recording(args.directory, args.format, args.output, args.clock, bar, args.timestamps)
-    except (FileNotFoundError, SpoolError, ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # a missing or damaged recording (SpoolError is an OSError)
         if tty:
             print(file=sys.stderr)
         log.error("export failed: %s", exc)

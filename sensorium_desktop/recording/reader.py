@@ -80,10 +80,6 @@ class Recording:
     events: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def bids_name(self) -> str:
-        return str(self.meta.get("bids_name") or self.meta.get("session_id") or self.directory.name)
-
     def host_offset(self, node_id: str, t_host: np.ndarray) -> tuple[np.ndarray, bool]:
         """host → global offset (s) for ``node_id`` at host times; (offsets, known)."""
         times, offsets = [], []

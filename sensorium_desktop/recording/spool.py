@@ -144,10 +144,6 @@ class BatchRecord:
     t_local: np.ndarray | None
     values: np.ndarray
 
-    def to_batch(self) -> SampleBatch:
-        return SampleBatch(self.sensor_id, self.attribute, self.t_arrival, self.values, self.t_local, self.seq,
-                           self.first_index)  # fmt: skip
-
 
 def parse_batch_record(payload: memoryview) -> BatchRecord:
     """Parse a BATCH record payload (without the kind byte); raises :class:`CodecError`."""
@@ -179,15 +175,6 @@ def parse_batch_record(payload: memoryview) -> BatchRecord:
     if vals.size != n:
         raise CodecError(f"delta block holds {vals.size} values, record says {n}")
     return BatchRecord(sid, attr, stream_id, seq, first, ta, tl, vals.astype(np.float32).reshape(n, 1))
-
-
-def decode_batch_record(payload: memoryview) -> tuple[SampleBatch, str]:
-    """(batch, stream id) of a BATCH record payload (without the kind byte)."""
-    rec = parse_batch_record(payload)
-    try:
-        return rec.to_batch(), rec.stream_id
-    except ValueError as exc:
-        raise CodecError(str(exc)) from exc
 
 
 def json_record(kind: RecordKind, obj: dict[str, Any]) -> bytes:
@@ -230,10 +217,6 @@ class SpoolWriter:
         self._size = os.fstat(self._fd).st_size
         self._index_fd = os.open(self.directory / INDEX_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         _fsync_dir(self.directory)
-
-    @property
-    def pending_records(self) -> int:
-        return len(self._pending)
 
     def add_batch(self, batch: SampleBatch, stream_id: str, use_delta: bool = False) -> None:
         self._pending.append(frame(encode_batch_record(batch, stream_id, use_delta)))
@@ -329,10 +312,10 @@ def recover(directory: Path) -> SpoolStats:
             records += 1
             if payload and payload[0] == RecordKind.BATCH:
                 try:
-                    batch, _ = decode_batch_record(payload[1:])
+                    batch = parse_batch_record(payload[1:])
                 except (CodecError, ValueError, struct.error):
                     continue
-                samples[batch.sensor_id] = samples.get(batch.sensor_id, 0) + len(batch)
+                samples[batch.sensor_id] = samples.get(batch.sensor_id, 0) + batch.t_arrival.size
                 last_seq[batch.sensor_id] = max(last_seq.get(batch.sensor_id, -1), batch.seq)
         if end < len(data):
             log.warning("spool %s: cutting a torn tail of %d bytes (crash mid-chunk)", path, len(data) - end)

@@ -14,15 +14,19 @@ import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import redis
 
+from .. import paths
 from ..bus import checkpoint as cp
 from ..bus.connection import client as make_client
 from ..bus.election import Elector, StaleTermError, fenced_exec
 from ..bus.globalclock import GlobalClockProbe
 from ..bus.registry import list_sensors
+from ..bus.sessions import Session
+from ..recording.recorder import SessionRecorder
 from .sync_worker import WorkerConfig, worker_main
 
 if TYPE_CHECKING:
@@ -220,11 +224,6 @@ def recorder(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     """Record the sessions whose ``recorder`` is this node: start a :class:`SessionRecorder`
     when a session enters ``recording`` (or is still recording after a crash: it resumes),
     finalize it when the session leaves that state, interrupt it when the node stops."""
-    from pathlib import Path
-
-    from .. import paths
-    from ..bus.sessions import Session
-    from ..recording.recorder import SessionRecorder
 
     async def run(stop: asyncio.Event) -> None:
         c = make_client(node.config.redis_url, timeout=2.0, retries=0)
@@ -279,11 +278,8 @@ def recorder(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     return run
 
 
-def _mark_failed(c: redis.Redis, node: Node, session: object, error: str) -> None:
+def _mark_failed(c: redis.Redis, node: Node, session: Session, error: str) -> None:
     """Take a session whose recording failed out of ``recording`` and say why."""
-    from ..bus.sessions import Session
-
-    assert isinstance(session, Session)
     try:
         raw = c.hget(node.keys.sessions, session.session_id)
         s = Session.from_json(raw) if raw else session
