@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.clock_scenarios import T0, ble, camera, no_clock, reset
-from sensorium_desktop.core.clock import ClockModel, bin_minima, lower_hull
+from benchmarks.sync_accuracy import pitman_grid
+from sensorium_desktop.core.clock import ClockModel, bin_minima, envelope_posterior, lower_hull
 
 
 def feed(m: ClockModel, sc) -> tuple[np.ndarray, np.ndarray]:
@@ -163,10 +164,11 @@ def test_fit_on_bin_minima_equals_fit_on_every_sample(make) -> None:
     full, fast = ClockModel(), ClockModel()
     for sl in sc.batch_slices():
         full.update(sc.t_local[sl], sc.t_arrival[sl])
-    xb, yb = bin_minima(sc.t_local, sc.t_arrival, fast.bin_width / 4)
+    xb, yb, nb = bin_minima(sc.t_local, sc.t_arrival, fast.bin_width / 4)
     assert xb.size < sc.t_local.size / 3
+    assert nb.sum() == np.count_nonzero(np.diff(sc.t_arrival)) + 1  # every delivery counted once
     for a in range(0, xb.size, 64):
-        fast.update(xb[a : a + 64], yb[a : a + 64])
+        fast.update(xb[a : a + 64], yb[a : a + 64], nb[a : a + 64])
     assert fast.resets == full.resets
     rf, rq = full.refine(), fast.refine()
     epochs = np.clip(np.searchsorted(rf.epoch_starts(), sc.t_arrival, side="right") - 1, 0, len(rf.epochs) - 1)
@@ -174,3 +176,124 @@ def test_fit_on_bin_minima_equals_fit_on_every_sample(make) -> None:
         mine = epochs == k
         diff = rf.to_global(sc.t_local[mine], k) - rq.to_global(sc.t_local[mine], k)
         assert np.max(np.abs(diff)) < 2e-6, f"epoch {k}"
+
+
+def _brute_posterior(x, d, n, x_mean, scale, x_eval, mu, sigma):
+    """Posterior moments by integrating exp(n c / scale - |b - mu| / tau) over c <= g(b)
+    on a (b, c) grid."""
+    tau = sigma / math.sqrt(2.0)
+    b = np.linspace(mu - 3.0, mu + 3.0, 3001)
+    g = np.min(d[None, :] - b[:, None] * (x - x_mean)[None, :], axis=1)
+    c = np.linspace(g.max() - 60 * scale / n - 1.0, g.max() + 1e-3, 3001)
+    logp = n * c[None, :] / scale - np.abs(b - mu)[:, None] / tau
+    logp = np.where(c[None, :] <= g[:, None], logp, -np.inf)
+    p = np.exp(logp - logp.max())
+    p /= p.sum()
+    line = c[None, :] + b[:, None] * (x_eval - x_mean)
+    mean = float((p * line).sum())
+    slope = float((p * b[:, None]).sum())
+    return mean, math.sqrt(float((p * line**2).sum()) - mean**2), slope
+
+
+def test_envelope_posterior_matches_numerical_integration() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(6):
+        n = int(rng.integers(3, 40))
+        x = np.sort(rng.uniform(0, 10, n))
+        d = 0.3 + 0.05 * x + rng.exponential(0.5, n)
+        h = lower_hull(x, d)
+        x_eval = x[-1] + rng.uniform(0, 2)
+        post = envelope_posterior(x[h], d[h], n, float(x.mean()), 0.5, x_eval, 0.02, 0.2)
+        mean, sd, slope = _brute_posterior(x, d, n, float(x.mean()), 0.5, x_eval, 0.02, 0.2)
+        assert post.offset == pytest.approx(mean, abs=0.01 * sd)
+        assert post.sigma == pytest.approx(sd, rel=0.01)
+        assert post.slope == pytest.approx(slope, abs=0.01 * post.slope_sigma)
+
+
+def test_envelope_posterior_agrees_with_the_benchmarks_independent_integration() -> None:
+    """benchmarks/sync_accuracy.py computes its 'best causal' bound by numerical integration
+    (flat priors): the closed form with a very wide slope prior must give the same line."""
+    rng = np.random.default_rng(8)
+    for n in (20, 200, 2000):
+        x = np.sort(rng.uniform(0, 60, n))
+        d = 1e-3 + 40e-6 * x + rng.exponential(3e-3, n)
+        h = lower_hull(x, d)
+        post = envelope_posterior(x[h], d[h], n, float(x.mean()), 3e-3, x[-1], 0.0, 1.0)
+        grid_line, grid_slope = pitman_grid(x[h], d[h], n, float(x.mean()), 3e-3, x[-1])
+        assert post.offset == pytest.approx(grid_line, abs=0.02 * post.sigma)
+        assert post.slope == pytest.approx(grid_slope, abs=0.02 * post.slope_sigma)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 10_000),
+    st.integers(1, 30),
+    st.floats(-1e3, 1e3),
+    st.floats(-1e-3, 1e-3),
+    st.floats(1e-5, 1e-2),
+)
+def test_envelope_posterior_is_equivariant(seed: int, n: int, shift: float, tilt: float, scale: float) -> None:
+    """Adding a line to the data adds that line to the estimate (the property that makes the
+    posterior mean the minimum-risk equivariant estimator): same sigma, same slope spread."""
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.uniform(0.0, 30.0, n)) + np.arange(n) * 1e-3
+    d = rng.exponential(scale, n)
+    h = lower_hull(x, d)
+    x_mean, x_eval = float(x.mean()), float(x[-1]) + 1.0
+    a = envelope_posterior(x[h], d[h], n, x_mean, scale, x_eval, 0.0, 1e-4)
+    moved = d + shift + tilt * (x - x_mean)
+    b = envelope_posterior(x[h], moved[h], n, x_mean, scale, x_eval, tilt, 1e-4)
+    assert b.offset - a.offset == pytest.approx(shift + tilt * (x_eval - x_mean), abs=1e-9 * (1 + abs(shift)))
+    assert b.slope - a.slope == pytest.approx(tilt, abs=1e-9)
+    assert b.sigma == pytest.approx(a.sigma, rel=1e-6, abs=1e-9)
+    assert a.sigma > 0.0 and a.slope_sigma > 0.0
+
+
+def test_posterior_mean_beats_the_lp_edge_at_the_newest_sample() -> None:
+    """Monte Carlo over 400 data sets: the LP edge is biased upward (it rests on the smallest
+    excesses) and extrapolates its edge to the end; the posterior mean is unbiased and has a
+    lower mean squared error at the newest sample; its sigma matches the spread."""
+    rng = np.random.default_rng(5)
+    n, scale = 60, 1.0
+    err_post, err_lp, sig = [], [], []
+    for _ in range(400):
+        x = np.sort(rng.uniform(0.0, 10.0, n))
+        d = rng.exponential(scale, n)  # true line: 0
+        h = lower_hull(x, d)
+        hx, hd = x[h], d[h]
+        xm = float(x.mean())
+        post = envelope_posterior(hx, hd, n, xm, scale, x[-1], 0.0, 10.0)
+        k = min(max(int(np.searchsorted(hx, xm)) - 1, 0), hx.size - 2)
+        slope = (hd[k + 1] - hd[k]) / (hx[k + 1] - hx[k])
+        err_post.append(post.offset)
+        err_lp.append(hd[k] + slope * (x[-1] - hx[k]))
+        sig.append(post.sigma)
+    ep, el = np.array(err_post), np.array(err_lp)
+    assert abs(ep.mean()) < 3 * ep.std() / math.sqrt(ep.size)
+    assert el.mean() > 3 * el.std() / math.sqrt(el.size)
+    assert np.mean(ep**2) < 0.8 * np.mean(el**2)
+    assert np.median(sig) == pytest.approx(ep.std(), rel=0.3)
+
+
+def test_packets_count_deliveries_not_samples() -> None:
+    """Ten samples of one notification are one delivery: the model fed bursts must not be
+    as sure as one fed the same number of independent deliveries."""
+    rng = np.random.default_rng(9)
+    t = np.arange(0, 30, 0.01)
+    x = 5.0 + t
+    burst = np.maximum.accumulate(np.repeat(T0 + t[9::10] + rng.exponential(2e-3, t.size // 10), 10))
+    single = T0 + t + rng.exponential(2e-3, t.size)
+    a, b = ClockModel(), ClockModel()
+    for k in range(0, t.size, 10):
+        a.update(x[k : k + 10], burst[k : k + 10])
+        b.update(x[k : k + 10], single[k : k + 10])
+    assert a.uncertainty > 3 * b.uncertainty
+    c = ClockModel()  # the same bursts with explicit counts give the same model
+    ends = np.zeros(t.size)
+    ends[9::10] = 1.0
+    for k in range(0, t.size, 10):
+        c.update(x[k : k + 10], burst[k : k + 10], ends[k : k + 10])
+    assert c.uncertainty == pytest.approx(a.uncertainty, rel=1e-9)
+    assert float(c.to_global(x[-1])) == pytest.approx(float(a.to_global(x[-1])), abs=1e-9)
+    with pytest.raises(ValueError, match="packets"):
+        c.update(x[:3], burst[:3], ends[:2])

@@ -28,9 +28,11 @@ better than the alternatives.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -54,6 +56,9 @@ class Member(NamedTuple):
     sensor_id: str
     index: int
     probability: float
+
+
+_new_member = partial(tuple.__new__, Member)  # Member from a (sensor_id, index, probability) tuple, in C
 
 
 @dataclass(slots=True)
@@ -237,11 +242,9 @@ def _merge(
         gain = (l_merged + evicted) - (ll_event[left] + ll_event[right])
         best_gain = np.zeros(k)
         best_partner = np.full(k, -1)
-        for x, y in ((left, right), (right, left)):
-            o = np.argsort(gain, kind="stable")  # ascending: the best pair per event is written last
-            xs, _ys, gs = x[o], y[o], gain[o]
-            better = gs > 0
-            best_gain[xs[better]] = np.maximum(best_gain[xs[better]], gs[better])
+        better = gain > 0
+        for x in (left, right):
+            np.maximum.at(best_gain, x[better], gain[better])
         for x, y in ((left, right), (right, left)):
             hit = (gain > 0) & (gain >= best_gain[x])
             best_partner[x[hit]] = y[hit]
@@ -384,7 +387,17 @@ def _memberships(
         col = np.bincount(key, weights=msg, minlength=n_keys)
         nu = 1.0 / (1.0 + col[key] - msg)
     z = 1.0 + b + np.bincount(obs, weights=a * nu, minlength=n)
-    return _Memberships(obs, ev, a * nu / z[obs], b / z, 1.0 / z, k)
+    prob, p_out = a * nu / z[obs], 1.0 / z
+    # loopy BP is exact on trees only: where a cycle (identical events) lets one sensor's
+    # expected count in an event exceed 1, scale its memberships down to 1 and count the
+    # excess as spurious, so each observation's probabilities still sum to 1
+    per_key = np.bincount(key, weights=prob, minlength=n_keys)
+    over = per_key > 1.0
+    if over.any():
+        scaled = prob / np.where(over, per_key, 1.0)[key]
+        p_out = p_out + np.bincount(obs, weights=prob - scaled, minlength=n)
+        prob = scaled
+    return _Memberships(obs, ev, prob, b / z, p_out, k)
 
 
 def _assemble(
@@ -402,17 +415,23 @@ def _assemble(
     gw = np.bincount(ev_of, weights=pw, minlength=m.k_events)
     gt = np.bincount(ev_of, weights=pw * ts[m.obs[e]], minlength=m.k_events)
     orig = order[m.obs[e]].tolist()
-    sens = names[ss[m.obs[e]]].tolist()
+    sens = names.astype(object)[ss[m.obs[e]]].tolist()  # the same str objects, not one per member
     probs = m.prob[e].tolist()
     starts = [0, *(np.flatnonzero(np.diff(ev_of)) + 1).tolist()]
     ends = [*starts[1:], len(orig)]
     events = ev_of[starts].tolist() if orig else []
     t_event = (t0 + gt / np.where(gw > 0, gw, 1.0)).tolist()
     s_event = (1.0 / np.sqrt(np.where(gw > 0, gw, 1.0))).tolist()
-    groups = [
-        Group(t_event[ev], list(map(Member, sens[lo:hi], orig[lo:hi], probs[lo:hi])), s_event[ev])
-        for ev, lo, hi in zip(events, starts, ends, strict=True)
-    ]
+    collecting = gc.isenabled()
+    gc.disable()  # hundreds of thousands of new tuples would trigger needless full collections
+    try:
+        members = list(map(_new_member, zip(sens, orig, probs, strict=True)))
+        groups = [
+            Group(t_event[ev], members[lo:hi], s_event[ev]) for ev, lo, hi in zip(events, starts, ends, strict=True)
+        ]
+    finally:
+        if collecting:
+            gc.enable()
     groups.sort(key=lambda gr: gr.t_global)
     return groups, outlier
 

@@ -2,33 +2,45 @@
 
 Transport delays are one-sided (a sample never arrives before it was taken), so the offset
 ``d = t_arrival - fixed_latency - t_local`` of every sample lies *above* the true offset line
-``off(x) = alpha + beta * (x - x0)``. :class:`ClockModel` estimates that line as the lower
-envelope of the points (x, d), the way Moon, Skelly & Towsley (1999) and Zhang, Liu & Xia
-(2002) remove clock skew from one-way delays: the lower convex hull of the points, and the
-hull edge that spans the (recency-weighted) mean x — which is the linear-programming optimum
-``max sum(alpha + beta x_i) s.t. alpha + beta x_i <= d_i`` for those points.
+``off(x) = alpha + beta * (x - x0)``. The envelope of the points (x, d) pins that line, as
+in Moon, Skelly & Towsley (1999) and Zhang, Liu & Xia (2002) who remove clock skew from
+one-way delays with the linear program ``max sum(alpha + beta x_i) s.t. alpha + beta x_i <= d_i``
+(the lower convex hull's edge at the mean x).
+
+:class:`ClockModel` goes one step further: with exponential excess delays that LP is the
+maximum-likelihood line, and :func:`envelope_posterior` integrates the likelihood instead of
+maximising it — the exact posterior of the line given the hull, the number of deliveries and
+their mean x, in closed form. Its mean is the Pitman (minimum-risk equivariant) estimate:
+at the newest sample, where a causal estimate is needed, the LP's hull edge extrapolates
+badly and the posterior mean does not; its standard deviation is the reported uncertainty.
 
 Online and vectorized:
 
 - samples are reduced to the minimum-residual sample per ``bin_width`` (0.25 s) of local
-  time; an update that stays inside the open bin is a handful of numpy operations;
+  time, remembering how many deliveries (runs of equal arrival time: one BLE notification
+  carries many samples, only its last one's excess is a fresh draw) each bin held; an
+  update that stays inside the open bin is a handful of numpy operations;
 - closed bins extend an incrementally maintained lower hull; every ``block`` seconds the
   hull is rebuilt from the vertices of the blocks inside the sliding window (``window``),
-  so drift that changes slowly is followed without ever looking at old samples again;
+  so drift that changes slowly is followed without ever looking at old samples again; the
+  posterior is refitted as bins close (every update while the epoch is young);
+- the excess-delay scale is the median of (deliveries x bin-minimum excess) / ln 2, robust
+  to delay spikes;
 - a backward jump of ``t_local`` (device reboot) or a confirmed drop of the offset below the
-  envelope (clock stepped forward) starts a new *epoch*; the drift of the old epoch is kept
-  as the prior for the new one (same oscillator), so the offset is re-acquired in < 2 s;
+  envelope (clock stepped forward) starts a new *epoch*; the old epoch's drift and delay
+  scale are the new one's priors (same oscillator, same link), so the offset is re-acquired
+  in < 1 s; a persistent disagreement of the last 15 s with the long fit (a drift change)
+  shrinks the window;
 - isolated samples below the envelope (glitches) are counted and ignored.
 
 ``t_global = t_local + off(t_local)``; ``drift = -beta / (1 + beta)`` (device seconds gained
-per host second); ``uncertainty`` is a 1-sigma estimate from how well the envelope is pinned
-(typical bin-minimum excess, number of bins, extrapolation distance).
+per host second); ``uncertainty`` is the posterior 1-sigma of ``to_global`` at the latest
+sample.
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,11 +63,17 @@ CHANGE_WINDOW_S = 15.0
 CHANGE_SIGMAS = 5.0
 CHANGE_CONFIRM = 3
 CHANGE_KEEP_S = 15.0
-#: Typical excess delay of a bin minimum (s) assumed until 3 bins are seen.
+#: Prior of the per-delivery excess-delay scale (s), until bins measure it.
 SCALE_PRIOR_S = 5e-3
-#: Calibration of the uncertainty (vertex excess = UNC_K * scale / bins), from
-#: benchmarks/sync_accuracy.py: |error| <= 2 sigma for ~90 % of samples across scenarios.
-UNC_K = 2.0
+#: Weight of that prior, in bins, against the measured scale; the previous epoch's scale
+#: becomes the prior of the next (same transport after a device reboot).
+SCALE_PRIOR_BINS = 4
+#: Bins in the window below which every update refits (no open-bin fast path).
+YOUNG_BINS = 16
+#: Smallest per-delivery excess-delay scale (s) the posterior works with.
+SCALE_FLOOR_S = 1e-9
+#: Floor of the reported uncertainty (s): float64 resolution of epoch timestamps is 0.24 us.
+UNC_FLOOR_S = 2.5e-7
 
 
 def _cross(ox: float, oy: float, ax: float, ay: float, bx: float, by: float) -> float:
@@ -83,16 +101,20 @@ def lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return idx
 
 
-def bin_minima(t_local: np.ndarray, t_arrival: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
+def bin_minima(
+    t_local: np.ndarray, t_arrival: np.ndarray, width: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The (t_local, t_arrival) pairs with the smallest ``t_arrival - t_local`` per ``width``
     seconds of local time (bins aligned to the first sample and to every clock reset), in
-    arrival order. A :class:`ClockModel` fed these pairs sees the same bin minima, glitches
-    and steps as one fed every sample when ``width`` divides its ``bin_width``; used to fit
-    hour-long recordings in milliseconds. 1-D float64 arrays in, two 1-D arrays out."""
+    arrival order, and how many deliveries (runs of equal arrival time) each bin held. A
+    :class:`ClockModel` fed these (``update(x, y, packets)``) sees the same bin minima,
+    delivery counts, glitches and steps as one fed every sample when ``width`` divides its
+    ``bin_width``; used to fit hour-long recordings in milliseconds. 1-D float64 arrays in,
+    three 1-D arrays out."""
     x = np.asarray(t_local, dtype=np.float64)
     y = np.asarray(t_arrival, dtype=np.float64)
     if x.size < 2:
-        return x, y
+        return x, y, np.ones(x.size)
     reset = np.zeros(x.size, dtype=np.int64)
     reset[1:] = x[1:] < x[:-1] - RESET_BACKSTEP_S
     segment = np.cumsum(reset)
@@ -108,7 +130,143 @@ def bin_minima(t_local: np.ndarray, t_arrival: np.ndarray, width: float) -> tupl
     first = np.ones(at_min.size, dtype=bool)
     first[1:] = group[at_min[1:]] != group[at_min[:-1]]
     keep = at_min[first]
-    return x[keep], y[keep]
+    ends = _packet_ends(y[1:] != y[:-1], False)
+    return x[keep], y[keep], np.add.reduceat(ends, starts)
+
+
+def _packet_ends(new_packet: np.ndarray, continued: bool) -> np.ndarray:
+    """Per sample: 1.0 at the last sample of a delivery, else 0.0 (``new_packet[i]``: sample
+    i+1 arrived at another time than sample i; ``continued``: the first packet was counted
+    by the previous call)."""
+    ends = np.empty(new_packet.size + 1)
+    ends[:-1] = new_packet
+    ends[-1] = 1.0
+    if continued:
+        ends[int(np.argmax(ends))] = 0.0
+    return ends
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopePosterior:
+    """Posterior of the envelope line at ``x_eval``: mean offset (s), slope (s/s) and 1-sigmas."""
+
+    offset: float
+    slope: float
+    sigma: float
+    slope_sigma: float
+
+
+def _tilted_moments(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance, in units of the interval width, of a density proportional to
+    ``exp(z t)`` on t in [0, 1] (element-wise; stable for z near 0 and for |z| large)."""
+    small = np.abs(z) < 1e-3
+    zn = z + small  # any nonzero value where the series below is used instead
+    zc = np.minimum(np.maximum(zn, -700.0), 700.0)  # only inside the exponentials
+    mean = 1.0 / -np.expm1(-zc) - 1.0 / zn
+    var = 1.0 / zn**2 - 0.25 / np.sinh(0.5 * zc) ** 2
+    if small.any():
+        zs = z[small]
+        mean[small] = 0.5 + zs / 12.0
+        var[small] = 1.0 / 12.0 - zs**2 / 720.0
+    return mean, var
+
+
+def envelope_posterior(
+    hull_x: np.ndarray,
+    hull_d: np.ndarray,
+    count: float,
+    x_mean: float,
+    scale: float,
+    x_eval: float,
+    slope_prior: float = 0.0,
+    slope_prior_sigma: float = DRIFT_PRIOR_SIGMA,
+) -> EnvelopePosterior:
+    """Exact posterior of the line ``off(x) = c + b (x - x_mean)`` under one-sided delays.
+
+    Model: ``count`` points (x_i, d_i) lie above the line by independent Exp(``scale``)
+    excesses; their lower convex hull is (``hull_x``, ``hull_d``) (sorted by x, K >= 1) and
+    their mean x is ``x_mean``. The likelihood is ``exp(count (c + b x_mean ... ) / scale)``
+    on the polygon where the line stays under every hull vertex, so the marginal of b is
+    ``exp(count g(b) / scale)`` with ``g(b) = min_j(d_j - b (x_j - x_mean))`` (piecewise
+    linear, concave) and ``c | b = g(b) - Exp(scale / count)``. With a flat prior on c and a
+    Laplace prior on b (mean ``slope_prior``, standard deviation ``slope_prior_sigma``) the
+    posterior is piecewise exponential in b and integrates in closed form: this is the
+    Pitman (minimum-risk equivariant) estimator of the envelope, the optimal causal
+    estimate when the delays are exponential. Units: seconds and s/s.
+    """
+    hx = np.asarray(hull_x, dtype=np.float64)
+    hd = np.asarray(hull_d, dtype=np.float64)
+    k_count = hx.size
+    centre = int(np.searchsorted(hx, x_mean))
+    ref = float(hd[min(centre, k_count - 1)])
+    hd = hd - ref
+    u = hx - x_mean
+    lam_data = count / scale
+    inv_tau = math.sqrt(2.0) / slope_prior_sigma
+    # breakpoints of the exponent: the hull's edge slopes (ascending) and the prior's mean;
+    # interval i runs from breakpoint i-1 to breakpoint i (the outer two are unbounded)
+    edges = (hd[1:] - hd[:-1]) / (hx[1:] - hx[:-1])
+    split = int(np.searchsorted(edges, slope_prior))
+    brk = np.empty(k_count)
+    brk[:split] = edges[:split]
+    brk[split] = slope_prior
+    brk[split + 1 :] = edges[split:]
+    vert = np.arange(k_count + 1)
+    vert[split + 1 :] -= 1  # the hull vertex active on each interval
+    u_v = u[vert]
+    hd_v = hd[vert]
+    prior_slope = np.full(k_count + 1, inv_tau)
+    prior_slope[split + 1 :] = -inv_tau
+    lam = prior_slope - lam_data * u_v  # slope of the exponent on each interval
+    e_brk = lam_data * (hd_v[:-1] - brk * u_v[:-1]) - np.abs(brk - slope_prior) * inv_tau
+    top = float(e_brk.max())
+    lam0, lam1 = float(lam[0]), float(lam[-1])
+    mass = np.empty(k_count + 1)
+    mean_b = np.empty(k_count + 1)
+    var_b = np.empty(k_count + 1)
+    # the unbounded outer intervals are exponential tails
+    mass[0] = math.exp(e_brk[0] - top) / lam0
+    mass[-1] = math.exp(e_brk[-1] - top) / -lam1
+    mean_b[0], mean_b[-1] = brk[0] - 1.0 / lam0, brk[-1] - 1.0 / lam1
+    var_b[0], var_b[-1] = 1.0 / lam0**2, 1.0 / lam1**2
+    if k_count > 1:  # bounded intervals 1..K-1 (breakpoint k is the upper end of interval k)
+        width = brk[1:] - brk[:-1]
+        z = lam[1:-1] * width
+        m_unit, v_unit = _tilted_moments(z)
+        absz = np.abs(z) + 1e-300
+        phi = -np.expm1(-absz) / absz  # (1 - exp(-|z|)) / |z|, -> 1 as z -> 0
+        mass[1:-1] = np.exp(np.maximum(e_brk[:-1], e_brk[1:]) - top) * width * phi
+        mean_b[1:-1] = brk[:-1] + width * m_unit
+        var_b[1:-1] = width**2 * v_unit
+    w = mass / mass.sum()
+    tail = scale / count  # c sits an Exp(scale / count) below g(b)
+    slope = float(w @ mean_b)
+    slope_var = float(w @ (var_b + mean_b**2)) - slope**2
+    arm = (x_eval - x_mean) - u_v
+    line = hd_v + arm * mean_b
+    line_mean = float(w @ line)
+    line_var = float(w @ (arm**2 * var_b + line**2)) - line_mean**2
+    return EnvelopePosterior(
+        offset=ref + line_mean - tail,
+        slope=slope,
+        sigma=math.sqrt(max(line_var, 0.0) + tail**2),
+        slope_sigma=math.sqrt(max(slope_var, 0.0)),
+    )
+
+
+def push_lower_hull(hx: list[float], hd: list[float], px: float, pd: float) -> None:
+    """Append (px, pd) to the lower hull (hx, hd) in place (px not left of its last vertex)."""
+    if hx and px <= hx[-1]:
+        if pd < hd[-1]:
+            hx.pop()
+            hd.pop()
+        else:
+            return
+    while len(hx) >= 2 and _cross(hx[-2], hd[-2], hx[-1], hd[-1], px, pd) <= 0:
+        hx.pop()
+        hd.pop()
+    hx.append(px)
+    hd.append(pd)
 
 
 @dataclass(slots=True)
@@ -119,34 +277,21 @@ class _Hull:
     d: list[float] = field(default_factory=list)
 
     def append(self, px: float, pd: float) -> None:
-        hx, hd = self.x, self.d
-        if hx and px <= hx[-1]:
-            if pd < hd[-1]:
-                hx.pop()
-                hd.pop()
-            else:
-                return
-        while len(hx) >= 2 and _cross(hx[-2], hd[-2], hx[-1], hd[-1], px, pd) <= 0:
-            hx.pop()
-            hd.pop()
-        hx.append(px)
-        hd.append(pd)
+        push_lower_hull(self.x, self.d, px, pd)
 
     def rebuild(self, px: np.ndarray, pd: np.ndarray) -> None:
         keep = lower_hull(px, pd)
         self.x = px[keep].tolist()
         self.d = pd[keep].tolist()
 
-    def edge_at(self, xq: float) -> tuple[float, float, float, float] | None:
-        """(offset at xq, slope, x of left vertex, x of right vertex) of the hull edge
-        spanning ``xq``, or None with fewer than 2 vertices."""
-        n = len(self.x)
-        if n < 2:
-            return None
-        k = min(max(bisect_right(self.x, xq) - 1, 0), n - 2)
-        x1, x2, d1, d2 = self.x[k], self.x[k + 1], self.d[k], self.d[k + 1]
-        slope = (d2 - d1) / (x2 - x1)
-        return d1 + slope * (xq - x1), slope, x1, x2
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.array(self.x), np.array(self.d)
+
+    def arrays_with(self, px: float, pd: float) -> tuple[np.ndarray, np.ndarray]:
+        """The hull's vertices with one more point on the right, leaving the hull as is."""
+        hx, hd = list(self.x), list(self.d)
+        push_lower_hull(hx, hd, px, pd)
+        return np.array(hx), np.array(hd)
 
 
 class _Growable:
@@ -177,7 +322,7 @@ class Epoch:
     index: int
     x0: float  # local time of the first sample (reference for beta)
     t_start: float  # host arrival time of the first sample
-    bins: _Growable = field(default_factory=lambda: _Growable(2))  # (x - x0, d) of bin minima
+    bins: _Growable = field(default_factory=lambda: _Growable(3))  # (x - x0, d, deliveries) of bin minima
     x_hi: float = -math.inf  # largest local time seen in this epoch
     changes: list[float] = field(default_factory=list)  # x (rel.) where the drift changed
     alpha: float = math.nan  # the epoch's last line (kept when a newer epoch starts)
@@ -190,6 +335,8 @@ class ClockModel:
     ``fixed_latency``: known constant transport delay (s), subtracted before estimation.
     ``jitter_prior``: 1-sigma (s) reported for a sensor without its own clock
     (``t_local == t_arrival``), whose per-sample jitter cannot be observed.
+    ``refit_every``: seconds of local time between posterior refits once the epoch has
+    ``YOUNG_BINS`` bins (before that, every update refits).
     """
 
     def __init__(
@@ -200,6 +347,7 @@ class ClockModel:
         window: float = 300.0,
         block: float = 5.0,
         min_span: float = 2.0,
+        refit_every: float = 0.25,
         jitter_prior: float = 1e-3,
         drift_prior: float = 0.0,
     ) -> None:
@@ -208,9 +356,11 @@ class ClockModel:
         self.window = float(window)
         self.block = float(block)
         self.min_span = float(min_span)
+        self.refit_every = float(refit_every)
         self.jitter_prior = float(jitter_prior)
         self._beta_prior = -float(drift_prior) / (1.0 + float(drift_prior))
         self._beta_prior_sigma = DRIFT_PRIOR_SIGMA
+        self._scale_prior = SCALE_PRIOR_S
         self.epochs: list[Epoch] = []
         self.n = 0
         self.glitches = 0
@@ -226,6 +376,8 @@ class ClockModel:
         self._open_x = math.nan
         self._open_d = math.inf
         self._open_r = math.inf
+        self._open_n = 0.0
+        self._clockless = True  # every sample of the epoch so far had t_local == t_arrival
         self._hull = _Hull()
         self._blocks: list[tuple[int, np.ndarray, np.ndarray]] = []  # (block index, hull x, hull d)
         self._block_cur = 0
@@ -243,6 +395,7 @@ class ClockModel:
         self._slope_unc = self._beta_prior_sigma
         self._window_start = -math.inf
         self._next_check = CHANGE_EVERY_S
+        self._next_refit = -math.inf
         self._disagree = 0
         self.changes = getattr(self, "changes", 0)
 
@@ -273,12 +426,21 @@ class ClockModel:
     def ready(self) -> bool:
         return bool(self.epochs) and math.isfinite(self.alpha)
 
-    def update(self, t_local: np.ndarray, t_arrival: np.ndarray) -> None:
-        """Feed samples in arrival order: 1-D float64 arrays of equal length (s)."""
+    def update(self, t_local: np.ndarray, t_arrival: np.ndarray, packets: np.ndarray | None = None) -> None:
+        """Feed samples in arrival order: 1-D float64 arrays of equal length (s).
+
+        Samples with one arrival time are one delivery (packet). ``packets`` (optional, same
+        length) says instead how many deliveries each pair stands for — e.g. the counts
+        :func:`bin_minima` returns when it thins a recording.
+        """
         x = np.asarray(t_local, dtype=np.float64)
         y = np.asarray(t_arrival, dtype=np.float64)
         if x.ndim != 1 or x.shape != y.shape:
             raise ValueError(f"t_local {x.shape} and t_arrival {y.shape} must be 1-D of equal length")
+        if packets is not None:
+            packets = np.asarray(packets, dtype=np.float64)
+            if packets.shape != x.shape:
+                raise ValueError(f"packets {packets.shape} must match t_local {x.shape}")
         if x.size == 0:
             return
         if not math.isfinite(float(x.sum()) + float(y.sum())):
@@ -292,13 +454,13 @@ class ClockModel:
                 back = -1
             if back >= 0:
                 if back > 0:
-                    self._update_epoch(x[:back], y[:back])
+                    self._update_epoch(x[:back], y[:back], None if packets is None else packets[:back])
                 self._new_epoch(float(x[back]), float(y[back]))
-                self.update(x[back:], y[back:])
+                self.update(x[back:], y[back:], None if packets is None else packets[back:])
                 return
         else:
             self._new_epoch(float(x[0]), float(y[0]))
-        self._update_epoch(x, y)
+        self._update_epoch(x, y, packets)
 
     def to_global(self, t_local: np.ndarray | float) -> np.ndarray:
         """Host/global time of local times ``t_local`` (s) with the current (causal) estimate.
@@ -329,15 +491,22 @@ class ClockModel:
             if not self._degenerate and self._span >= self.min_span:
                 self._beta_prior = self.beta
                 self._beta_prior_sigma = max(self._slope_sigma(), 1e-7)
+                self._scale_prior = self._median_excess  # same transport after a reboot
         self.epochs.append(Epoch(len(self.epochs), x0, t_arrival))
         self._reset_state()
 
     # -- the data path --------------------------------------------------------------------------
-    def _update_epoch(self, x: np.ndarray, y: np.ndarray) -> None:
+    def _update_epoch(self, x: np.ndarray, y: np.ndarray, packets: np.ndarray | None = None) -> None:
         ep = self.epochs[-1]
         xr = x - ep.x0
         d = (y - x) - self.fixed_latency  # exact for clockless sensors (y == x)
         self.n += x.size
+        # one delivery (packet) per run of equal arrival times, counted at its last sample:
+        # only that sample's excess delay is a fresh draw (earlier ones waited for the packet)
+        new_packet = y[1:] != y[:-1]
+        if self._clockless and (x != y).any():
+            self._clockless = False
+        continued = y[0] == self._t_last  # the previous call ended inside this packet
         self._x_last = float(x[-1])
         self._t_last = float(y[-1])
         ep.x_hi = max(ep.x_hi, self._x_last)
@@ -347,35 +516,52 @@ class ClockModel:
         i = int(np.argmin(r))
         step_tol = max(STEP_MIN_S, 10.0 * self._unc)
         if r[i] < -step_tol and self._n_window_bins >= 3:  # too few points: just a better minimum
-            keep = self._handle_violations(x, y, r < -step_tol, r)
+            keep = self._handle_violations(x, y, r < -step_tol, r, packets)
             if keep is None:
                 return
+            ends = (_packet_ends(new_packet, continued) if packets is None else packets)[keep]
             xr, d, r = xr[keep], d[keep], r[keep]
             if xr.size == 0:
                 return
             i = int(np.argmin(r))
+        else:
+            ends = packets
         w = self.bin_width
         b_first, b_last = math.floor(xr[0] / w), math.floor(xr[-1] / w)
-        if b_first == b_last == self._open_bin:  # fast path: still inside the open bin
+        young = self._n_window_bins < YOUNG_BINS  # refit on every packet until the line is pinned
+        if b_first == b_last == self._open_bin and not young:  # fast path: still inside the open bin
+            if ends is not None:
+                self._open_n += float(ends.sum())
+            else:
+                self._open_n += float(np.count_nonzero(new_packet) + 1 - continued)
             if r[i] < self._open_r:
                 self._open_r, self._open_x, self._open_d = float(r[i]), float(xr[i]), float(d[i])
             return
+        if ends is None:
+            ends = _packet_ends(new_packet, continued)
         bins = np.floor(xr / w).astype(np.int64)
         order = np.lexsort((r, bins))
         first = np.concatenate([[True], bins[order][1:] != bins[order][:-1]])
         sel = order[first]  # per-bin argmin, bins ascending
-        rows = zip(bins[sel].tolist(), xr[sel].tolist(), d[sel].tolist(), r[sel].tolist(), strict=True)
-        for b, px, pd_, pr in rows:
+        per_bin = np.add.reduceat(ends[order], np.flatnonzero(first))
+        cols = (bins[sel], xr[sel], d[sel], r[sel], per_bin)
+        rows = zip(*(c.tolist() for c in cols), strict=True)
+        for b, px, pd_, pr, pn in rows:
             if b == self._open_bin:
+                self._open_n += pn
                 if pr < self._open_r:
                     self._open_r, self._open_x, self._open_d = pr, px, pd_
                 continue
             if math.isfinite(self._open_d):
                 self._close_bin(ep)
-            self._open_bin, self._open_r, self._open_x, self._open_d = b, pr, px, pd_
-        self._refit(ep)
+            self._open_bin, self._open_r, self._open_x, self._open_d, self._open_n = b, pr, px, pd_, pn
+        if young or xr[-1] >= self._next_refit:
+            self._refit(ep)
+            self._next_refit = float(xr[-1]) + self.refit_every
 
-    def _handle_violations(self, x: np.ndarray, y: np.ndarray, viol: np.ndarray, r: np.ndarray) -> np.ndarray | None:
+    def _handle_violations(
+        self, x: np.ndarray, y: np.ndarray, viol: np.ndarray, r: np.ndarray, packets: np.ndarray | None
+    ) -> np.ndarray | None:
         """Samples far below the envelope: a confirmed run is a forward clock step (new
         epoch from the first of them), lone ones are glitches. Returns the samples to keep,
         or None when the batch was handed to a new epoch."""
@@ -391,22 +577,22 @@ class ClockModel:
                 hx, hy = np.array(held).T
                 self._update_epoch(hx, hy)
             k = int(idx[0])
-            self._update_epoch(x[k:], y[k:])
+            self._update_epoch(x[k:], y[k:], None if packets is None else packets[k:])
             return None
         self._viol.extend((float(x[i]), float(y[i]), float(r[i])) for i in idx)
         self.glitches += int(idx.size)
         return ~viol
 
     def _close_bin(self, ep: Epoch) -> None:
-        px, pd_ = self._open_x, self._open_d
-        ep.bins.append(np.array([[px, pd_]]))
+        px, pd_, pn = self._open_x, self._open_d, max(self._open_n, 1.0)
+        ep.bins.append(np.array([[px, pd_, pn]]))
         blk = int(px // self.block)
         if blk != self._block_cur and len(self._hull.x):
             self._finish_block(ep, blk)
         self._hull.append(px, pd_)
         w_decay = math.exp(-(px - self._wx_last) / (self.window / 3.0)) if math.isfinite(self._wx_last) else 0.0
-        self._wsum = self._wsum * w_decay + 1.0
-        self._wxsum = self._wxsum * w_decay + px
+        self._wsum = self._wsum * w_decay + pn
+        self._wxsum = self._wxsum * w_decay + pn * px
         self._wx_last = px
         self._open_d = math.inf
         self._open_r = math.inf
@@ -435,31 +621,24 @@ class ClockModel:
             self._hull = _Hull()
 
     def _check_drift_change(self, ep: Epoch) -> None:
-        """Compare the long fit with a fit of the last CHANGE_WINDOW_S at the latest time;
-        persistent disagreement means the drift changed: keep only recent data."""
-        if self._span < 2 * CHANGE_WINDOW_S or not math.isfinite(self._unc):
+        """Compare the long fit with the posterior of the last CHANGE_WINDOW_S alone at the
+        latest time; persistent disagreement means the drift changed: keep only recent data."""
+        if self._span < 2 * CHANGE_WINDOW_S or not math.isfinite(self._unc) or self._degenerate:
             return
         data = ep.bins.data
         x_now = data[-1, 0]
         lo = int(np.searchsorted(data[:, 0], x_now - CHANGE_WINDOW_S))
-        sx, sd = data[lo:, 0], data[lo:, 1]
+        sx, sd, sn = data[lo:, 0], data[lo:, 1], data[lo:, 2]
         if sx.size < 8:
             return
         hull = lower_hull(sx, sd)
-        hx, hd = sx[hull], sd[hull]
-        if hx.size < 2:
-            return
-        xq = float(sx.mean())
-        k = min(max(int(np.searchsorted(hx, xq, side="right")) - 1, 0), hx.size - 2)
-        slope = (hd[k + 1] - hd[k]) / (hx[k + 1] - hx[k])
-        short = hd[k] + slope * (x_now - hx[k])
+        count = float(sn.sum())
+        short = envelope_posterior(
+            sx[hull], sd[hull], count, float(sn @ sx) / count, self._median_excess, x_now, self._beta_prior,
+            DRIFT_PRIOR_SIGMA,
+        )  # fmt: skip
         long = self.alpha + self.beta * x_now
-        resid = sd - (hd[k] + slope * (sx - hx[k]))
-        n = sx.size
-        vertex = UNC_K * float(resid.mean()) * n / (n - 2) / n
-        amp = (x_now - hx[k]) / (hx[k + 1] - hx[k])
-        sigma_short = vertex * math.hypot(1.0 - amp, amp)
-        if abs(short - long) > CHANGE_SIGMAS * math.hypot(sigma_short, self._unc):
+        if abs(short.offset - long) > CHANGE_SIGMAS * math.hypot(short.sigma, self._unc):
             self._disagree += 1
         else:
             self._disagree = 0
@@ -482,59 +661,60 @@ class ClockModel:
         self._hull.rebuild(keep[:, 0], keep[:, 1])
         tau = self.window / 3.0
         w = np.exp(-(keep[-1, 0] - keep[:, 0]) / tau)
-        self._wsum = float(w.sum())
-        self._wxsum = float((w * keep[:, 0]).sum())
+        self._wsum = float((w * keep[:, 2]).sum())
+        self._wxsum = float((w * keep[:, 2] * keep[:, 0]).sum())
         self._window_start = x_from
+        self._next_refit = -math.inf
 
     def _refit(self, ep: Epoch) -> None:
-        """Choose the envelope line and its uncertainty from the current window."""
+        """The envelope line and its uncertainty at the latest sample: the exact posterior
+        (:func:`envelope_posterior`) given the window's lower hull, its delivery count and
+        recency-weighted mean x, and the typical excess delay of a delivery."""
         data = ep.bins.data
         oldest_block = self._blocks[0][0] if self._blocks else self._block_cur
         start = max(oldest_block * self.block, self._window_start)
         lo = int(np.searchsorted(data[:, 0], start)) if data.shape[0] else 0
         win = data[lo:]
-        if math.isfinite(self._open_d):
-            open_pt = np.array([[self._open_x, self._open_d]])
+        has_open = math.isfinite(self._open_d)
+        if has_open:
+            open_pt = np.array([[self._open_x, self._open_d, max(self._open_n, 1.0)]])
             win = np.vstack([win, open_pt]) if win.size else open_pt
         if win.shape[0] == 0:
             return
-        span = float(win[-1, 0] - win[0, 0])
-        self._span = span
-        self._degenerate = win.shape[0] >= 3 and bool(np.ptp(win[:, 1]) < 1e-12)
-        edge = None
-        if span >= self.min_span and len(self._hull.x) >= 2:
-            xq = self._wxsum / self._wsum if self._wsum > 0 else float(np.mean(win[:, 0]))
-            edge = self._hull.edge_at(xq)
-            if edge is not None:
-                off_q, slope, _, _ = edge
-                self.beta = slope
-                self.alpha = off_q - slope * xq
-        if edge is None:
-            self.beta = self._beta_prior
-            self.alpha = float(np.min(win[:, 1] - self.beta * win[:, 0]))
         n = win.shape[0]
-        resid = win[:, 1] - (self.alpha + self.beta * win[:, 0])
         self._n_window_bins = n
-        # typical excess of a bin minimum above the envelope (the 2 points on the envelope
-        # have none: correct the mean for those degrees of freedom)
-        scale = float(resid.mean()) * n / (n - 2) if n > 2 else SCALE_PRIOR_S
-        self._median_excess = scale
-        vertex = UNC_K * scale / n
-        # the envelope rests on the smallest excesses: subtract their expected size
-        self._bias = vertex if edge is not None else 0.0
-        x_now = self._x_last - ep.x0
-        if self._degenerate:
+        self._span = float(win[-1, 0] - win[0, 0])
+        self._degenerate = self._clockless or (n >= 3 and bool(np.ptp(win[:, 1]) < 1e-12))
+        if self._degenerate:  # no clock of its own: d is the fixed latency, exactly
+            self.beta = 0.0
+            self.alpha = float(np.min(win[:, 1]))
+            self._bias = 0.0
             self._unc = self.jitter_prior
             self._slope_unc = 0.0
-        elif edge is not None:
-            _, _, x1, x2 = edge
-            amp = (x_now - x1) / (x2 - x1)  # extrapolation factor of the edge to now
-            self._unc = math.hypot(vertex * math.hypot(1.0 - amp, amp), 1e-6)
-            self._slope_unc = vertex * math.sqrt(2.0) / (x2 - x1)
-        else:
-            i = int(np.argmin(resid))
-            self._unc = math.hypot(vertex, self._beta_prior_sigma * (x_now - win[i, 0]), 1e-6)
-            self._slope_unc = self._beta_prior_sigma
+            return
+        # a bin minimum over n deliveries exceeds the envelope by Exp(scale / n): the median of
+        # n * excess (robust to delay spikes) estimates the per-delivery scale
+        resid = np.maximum(win[:, 1] - (self.alpha + self.beta * win[:, 0]), 0.0)
+        measured = float(np.partition(resid * win[:, 2], n // 2)[n // 2]) / math.log(2.0) if n >= 3 else 0.0
+        k = n if n >= 3 else 0
+        scale = max((k * measured + SCALE_PRIOR_BINS * self._scale_prior) / (k + SCALE_PRIOR_BINS), SCALE_FLOOR_S)
+        self._median_excess = scale
+        hx, hd = self._hull.arrays_with(self._open_x, self._open_d) if has_open else self._hull.arrays()
+        if hx.size == 0:
+            hx, hd = win[:1, 0].copy(), win[:1, 1].copy()
+        open_n = max(self._open_n, 1.0) if has_open else 0.0
+        count = self._wsum + open_n
+        x_mean = (self._wxsum + open_n * self._open_x) / count if count > 0 else float(np.mean(win[:, 0]))
+        x_mean = min(max(x_mean, float(hx[0])), float(hx[-1]))
+        x_now = self._x_last - ep.x0
+        post = envelope_posterior(
+            hx, hd, max(count, 1.0), x_mean, scale, x_now, self._beta_prior, self._beta_prior_sigma
+        )
+        self.beta = post.slope
+        self.alpha = post.offset - post.slope * x_now
+        self._bias = 0.0
+        self._unc = math.hypot(post.sigma, UNC_FLOOR_S)
+        self._slope_unc = post.slope_sigma
 
     def _slope_sigma(self) -> float:
         return self._slope_unc

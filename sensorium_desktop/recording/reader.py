@@ -125,9 +125,9 @@ def device_to_host(data: SensorData, mode: str) -> np.ndarray:
             model.update(x[a:b], y[a:b])
             out[a:b] = model.to_global(x[a:b])
         return out
-    xb, yb = bin_minima(x, y, model.bin_width / 4)  # same envelope, a fraction of the points
+    xb, yb, nb = bin_minima(x, y, model.bin_width / 4)  # same envelope, a fraction of the points
     for a in range(0, xb.size, FIT_CHUNK):  # in arrival order, as live: steps and glitches are seen
-        model.update(xb[a : a + FIT_CHUNK], yb[a : a + FIT_CHUNK])
+        model.update(xb[a : a + FIT_CHUNK], yb[a : a + FIT_CHUNK], nb[a : a + FIT_CHUNK])
     refined = model.refine()
     epoch_of = np.searchsorted(refined.epoch_starts(), y, side="right") - 1
     epoch_of = np.clip(epoch_of, 0, len(refined.epochs) - 1)
