@@ -741,8 +741,9 @@ class ClockModel:
         }
 
     def refine(self) -> RefinedClock:
-        """Non-causal fit over everything seen (for exports): per epoch, the LP envelope of
-        a sliding window around each knot (every ``block`` s), interpolated linearly."""
+        """Non-causal fit over everything seen (for exports): per epoch, the posterior mean
+        of the envelope over a sliding window around each knot (every ``block`` s; the data
+        on both sides of a knot, not only before it), interpolated linearly."""
         return RefinedClock.from_model(self)
 
 
@@ -764,9 +765,7 @@ class RefinedClock:
                 out.append((ep.x0, ep.t_start, np.array([0.0]), np.array([np.nan])))
                 continue
             bx, bd = data[:, 0], data[:, 1]
-            hull = lower_hull(bx, bd)
-            hx, hd = bx[hull], bd[hull]
-            if hx.size < 2 or bx[-1] - bx[0] < m.min_span:
+            if lower_hull(bx, bd).size < 2 or bx[-1] - bx[0] < m.min_span:
                 beta = m.beta if ep is m.epochs[-1] else m._beta_prior
                 off = float(np.min(bd - beta * bx))
                 out.append(
@@ -777,17 +776,23 @@ class RefinedClock:
             knots = np.arange(bx[0], bx[-1] + m.block, m.block)
             values = np.empty_like(knots)
             cuts = np.array([-np.inf, *sorted(ep.changes), np.inf])
+            bn = data[:, 2]
             for i, kx in enumerate(knots):
                 seg = int(np.searchsorted(cuts, kx, side="right")) - 1  # never fit across a drift change
                 lo, hi = np.searchsorted(bx, [max(kx - half, cuts[seg]), min(kx + half, cuts[seg + 1])])
-                seg = lower_hull(bx[lo:hi], bd[lo:hi]) + lo
-                sx, sd = bx[seg], bd[seg]
-                if sx.size < 2:
-                    sx, sd = hx, hd
-                mean_x = float(np.mean(bx[lo:hi])) if hi > lo else kx
-                k = min(max(int(np.searchsorted(sx, mean_x, side="right")) - 1, 0), sx.size - 2)
-                slope = (sd[k + 1] - sd[k]) / (sx[k + 1] - sx[k])
-                values[i] = sd[k] + slope * (kx - sx[k])
+                if hi - lo < 3:
+                    lo, hi = 0, bx.size
+                wx, wd, wn = bx[lo:hi], bd[lo:hi], bn[lo:hi]
+                hull_w = lower_hull(wx, wd)
+                sx, sd = wx[hull_w], wd[hull_w]
+                count = float(wn.sum())
+                mean_x = float(wn @ wx) / count
+                k = min(max(int(np.searchsorted(sx, mean_x, side="right")) - 1, 0), max(sx.size - 2, 0))
+                slope = (sd[k + 1] - sd[k]) / (sx[k + 1] - sx[k]) if sx.size > 1 else m._beta_prior
+                excess = np.maximum(wd - (sd[k] + slope * (wx - sx[k])), 0.0) * wn
+                scale = max(float(np.median(excess)) / math.log(2.0), SCALE_FLOOR_S)
+                post = envelope_posterior(sx, sd, count, mean_x, scale, float(kx), slope, DRIFT_PRIOR_SIGMA)
+                values[i] = post.offset
             out.append((ep.x0, ep.t_start, knots, values))
         return cls(out, m.drift, m.offset, m.uncertainty)
 
