@@ -185,8 +185,8 @@ def envelope_posterior(
 
     Model: ``count`` points (x_i, d_i) lie above the line by independent Exp(``scale``)
     excesses; their lower convex hull is (``hull_x``, ``hull_d``) (sorted by x, K >= 1) and
-    their mean x is ``x_mean``. The likelihood is ``exp(count (c + b x_mean ... ) / scale)``
-    on the polygon where the line stays under every hull vertex, so the marginal of b is
+    their mean x is ``x_mean``. The likelihood is ``exp(count c / scale)`` on the polygon
+    of lines that stay under every hull vertex, so the marginal of b is
     ``exp(count g(b) / scale)`` with ``g(b) = min_j(d_j - b (x_j - x_mean))`` (piecewise
     linear, concave) and ``c | b = g(b) - Exp(scale / count)``. With a flat prior on c and a
     Laplace prior on b (mean ``slope_prior``, standard deviation ``slope_prior_sigma``) the
@@ -385,13 +385,12 @@ class ClockModel:
         self._wsum = 0.0
         self._wxsum = 0.0
         self._wx_last = math.nan
-        self._median_excess = math.nan
+        self._delay_scale = math.nan
         self._unc = math.inf
         self._degenerate = True
         self._viol: list[tuple[float, float, float]] = []
         self._n_window_bins = 0
         self._span = 0.0
-        self._bias = 0.0
         self._slope_unc = self._beta_prior_sigma
         self._window_start = -math.inf
         self._next_check = CHANGE_EVERY_S
@@ -410,7 +409,7 @@ class ClockModel:
         """``to_global(t) - t`` at the latest sample, seconds."""
         if not self.epochs:
             return math.nan
-        return self.alpha + self.beta * (self._x_last - self.epochs[-1].x0) - self._bias
+        return self.alpha + self.beta * (self._x_last - self.epochs[-1].x0)
 
     @property
     def drift(self) -> float:
@@ -472,7 +471,7 @@ class ClockModel:
         if not self.ready:
             return np.full_like(x, np.nan)
         cur = self.epochs[-1]
-        out = x + self.alpha + self.beta * (x - cur.x0) - self._bias
+        out = x + self.alpha + self.beta * (x - cur.x0)
         if len(self.epochs) > 1:
             claimed = (x >= cur.x0) & (x <= max(cur.x_hi, self._x_last))
             for ep in reversed(self.epochs[:-1]):
@@ -486,12 +485,12 @@ class ClockModel:
     def _new_epoch(self, x0: float, t_arrival: float) -> None:
         if self.epochs:
             old = self.epochs[-1]
-            old.alpha, old.beta, old.x_hi = self.alpha - self._bias, self.beta, max(old.x_hi, self._x_last)
+            old.alpha, old.beta, old.x_hi = self.alpha, self.beta, max(old.x_hi, self._x_last)
             self.resets += 1
             if not self._degenerate and self._span >= self.min_span:
                 self._beta_prior = self.beta
                 self._beta_prior_sigma = max(self._slope_sigma(), 1e-7)
-                self._scale_prior = self._median_excess  # same transport after a reboot
+                self._scale_prior = self._delay_scale  # same transport after a reboot
         self.epochs.append(Epoch(len(self.epochs), x0, t_arrival))
         self._reset_state()
 
@@ -634,7 +633,7 @@ class ClockModel:
         hull = lower_hull(sx, sd)
         count = float(sn.sum())
         short = envelope_posterior(
-            sx[hull], sd[hull], count, float(sn @ sx) / count, self._median_excess, x_now, self._beta_prior,
+            sx[hull], sd[hull], count, float(sn @ sx) / count, self._delay_scale, x_now, self._beta_prior,
             DRIFT_PRIOR_SIGMA,
         )  # fmt: skip
         long = self.alpha + self.beta * x_now
@@ -688,7 +687,6 @@ class ClockModel:
         if self._degenerate:  # no clock of its own: d is the fixed latency, exactly
             self.beta = 0.0
             self.alpha = float(np.min(win[:, 1]))
-            self._bias = 0.0
             self._unc = self.jitter_prior
             self._slope_unc = 0.0
             return
@@ -698,7 +696,7 @@ class ClockModel:
         measured = float(np.partition(resid * win[:, 2], n // 2)[n // 2]) / math.log(2.0) if n >= 3 else 0.0
         k = n if n >= 3 else 0
         scale = max((k * measured + SCALE_PRIOR_BINS * self._scale_prior) / (k + SCALE_PRIOR_BINS), SCALE_FLOOR_S)
-        self._median_excess = scale
+        self._delay_scale = scale
         hx, hd = self._hull.arrays_with(self._open_x, self._open_d) if has_open else self._hull.arrays()
         if hx.size == 0:
             hx, hd = win[:1, 0].copy(), win[:1, 1].copy()
@@ -712,7 +710,6 @@ class ClockModel:
         )
         self.beta = post.slope
         self.alpha = post.offset - post.slope * x_now
-        self._bias = 0.0
         self._unc = math.hypot(post.sigma, UNC_FLOOR_S)
         self._slope_unc = post.slope_sigma
 
