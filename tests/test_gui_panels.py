@@ -18,7 +18,8 @@ from sensorium_desktop.core.backpressure import FOCUS_BOOST_S, Attention
 from sensorium_desktop.core.pose import N_LANDMARKS
 from sensorium_desktop.viewmodel.app import AppModel
 from sensorium_desktop.viewmodel.gaze import GazeHeatmap
-from sensorium_desktop.viewmodel.lab import breathing_synchrony
+from sensorium_desktop.viewmodel import lab as lab_module
+from sensorium_desktop.viewmodel.lab import LabStatusModel, breathing_synchrony
 
 pytestmark = pytest.mark.gui
 
@@ -385,3 +386,28 @@ def test_record_stop_and_export_from_the_window(
         assert "samples exported" in dialog.message.text()
     finally:
         node.stop()
+
+
+def test_group_rate_is_averaged_over_slices(redis_server: RedisServer, keys: Keys, monkeypatch) -> None:
+    """The sync worker writes a slice's groups every few seconds: the panel's groups/s must
+    not read 0 between two slices (it did, for every refresh without a new slice)."""
+    import asyncio
+
+    now = [1000.0]
+    monkeypatch.setattr(lab_module.time, "time", lambda: now[0])
+    model = LabStatusModel(redis_server.url, keys)
+    c = redis_server.client()
+    rates = []
+    for second in range(12):
+        if second % 4 == 1:  # a slice of 2 groups every 4 s
+            for _ in range(2):
+                c.xadd(keys.groups, {"t": "0"})
+        rates.append(asyncio.run(model.refresh()).group_rate)
+        now[0] += 1.0
+    assert rates[0] == 0.0
+    assert all(r > 0 for r in rates[1:])
+    assert rates[-1] == pytest.approx(6 / 11)  # 3 slices since the first refresh, 11 s ago
+    for _ in range(40):  # no more slices: the window empties
+        asyncio.run(model.refresh())
+        now[0] += 1.0
+    assert asyncio.run(model.refresh()).group_rate == 0.0

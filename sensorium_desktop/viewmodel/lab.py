@@ -25,6 +25,8 @@ from .base import Event
 log = logging.getLogger(__name__)
 
 HISTORY_S = 120.0
+#: Groups per second are averaged over this many seconds (s).
+GROUP_RATE_WINDOW_S = 30.0
 
 
 @dataclass(slots=True)
@@ -82,7 +84,7 @@ class LabStatusModel:
         self.snapshot = LabSnapshot()
         self.changed = Event()
         self.offsets: dict[str, collections.deque[tuple[float, float]]] = {}
-        self._groups_seen: tuple[float, int] | None = None
+        self._groups_seen: collections.deque[tuple[float, int]] = collections.deque()
         self._client: redis.Redis | None = None
 
     def _read(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -120,10 +122,13 @@ class LabStatusModel:
                 while hist and now - hist[0][0] > HISTORY_S:
                     hist.popleft()
         groups = int(status.get("groups") or 0)
-        rate = 0.0
-        if self._groups_seen is not None and now > self._groups_seen[0]:
-            rate = max(0.0, (groups - self._groups_seen[1]) / (now - self._groups_seen[0]))
-        self._groups_seen = (now, groups)
+        seen = self._groups_seen
+        seen.append((now, groups))
+        while now - seen[0][0] > GROUP_RATE_WINDOW_S:
+            seen.popleft()
+        # slices are written every few seconds: a rate over one refresh would mostly read 0
+        t_first, n_first = seen[0]
+        rate = max(0.0, (groups - n_first) / (now - t_first)) if now > t_first else 0.0
         snap = LabSnapshot(status, bp, clocks, rate, "", now)
         self.snapshot = snap
         self.changed.emit(snap)
