@@ -3,6 +3,7 @@ markers, status panels following Redis, attention from what is on screen, saved 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -16,9 +17,9 @@ from sensorium_desktop.bus.connection import async_client
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.core.backpressure import FOCUS_BOOST_S, Attention
 from sensorium_desktop.core.pose import N_LANDMARKS
+from sensorium_desktop.viewmodel import lab as lab_module
 from sensorium_desktop.viewmodel.app import AppModel
 from sensorium_desktop.viewmodel.gaze import GazeHeatmap
-from sensorium_desktop.viewmodel import lab as lab_module
 from sensorium_desktop.viewmodel.lab import LabStatusModel, breathing_synchrony
 
 pytestmark = pytest.mark.gui
@@ -391,8 +392,6 @@ def test_record_stop_and_export_from_the_window(
 def test_group_rate_is_averaged_over_slices(redis_server: RedisServer, keys: Keys, monkeypatch) -> None:
     """The sync worker writes a slice's groups every few seconds: the panel's groups/s must
     not read 0 between two slices (it did, for every refresh without a new slice)."""
-    import asyncio
-
     now = [1000.0]
     monkeypatch.setattr(lab_module.time, "time", lambda: now[0])
     model = LabStatusModel(redis_server.url, keys)

@@ -101,9 +101,7 @@ def lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return idx
 
 
-def bin_minima(
-    t_local: np.ndarray, t_arrival: np.ndarray, width: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bin_minima(t_local: np.ndarray, t_arrival: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The (t_local, t_arrival) pairs with the smallest ``t_arrival - t_local`` per ``width``
     seconds of local time (bins aligned to the first sample and to every clock reset), in
     arrival order, and how many deliveries (runs of equal arrival time) each bin held. A
