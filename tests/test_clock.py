@@ -297,3 +297,28 @@ def test_packets_count_deliveries_not_samples() -> None:
     assert float(c.to_global(x[-1])) == pytest.approx(float(a.to_global(x[-1])), abs=1e-9)
     with pytest.raises(ValueError, match="packets"):
         c.update(x[:3], burst[:3], ends[:2])
+
+
+def test_envelope_posterior_reduces_unsorted_or_tied_points_to_their_hull() -> None:
+    rng = np.random.default_rng(4)
+    x = np.sort(rng.uniform(0, 10, 30))
+    d = rng.exponential(1.0, 30)
+    h = lower_hull(x, d)
+    clean = envelope_posterior(x[h], d[h], 30, float(x.mean()), 1.0, 10.0)
+    messy_x = np.concatenate([x[h], x[h][:2]])[::-1]  # reversed, with two vertices repeated higher up
+    messy_d = np.concatenate([d[h], d[h][:2] + 0.5])[::-1]
+    messy = envelope_posterior(messy_x, messy_d, 30, float(x.mean()), 1.0, 10.0)
+    assert messy == clean
+
+
+def test_reset_inside_the_very_first_batch_is_detected() -> None:
+    """An export fits a whole recording in one update: a reboot inside it is still a reset
+    (it was missed when the first call held it, and the two epochs were mixed)."""
+    sc = reset(seed=2, duration=90.0)
+    m = ClockModel(fixed_latency=sc.fixed_latency)
+    m.update(sc.t_local, sc.t_arrival)
+    assert m.resets == 1 and m.epoch == 1
+    ref = m.refine()
+    late = sc.t_true > sc.events["reset"] + 2.0
+    assert np.all(np.isfinite(ref.to_global(sc.t_local[late], 1)))
+    assert np.abs(ref.to_global(sc.t_local[late], 1) - sc.t_true[late]).max() < 0.2e-3

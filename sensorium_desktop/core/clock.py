@@ -182,7 +182,8 @@ def envelope_posterior(
     """Exact posterior of the line ``off(x) = c + b (x - x_mean)`` under one-sided delays.
 
     Model: ``count`` points (x_i, d_i) lie above the line by independent Exp(``scale``)
-    excesses; their lower convex hull is (``hull_x``, ``hull_d``) (sorted by x, K >= 1) and
+    excesses; their lower convex hull is (``hull_x``, ``hull_d``) (sorted by x, K >= 1; other
+    points are reduced to their hull first) and
     their mean x is ``x_mean``. The likelihood is ``exp(count c / scale)`` on the polygon
     of lines that stay under every hull vertex, so the marginal of b is
     ``exp(count g(b) / scale)`` with ``g(b) = min_j(d_j - b (x_j - x_mean))`` (piecewise
@@ -194,6 +195,13 @@ def envelope_posterior(
     """
     hx = np.asarray(hull_x, dtype=np.float64)
     hd = np.asarray(hull_d, dtype=np.float64)
+    if hx.size > 1 and not bool(np.all(hx[1:] > hx[:-1])):  # not a hull: sort, lowest per x, hull
+        order = np.lexsort((hd, hx))
+        hx, hd = hx[order], hd[order]
+        first = np.concatenate(([True], hx[1:] != hx[:-1]))
+        hx, hd = hx[first], hd[first]
+        keep = lower_hull(hx, hd)
+        hx, hd = hx[keep], hd[keep]
     k_count = hx.size
     centre = int(np.searchsorted(hx, x_mean))
     ref = float(hd[min(centre, k_count - 1)])
@@ -442,21 +450,21 @@ class ClockModel:
             return
         if not math.isfinite(float(x.sum()) + float(y.sum())):
             raise ValueError("t_local/t_arrival contain NaN or inf")
-        if self.epochs:
-            if x[0] < self._x_last - RESET_BACKSTEP_S:
-                back = 0
-            elif x.size > 1 and (x[1:] < x[:-1] - RESET_BACKSTEP_S).any():
-                back = int(np.argmax(x[1:] < x[:-1] - RESET_BACKSTEP_S)) + 1
-            else:
-                back = -1
-            if back >= 0:
-                if back > 0:
-                    self._update_epoch(x[:back], y[:back], None if packets is None else packets[:back])
-                self._new_epoch(float(x[back]), float(y[back]))
-                self.update(x[back:], y[back:], None if packets is None else packets[back:])
-                return
-        else:
+        if not self.epochs:
             self._new_epoch(float(x[0]), float(y[0]))
+        # a backward step of the device clock (reboot) starts a new epoch, also inside a batch
+        if x[0] < self._x_last - RESET_BACKSTEP_S:
+            back = 0
+        elif x.size > 1 and (x[1:] < x[:-1] - RESET_BACKSTEP_S).any():
+            back = int(np.argmax(x[1:] < x[:-1] - RESET_BACKSTEP_S)) + 1
+        else:
+            back = -1
+        if back >= 0:
+            if back > 0:
+                self._update_epoch(x[:back], y[:back], None if packets is None else packets[:back])
+            self._new_epoch(float(x[back]), float(y[back]))
+            self.update(x[back:], y[back:], None if packets is None else packets[back:])
+            return
         self._update_epoch(x, y, packets)
 
     def to_global(self, t_local: np.ndarray | float) -> np.ndarray:
