@@ -82,17 +82,25 @@ def run_lp(sc: Scenario) -> np.ndarray:
         x = sc.t_local[sel]
         d = sc.t_arrival[sel] - sc.fixed_latency - x
         xm = x.mean()
-        xc = x - xm
-        res = linprog(
-            c=[-xc.size, -xc.sum()],
-            A_ub=np.column_stack([np.ones_like(xc), xc]),
-            b_ub=d,
-            bounds=[(None, None), (-1e-3, 1e-3)],  # |drift| < 1000 ppm keeps tiny epochs bounded
-            method="highs",
-        )
-        a, b = res.x if res.status == 0 else (float(np.min(d)), 0.0)
-        est[sel] = x + a + b * xc
+        a, b = envelope_lp(x - xm, d)
+        est[sel] = x + a + b * (x - xm)
     return est
+
+
+def envelope_lp(xc: np.ndarray, d: np.ndarray) -> tuple[float, float]:
+    """max sum(a + b xc) s.t. a + b xc_i <= d_i (``xc`` centred, seconds): (a, b).
+    Solved relative to min(d): HiGHS loses ~0.5 us on offsets of ~1.8e9 s otherwise."""
+    ref = float(np.min(d))
+    res = linprog(
+        c=[-xc.size, -xc.sum()],
+        A_ub=np.column_stack([np.ones_like(xc), xc]),
+        b_ub=d - ref,
+        bounds=[(None, None), (-1e-3, 1e-3)],  # |drift| < 1000 ppm keeps tiny epochs bounded
+        method="highs",
+    )
+    if res.status != 0:
+        return ref, 0.0
+    return ref + float(res.x[0]), float(res.x[1])
 
 
 def run_causal_lp(sc: Scenario, every: float = 1.0) -> np.ndarray:
@@ -117,14 +125,11 @@ def run_causal_lp(sc: Scenario, every: float = 1.0) -> np.ndarray:
             x = sc.t_local[sel]
             d = sc.t_arrival[sel] - sc.fixed_latency - x
             xm = x.mean()
-            xc = x - xm
             if x[-1] - x[0] < 2.0:
                 a, b = float(np.min(d)), 0.0
                 xm = 0.0
             else:
-                res = linprog(c=[-xc.size, -xc.sum()], A_ub=np.column_stack([np.ones_like(xc), xc]), b_ub=d,
-                              bounds=[(None, None), (-1e-3, 1e-3)], method="highs")  # fmt: skip
-                a, b = res.x if res.status == 0 else (float(np.min(d)), 0.0)
+                a, b = envelope_lp(x - xm, d)
             next_fit = t_now + every
             ep_cur = e
         x = sc.t_local[sl]
@@ -184,7 +189,8 @@ def run_bound(sc: Scenario, max_evals: int = 3000) -> np.ndarray:
             continue
         hxa, hda = np.array(hx), np.array(hd)
         x = sc.t_local[sl]
-        off, slope = pitman_grid(hxa - hxa[0], hda, n, x_sum / n - hxa[0], sc.jitter, x_last - hxa[0])
+        off, slope = pitman_grid(hxa - hxa[0], hda - hda[0], n, x_sum / n - hxa[0], sc.jitter, x_last - hxa[0])
+        off += hda[0]
         same = epochs[sl] == ep_cur
         est[sl] = np.where(same, x + off + slope * (x - x_last), np.nan)
     return est

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from benchmarks.clock_scenarios import T0, ble, camera, no_clock, reset
 from benchmarks.sync_accuracy import pitman_grid
+from sensorium_desktop.core import clock
 from sensorium_desktop.core.clock import ClockModel, bin_minima, envelope_posterior, lower_hull
 
 
@@ -25,11 +26,12 @@ def feed(m: ClockModel, sc) -> tuple[np.ndarray, np.ndarray]:
     return est, unc
 
 
-def test_lower_hull_matches_brute_force() -> None:
+@pytest.mark.parametrize("n", [3, 40, 400])  # the Python scan and the numpy passes
+def test_lower_hull_matches_brute_force(n: int) -> None:
     rng = np.random.default_rng(0)
     for _ in range(50):
-        x = np.sort(rng.uniform(0, 10, 40))
-        y = rng.exponential(1.0, 40) + 0.3 * x
+        x = np.sort(rng.uniform(0, 10, n))
+        y = rng.exponential(1.0, n) + 0.3 * x
         idx = lower_hull(x, y)
         # every point is on or above every hull edge's line within the edge's x-range
         for a, b in itertools.pairwise(idx):
@@ -37,6 +39,18 @@ def test_lower_hull_matches_brute_force() -> None:
             line = y[a] + slope * (x - x[a])
             assert np.all(y >= line - 1e-9)
         assert idx[0] == 0 and idx[-1] == x.size - 1
+
+
+def test_lower_hull_scan_and_passes_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    for n in (2, 7, 60, 127):
+        x = np.sort(rng.choice(np.arange(1000.0), n, replace=False))
+        y = np.round(rng.exponential(1.0, n), 1)  # ties in y: collinear runs
+        scan = lower_hull(x, y)
+        monkeypatch.setattr(clock, "SMALL_HULL", -1)
+        passes = lower_hull(x, y)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(scan, passes)
 
 
 def test_recovers_offset_and_drift_with_one_sided_delays() -> None:
@@ -322,3 +336,23 @@ def test_reset_inside_the_very_first_batch_is_detected() -> None:
     late = sc.t_true > sc.events["reset"] + 2.0
     assert np.all(np.isfinite(ref.to_global(sc.t_local[late], 1)))
     assert np.abs(ref.to_global(sc.t_local[late], 1) - sc.t_true[late]).max() < 0.2e-3
+
+
+def test_uncertainty_widens_between_refits_and_refits_thin_out_with_age() -> None:
+    sc = ble(seed=3, duration=200.0)
+    m = ClockModel(fixed_latency=sc.fixed_latency)
+    fits: list[float] = []  # local time of each refit (the line changed)
+    widening: list[bool] = []
+    prev = (math.nan, math.nan, math.nan)
+    for sl in sc.batch_slices():
+        m.update(sc.t_local[sl], sc.t_arrival[sl])
+        line, unc = (m.alpha, m.beta), m.uncertainty
+        if line != prev[:2]:
+            fits.append(float(sc.t_local[sl.stop - 1]))
+        elif sc.t_true[sl.start] > T0 + 150.0:
+            widening.append(unc > prev[2])
+        prev = (*line, unc)
+    gaps = np.diff(fits)
+    assert np.median(gaps[: len(gaps) // 10]) <= 0.3  # young: every bin
+    assert 1.0 < np.median(gaps[-20:]) <= 3.0  # then 1 % of the window's span
+    assert widening and all(widening)  # sigma grows with the time since the last fit

@@ -70,6 +70,11 @@ SCALE_PRIOR_S = 5e-3
 SCALE_PRIOR_BINS = 4
 #: Bins in the window below which every update refits (no open-bin fast path).
 YOUNG_BINS = 16
+#: Once the epoch is older, the posterior is refitted every max(``refit_every``, this
+#: fraction of the window's span): new data then change it by about that fraction.
+REFIT_SPAN_FRACTION = 0.01
+#: Point count up to which :func:`lower_hull` scans in Python rather than in numpy passes.
+SMALL_HULL = 128
 #: Smallest per-delivery excess-delay scale (s) the posterior works with.
 SCALE_FLOOR_S = 1e-9
 #: Floor of the reported uncertainty (s): float64 resolution of epoch timestamps is 0.24 us.
@@ -81,11 +86,26 @@ def _cross(ox: float, oy: float, ax: float, ay: float, bx: float, by: float) -> 
 
 
 def lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Indices of the lower convex hull of points sorted by x (monotone chain).
+    """Indices of the lower convex hull of points sorted by strictly increasing x
+    (monotone chain; callers keep the lowest point of tied x).
 
-    Vectorized by repeatedly deleting every point that lies on or above the segment joining
-    its neighbours; each pass is O(n) numpy and few passes are needed in practice.
+    Up to ``SMALL_HULL`` points, one monotone-chain scan (fewer interpreter steps than numpy
+    calls); above, vectorized by repeatedly deleting every point that lies on or above the
+    segment joining its neighbours: each pass is O(n) numpy, few passes are needed.
     """
+    if x.size <= SMALL_HULL:
+        hx: list[float] = []
+        hy: list[float] = []
+        hi: list[int] = []
+        for i, (px, py) in enumerate(zip(x.tolist(), y.tolist(), strict=True)):
+            while len(hi) >= 2 and _cross(hx[-2], hy[-2], hx[-1], hy[-1], px, py) <= 0:
+                hx.pop()
+                hy.pop()
+                hi.pop()
+            hx.append(px)
+            hy.append(py)
+            hi.append(i)
+        return np.array(hi, dtype=np.intp)
     idx = np.arange(x.size)
     while idx.size > 2:
         xa, ya = x[idx], y[idx]
@@ -393,6 +413,7 @@ class ClockModel:
         self._wx_last = math.nan
         self._delay_scale = math.nan
         self._unc = math.inf
+        self._x_fit = 0.0  # local time (rel. to the epoch's x0) of the last refit
         self._degenerate = True
         self._viol: list[tuple[float, float, float]] = []
         self._n_window_bins = 0
@@ -424,8 +445,10 @@ class ClockModel:
 
     @property
     def uncertainty(self) -> float:
-        """1-sigma of ``to_global`` at the latest sample, seconds."""
-        return self._unc
+        """1-sigma of ``to_global`` at the latest sample, seconds: the last fit's, widened by
+        its slope uncertainty over the local time since that fit."""
+        ahead = self._x_last - self.epochs[-1].x0 - self._x_fit if self.epochs else 0.0
+        return math.hypot(self._unc, self._slope_unc * ahead) if ahead > 0.0 else self._unc
 
     @property
     def ready(self) -> bool:
@@ -448,15 +471,15 @@ class ClockModel:
                 raise ValueError(f"packets {packets.shape} must match t_local {x.shape}")
         if x.size == 0:
             return
-        if not math.isfinite(float(x.sum()) + float(y.sum())):
+        if not math.isfinite(float(np.add.reduce(x)) + float(np.add.reduce(y))):
             raise ValueError("t_local/t_arrival contain NaN or inf")
         if not self.epochs:
             self._new_epoch(float(x[0]), float(y[0]))
         # a backward step of the device clock (reboot) starts a new epoch, also inside a batch
         if x[0] < self._x_last - RESET_BACKSTEP_S:
             back = 0
-        elif x.size > 1 and (x[1:] < x[:-1] - RESET_BACKSTEP_S).any():
-            back = int(np.argmax(x[1:] < x[:-1] - RESET_BACKSTEP_S)) + 1
+        elif x.size > 1 and float(np.minimum.reduce(x[1:] - x[:-1])) < -RESET_BACKSTEP_S:
+            back = int(np.argmax(x[1:] - x[:-1] < -RESET_BACKSTEP_S)) + 1
         else:
             back = -1
         if back >= 0:
@@ -518,7 +541,7 @@ class ClockModel:
         if not math.isfinite(self.alpha):
             self.alpha = float(np.min(d - self.beta * xr))
         r = d - (self.alpha + self.beta * xr)
-        i = int(np.argmin(r))
+        i = int(r.argmin())
         step_tol = max(STEP_MIN_S, 10.0 * self._unc)
         if r[i] < -step_tol and self._n_window_bins >= 3:  # too few points: just a better minimum
             keep = self._handle_violations(x, y, r < -step_tol, r, packets)
@@ -528,7 +551,7 @@ class ClockModel:
             xr, d, r = xr[keep], d[keep], r[keep]
             if xr.size == 0:
                 return
-            i = int(np.argmin(r))
+            i = int(r.argmin())
         else:
             ends = packets
         w = self.bin_width
@@ -562,7 +585,7 @@ class ClockModel:
             self._open_bin, self._open_r, self._open_x, self._open_d, self._open_n = b, pr, px, pd_, pn
         if young or xr[-1] >= self._next_refit:
             self._refit(ep)
-            self._next_refit = float(xr[-1]) + self.refit_every
+            self._next_refit = float(xr[-1]) + max(self.refit_every, REFIT_SPAN_FRACTION * self._span)
 
     def _handle_violations(
         self, x: np.ndarray, y: np.ndarray, viol: np.ndarray, r: np.ndarray, packets: np.ndarray | None
@@ -686,6 +709,7 @@ class ClockModel:
             win = np.vstack([win, open_pt]) if win.size else open_pt
         if win.shape[0] == 0:
             return
+        self._x_fit = self._x_last - ep.x0
         n = win.shape[0]
         self._n_window_bins = n
         self._span = float(win[-1, 0] - win[0, 0])
@@ -710,7 +734,7 @@ class ClockModel:
         count = self._wsum + open_n
         x_mean = (self._wxsum + open_n * self._open_x) / count if count > 0 else float(np.mean(win[:, 0]))
         x_mean = min(max(x_mean, float(hx[0])), float(hx[-1]))
-        x_now = self._x_last - ep.x0
+        x_now = self._x_fit
         post = envelope_posterior(
             hx, hd, max(count, 1.0), x_mean, scale, x_now, self._beta_prior, self._beta_prior_sigma
         )
@@ -728,9 +752,9 @@ class ClockModel:
         ep = self.epochs[-1] if self.epochs else None
         return {
             "offset_mean": self.offset,
-            "offset_variance": self._unc**2 if math.isfinite(self._unc) else math.inf,
+            "offset_variance": self.uncertainty**2,
             "drift": self.drift,
-            "uncertainty": self._unc,
+            "uncertainty": self.uncertainty,
             "alpha": self.alpha,
             "beta": self.beta,
             "x0": ep.x0 if ep else math.nan,
