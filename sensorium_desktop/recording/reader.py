@@ -169,8 +169,10 @@ def _concat_sensor(info: SensorInfo, parts: list[BatchRecord], warn: Callable[[s
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     t_arrival = np.concatenate([p.t_arrival for p in parts])
     t_local = np.concatenate([p.t_local for p in parts]) if has_local else None  # type: ignore[misc]
-    values = np.concatenate([_pad(p.values, width) for p in parts]) if len(widths) > 1 else np.concatenate(
-        [p.values for p in parts]
+    values = (
+        np.concatenate([_pad(p.values, width) for p in parts])
+        if len(widths) > 1
+        else np.concatenate([p.values for p in parts])
     )
     for name, arr in (("arrival", t_arrival), ("device", t_local)):
         if arr is not None and not np.isfinite(arr).all():
