@@ -96,16 +96,9 @@ def lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if x.size <= SMALL_HULL:
         hx: list[float] = []
         hy: list[float] = []
-        hi: list[int] = []
-        for i, (px, py) in enumerate(zip(x.tolist(), y.tolist(), strict=True)):
-            while len(hi) >= 2 and _cross(hx[-2], hy[-2], hx[-1], hy[-1], px, py) <= 0:
-                hx.pop()
-                hy.pop()
-                hi.pop()
-            hx.append(px)
-            hy.append(py)
-            hi.append(i)
-        return np.array(hi, dtype=np.intp)
+        for px, py in zip(x.tolist(), y.tolist(), strict=True):
+            push_lower_hull(hx, hy, px, py)
+        return np.searchsorted(x, hx)  # x strictly increasing: the vertices' own indices
     idx = np.arange(x.size)
     while idx.size > 2:
         xa, ya = x[idx], y[idx]
