@@ -156,6 +156,33 @@ def drift_change(seed: int = 6, duration: float = 120.0) -> Scenario:
                     starts, {"change": T0 + 60.0})  # fmt: skip
 
 
+def reorder_deliveries(sc: Scenario, rng: np.random.Generator, fraction: float, max_delay: float) -> Scenario:
+    """``sc`` with ``fraction`` of its deliveries held back by 0 to ``max_delay`` s, so they
+    arrive after later ones (as a transport that reorders, or two sensors of one clock
+    interleaved); samples are put in delivery order."""
+    slices = sc.batch_slices()
+    arrival = np.array([sc.t_arrival[s.stop - 1] for s in slices])
+    late = rng.random(arrival.size) < fraction
+    arrival = arrival + late * rng.uniform(0.0, max_delay, arrival.size)
+    order = np.argsort(arrival, kind="stable")
+    idx = np.concatenate([np.arange(slices[k].start, slices[k].stop) for k in order.tolist()])
+    sizes = np.array([slices[k].stop - slices[k].start for k in order.tolist()])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    t_arrival = np.repeat(arrival[order], sizes)
+    return Scenario(f"{sc.name}_reordered", sc.description, sc.t_local[idx], t_arrival, sc.t_true[idx],
+                    sc.fixed_latency, sc.jitter, starts, dict(sc.events),
+                    None if sc.epochs is None else sc.epochs[idx])  # fmt: skip
+
+
+def reordered(seed: int = 9, duration: float = 120.0) -> Scenario:
+    """The BLE-like scenario of the same seed with 5 % of its deliveries arriving late by
+    up to 200 ms, after later ones (t_local steps back by up to 200 ms)."""
+    sc = reorder_deliveries(ble(seed=seed, duration=duration), np.random.default_rng(seed + 1000), 0.05, 0.2)
+    sc.name = "reordered"
+    sc.description = "BLE-like, 5 % of deliveries late by 0-200 ms (arrive after later ones)"
+    return sc
+
+
 def no_clock(seed: int = 7, duration: float = 120.0) -> Scenario:
     """A sensor without its own clock: t_local == t_arrival (USB-like delays)."""
     rng = np.random.default_rng(seed)
@@ -174,4 +201,5 @@ SCENARIOS = {
     "rate_change": rate_change,
     "drift_change": drift_change,
     "no_clock": no_clock,
+    "reordered": reordered,
 }

@@ -338,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
             ("BLE-like within 2x of the causal LP", ble.ratio("ours", "causal_lp") <= 2, True),
             ("BLE-like refine() within 2x of the offline LP", ble.ratio("refined", "lp") <= 2, True),
         ]
+        reo = next((r for r in rows if r.name == "reordered"), None)
+        if reo is not None:
+            checks.append(("reordered deliveries within 1.25x of the same data in order", reo.ours <= 1.25 * ble.ours,
+                           True))
         reset = next((r for r in rows if r.name == "reset"), None)
         if reset and reset.recovery is not None:
             checks.append(("reset recovered within 2 s", reset.recovery <= 2.0, True))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.clock_scenarios import T0, ble, camera, no_clock, reset
+from benchmarks.clock_scenarios import T0, Scenario, ble, camera, no_clock, reorder_deliveries, reset
 from benchmarks.sync_accuracy import pitman_grid
 from sensorium_desktop.core import clock
 from sensorium_desktop.core.clock import ClockModel, bin_minima, envelope_posterior, lower_hull
@@ -356,3 +356,52 @@ def test_uncertainty_widens_between_refits_and_refits_thin_out_with_age() -> Non
     assert np.median(gaps[: len(gaps) // 10]) <= 0.3  # young: every bin
     assert 1.0 < np.median(gaps[-20:]) <= 3.0  # then 1 % of the window's span
     assert widening and all(widening)  # sigma grows with the time since the last fit
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    fraction=st.floats(0.01, 0.3),
+    max_delay=st.floats(0.005, 0.2),
+)
+def test_reordered_deliveries_never_reset_the_clock(seed: int, fraction: float, max_delay: float) -> None:
+    """Deliveries arriving after later ones (t_local steps back by up to 200 ms) are late
+    samples of the same clock: no new epoch, and the estimate stays as good as in order."""
+    sc = reorder_deliveries(ble(seed=seed, duration=30.0), np.random.default_rng(seed), fraction, max_delay)
+    m = ClockModel(fixed_latency=sc.fixed_latency)
+    est, _ = feed(m, sc)
+    assert m.resets == 0 and m.epoch == 0
+    steps_back = int(np.count_nonzero(np.diff(sc.t_local) < -clock.RESET_BACKSTEP_S))
+    assert (m.late > 0) == (steps_back > 0)
+    settled = sc.t_true > T0 + 10.0
+    assert np.sqrt(np.mean((est - sc.t_true)[settled] ** 2)) < 2e-4
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    at=st.floats(8.0, 20.0),
+    backstep=st.floats(0.75, 5000.0),  # the clock steps back >= 0.25 s behind where it stopped
+    fraction=st.floats(0.0, 0.05),
+)
+def test_real_reboots_always_start_a_new_epoch(seed: int, at: float, backstep: float, fraction: float) -> None:
+    """A device clock that restarts (steps back by more than a late delivery can explain;
+    the device is silent for the 0.5 s it takes to reboot) is a reset, with or without
+    some deliveries reordered by up to 100 ms; recovered within 2 s."""
+    sc = ble(seed=seed, duration=30.0)
+    up = sc.t_true >= T0 + at + 0.5
+    keep = (sc.t_true < T0 + at) | up
+    sc.t_local = np.where(up, sc.t_local - backstep, sc.t_local)
+    starts = np.zeros(sc.t_local.size, dtype=bool)
+    starts[sc.batches] = True
+    starts = starts[keep]
+    starts[0] = True
+    sc = Scenario(sc.name, "", sc.t_local[keep], sc.t_arrival[keep], sc.t_true[keep], sc.fixed_latency, sc.jitter,
+                  np.flatnonzero(starts))  # fmt: skip
+    if fraction:
+        sc = reorder_deliveries(sc, np.random.default_rng(seed), fraction, 0.1)
+    m = ClockModel(fixed_latency=sc.fixed_latency)
+    est, _ = feed(m, sc)
+    assert m.resets == 1 and m.epoch == 1
+    after = sc.t_true >= T0 + at + 2.5
+    assert np.max(np.abs(est - sc.t_true)[after]) < 1e-3

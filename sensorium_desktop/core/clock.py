@@ -26,8 +26,13 @@ Online and vectorized:
   posterior is refitted as bins close (every update while the epoch is young);
 - the excess-delay scale is the median of (deliveries x bin-minimum excess) / ln 2, robust
   to delay spikes;
-- a backward jump of ``t_local`` (device reboot) or a confirmed drop of the offset below the
-  envelope (clock stepped forward) starts a new *epoch*; the old epoch's drift and delay
+- a backward jump of ``t_local`` is a reboot only when later deliveries confirm it: the
+  samples from the jump on are held until either one of them fits the current line (then
+  they were delivered late — batches reordered by the transport or several sensors of one
+  clock domain interleaved — and update the line like any sample) or none has for
+  ``RESET_CONFIRM_S`` and ``RESET_CONFIRM_DELIVERIES`` deliveries (then the clock was reset);
+- a confirmed reset or a confirmed drop of the offset below the envelope (clock stepped
+  forward) starts a new *epoch*; the old epoch's drift and delay
   scale are the new one's priors (same oscillator, same link), so the offset is re-acquired
   in < 1 s; a persistent disagreement of the last 15 s with the long fit (a drift change)
   shrinks the window;
@@ -46,8 +51,17 @@ from typing import Any
 
 import numpy as np
 
-#: Backward step of t_local (s) that counts as a clock reset.
+#: Backward step of t_local (s) that makes a reset possible: the samples from there on are
+#: held until later deliveries show whether the clock was reset (they never again fit the
+#: current line) or they were delivered late (a later delivery fits it).
 RESET_BACKSTEP_S = 1e-3
+#: A backward step is confirmed as a reset when, for this long (s, arrival time) and for
+#: at least RESET_CONFIRM_DELIVERIES deliveries, no sample fitted the current line.
+RESET_CONFIRM_S = 0.25
+RESET_CONFIRM_DELIVERIES = 3
+#: A held sample "fits" the current line when its excess delay over it is below
+#: max(STEP_MIN_S, 10 sigma + 8 delivery-delay scales), capped here (s).
+LATE_FIT_MAX_S = 0.1
 #: A sample this far below the envelope (s, at least) is a violation (glitch or step).
 STEP_MIN_S = 2e-3
 #: Violating samples needed (within CONFIRM_S of local time) to accept a forward clock step.
@@ -384,6 +398,9 @@ class ClockModel:
         self.n = 0
         self.glitches = 0
         self.resets = 0
+        self.late = 0  # samples delivered after a later one (reordered), absorbed into the fit
+        self._held: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self._held_line = (math.nan, math.nan, math.nan)  # (x min, x ref, alpha) of held samples before the epoch
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -468,20 +485,122 @@ class ClockModel:
             raise ValueError("t_local/t_arrival contain NaN or inf")
         if not self.epochs:
             self._new_epoch(float(x[0]), float(y[0]))
-        # a backward step of the device clock (reboot) starts a new epoch, also inside a batch
+        if self._held:
+            self._held.append((x, y, packets))
+            self._resolve_held()
+            return
+        # a backward step of the device clock: a reboot or a late delivery, also inside a batch
         if x[0] < self._x_last - RESET_BACKSTEP_S:
             back = 0
         elif x.size > 1 and float(np.minimum.reduce(x[1:] - x[:-1])) < -RESET_BACKSTEP_S:
             back = int(np.argmax(x[1:] - x[:-1] < -RESET_BACKSTEP_S)) + 1
         else:
             back = -1
-        if back >= 0:
-            if back > 0:
-                self._update_epoch(x[:back], y[:back], None if packets is None else packets[:back])
-            self._new_epoch(float(x[back]), float(y[back]))
-            self.update(x[back:], y[back:], None if packets is None else packets[back:])
+        if back < 0:
+            self._update_epoch(x, y, packets)
             return
-        self._update_epoch(x, y, packets)
+        if back > 0:
+            self._update_epoch(x[:back], y[:back], None if packets is None else packets[:back])
+        rest = (x[back:], y[back:], None if packets is None else packets[back:])
+        if not self.ready:  # no line to test the step against: take it as a reset
+            self._new_epoch(float(rest[0][0]), float(rest[1][0]))
+            self.update(*rest)
+            return
+        self._held = [rest]
+        self._resolve_held()
+
+    @property
+    def resolving(self) -> bool:
+        """True while samples after a backward step are held (reset or late delivery?)."""
+        return bool(self._held)
+
+    def _fit_tol(self) -> float:
+        """Excess delay (s) over the current line below which a sample fits it."""
+        scale = self._delay_scale if math.isfinite(self._delay_scale) else self._scale_prior
+        unc = self._unc if math.isfinite(self._unc) else LATE_FIT_MAX_S
+        return min(max(STEP_MIN_S, 10.0 * unc + 8.0 * scale), LATE_FIT_MAX_S)
+
+    def _resolve_held(self) -> None:
+        """Decide what the samples held since a backward step are (see the module docstring)."""
+        x = np.concatenate([h[0] for h in self._held])
+        y = np.concatenate([h[1] for h in self._held])
+        have_packets = all(h[2] is not None for h in self._held)
+        p = np.concatenate([h[2] for h in self._held]) if have_packets else None  # type: ignore[misc]
+        ep = self.epochs[-1]
+        r = (y - x - self.fixed_latency) - (self.alpha + self.beta * (x - ep.x0))
+        if bool((r <= self._fit_tol()).any()):  # the current line still holds: late deliveries
+            self._held = []
+            self._held_line = (math.nan, math.nan, math.nan)
+            late = x < self._x_last - RESET_BACKSTEP_S
+            self._absorb_late(x[late], y[late], None if p is None else p[late])
+            fwd = ~late
+            if fwd.any():
+                self.update(x[fwd], y[fwd], None if p is None else p[fwd])
+            return
+        deliveries = float(p.sum()) if p is not None else float(np.count_nonzero(y[1:] != y[:-1]) + 1)
+        if y[-1] - y[0] >= RESET_CONFIRM_S and deliveries >= RESET_CONFIRM_DELIVERIES:
+            self._held = []
+            self._held_line = (math.nan, math.nan, math.nan)
+            self._new_epoch(float(x[0]), float(y[0]))
+            self.update(x, y, p)
+            return
+        # until decided, local times before the current epoch map as a reset would map them
+        before = x < ep.x0
+        if before.any():
+            xb, db = x[before], (y[before] - x[before]) - self.fixed_latency
+            self._held_line = (float(xb.min()), float(xb[0]), float(np.min(db - self.beta * (xb - xb[0]))))
+
+    def _absorb_late(self, x: np.ndarray, y: np.ndarray, packets: np.ndarray | None) -> None:
+        """Late deliveries (local times behind the newest): counted, and where one lies lower
+        than its bin's minimum it replaces it (hull rebuilt, refit at the next update)."""
+        if x.size == 0:
+            return
+        ep = self.epochs[-1]
+        self.n += x.size
+        self.late += x.size
+        xr = x - ep.x0
+        d = (y - x) - self.fixed_latency
+        r = d - (self.alpha + self.beta * xr)
+        w = self.bin_width
+        bins = np.floor(xr / w).astype(np.int64)
+        ends = packets if packets is not None else _packet_ends(y[1:] != y[:-1], False)
+        data = ep.bins.data
+        row_bins = np.floor(data[:, 0] / w).astype(np.int64) if data.shape[0] else np.zeros(0, np.int64)
+        changed = False
+        for b in np.unique(bins).tolist():
+            sel = bins == b
+            k = int(np.argmin(np.where(sel, r, np.inf)))
+            if b == self._open_bin:
+                self._open_n += float(ends[sel].sum())
+                if r[k] < self._open_r:
+                    self._open_r, self._open_x, self._open_d = float(r[k]), float(xr[k]), float(d[k])
+                continue
+            row = int(np.searchsorted(row_bins, b))
+            if row >= row_bins.size or row_bins[row] != b:
+                continue  # a bin that saw no in-order sample (or left the window): counted only
+            data[row, 2] += float(ends[sel].sum())
+            if r[k] < data[row, 1] - (self.alpha + self.beta * data[row, 0]):
+                data[row, 0], data[row, 1] = xr[k], d[k]
+                changed = True
+        if changed:
+            self._rebuild_hull(ep)
+
+    def _rebuild_hull(self, ep: Epoch) -> None:
+        """Recompute the closed blocks' hull vertices and the window hull from the bins."""
+        data = ep.bins.data
+        oldest_block = self._blocks[0][0] if self._blocks else self._block_cur
+        x_from = max(oldest_block * self.block, self._window_start)
+        keep = data[int(np.searchsorted(data[:, 0], x_from)) :]
+        blk = np.floor(keep[:, 0] / self.block).astype(np.int64)
+        self._blocks = []
+        for b in np.unique(blk[blk < self._block_cur]).tolist():
+            sel = keep[blk == b]
+            h = lower_hull(sel[:, 0], sel[:, 1])
+            self._blocks.append((b, sel[h, 0], sel[h, 1]))
+        self._hull = _Hull()
+        if keep.shape[0]:
+            self._hull.rebuild(keep[:, 0], keep[:, 1])
+        self._next_refit = -math.inf
 
     def to_global(self, t_local: np.ndarray | float) -> np.ndarray:
         """Host/global time of local times ``t_local`` (s) with the current (causal) estimate.
@@ -494,6 +613,11 @@ class ClockModel:
             return np.full_like(x, np.nan)
         cur = self.epochs[-1]
         out = x + self.alpha + self.beta * (x - cur.x0)
+        if self._held and math.isfinite(self._held_line[2]):
+            lo, hx0, halpha = self._held_line
+            pending = (x < cur.x0) & (x >= lo - self.bin_width)
+            if pending.any():
+                out = np.where(pending, x + halpha + self.beta * (x - hx0), out)
         if len(self.epochs) > 1:
             claimed = (x >= cur.x0) & (x <= max(cur.x_hi, self._x_last))
             for ep in reversed(self.epochs[:-1]):
