@@ -340,8 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
         reo = next((r for r in rows if r.name == "reordered"), None)
         if reo is not None:
-            checks.append(("reordered deliveries within 1.25x of the same data in order", reo.ours <= 1.25 * ble.ours,
-                           True))
+            checks.append(
+                ("reordered deliveries within 1.25x of the same data in order", reo.ours <= 1.25 * ble.ours, True)
+            )
         reset = next((r for r in rows if r.name == "reset"), None)
         if reset and reset.recovery is not None:
             checks.append(("reset recovered within 2 s", reset.recovery <= 2.0, True))

@@ -130,10 +130,11 @@ class SelfTest:
         import pyxdf
 
         from .recording.reader import load_recording
+        from .recording.xdf import xdf_stream_key
 
         rec = load_recording(self.state["directory"])
         streams, _ = pyxdf.load_xdf(str(self.state["xdf"]), dejitter_timestamps=False)
-        by_name = {s["info"]["name"][0]: s for s in streams}
+        by_name = {xdf_stream_key(s): s for s in streams}
         for sid, data in rec.sensors.items():
             got = len(by_name[sid]["time_stamps"])
             if got != len(data):

@@ -144,7 +144,7 @@ def test_recorded_session_holds_the_video_and_its_frame_indexes(
     assert linked.is_file() and linked.stat().st_ino == (tmp_path / "cam.avi").stat().st_ino
     out = export_recording(rec_dir, "xdf", tmp_path / "cam.xdf").files[0]
     streams, _ = pyxdf.load_xdf(str(out))
-    video = next(s for s in streams if s["info"]["type"] == ["video"])
+    video = next(s for s in streams if s["info"]["type"] == ["VideoRaw"])
     assert video["info"]["desc"][0]["sensorium"][0]["video_file"] == ["video/cam.avi"]
     frames = video["time_series"][:, 0].astype(int)
     assert np.array_equal(frames, np.arange(frames[0], frames[0] + frames.size))  # consecutive frame indexes

@@ -17,6 +17,7 @@ from sensorium_desktop.bus.connection import async_client
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.core.backpressure import FOCUS_BOOST_S, Attention
 from sensorium_desktop.core.pose import N_LANDMARKS
+from sensorium_desktop.recording.xdf import xdf_stream_key
 from sensorium_desktop.viewmodel import lab as lab_module
 from sensorium_desktop.viewmodel.app import AppModel
 from sensorium_desktop.viewmodel.gaze import GazeHeatmap
@@ -381,7 +382,7 @@ def test_record_stop_and_export_from_the_window(
         assert not isinstance(dialog.result, Exception), dialog.result
         out = dialog.result.files[0]
         streams, _ = pyxdf.load_xdf(str(out))
-        by_name = {s["info"]["name"][0]: s for s in streams}
+        by_name = {xdf_stream_key(s): s for s in streams}
         assert len(by_name["sim-chest-ecg"]["time_stamps"]) > 500
         assert [m[0] for m in by_name["Markers"]["time_series"]] == ["go"]
         assert "samples exported" in dialog.message.text()

@@ -99,7 +99,8 @@ def test_app_streams_become_lsl_outlets_with_synchronized_times(redis_server: Re
         assert found, "our outlet is not visible on LSL"
         inlet = pylsl.StreamInlet(found[0])
         info = inlet.info(5.0)
-        assert info.name() == "sim-chest-ecg" and info.type() == "ecg" and info.nominal_srate() == 512.0
+        assert info.name() == "Simulated chest strap (ECG, HR, HRV) ECG" and info.type() == "ECG"
+        assert info.nominal_srate() == 512.0 and info.desc().child_value("attribute") == "ecg"
         inlet.open_stream(5.0)
         samples: list[list[float]] = []
         stamps: list[float] = []

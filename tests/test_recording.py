@@ -19,6 +19,7 @@ from sensorium_desktop.recording import spool as spool_mod
 from sensorium_desktop.recording.export import export_recording
 from sensorium_desktop.recording.reader import load_recording
 from sensorium_desktop.recording.spool import RecordKind, SpoolFullError, SpoolWriter, recover, write_json_atomic
+from sensorium_desktop.recording.xdf import xdf_stream_key
 
 # -- delta codec ----------------------------------------------------------------------------
 
@@ -133,7 +134,7 @@ def test_xdf_export_reads_back_identical_with_pyxdf(tmp_path: Path) -> None:
     rec = load_recording(rec_dir)
     streams, header = pyxdf.load_xdf(str(tmp_path / "out.xdf"), dejitter_timestamps=False)
     assert header["info"]["version"] == ["1.0"]
-    by_name = {s["info"]["name"][0]: s for s in streams}
+    by_name = {xdf_stream_key(s): s for s in streams}
     assert set(by_name) == {"amp-eeg", "chest-ecg", "app-note", "mute-hr", "Markers"}
     for sid in ("amp-eeg", "chest-ecg"):
         s = by_name[sid]
@@ -160,7 +161,7 @@ def test_xdf_export_reads_back_identical_with_pyxdf(tmp_path: Path) -> None:
     assert np.allclose(markers["time_stamps"], [1_795_000_000.0 + 5 / 4 + 0.25, 1_795_000_000.0 + 30 / 4 + 0.25])
     # default pyxdf settings (clock sync on) read the same times: our ClockOffsets are identities
     synced, _ = pyxdf.load_xdf(str(tmp_path / "out.xdf"), dejitter_timestamps=False)
-    s2 = {s["info"]["name"][0]: s for s in synced}
+    s2 = {xdf_stream_key(s): s for s in synced}
     assert np.max(np.abs(s2["amp-eeg"]["time_stamps"] - rec.global_times("amp-eeg"))) < 1e-6
     raw = (tmp_path / "out.xdf").read_bytes()
     assert raw.count(bytes.fromhex("43A546DCCBF5410FB30ED5467383CBE4")) >= 3  # boundary chunks
@@ -173,8 +174,8 @@ def test_xdf_local_timestamps_carry_the_clock_model_in_clock_offsets(tmp_path: P
     rec = load_recording(rec_dir)
     raw, _ = pyxdf.load_xdf(str(tmp_path / "local.xdf"), synchronize_clocks=False, dejitter_timestamps=False)
     synced, _ = pyxdf.load_xdf(str(tmp_path / "local.xdf"), dejitter_timestamps=False)
-    eeg_raw = next(s for s in raw if s["info"]["name"] == ["amp-eeg"])
-    eeg = next(s for s in synced if s["info"]["name"] == ["amp-eeg"])
+    eeg_raw = next(s for s in raw if xdf_stream_key(s) == "amp-eeg")
+    eeg = next(s for s in synced if xdf_stream_key(s) == "amp-eeg")
     assert eeg_raw["time_stamps"][0] == pytest.approx(100.0, abs=1e-3)  # device clock
     assert len(eeg["clock_times"]) >= 4
     err = eeg["time_stamps"] - rec.global_times("amp-eeg", "causal")
@@ -230,7 +231,7 @@ def test_empty_session_exports_cleanly_with_a_warning(tmp_path: Path) -> None:
     result = export_recording(d, "xdf", tmp_path / "e.xdf")
     assert any("no sensors" in w for w in result.warnings)
     streams, _ = pyxdf.load_xdf(str(tmp_path / "e.xdf"))
-    assert [s["info"]["name"][0] for s in streams] == ["Markers"]
+    assert [xdf_stream_key(s) for s in streams] == ["Markers"]
 
 
 # -- crash safety ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from sensorium_desktop.bus.sessions import Session
 from sensorium_desktop.bus.streams import read_all
 from sensorium_desktop.recording import spool as spool_mod
 from sensorium_desktop.recording.reader import load_recording
+from sensorium_desktop.recording.xdf import xdf_stream_key
 
 
 def _status(c: redis.Redis, keys: Keys, sid: str) -> dict[str, str]:
@@ -48,7 +49,7 @@ def _marker(c: redis.Redis, keys: Keys, sid: str, label: str) -> None:
 def _check_xdf_against_spool(xdf: Path, rec_dir: Path) -> dict[str, dict]:
     rec = load_recording(rec_dir)
     streams, _ = pyxdf.load_xdf(str(xdf), dejitter_timestamps=False)
-    by_name = {s["info"]["name"][0]: s for s in streams}
+    by_name = {xdf_stream_key(s): s for s in streams}
     for sid, data in rec.sensors.items():
         s = by_name[sid]
         assert len(s["time_stamps"]) == len(data), sid

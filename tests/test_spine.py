@@ -19,6 +19,7 @@ from conftest import RedisServer, sensorium, wait_for
 from sensorium_desktop.bus.election import StaleTermError, fenced_exec, read_leader
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.bus.streams import read_all
+from sensorium_desktop.recording.xdf import xdf_stream_key
 
 
 class NodeProc:
@@ -368,5 +369,5 @@ def test_recording_survives_every_failure(
     assert rec.groups, "time slices recorded"
     out = export_recording(tmp_path / "soak", "xdf", tmp_path / "soak.xdf").files[0]
     streams, _ = pyxdf.load_xdf(str(out), dejitter_timestamps=False)
-    counts = {st["info"]["name"][0]: len(st["time_stamps"]) for st in streams}
+    counts = {xdf_stream_key(st): len(st["time_stamps"]) for st in streams}
     assert all(counts[sid] == len(rec.sensors[sid]) for sid in sensors)

@@ -461,6 +461,13 @@ class ClockModel:
         return math.hypot(self._unc, self._slope_unc * ahead) if ahead > 0.0 else self._unc
 
     @property
+    def latency(self) -> float:
+        """Typical transport latency (s): the known fixed part plus the median excess delay
+        of a delivery over the envelope (the minimum delay itself is inside the offset)."""
+        scale = self._delay_scale if math.isfinite(self._delay_scale) else 0.0
+        return self.fixed_latency + scale * math.log(2.0)
+
+    @property
     def ready(self) -> bool:
         return bool(self.epochs) and math.isfinite(self.alpha)
 
@@ -514,13 +521,19 @@ class ClockModel:
         """True while samples after a backward step are held (reset or late delivery?)."""
         return bool(self._held)
 
+    def flush_held(self) -> None:
+        """Decide held samples now (the data ended before the confirmation time): a reset if
+        none fits the line over ``RESET_CONFIRM_DELIVERIES`` deliveries, else late ones."""
+        if self._held:
+            self._resolve_held(final=True)
+
     def _fit_tol(self) -> float:
         """Excess delay (s) over the current line below which a sample fits it."""
         scale = self._delay_scale if math.isfinite(self._delay_scale) else self._scale_prior
         unc = self._unc if math.isfinite(self._unc) else LATE_FIT_MAX_S
         return min(max(STEP_MIN_S, 10.0 * unc + 8.0 * scale), LATE_FIT_MAX_S)
 
-    def _resolve_held(self) -> None:
+    def _resolve_held(self, final: bool = False) -> None:
         """Decide what the samples held since a backward step are (see the module docstring)."""
         x = np.concatenate([h[0] for h in self._held])
         y = np.concatenate([h[1] for h in self._held])
@@ -528,27 +541,36 @@ class ClockModel:
         p = np.concatenate([h[2] for h in self._held]) if have_packets else None  # type: ignore[misc]
         ep = self.epochs[-1]
         r = (y - x - self.fixed_latency) - (self.alpha + self.beta * (x - ep.x0))
-        if bool((r <= self._fit_tol()).any()):  # the current line still holds: late deliveries
-            self._held = []
-            self._held_line = (math.nan, math.nan, math.nan)
-            late = x < self._x_last - RESET_BACKSTEP_S
-            self._absorb_late(x[late], y[late], None if p is None else p[late])
-            fwd = ~late
-            if fwd.any():
-                self.update(x[fwd], y[fwd], None if p is None else p[fwd])
-            return
+        fits = bool((r <= self._fit_tol()).any())
         deliveries = float(p.sum()) if p is not None else float(np.count_nonzero(y[1:] != y[:-1]) + 1)
-        if y[-1] - y[0] >= RESET_CONFIRM_S and deliveries >= RESET_CONFIRM_DELIVERIES:
-            self._held = []
-            self._held_line = (math.nan, math.nan, math.nan)
+        enough = deliveries >= RESET_CONFIRM_DELIVERIES and (final or y[-1] - y[0] >= RESET_CONFIRM_S)
+        if not fits and not enough and not final:
+            # until decided, local times before the current epoch map as a reset would map them
+            before = x < ep.x0
+            if before.any():
+                xb, db = x[before], (y[before] - x[before]) - self.fixed_latency
+                self._held_line = (float(xb.min()), float(xb[0]), float(np.min(db - self.beta * (xb - xb[0]))))
+            return
+        self._held = []
+        self._held_line = (math.nan, math.nan, math.nan)
+        if not fits and enough:  # nothing fitted the line for long enough: the clock was reset
+            # the reset clock's deliveries (most of those held) share one excess over the old
+            # line, the step: measured at each delivery's last sample (earlier ones waited for
+            # the packet); held samples well below it are late deliveries of the old clock
+            ends = np.append(y[1:] != y[:-1], True)
+            new = r >= float(np.median(r[ends])) - self._fit_tol()
+            old = ~new
+            if old.any():
+                self._absorb_late(x[old], y[old], None if p is None else p[old])
+            x, y, p = x[new], y[new], None if p is None else p[new]
             self._new_epoch(float(x[0]), float(y[0]))
             self.update(x, y, p)
             return
-        # until decided, local times before the current epoch map as a reset would map them
-        before = x < ep.x0
-        if before.any():
-            xb, db = x[before], (y[before] - x[before]) - self.fixed_latency
-            self._held_line = (float(xb.min()), float(xb[0]), float(np.min(db - self.beta * (xb - xb[0]))))
+        late = x < self._x_last - RESET_BACKSTEP_S  # the current line still holds: late deliveries
+        self._absorb_late(x[late], y[late], None if p is None else p[late])
+        fwd = ~late
+        if fwd.any():
+            self.update(x[fwd], y[fwd], None if p is None else p[fwd])
 
     def _absorb_late(self, x: np.ndarray, y: np.ndarray, packets: np.ndarray | None) -> None:
         """Late deliveries (local times behind the newest): counted, and where one lies lower
@@ -879,6 +901,7 @@ class ClockModel:
             "n": self.n,
             "resets": self.resets,
             "glitches": self.glitches,
+            "late": self.late,
             "t_local_last": self._x_last,
             "t_arrival_last": self._t_last,
             "fixed_latency": self.fixed_latency,

@@ -124,6 +124,11 @@ class SensorInfo:
     ``nominal_rate`` in Hz (0 = irregular). ``has_clock``: samples carry ``t_local``.
     ``fixed_latency``: known constant transport delay in seconds, subtracted by the clock
     model. ``uri`` is the device URI the node connected (``sim:chest``, ``ble:AA:...``).
+    ``clock_domain``: name of the clock that stamps ``t_local`` when several devices share
+    one (``lsl``: the LSL clock of the node's host); "" = the device's own clock (shared by
+    all sensors of ``device_id``). ``clock_offset``/``clock_sigma`` (s): a measured (not
+    fitted) mapping ``host = t_local + clock_offset`` and its 1-sigma, when the node can read
+    the domain's clock itself. See :mod:`sensorium_desktop.core.clockdomain`.
     """
 
     sensor_id: str
@@ -140,6 +145,9 @@ class SensorInfo:
     fixed_latency: float = 0.0
     node_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    clock_domain: str = ""
+    clock_offset: float | None = None
+    clock_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         validate_sensor_id(self.sensor_id)

@@ -1,4 +1,4 @@
-"""SyncCore: a clock model per sensor, mapping to global time, and event grouping."""
+"""SyncCore: a clock per clock domain, mapping to global time, and event grouping."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 
 from .association import AssociationParams, Groups, group_observations
 from .clock import ClockModel
-from .samples import SampleBatch, SensorInfo
+from .clockdomain import ClockDomains, ClockLike, MeasuredClock
+from .samples import SensorInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +34,8 @@ class TimeOffsetModel:
         return asdict(self)
 
 
-def offset_model(m: ClockModel) -> TimeOffsetModel:
-    """The seed-style view of a :class:`ClockModel` (at its latest sample)."""
+def offset_model(m: ClockLike) -> TimeOffsetModel:
+    """The seed-style view of a clock model (at its latest sample)."""
     st = m.state()
     return TimeOffsetModel(
         offset_mean=float(st["offset_mean"]),
@@ -46,58 +47,51 @@ def offset_model(m: ClockModel) -> TimeOffsetModel:
 
 
 class SyncCore:
-    """Keeps one :class:`ClockModel` per sensor (created on first use).
+    """Clock models per clock domain (:class:`ClockDomains`) plus event grouping.
 
-    ``clock_options`` are passed to every new ClockModel; per-sensor options (e.g. the
-    transport's known ``fixed_latency``) go to :meth:`add_sensor`.
+    ``clock_options`` are passed to every new ClockModel; a sensor described by a
+    :class:`SensorInfo` joins its domain through :meth:`register`; per-sensor options (the
+    seed API's ``fixed_latency``) go to :meth:`add_sensor`, which gives an id a fitted
+    domain of its own.
     """
 
     def __init__(self, params: AssociationParams | None = None, **clock_options: Any) -> None:
         self.params = params
-        self.clock_options = clock_options
-        self.models: dict[str, ClockModel] = {}
-        self.aliases: dict[str, str] = {}
+        self.domains = ClockDomains(**clock_options)
 
-    def alias(self, sensor_id: str, clock_source: str) -> None:
-        """Map ``sensor_id`` with the clock model of ``clock_source`` (same device clock,
-        better sampled — e.g. a sparse trigger channel of a 200 Hz eye tracker)."""
-        self.aliases[sensor_id] = clock_source
+    @property
+    def models(self) -> dict[str, ClockLike]:
+        """Clock per domain id."""
+        return self.domains.models
 
-    def _mapping_model(self, sensor_id: str) -> ClockModel | None:
-        src = self.aliases.get(sensor_id)
-        if src is not None:
-            m = self.models.get(src)
-            if m is not None and m.ready:
-                return m
-        m = self.models.get(sensor_id)
-        return m if m is not None and m.ready else None
+    def register(self, info: SensorInfo) -> str:
+        """Put a described sensor in its clock domain; returns the domain id."""
+        return self.domains.register(info)
 
     def add_sensor(self, sensor_id: str, **options: Any) -> ClockModel:
-        """Create (or replace) the clock model of ``sensor_id`` with ``options``."""
-        model = ClockModel(**{**self.clock_options, **options})
-        self.models[sensor_id] = model
+        """Create (or replace) a fitted domain for ``sensor_id`` alone with ``options``."""
+        model = ClockModel(**{**self.domains.clock_options, **options})
+        self.domains.domain_of[sensor_id] = sensor_id
+        self.domains.models[sensor_id] = model
         return model
 
-    def model(self, sensor_id: str) -> ClockModel:
-        m = self.models.get(sensor_id)
-        return m if m is not None else self.add_sensor(sensor_id)
+    def model(self, sensor_id: str) -> ClockLike:
+        return self.domains.model(sensor_id)
 
-    def observe(self, sensor_id: str, t_local: np.ndarray, t_arrival: np.ndarray) -> ClockModel:
+    def observe(self, sensor_id: str, t_local: np.ndarray, t_arrival: np.ndarray) -> ClockLike:
         """Feed (t_local, t_arrival) pairs (s) of one sensor, in arrival order."""
-        m = self.model(sensor_id)
-        m.update(t_local, t_arrival)
-        return m
+        return self.domains.observe(sensor_id, t_local, t_arrival)
 
     def to_global(self, sensor_id: str, t_local: np.ndarray | float) -> np.ndarray:
-        """Global times (s); a sensor never observed is taken to be on the global clock."""
-        m = self._mapping_model(sensor_id)
-        if m is None:
+        """Host times (s); a sensor whose clock is not known yet is taken to be on it."""
+        m = self.domains.models.get(self.domains.domain(sensor_id))
+        if m is None or not m.ready:
             return np.asarray(t_local, dtype=np.float64)
         return m.to_global(t_local)
 
     def uncertainty(self, sensor_id: str) -> float:
-        m = self._mapping_model(sensor_id)
-        return m.uncertainty if m is not None else 0.0
+        m = self.domains.models.get(self.domains.domain(sensor_id))
+        return m.uncertainty if m is not None and m.ready else 0.0
 
     def group(
         self,
@@ -120,28 +114,11 @@ class SyncCore:
         return group_observations(ids, t, sig, self.params)
 
     def state(self) -> dict[str, dict[str, Any]]:
-        """Per-sensor clock state (TimeOffsetModel fields + the envelope line)."""
-        return {sid: m.state() for sid, m in self.models.items()}
-
-
-class ClockTimeMap:
-    """Display times from a causal clock model per sensor (device clock → host time), so
-    samples delivered in one packet are spread at their true spacing; clockless sensors
-    keep their arrival times minus the known transport latency."""
-
-    def __init__(self) -> None:
-        self.models: dict[str, ClockModel] = {}
-        self.latency: dict[str, float] = {}
-
-    def register(self, info: SensorInfo) -> None:
-        self.latency[info.sensor_id] = info.fixed_latency
-
-    def __call__(self, batch: SampleBatch) -> np.ndarray:
-        fixed = self.latency.get(batch.sensor_id, 0.0)
-        if batch.t_local is None:
-            return batch.t_arrival - fixed
-        m = self.models.get(batch.sensor_id)
-        if m is None:
-            m = self.models[batch.sensor_id] = ClockModel(fixed_latency=fixed)
-        m.update(batch.t_local, batch.t_arrival)
-        return m.to_global(batch.t_local)
+        """Per-sensor clock state (TimeOffsetModel fields + the line), with its domain."""
+        out = {}
+        for sid, dom in self.domains.domain_of.items():
+            m = self.domains.models.get(dom)
+            if m is not None:
+                kind = "measured" if isinstance(m, MeasuredClock) else "fitted"
+                out[sid] = {**m.state(), "domain": dom, "kind": kind, "latency": m.latency}
+        return out

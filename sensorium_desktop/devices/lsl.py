@@ -3,14 +3,20 @@
 URI: ``lsl:STREAM_NAME`` with optional ``source_id``, ``type`` (to tell streams of one name
 apart) and ``attribute`` (default from the stream type: EEG → ``eeg``, Markers → ``marker``,
 …). Samples keep their LSL timestamps plus the inlet's ``time_correction()`` (refreshed every
-``CORRECTION_INTERVAL_S``) as ``t_local``, so they are on this host's LSL clock, which the
-sync core maps to host time like any device clock. Streams the app publishes itself
-(``source_id`` starting with ``sensorium:``) are not offered, so nothing loops back.
+``CORRECTION_INTERVAL_S``) as ``t_local``, so they are on this host's LSL clock. Every LSL
+stream of a node is in one clock domain, ``lsl``, whose mapping to host time is *measured*
+(:func:`measure_lsl_offset`: both clocks read back to back, the tightest pair kept), never
+fitted from arrival jitter: equal LSL stamps map to equal times, spacing is kept exactly.
+The stream's own name, type, source_id, hostname and ``desc`` travel in the sensor's
+``extra`` (``lsl_*``) so exports describe it as its outlet did. Streams the app publishes
+itself (``source_id`` starting with ``sensorium:``) are not offered, so nothing loops back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import re
 import time
 from typing import Any
@@ -31,6 +37,8 @@ from .base import (
     register_transport,
 )
 
+log = logging.getLogger(__name__)
+
 OWN_SOURCE_PREFIX = "sensorium:"
 RESOLVE_S = 2.0
 CORRECTION_INTERVAL_S = 5.0
@@ -44,10 +52,39 @@ TYPE_ATTRIBUTES = {
 LSL_FORMATS = {1: "float32", 2: "float64", 3: "string", 4: "int32", 5: "int16", 6: "int8", 7: "int64"}
 
 
+#: Back-to-back clock reads per offset measurement, and how often it is repeated (s).
+OFFSET_READS = 200
+OFFSET_INTERVAL_S = 10.0
+#: A later measurement this far (s) from the registered offset is reported.
+OFFSET_MOVED_S = 20e-6
+
+
 def _pylsl() -> Any:
     import pylsl
 
     return pylsl
+
+
+def measure_lsl_offset(reads: int = OFFSET_READS) -> tuple[float, float]:
+    """``host_time() - pylsl.local_clock()`` (s) and its 1-sigma (s), from the tightest of
+    ``reads`` triples host, LSL, host read back to back (the LSL read lies between the two
+    host reads: uniform over their gap)."""
+    clock = _pylsl().local_clock
+    best_gap, best = math.inf, 0.0
+    for _ in range(reads):
+        h0 = host_time()
+        t = clock()
+        h1 = host_time()
+        if h1 - h0 < best_gap:
+            best_gap, best = h1 - h0, 0.5 * (h0 + h1) - t
+    return best, math.hypot(best_gap / math.sqrt(12.0), 2.5e-7)
+
+
+def desc_xml(info: Any) -> str:
+    """The ``<desc>…</desc>`` element of a stream's full XML ("" when absent)."""
+    xml = info.as_xml()
+    a, b = xml.find("<desc"), xml.rfind("</desc>")
+    return xml[a : b + len("</desc>")] if a >= 0 and b > a else ""
 
 
 def attribute_for_type(stream_type: str) -> str:
@@ -77,6 +114,14 @@ def channel_labels(info: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(labels), tuple(units)
 
 
+def source_extra(info: Any) -> dict[str, Any]:
+    """What an LSL stream says of itself, kept with the sensor (exports describe it so)."""
+    return {
+        "source_id": info.source_id(), "hostname": info.hostname(), "lsl_type": info.type(), "lsl_name": info.name(),
+        "lsl_created_at": info.created_at(), "lsl_uid": info.uid(), "lsl_desc": desc_xml(info),
+    }  # fmt: skip
+
+
 class LslDevice(ThreadedDevice):
     """One LSL stream through a ``StreamInlet``; lost outlets are re-resolved with backoff."""
 
@@ -93,6 +138,7 @@ class LslDevice(ThreadedDevice):
         self._inlet: Any = None
         self._correction = 0.0
         self._correction_due = 0.0
+        self._offset_due = 0.0
         self._string = False
 
     def sensors(self) -> list[SensorInfo]:
@@ -122,11 +168,12 @@ class LslDevice(ThreadedDevice):
         if t is not None and t.channel_format == "string" and not self._string:
             attribute = "lsl"
         if self._info is None or self._info.channel_names != labels:
+            offset, sigma = measure_lsl_offset()
             self._info = SensorInfo(
                 sensor_id=make_id(self.device_id, attribute),
                 attribute=attribute,
                 device_id=self.device_id,
-                device_name=f"{info.name()} ({info.type()})",
+                device_name=info.name(),
                 transport="lsl",
                 uri=str(self.uri),
                 channel_names=labels,
@@ -134,10 +181,27 @@ class LslDevice(ThreadedDevice):
                 channel_format=fmt,
                 nominal_rate=float(info.nominal_srate()),
                 has_clock=True,
-                extra={"source_id": info.source_id(), "hostname": info.hostname(), "lsl_type": info.type()},
+                extra=source_extra(info),
+                clock_domain="lsl",
+                clock_offset=offset,
+                clock_sigma=sigma,
             )
+            self._offset_due = time.monotonic() + OFFSET_INTERVAL_S
         self._inlet = inlet
         self._correction_due = 0.0
+
+    def _check_offset(self) -> None:
+        """Re-measure the LSL → host offset; both are the OS monotonic clock, so it must not
+        move: if it does (a clock change we do not know), say so in the device's health."""
+        if self._info is None or time.monotonic() < self._offset_due:
+            return
+        self._offset_due = time.monotonic() + OFFSET_INTERVAL_S
+        offset, sigma = measure_lsl_offset()
+        registered = self._info.clock_offset or 0.0
+        if abs(offset - registered) > max(OFFSET_MOVED_S, 5 * math.hypot(sigma, self._info.clock_sigma)):
+            self.health.count_error("lsl_clock_moved")
+            log.warning("%s: LSL clock moved %.1f us against the host clock", self.device_id,
+                        (offset - registered) * 1e6)  # fmt: skip
 
     def close_link(self) -> None:
         inlet, self._inlet = self._inlet, None
@@ -163,6 +227,7 @@ class LslDevice(ThreadedDevice):
         if inlet is None or info is None:
             raise DeviceError("inlet is closed")
         self._refresh_correction()
+        self._check_offset()
         chunk, stamps = inlet.pull_chunk(timeout=PULL_TIMEOUT_S, max_samples=100_000)
         if not stamps:
             return []

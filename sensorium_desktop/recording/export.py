@@ -24,7 +24,9 @@ Exporter = Callable[[Recording, Path, ExportOptions, Progress | None], list[Path
 
 def export_xdf(rec: Recording, out: Path, options: ExportOptions, progress: Progress | None) -> list[Path]:
     streams = streams_from_recording(rec, options.clock, options.timestamps)
-    write_xdf(out, streams, str(rec.meta.get("session_id", "")), progress)
+    started = rec.meta.get("started")
+    write_xdf(out, streams, str(rec.meta.get("session_id", "")), progress,
+              started=float(started) if started else None, hostname=str(rec.meta.get("hostname", "")))  # fmt: skip
     return [out]
 
 

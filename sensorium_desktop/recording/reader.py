@@ -2,9 +2,10 @@
 global timestamps exporters write.
 
 Timestamps: each sensor's samples are put on the global clock in two steps, device → host
-with a :class:`~sensorium_desktop.core.clock.ClockModel` fitted over the recording
-(``refined``: the non-causal fit, the default for exports; ``causal``: what the live view
-showed, each batch mapped with what was known when it arrived), then host → global with
+through its clock domain (:mod:`sensorium_desktop.core.clockdomain`: a measured offset, or
+one :class:`~sensorium_desktop.core.clock.ClockModel` fitted over every sensor of the
+domain — ``refined``: the non-causal fit, the default for exports; ``causal``: what the
+live view showed, each batch mapped with what was known when it arrived), then host → global with
 the recording node's host offset (``global = host + offset``) recorded in the spool's clock
 snapshots, interpolated in time.
 """
@@ -21,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.clock import ClockModel, bin_minima
+from ..core.clock import ClockModel
+from ..core.clockdomain import MEASURED, MeasuredClock, domain_id, domain_kind, fit_domain
 from ..core.codec import CodecError
 from ..core.samples import SensorInfo
 from .spool import BatchRecord, RecordKind, SpoolError, iter_records, parse_batch_record, read_session_file
@@ -29,8 +31,6 @@ from .spool import BatchRecord, RecordKind, SpoolError, iter_records, parse_batc
 log = logging.getLogger(__name__)
 
 CLOCK_MODES = ("refined", "causal")
-#: bin minima per clock-model update when fitting a whole recording (64 = 4 s of local time)
-FIT_CHUNK = 64
 Progress = Callable[[float, str], None]
 
 
@@ -79,6 +79,8 @@ class Recording:
     groups: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    sync_reports: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    _host_cache: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def host_offset(self, node_id: str, t_host: np.ndarray) -> tuple[np.ndarray, bool]:
         """host → global offset (s) for ``node_id`` at host times; (offsets, known)."""
@@ -93,14 +95,36 @@ class Recording:
         order = np.argsort(times)
         return np.interp(t_host, np.asarray(times)[order], np.asarray(offsets)[order]), True
 
-    def global_times(self, sensor_id: str, mode: str = "refined") -> np.ndarray:
-        """Global timestamps (s) of every sample of ``sensor_id``."""
+    def domain(self, sensor_id: str) -> str:
+        """Clock domain id of a recorded sensor."""
+        return domain_id(self.sensors[sensor_id].info)
+
+    def host_times(self, sensor_id: str, mode: str = "refined") -> np.ndarray:
+        """Host timestamps (s) of every sample of ``sensor_id``, through its clock domain
+        (fitted once per domain and mode over all of the domain's recorded sensors)."""
         if mode not in CLOCK_MODES:
             raise ValueError(f"clock mode must be one of {CLOCK_MODES}, not {mode!r}")
+        key = (self.domain(sensor_id), mode)
+        if key not in self._host_cache:
+            members = {sid: d for sid, d in self.sensors.items() if len(d) and self.domain(sid) == key[0]}
+            if sensor_id not in members:
+                return np.zeros(0)
+            times, report = domain_to_host(members, mode)
+            self._host_cache[key] = times
+            self.sync_reports[key] = {"domain": key[0], **report}
+        return self._host_cache[key].get(sensor_id, np.zeros(0))
+
+    def sync_report(self, sensor_id: str, mode: str = "refined") -> dict[str, Any]:
+        """The clock domain's report for ``sensor_id`` (see :func:`domain_to_host`)."""
+        self.host_times(sensor_id, mode)
+        return self.sync_reports.get((self.domain(sensor_id), mode), {})
+
+    def global_times(self, sensor_id: str, mode: str = "refined") -> np.ndarray:
+        """Global timestamps (s) of every sample of ``sensor_id``."""
         data = self.sensors[sensor_id]
+        host = self.host_times(sensor_id, mode)
         if len(data) == 0:
             return np.zeros(0)
-        host = device_to_host(data, mode)
         offset, known = self.host_offset(data.info.node_id, data.t_arrival)
         if not known:
             self.warn(f"{sensor_id}: no host→global offset recorded for node {data.info.node_id!r}; host clock used")
@@ -112,32 +136,65 @@ class Recording:
             log.warning("%s: %s", self.directory.name, message)
 
 
-def device_to_host(data: SensorData, mode: str) -> np.ndarray:
-    """Host times (s) of a sensor's samples from a clock model fitted to its timing pairs."""
-    x = data.device_times
-    y = data.t_arrival
-    model = ClockModel(fixed_latency=data.info.fixed_latency)
+DomainTimes = tuple[dict[str, np.ndarray], dict[str, Any]]
+
+
+def domain_to_host(members: dict[str, SensorData], mode: str) -> DomainTimes:
+    """Host times (s) of every sample of the sensors of one clock domain, and the domain's
+    sync report (kind, offset s, drift ppm, sigma s, resets, late samples, latency s).
+
+    Measured domains map with their recorded offset; fitted ones with one clock model fed by
+    every member's (t_local, t_arrival) pairs: ``refined`` fits the whole recording
+    (non-causal), ``causal`` maps each batch with what was known when it arrived."""
+    first = next(iter(members.values())).info
+    if domain_kind(first) == MEASURED:
+        clock = MeasuredClock(float(first.clock_offset or 0.0), first.clock_sigma)
+        out = {}
+        for sid, d in members.items():
+            clock.update(d.device_times, d.t_arrival)
+            out[sid] = d.device_times + clock.offset
+        return out, _report(clock, "measured")
     if mode == "causal":
-        out = np.empty_like(x)
-        starts = data.batch_start
-        ends = np.append(starts[1:], x.size)
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            model.update(x[a:b], y[a:b])
-            out[a:b] = model.to_global(x[a:b])
-        return out
-    xb, yb, nb = bin_minima(x, y, model.bin_width / 4)  # same envelope, a fraction of the points
-    for a in range(0, xb.size, FIT_CHUNK):  # in arrival order, as live: steps and glitches are seen
-        model.update(xb[a : a + FIT_CHUNK], yb[a : a + FIT_CHUNK], nb[a : a + FIT_CHUNK])
-    refined = model.refine()
-    epoch_of = np.searchsorted(refined.epoch_starts(), y, side="right") - 1
-    epoch_of = np.clip(epoch_of, 0, len(refined.epochs) - 1)
-    if len(refined.epochs) == 1:
-        return refined.to_global(x, 0)
-    out = np.empty_like(x)
-    for k in range(len(refined.epochs)):
-        mine = epoch_of == k
-        out[mine] = refined.to_global(x[mine], k)
-    return out
+        return _causal_domain(members, first.fixed_latency)
+    model, refined = fit_domain([(d.device_times, d.t_arrival) for d in members.values()], first.fixed_latency)
+    out = {}
+    starts = refined.epoch_starts()
+    for sid, d in members.items():
+        x, y = d.device_times, d.t_arrival
+        if len(refined.epochs) == 1:
+            out[sid] = refined.to_global(x, 0)
+            continue
+        epoch_of = np.clip(np.searchsorted(starts, y, side="right") - 1, 0, len(refined.epochs) - 1)
+        host = np.empty_like(x)
+        for k in range(len(refined.epochs)):
+            mine = epoch_of == k
+            host[mine] = refined.to_global(x[mine], k)
+        out[sid] = host
+    return out, _report(model, "fitted")
+
+
+def _causal_domain(members: dict[str, SensorData], fixed_latency: float) -> DomainTimes:
+    """Each batch of every member mapped right after the domain's model saw it (arrival order)."""
+    model = ClockModel(fixed_latency=fixed_latency)
+    out = {sid: np.empty_like(d.device_times) for sid, d in members.items()}
+    spans = []
+    for sid, d in members.items():
+        ends = np.append(d.batch_start[1:], len(d)).astype(np.int64)
+        for a, b in zip(d.batch_start.tolist(), ends.tolist(), strict=True):
+            if b > a:
+                spans.append((float(d.t_arrival[b - 1]), sid, a, b))
+    spans.sort(key=lambda s: s[0])
+    for _t, sid, a, b in spans:
+        d = members[sid]
+        x = d.device_times[a:b]
+        model.update(x, d.t_arrival[a:b])
+        out[sid][a:b] = model.to_global(x)
+    return out, _report(model, "fitted")
+
+
+def _report(m: ClockModel | MeasuredClock, kind: str) -> dict[str, Any]:
+    return {"kind": kind, "offset": m.offset, "drift_ppm": m.drift * 1e6, "sigma": m.uncertainty,
+            "resets": m.resets, "late_samples": m.late, "latency": m.latency}  # fmt: skip
 
 
 def _concat_sensor(info: SensorInfo, parts: list[BatchRecord], warn: Callable[[str], None]) -> SensorData:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -243,6 +244,7 @@ class SessionRecorder(threading.Thread):
             "started": s.started,
             "stopped": self.meta.get("stopped"),
             "recorder": self.node_id,
+            "hostname": socket.gethostname(),
             "compact": s.compact,
             "samples": self.writer.stats.samples if self.writer else {},
             "bytes": self.writer.stats.bytes if self.writer else 0,

@@ -24,14 +24,19 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 import numpy as np
 
+from ..core.contenttypes import content_type, display_name
+from ..core.samples import SensorInfo
 from .reader import Recording
 
 BOUNDARY = bytes.fromhex("43A546DCCBF5410FB30ED5467383CBE4")
 CHUNK_SECONDS = 5.0
+#: ClockOffset spacing (s of device time) in ``timestamps="local"`` exports.
+OFFSET_SECONDS = 1.0
 TIMESTAMP_MODES = ("global", "local")
 _XDF_FORMATS = {"float32": "float32", "float64": "double64", "int8": "int8", "int16": "int16", "int32": "int32",
                 "int64": "int64", "string": "string"}  # fmt: skip
@@ -84,22 +89,41 @@ class XdfStream:
     offset_times: np.ndarray | None = None  # ClockOffset collection times (local mode)
     offset_values: np.ndarray | None = None
     global_times: np.ndarray | None = None  # orders the chunks in the file when ``times`` are local
+    created_at: float = 0.0  # when the stream began (its outlet's clock for LSL sources), s
+    uid: str = ""
+    hostname: str = ""
+    source_desc: str = ""  # an LSL source's own ``<desc>…</desc>``, kept whole
+    offset_global: np.ndarray | None = None  # global time of each ClockOffset (places it in the file)
 
     @property
     def layout_times(self) -> np.ndarray:
         return self.times if self.global_times is None else self.global_times
 
     def header_xml(self, hostname: str, session_id: str) -> str:
+        """The StreamHeader: our ``desc`` (channels, synchronization, …) or, for a stream
+        recorded from an LSL outlet, that outlet's own ``desc`` with ours appended."""
         chans = "".join(
             f"<channel>{_el('label', lab)}{_el('unit', unit)}{_el('type', self.type)}</channel>"
             for lab, unit in zip(self.labels, self.units, strict=True)
         )
+        inner = _desc_inner(self.source_desc)
+        if "<channels>" not in inner:
+            inner = f"<channels>{chans}</channels>{inner}"
+        desc = f"<desc>{inner}{self.desc_xml}</desc>"
         return ('<?xml version="1.0"?><info>' + _el("name", self.name) + _el("type", self.type)
                 + _el("channel_count", len(self.labels)) + _el("nominal_srate", repr(float(self.nominal_srate)))
                 + _el("channel_format", _XDF_FORMATS[self.channel_format]) + _el("source_id", self.source_id)
-                + _el("version", "1.1") + _el("created_at", repr(time.time())) + _el("uid", uuid.uuid4())
-                + _el("session_id", session_id) + _el("hostname", hostname)
-                + f"<desc><channels>{chans}</channels>{self.desc_xml}</desc></info>")  # fmt: skip
+                + _el("version", "1.1") + _el("created_at", repr(float(self.created_at)))
+                + _el("uid", self.uid or uuid.uuid4()) + _el("session_id", session_id)
+                + _el("hostname", self.hostname or hostname) + desc + "</info>")  # fmt: skip
+
+
+def _desc_inner(desc: str) -> str:
+    """What is inside a ``<desc>…</desc>`` element ("" for none or an empty one)."""
+    desc = desc.strip()
+    if not desc.startswith("<desc") or desc.endswith("/>"):
+        return ""
+    return desc[desc.find(">") + 1 : desc.rfind("</desc>")]
 
 
 def _samples_chunk(s: XdfStream, a: int, b: int) -> list[bytes]:
@@ -130,6 +154,17 @@ def _round_cuts(s: XdfStream, edges: np.ndarray) -> list[int]:
     return [*np.maximum.accumulate(cuts).tolist(), s.times.size]
 
 
+def _offset_cuts(s: XdfStream, edges: np.ndarray) -> list[int]:
+    """Index of the first ClockOffset written in each round (by its global time); the last
+    round takes the rest."""
+    if s.offset_times is None or s.offset_global is None:
+        return [0] * (len(edges) + 1)
+    cuts = np.searchsorted(s.offset_global, edges[:-1], side="left")
+    if cuts.size:
+        cuts[0] = 0
+    return [*cuts.tolist(), s.offset_times.size]
+
+
 def _footer_xml(s: XdfStream, offsets: list[tuple[float, float]]) -> str:
     first = repr(float(s.times[0])) if s.times.size else "0"
     last = repr(float(s.times[-1])) if s.times.size else "0"
@@ -138,14 +173,23 @@ def _footer_xml(s: XdfStream, offsets: list[tuple[float, float]]) -> str:
             + _el("sample_count", s.times.size) + f"<clock_offsets>{offs}</clock_offsets></info>")  # fmt: skip
 
 
+def xdf_datetime(t: float) -> str:
+    """XDF FileHeader ``datetime`` of epoch seconds ``t``: local time with its UTC offset."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
+
+
 def write_xdf(
     path: Path,
     streams: list[XdfStream],
     session_id: str,
     progress: Callable[[float, str], None] | None = None,
+    started: float | None = None,
+    hostname: str = "",
 ) -> int:
-    """Write ``streams`` to ``path`` in rounds of ``CHUNK_SECONDS``; returns bytes written."""
-    hostname = socket.gethostname()
+    """Write ``streams`` to ``path`` in rounds of ``CHUNK_SECONDS``; returns bytes written.
+    ``started`` (epoch s): the recording's start, the FileHeader's ``datetime`` (now when
+    unknown); ``hostname``: the recording host (this one when unknown)."""
+    hostname = hostname or socket.gethostname()
     starts = [float(s.layout_times[0]) for s in streams if s.times.size]
     ends = [float(s.layout_times[-1]) for s in streams if s.times.size]
     t0 = min(starts) if starts else 0.0
@@ -154,10 +198,11 @@ def write_xdf(
     edges = np.append(grid, np.inf)  # round r writes the samples in [edges[r], edges[r + 1])
     offsets: dict[int, list[tuple[float, float]]] = {s.stream_id: [] for s in streams}
     cuts = {s.stream_id: _round_cuts(s, edges) for s in streams}
+    offset_cuts = {s.stream_id: _offset_cuts(s, edges) for s in streams}
     total = 0
     with open(path, "wb") as f:
         header = '<?xml version="1.0"?><info><version>1.0</version>' + _el(
-            "datetime", time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            "datetime", xdf_datetime(time.time() if started is None else started)
         )
         parts = [b"XDF:", *chunk(Tag.FILE_HEADER, header.encode("utf-8") + b"</info>")]
         for s in streams:
@@ -174,12 +219,13 @@ def write_xdf(
                 if b > a:
                     parts += _samples_chunk(s, a, b)
                     if s.offset_times is not None and s.offset_values is not None:
-                        k = min(r, s.offset_times.size - 1)
-                        ct, ov = float(s.offset_times[k]), float(s.offset_values[k])
+                        ka, kb = offset_cuts[s.stream_id][r], offset_cuts[s.stream_id][r + 1]
+                        pairs = list(zip(s.offset_times[ka:kb].tolist(), s.offset_values[ka:kb].tolist(), strict=True))
                     else:
-                        ct, ov = float(s.times[b - 1]), 0.0
-                    offsets[s.stream_id].append((ct, ov))
-                    parts += chunk(Tag.CLOCK_OFFSET, struct.pack("<Idd", s.stream_id, ct, ov))
+                        pairs = [(float(s.times[b - 1]), 0.0)]
+                    for ct, ov in pairs:
+                        offsets[s.stream_id].append((ct, ov))
+                        parts += chunk(Tag.CLOCK_OFFSET, struct.pack("<Idd", s.stream_id, ct, ov))
             parts += chunk(Tag.BOUNDARY, BOUNDARY)
             f.writelines(parts)
             total += sum(len(p) for p in parts)
@@ -193,6 +239,54 @@ def write_xdf(
         total += sum(len(p) for p in parts)
         f.flush()
     return total
+
+
+def xdf_stream_key(stream: dict[str, Any]) -> str:
+    """The sensor id of a stream as pyxdf loads it (from our ``desc/sensorium``), else its name."""
+    info = stream["info"]
+    try:
+        return str(info["desc"][0]["sensorium"][0]["sensor_id"][0])
+    except (KeyError, IndexError, TypeError):
+        return str(info["name"][0])
+
+
+def stream_identity(rec: Recording, info: SensorInfo) -> dict[str, Any]:
+    """name, type, source_id, hostname, created_at, uid and source desc of a recorded
+    sensor's XDF stream: an LSL source's own, else our display name and content type."""
+    ex = info.extra
+    session_id = str(rec.meta.get("session_id", ""))
+    if info.transport == "lsl" and ex.get("lsl_name"):
+        return {"name": str(ex["lsl_name"]), "type": str(ex.get("lsl_type", "")),
+                "source_id": str(ex.get("source_id", "")), "hostname": str(ex.get("hostname", "")),
+                "created_at": float(ex.get("lsl_created_at", 0.0) or 0.0), "uid": str(ex.get("lsl_uid", "")),
+                "source_desc": str(ex.get("lsl_desc", ""))}  # fmt: skip
+    siblings = sum(1 for d in rec.sensors.values() if d.info.device_id == info.device_id)
+    name = display_name(info.device_name or info.device_id, info.attribute, siblings > 1)
+    return {"name": name, "type": content_type(info.attribute), "source_id": f"{info.node_id}:{info.sensor_id}",
+            "hostname": str(rec.meta.get("hostname", "")), "created_at": float(rec.meta.get("started") or 0.0),
+            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sensorium:{session_id}/{info.sensor_id}")),
+            "source_desc": ""}  # fmt: skip
+
+
+def _sync_desc(rec: Recording, sid: str, clock: str, timestamps: str, t_global: np.ndarray) -> str:
+    """``<synchronization>``: how the times were made, and the clock domain's report."""
+    data = rec.sensors[sid]
+    info = data.info
+    rep = rec.sync_report(sid, clock) if len(data) else {}
+    parts = [
+        _el("timestamps", timestamps), _el("clock_model", clock if rep.get("kind") != "measured" else "measured"),
+        _el("device_clock", "device" if data.t_local is not None else "host-arrival"),
+        _el("fixed_latency", repr(info.fixed_latency)), _el("global_clock", "redis-time"),
+    ]  # fmt: skip
+    if rep:
+        parts += [_el("clock_domain", rep["domain"]), _el("domain_kind", rep["kind"])]
+        parts += [_el(k, repr(float(rep[k]))) for k in ("offset", "drift_ppm", "sigma", "latency")]
+        parts += [_el(k, int(rep[k])) for k in ("resets", "late_samples")]
+    if t_global.size:
+        resid = t_global - data.device_times
+        parts += [_el("offset_first", repr(float(resid[0]))), _el("offset_last", repr(float(resid[-1])))]
+    parts.append(_el("can_drop_samples", "false"))
+    return "<synchronization>" + "".join(parts) + "</synchronization>"
 
 
 def streams_from_recording(rec: Recording, clock: str = "refined", timestamps: str = "global") -> list[XdfStream]:
@@ -210,46 +304,38 @@ def streams_from_recording(rec: Recording, clock: str = "refined", timestamps: s
         if values.shape[1] != len(labels):
             labels = [f"ch{i + 1}" for i in range(values.shape[1])]
             units = [""] * len(labels)
-        has_clock = data.t_local is not None
-        offset_desc = ""
-        if t_global.size:
-            resid = t_global - data.device_times
-            offset_desc = (_el("offset_first", repr(float(resid[0]))) + _el("offset_last", repr(float(resid[-1])))
-                           + _el("drift_ppm", repr(_drift_ppm(data.device_times, resid))))  # fmt: skip
         desc = (
-            "<synchronization>" + _el("timestamps", timestamps) + _el("clock_model", clock)
-            + _el("device_clock", "device" if has_clock else "host-arrival")
-            + _el("fixed_latency", repr(info.fixed_latency)) + _el("global_clock", "redis-time") + offset_desc
-            + _el("can_drop_samples", "false") + "</synchronization>"
+            _sync_desc(rec, sid, clock, timestamps, t_global)
             + "<sensorium>" + _el("sensor_id", sid) + _el("attribute", info.attribute)
             + _el("device_id", info.device_id) + _el("device_name", info.device_name)
             + _el("transport", info.transport) + _el("uri", info.uri) + _el("node_id", info.node_id)
             + _el("missing_batches", data.missing_batches)
             + (_el("video_file", info.extra["session_video"]) if info.extra.get("session_video") else "")
             + "</sensorium>"
-            + "<acquisition>" + _el("manufacturer", "Sensorium Desktop") + "</acquisition>"
         )  # fmt: skip
+        ident = stream_identity(rec, info)
+        if not ident["source_desc"]:
+            desc += "<acquisition>" + _el("manufacturer", "Sensorium Desktop") + "</acquisition>"
         times = t_global
-        off_t = off_v = None
+        off_t = off_v = off_g = None
         if timestamps == "local" and t_global.size:
             times = data.device_times
-            grid = np.arange(times[0], times[-1] + CHUNK_SECONDS, CHUNK_SECONDS)
-            idx = np.clip(np.searchsorted(times, grid), 0, times.size - 1)
-            off_t, off_v = times[idx], (t_global - times)[idx]
-        out.append(XdfStream(number, sid, info.attribute, f"{info.node_id}:{sid}", fmt, info.nominal_rate,
-                             labels, units, times, values, desc, off_t, off_v, t_global))  # fmt: skip
+            grid = np.arange(times[0], times[-1] + OFFSET_SECONDS, OFFSET_SECONDS)
+            idx = np.unique(np.clip(np.searchsorted(times, grid), 0, times.size - 1))
+            off_t, off_v, off_g = times[idx], (t_global - times)[idx], t_global[idx]
+        out.append(XdfStream(number, ident["name"], ident["type"], ident["source_id"], fmt, info.nominal_rate,
+                             labels, units, times, values, desc, off_t, off_v, t_global, ident["created_at"],
+                             ident["uid"], ident["hostname"], ident["source_desc"], off_g))  # fmt: skip
     marker_times = np.array([float(m.get("t_global", 0.0)) for m in rec.markers])
     marker_values = np.empty((len(rec.markers), 1), dtype=object)
     marker_values[:, 0] = [str(m.get("label", "")) for m in rec.markers]
     clock_note = (
         "<synchronization>" + _el("timestamps", "global") + _el("clock_model", "marker-time") + "</synchronization>"
     )
-    out.append(XdfStream(len(out) + 1, "Markers", "Markers", f"sensorium:{rec.meta.get('session_id', '')}:markers",
-                         "string", 0.0, ["label"], [""], marker_times, marker_values, clock_note))  # fmt: skip
+    session_id = str(rec.meta.get("session_id", ""))
+    out.append(XdfStream(len(out) + 1, "Markers", "Markers", f"sensorium:{session_id}:markers",
+                         "string", 0.0, ["label"], [""], marker_times, marker_values, clock_note,
+                         created_at=float(rec.meta.get("started") or 0.0),
+                         uid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"sensorium:{session_id}/markers")),
+                         hostname=str(rec.meta.get("hostname", ""))))  # fmt: skip
     return out
-
-
-def _drift_ppm(x: np.ndarray, resid: np.ndarray) -> float:
-    if x.size < 2 or x[-1] == x[0]:
-        return 0.0
-    return float((resid[-1] - resid[0]) / (x[-1] - x[0]) * -1e6)

@@ -15,10 +15,10 @@ import redis.asyncio
 
 from ..bus.keys import Keys
 from ..bus.streams import GapTracker, decode_entry, read_tail_async
+from ..core.clockdomain import ClockDomains
 from ..core.codec import CodecError
 from ..core.ring import RingBuffer
 from ..core.samples import SampleBatch, SensorInfo
-from ..core.sync import ClockTimeMap
 from .base import Event
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,8 @@ class LiveStore:
     def __init__(self, keys: Keys, history_s: float = 60.0, time_map: TimeMap | None = None) -> None:
         self.keys = keys
         self.history_s = history_s
-        self.clocks = ClockTimeMap()
-        self.time_map: TimeMap = time_map or self.clocks
+        self.clocks = ClockDomains()
+        self.time_map: TimeMap = time_map or self.clocks.map_batch
         self.subs: dict[str, Subscription] = {}
         self.gaps = GapTracker()
         self.errors: dict[str, int] = {}

@@ -22,11 +22,11 @@ from ..bus.connection import Backoff, client
 from ..bus.keys import Keys
 from ..bus.registry import list_sensors
 from ..bus.streams import decode_entry, sensor_of_stream
+from ..core.clockdomain import ClockDomains
 from ..core.codec import CodecError
-from ..core.hostclock import host_time
+from ..core.contenttypes import content_type, display_name
 from ..core.samples import SensorInfo
-from ..core.sync import ClockTimeMap
-from ..devices.lsl import LSL_FORMATS, OWN_SOURCE_PREFIX
+from ..devices.lsl import LSL_FORMATS, OWN_SOURCE_PREFIX, measure_lsl_offset
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +36,14 @@ BLOCK_MS = 100
 LSL_CODES = {fmt: code for code, fmt in LSL_FORMATS.items()}
 
 
-def lsl_clock_offset() -> float:
-    """``pylsl.local_clock() - host_time()`` (s), read back to back (both monotonic)."""
-    import pylsl
-
-    a = host_time()
-    lc = pylsl.local_clock()
-    b = host_time()
-    return lc - (a + b) / 2.0
-
-
-def make_outlet(info: SensorInfo) -> Any:
-    """An LSL outlet describing ``info`` (channel labels and units, our source id)."""
+def make_outlet(info: SensorInfo, shares_device: bool = False) -> Any:
+    """An LSL outlet describing ``info``: its display name, content type, channel labels
+    and units, our source id (``sensorium:<sensor id>``), the attribute id in ``desc``."""
     import pylsl
 
     si = pylsl.StreamInfo(
-        info.sensor_id,
-        info.attribute,
+        display_name(info.device_name or info.device_id, info.attribute, shares_device),
+        content_type(info.attribute),
         info.channel_count,
         info.nominal_rate if info.nominal_rate > 0 else pylsl.IRREGULAR_RATE,
         LSL_CODES.get(info.channel_format, LSL_CODES["float64"]),
@@ -65,6 +56,7 @@ def make_outlet(info: SensorInfo) -> Any:
         ch.append_child_value("unit", unit)
     si.desc().append_child_value("manufacturer", "Sensorium Desktop")
     si.desc().append_child_value("device", info.device_name or info.device_id)
+    si.desc().append_child_value("attribute", info.attribute)
     return pylsl.StreamOutlet(si)
 
 
@@ -82,15 +74,18 @@ class LslOutletBridge:
         self.outlets: dict[str, Any] = {}
         self.infos: dict[str, SensorInfo] = {}
         self.positions: dict[str, str] = {}
-        self.times = ClockTimeMap()
+        self.times = ClockDomains()
+        self.lsl_offset, _ = measure_lsl_offset()  # host - LSL clock (s)
         self.stats = {"samples": 0, "batches": 0, "malformed": 0, "reconnects": 0}
 
     def _refresh(self, c: redis.Redis) -> None:
-        for info in list_sensors(c, self.keys):
+        infos = list_sensors(c, self.keys)
+        for info in infos:
             sid = info.sensor_id
             if sid in self.outlets or (self.only is not None and sid not in self.only):
                 continue
-            self.outlets[sid] = make_outlet(info)
+            siblings = sum(1 for i in infos if i.device_id == info.device_id and i.node_id == info.node_id)
+            self.outlets[sid] = make_outlet(info, siblings > 1)
             self.infos[sid] = info
             self.times.register(info)
             top = c.xrevrange(self.keys.stream(sid), count=1)
@@ -99,7 +94,7 @@ class LslOutletBridge:
 
     def _push(self, sid: str, entries: list[tuple[bytes, dict[bytes, Any]]]) -> None:
         outlet, info = self.outlets[sid], self.infos[sid]
-        offset = lsl_clock_offset()
+        offset = -self.lsl_offset
         for eid, fields in entries:
             self.positions[sid] = eid.decode()
             try:
@@ -110,7 +105,7 @@ class LslOutletBridge:
                 continue
             if not len(batch):
                 continue
-            stamps = self.times(batch) + offset
+            stamps = self.times.map_batch(batch) + offset
             values = batch.values
             if info.channel_format == "string":
                 outlet.push_chunk([[str(v) for v in row] for row in values.tolist()], stamps.tolist())

@@ -103,18 +103,6 @@ def _flat(mapping: dict[str, Any]) -> list[str]:
     return [x for k, v in mapping.items() for x in (k, repr(v) if isinstance(v, float) else str(v))]
 
 
-def clock_source(info: SensorInfo, all_sensors: Any) -> str:
-    """The best-sampled sensor sharing ``info``'s device clock ("" if ``info`` is it)."""
-    if not info.has_clock:
-        return ""
-    best = max(
-        (s for s in all_sensors if s.device_id == info.device_id and s.node_id == info.node_id and s.has_clock),
-        key=lambda s: (s.nominal_rate, s.sensor_id),
-        default=None,
-    )
-    return best.sensor_id if best is not None and best.sensor_id != info.sensor_id else ""
-
-
 def cut_between_events(times: list[np.ndarray], sigmas: list[np.ndarray], cut: float) -> float:
     """Where to end a slice (s, global): ``cut``, or earlier when observations of one event
     straddle it (neighbours closer than ``CLUSTER_GAP_SIGMAS`` σ), so an event is never split
@@ -200,10 +188,7 @@ class SyncWorker:
         for sid, info in infos.items():
             if sid not in self.sensors:
                 self.sensors[sid] = info
-                self.core.add_sensor(sid, fixed_latency=info.fixed_latency)
-                source = clock_source(info, infos.values())
-                if source:
-                    self.core.alias(sid, source)
+                self.core.register(info)
                 key = self.keys.stream(sid)
                 self._ensure_group(key)
                 self._replay(key, sid)
@@ -378,9 +363,8 @@ class SyncWorker:
                          "slice_end": repr(slice_end), "members": json.dumps(members)}  # fmt: skip
                 commands.append(["XADD", self.keys.groups, "MAXLEN", "~", "100000", "*", *_flat(entry)])
         commands.append(["SET", self.keys.groups + ":cursor", repr(slice_end)])
-        for sid, m in self.core.models.items():
-            if m.ready:
-                st = m.state()
+        for sid, st in self.core.state().items():
+            if math.isfinite(float(st["alpha"])):
                 st["node"] = self.sensors[sid].node_id if sid in self.sensors else ""
                 st["updated"] = time.time()
                 commands.append(["HSET", self.keys.clock(sid), *_flat(st)])
@@ -409,10 +393,11 @@ class SyncWorker:
     def write_telemetry(self) -> None:
         self.stats.lag_s = max(0.0, host_time() - self._last_pub) if self._last_pub else 0.0
         clocks = {
-            sid: {"offset": m.offset, "drift_ppm": m.drift * 1e6, "uncertainty": m.uncertainty, "epoch": m.epoch,
-                  "resets": m.resets}
-            for sid, m in self.core.models.items()
-            if m.ready
+            sid: {"offset": st["offset_mean"], "drift_ppm": st["drift"] * 1e6, "uncertainty": st["uncertainty"],
+                  "epoch": st["epoch"], "resets": st["resets"], "late": st.get("late", 0), "domain": st["domain"],
+                  "kind": st["kind"], "latency": st["latency"]}
+            for sid, st in self.core.state().items()
+            if math.isfinite(float(st["alpha"]))
         }  # fmt: skip
         data = {**asdict(self.stats), "pid": os.getpid(), "time": time.time(), "positions": self.last_seq,
                 "sensors": clocks}  # fmt: skip

@@ -1,0 +1,214 @@
+"""Clock domains: every sensor is mapped to host time through the clock it is stamped with.
+
+A *clock domain* is one clock that stamps samples: a device's own oscillator (shared by all
+of the device's attributes — Polar ECG and accelerometer, the eye tracker's gaze and blinks,
+the columns of one serial instrument, a camera's frames), the LSL clock of the node's host
+(every LSL stream a node reads is stamped on it, after ``time_correction``), or — for a
+sensor without a clock — its own arrival times. One implementation, :class:`ClockDomains`,
+maps time for the sync worker, the live view, the exporter and the LSL bridge:
+
+- a *fitted* domain keeps one :class:`~sensorium_desktop.core.clock.ClockModel` fed by the
+  (t_local, t_arrival) pairs of all of its sensors (interleaved batches of several sensors
+  are late deliveries to it, not resets);
+- a *measured* domain carries its mapping in the sensor description
+  (``SensorInfo.clock_offset``: host = t_local + offset, measured by reading both clocks
+  back to back and keeping the tightest pairs): nothing is fitted from arrival jitter, so
+  equal stamps map to equal times and sample spacing is kept exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .clock import ClockModel, RefinedClock, bin_minima
+from .samples import SampleBatch, SensorInfo
+
+#: Domain kinds.
+FITTED = "fitted"
+MEASURED = "measured"
+ARRIVAL = "arrival"
+
+
+def domain_id(info: SensorInfo) -> str:
+    """The clock domain of a sensor: ``<node>/<domain>`` (see the module docstring)."""
+    node = info.node_id or "-"
+    if info.clock_domain:
+        return f"{node}/{info.clock_domain}"
+    if not info.has_clock:
+        return f"{node}/arrival:{info.sensor_id}"
+    return f"{node}/device:{info.device_id}"
+
+
+def domain_kind(info: SensorInfo) -> str:
+    """:data:`MEASURED` when the description carries a measured offset, :data:`ARRIVAL`
+    without a device clock, else :data:`FITTED`."""
+    if info.clock_offset is not None and math.isfinite(info.clock_offset):
+        return MEASURED
+    return FITTED if info.has_clock else ARRIVAL
+
+
+@dataclass
+class MeasuredClock:
+    """A clock whose mapping to host time was measured directly: ``host = t + offset``
+    (s), with the measurement's 1-sigma ``sigma`` (s). Same reading interface as
+    :class:`ClockModel` (offset, drift, uncertainty, state, to_global, refine)."""
+
+    offset: float
+    sigma: float = 0.0
+    n: int = 0
+    t_local_last: float = math.nan
+    t_arrival_last: float = math.nan
+    latency_min: float = math.inf  # smallest arrival - host time seen (s): the transport latency
+
+    ready = True
+    epoch = 0
+    resets = 0
+    glitches = 0
+    late = 0
+    drift = 0.0
+    beta = 0.0
+    fixed_latency = 0.0
+
+    @property
+    def uncertainty(self) -> float:
+        return self.sigma
+
+    @property
+    def alpha(self) -> float:
+        return self.offset
+
+    @property
+    def latency(self) -> float:
+        """Smallest arrival delay after the sample's time seen (s): the transport latency."""
+        return self.latency_min if math.isfinite(self.latency_min) else math.nan
+
+    def update(self, t_local: np.ndarray, t_arrival: np.ndarray, packets: np.ndarray | None = None) -> None:
+        """Count the samples and keep the smallest arrival latency (nothing is fitted)."""
+        x = np.asarray(t_local, dtype=np.float64)
+        y = np.asarray(t_arrival, dtype=np.float64)
+        if x.size == 0:
+            return
+        self.n += x.size
+        self.t_local_last = float(x[-1])
+        self.t_arrival_last = float(y[-1])
+        self.latency_min = min(self.latency_min, float(np.min(y - (x + self.offset))))
+
+    def to_global(self, t_local: np.ndarray | float, epoch: int = -1) -> np.ndarray:
+        return np.asarray(t_local, dtype=np.float64) + self.offset
+
+    def refine(self) -> MeasuredClock:
+        return self
+
+    def epoch_starts(self) -> np.ndarray:
+        return np.zeros(1)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "offset_mean": self.offset, "offset_variance": self.sigma**2, "drift": 0.0, "uncertainty": self.sigma,
+            "alpha": self.offset, "beta": 0.0, "x0": 0.0, "epoch": 0, "n": self.n, "resets": 0, "glitches": 0,
+            "late": 0, "t_local_last": self.t_local_last, "t_arrival_last": self.t_arrival_last, "fixed_latency": 0.0,
+        }  # fmt: skip
+
+
+ClockLike = ClockModel | MeasuredClock
+
+
+class ClockDomains:
+    """One clock per clock domain; maps any registered sensor's device times to host time.
+
+    Unregistered sensor ids (the seed API's ingest) are domains of their own, fitted.
+    ``clock_options`` go to every new :class:`ClockModel`.
+    """
+
+    def __init__(self, **clock_options: Any) -> None:
+        self.clock_options = clock_options
+        self.models: dict[str, ClockLike] = {}
+        self.domain_of: dict[str, str] = {}
+        self.infos: dict[str, SensorInfo] = {}
+
+    def register(self, info: SensorInfo) -> str:
+        """Put ``info``'s sensor in its domain (a new measured offset replaces the old one)."""
+        dom = domain_id(info)
+        self.domain_of[info.sensor_id] = dom
+        self.infos[info.sensor_id] = info
+        kind = domain_kind(info)
+        model = self.models.get(dom)
+        if kind == MEASURED:
+            if isinstance(model, MeasuredClock):
+                model.offset, model.sigma = float(info.clock_offset or 0.0), float(info.clock_sigma)
+            else:
+                self.models[dom] = MeasuredClock(float(info.clock_offset or 0.0), float(info.clock_sigma))
+        elif model is None:
+            self.models[dom] = ClockModel(**{**self.clock_options, "fixed_latency": info.fixed_latency})
+        return dom
+
+    def domain(self, sensor_id: str) -> str:
+        return self.domain_of.get(sensor_id, sensor_id)
+
+    def model(self, sensor_id: str) -> ClockLike:
+        """The clock of ``sensor_id``'s domain (created, fitted, for an unregistered id)."""
+        dom = self.domain(sensor_id)
+        m = self.models.get(dom)
+        if m is None:
+            m = self.models[dom] = ClockModel(**self.clock_options)
+        return m
+
+    def sensors_of(self, dom: str) -> list[str]:
+        return [sid for sid, d in self.domain_of.items() if d == dom]
+
+    def observe(self, sensor_id: str, t_local: np.ndarray, t_arrival: np.ndarray) -> ClockLike:
+        """Feed (t_local, t_arrival) pairs (s) of one sensor, in its arrival order."""
+        m = self.model(sensor_id)
+        m.update(t_local, t_arrival)
+        return m
+
+    def to_host(self, sensor_id: str, t_local: np.ndarray | float) -> np.ndarray:
+        """Host times (s) of device times; NaN until the domain's clock is known."""
+        return self.model(sensor_id).to_global(t_local)
+
+    def uncertainty(self, sensor_id: str) -> float:
+        m = self.models.get(self.domain(sensor_id))
+        return m.uncertainty if m is not None and m.ready else math.inf
+
+    def map_batch(self, batch: SampleBatch) -> np.ndarray:
+        """Observe a batch and return its samples' host times (s), causally (live views)."""
+        m = self.observe(batch.sensor_id, batch.device_times, batch.t_arrival)
+        out = m.to_global(batch.device_times)
+        if not np.isfinite(out).all():  # not yet fitted: arrival minus the known latency
+            fixed = self.infos[batch.sensor_id].fixed_latency if batch.sensor_id in self.infos else 0.0
+            out = np.where(np.isfinite(out), out, batch.t_arrival - fixed)
+        return out
+
+
+#: bin minima per clock-model update when fitting a whole recording (64 = 4 s of local time)
+FIT_CHUNK = 64
+
+
+def fit_domain(
+    pairs: list[tuple[np.ndarray, np.ndarray]], fixed_latency: float = 0.0, **clock_options: Any
+) -> tuple[ClockModel, RefinedClock]:
+    """Fit one fitted domain over a whole recording: ``pairs`` are each sensor's
+    (t_local, t_arrival) in its arrival order; each is thinned to its bin minima, and the
+    union is fed in arrival order (as live). Returns the causal model and its refinement."""
+    model = ClockModel(fixed_latency=fixed_latency, **clock_options)
+    xs, ys, ns = [], [], []
+    for x, y in pairs:
+        if x.size:
+            xb, yb, nb = bin_minima(x, y, model.bin_width / 4)
+            xs.append(xb)
+            ys.append(yb)
+            ns.append(nb)
+    if not xs:
+        return model, model.refine()
+    x, y, n = np.concatenate(xs), np.concatenate(ys), np.concatenate(ns)
+    order = np.argsort(y, kind="stable")
+    x, y, n = x[order], y[order], n[order]
+    for a in range(0, x.size, FIT_CHUNK):
+        model.update(x[a : a + FIT_CHUNK], y[a : a + FIT_CHUNK], n[a : a + FIT_CHUNK])
+    if model.resolving:  # the recording ended inside a backward step: decide with what there is
+        model.flush_held()
+    return model, model.refine()

@@ -1,0 +1,55 @@
+"""XDF/LSL content types of our attributes: the stream ``type`` consumers search for.
+
+LSL tools resolve streams by type and EEGLAB's XDF import looks for exactly ``EEG``; the
+XDF meta-data conventions name the types (case-sensitive). One table maps every attribute
+id to its content type; the attribute id itself travels in the stream's ``desc``.
+
+| attribute | type |
+|---|---|
+| eeg | EEG |
+| ecg | ECG |
+| emg | EMG |
+| eog | EOG |
+| ppg | PPG |
+| respiration | Respiration |
+| hr, heartrate | HeartRate |
+| hrv, rr | HRV |
+| spo2 | SpO2 |
+| accelerometer, gravity | Accelerometer |
+| gyroscope | Gyroscope |
+| magnetometer | Magnetometer |
+| imu, quaternion, euler, orientation, heading | IMU |
+| skeleton, pose | MoCap |
+| eye_gaze | Gaze |
+| eye_aperture, eye_blink, eye_worn | Pupillometry |
+| marker, trigger, tap, button | Markers |
+| audio, microphone | Audio |
+| video | VideoRaw |
+| temperature | Temperature |
+| geolocation, altitude, speed | Position |
+| anything else | the attribute id |
+"""
+
+from __future__ import annotations
+
+CONTENT_TYPES: dict[str, str] = {
+    "eeg": "EEG", "ecg": "ECG", "emg": "EMG", "eog": "EOG", "ppg": "PPG", "respiration": "Respiration",
+    "hr": "HeartRate", "heartrate": "HeartRate", "hrv": "HRV", "rr": "HRV", "spo2": "SpO2",
+    "accelerometer": "Accelerometer", "gravity": "Accelerometer", "gyroscope": "Gyroscope",
+    "magnetometer": "Magnetometer", "imu": "IMU", "quaternion": "IMU", "euler": "IMU", "orientation": "IMU",
+    "heading": "IMU", "skeleton": "MoCap", "pose": "MoCap", "eye_gaze": "Gaze", "eye_aperture": "Pupillometry",
+    "eye_blink": "Pupillometry", "eye_worn": "Pupillometry", "marker": "Markers", "trigger": "Markers",
+    "tap": "Markers", "button": "Markers", "audio": "Audio", "microphone": "Audio", "video": "VideoRaw",
+    "temperature": "Temperature", "geolocation": "Position", "altitude": "Position", "speed": "Position",
+}  # fmt: skip
+
+
+def display_name(device_name: str, attribute: str, shares_device: bool) -> str:
+    """A stream's name for people and LSL/XDF tools: the device's name, followed by the
+    content type when the device has several streams (``Polar H10 ECG``)."""
+    return f"{device_name} {content_type(attribute)}" if shares_device else device_name
+
+
+def content_type(attribute: str) -> str:
+    """The XDF/LSL content type of an attribute id (the id itself when none applies)."""
+    return CONTENT_TYPES.get(attribute, attribute)

@@ -1,0 +1,81 @@
+"""Clock domains: sensors sharing a clock are mapped through one model (or a measured offset)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.clock_scenarios import T0, ble
+from sensorium_desktop.core.clockdomain import ClockDomains, domain_id, fit_domain
+from sensorium_desktop.core.samples import SampleBatch, SensorInfo
+
+
+def _info(sid: str, device: str, **kw) -> SensorInfo:
+    return SensorInfo(sid, "ecg", device, has_clock=True, node_id="n1", **kw)
+
+
+def test_attributes_of_one_device_share_a_domain_lsl_streams_share_the_lsl_domain() -> None:
+    a, b = _info("dev-ecg", "dev"), _info("dev-acc", "dev")
+    other = _info("other-ecg", "other")
+    l1 = _info("lsl-eeg", "lsl-eeg", clock_domain="lsl", clock_offset=1.0e9)
+    l2 = _info("lsl-mk", "lsl-mk", clock_domain="lsl", clock_offset=1.0e9)
+    assert domain_id(a) == domain_id(b) != domain_id(other)
+    assert domain_id(l1) == domain_id(l2) == "n1/lsl"
+    clockless = SensorInfo("hr", "hr", "dev", node_id="n1")
+    assert domain_id(clockless) != domain_id(a)
+
+
+def test_interleaved_sensors_of_one_clock_feed_one_model_without_resets() -> None:
+    """ECG and accelerometer batches of one device interleave (each in its own arrival
+    order): their local times step back between sensors, which is not a reboot."""
+    sc = ble(seed=4, duration=40.0)
+    domains = ClockDomains()
+    ecg = _info("dev-ecg", "dev", fixed_latency=sc.fixed_latency)
+    acc = _info("dev-acc", "dev", fixed_latency=sc.fixed_latency)
+    domains.register(ecg)
+    domains.register(acc)
+    err = []
+    rng = np.random.default_rng(0)
+    for sl in sc.batch_slices():
+        # the same packets seen by two sensors, the second's delivered up to 150 ms later
+        x, y = sc.t_local[sl], sc.t_arrival[sl]
+        for sid, delay in (("dev-ecg", 0.0), ("dev-acc", rng.uniform(0, 0.15))):
+            t = domains.map_batch(SampleBatch(sid, "ecg", y + delay, np.zeros((x.size, 1)), x))
+            if sc.t_true[sl][0] > T0 + 10:
+                err.append(np.abs(t - sc.t_true[sl]).max())
+    model = domains.model("dev-ecg")
+    assert model is domains.model("dev-acc")
+    assert model.resets == 0 and model.late > 0
+    assert np.sqrt(np.mean(np.square(err))) < 2e-4
+
+
+def test_measured_domain_maps_equal_stamps_to_equal_times_and_keeps_spacing() -> None:
+    domains = ClockDomains()
+    eeg = _info("lsl-eeg", "lsl-eeg", clock_domain="lsl", clock_offset=1.7e9 + 0.123456, clock_sigma=1e-6)
+    mk = _info("lsl-mk", "lsl-mk", clock_domain="lsl", clock_offset=1.7e9 + 0.123456, clock_sigma=1e-6)
+    domains.register(eeg)
+    domains.register(mk)
+    stamps = 5000.0 + np.arange(2500) / 250.0
+    rng = np.random.default_rng(1)
+    arrival = stamps + 1.7e9 + 0.123456 + rng.exponential(0.01, stamps.size)  # jitter is not fitted
+    t_eeg = np.concatenate(
+        [domains.map_batch(SampleBatch("lsl-eeg", "eeg", arrival[a : a + 25], np.zeros((25, 1)), stamps[a : a + 25]))
+         for a in range(0, stamps.size, 25)]
+    )  # fmt: skip
+    t_mk = domains.map_batch(SampleBatch("lsl-mk", "marker", arrival[::250] + 0.05, np.zeros((10, 1)), stamps[::250]))
+    np.testing.assert_array_equal(t_mk, t_eeg[::250])
+    np.testing.assert_allclose(np.diff(t_eeg), 1 / 250.0, atol=1e-6)
+    assert domains.model("lsl-eeg").drift == 0.0
+
+
+def test_fit_domain_over_a_recording_of_two_interleaved_sensors() -> None:
+    sc = ble(seed=9, duration=60.0)
+    half = sc.t_local.size // 2
+    idx = np.arange(sc.t_local.size)
+    a, b = idx % 2 == 0, idx % 2 == 1
+    model, refined = fit_domain([(sc.t_local[a], sc.t_arrival[a]), (sc.t_local[b], sc.t_arrival[b] + 0.05)],
+                                sc.fixed_latency)  # fmt: skip
+    assert model.resets == 0 and len(refined.epochs) == 1
+    settled = sc.t_true > T0 + 5
+    err = refined.to_global(sc.t_local[settled]) - sc.t_true[settled]
+    assert np.sqrt(np.mean(err**2)) < 5e-5
+    assert half > 0
