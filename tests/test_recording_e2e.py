@@ -21,7 +21,7 @@ from sensorium_desktop.bus.sessions import Session
 from sensorium_desktop.bus.streams import read_all
 from sensorium_desktop.recording import spool as spool_mod
 from sensorium_desktop.recording.reader import load_recording
-from sensorium_desktop.recording.xdf import xdf_stream_key
+from sensorium_desktop.recording.xdf import xdf_datetime, xdf_stream_key
 
 
 def _status(c: redis.Redis, keys: Keys, sid: str) -> dict[str, str]:
@@ -83,9 +83,27 @@ def test_record_cli_simulated_lab_then_export_and_list(redis_server: RedisServer
     by_name = _check_xdf_against_spool(xdf, out)
     assert set(by_name) == {"sim-chest-ecg", "sim-eyes-eye_gaze", "sim-room-temperature", "Markers"}
     assert len(by_name["sim-chest-ecg"]["time_stamps"]) > 2.5 * 512 * 0.9
+    # exact bounds: nothing outside [start, stop]; each regular stream spans the duration from
+    # its first sample (one sample period, plus the few ms two devices' clock fits differ by)
+    rec = load_recording(out)
+    start, stop = rec.bounds
+    streams, header = pyxdf.load_xdf(str(xdf), dejitter_timestamps=False)
+    for s in streams:
+        sid = xdf_stream_key(s)
+        if sid == "Markers" or not len(s["time_stamps"]):
+            continue
+        ts = s["time_stamps"]
+        assert ts[0] >= start and ts[-1] <= stop, sid
+        period = 1.0 / rec.sensors[sid].info.nominal_rate
+        assert abs((ts[-1] - ts[0]) - 3.0) <= period + 0.01, (sid, ts[-1] - ts[0])
+        assert ts[0] - start < 2.0, f"{sid}: the first sample of the device is in the recording"
+    assert header["info"]["datetime"] == [xdf_datetime(meta["started"])]
+    types = {xdf_stream_key(s): s["info"]["type"][0] for s in streams}
+    assert types == {"sim-chest-ecg": "ECG", "sim-eyes-eye_gaze": "Gaze", "sim-room-temperature": "Temperature",
+                     "Markers": "Markers"}  # fmt: skip
     # every batch Redis holds from the session's window is in the spool (nothing silently lost)
     c = redis_server.client()
-    rec = load_recording(out)
+    rec = load_recording(out, trim=False)
     for sid in ("sim-chest-ecg", "sim-eyes-eye_gaze"):
         spooled = set(rec.sensors[sid].batch_seq.tolist())
         entries = read_all(c, keys, sid)
@@ -141,7 +159,7 @@ def test_node_killed_mid_session_resumes_and_loses_nothing(redis_server: RedisSe
     assert run.returncode == 0, run.stderr[-3000:]
     by_name = _check_xdf_against_spool(xdf, rec_dir)
     assert [m[0] for m in by_name["Markers"]["time_series"]] == ["before crash", "after restart"]
-    rec = load_recording(rec_dir)
+    rec = load_recording(rec_dir, trim=False)  # the spool itself: every batch, margins included
     assert any("resumed" in e.get("message", "") for e in rec.events)
     started = json.loads((rec_dir / "session.json").read_text())["started"]
     for sid in ("sim-chest-ecg", "sim-eyes-eye_gaze"):

@@ -112,16 +112,29 @@ async def get_session(c: redis.asyncio.Redis, keys: Keys, session_id: str) -> Se
         return None
 
 
-async def start_recording(c: redis.asyncio.Redis, keys: Keys, s: Session, node_id: str) -> Session:
-    """Ask ``node_id``'s recorder to record ``s`` from now on."""
-    s.state, s.recorder, s.started, s.stopped, s.error = "recording", node_id, time.time(), None, ""
+async def global_now(c: redis.asyncio.Redis) -> float:
+    """The lab's global clock now (s): the Redis server's ``TIME``, read in the middle of
+    the round trip."""
+    t0 = time.monotonic()
+    sec, usec = await c.time()
+    return float(sec) + usec / 1e6 + (time.monotonic() - t0) / 2
+
+
+async def start_recording(
+    c: redis.asyncio.Redis, keys: Keys, s: Session, node_id: str, started: float | None = None
+) -> Session:
+    """Ask ``node_id``'s recorder to record ``s`` from ``started`` (global s; default now):
+    the recording holds exactly the samples whose global time is in [started, stopped]."""
+    t = started if started is not None else await global_now(c)
+    s.state, s.recorder, s.started, s.stopped, s.error = "recording", node_id, t, None, ""
     await save_session(c, keys, s)
     return s
 
 
-async def stop_recording(c: redis.asyncio.Redis, keys: Keys, s: Session) -> Session:
-    """End the recording (the recorder drains what arrived until now, then closes the spool)."""
-    s.state, s.stopped = "stopped", time.time()
+async def stop_recording(c: redis.asyncio.Redis, keys: Keys, s: Session, stopped: float | None = None) -> Session:
+    """End the recording at ``stopped`` (global s; default now): the recorder drains what
+    arrived until then, then closes the spool."""
+    s.state, s.stopped = "stopped", stopped if stopped is not None else await global_now(c)
     await save_session(c, keys, s)
     return s
 

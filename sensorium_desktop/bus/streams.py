@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import redis
 import redis.asyncio
 
@@ -101,4 +102,29 @@ async def read_tail_async(c: redis.asyncio.Redis, keys: Keys, sensor_id: str, si
             out.append(decode_entry(sensor_id, eid, f))
         except CodecError as exc:
             log.error("%s: skipping malformed entry: %s", sensor_id, exc)
+    return out
+
+
+async def first_sample_times(
+    c: redis.asyncio.Redis, keys: Keys, sensors: dict[str, float], since: float
+) -> dict[str, float]:
+    """Host time (s) at which each sensor's first sample published since ``since`` (global
+    s) was taken, for the sensors that have one: its packet's arrival minus the known
+    latency (``sensors`` maps sensor id to it, s) minus, when the device has a clock, how
+    long the packet's first sample waited for its last one. Malformed entries are skipped."""
+    out: dict[str, float] = {}
+    start = f"{int(since * 1000)}-0"
+    for sid, latency in sensors.items():
+        for eid, fields in await c.xrange(keys.stream(sid), min=start, count=8):
+            try:
+                batch = decode_entry(sid, eid, fields).batch
+            except CodecError:
+                continue
+            if len(batch):
+                waited = 0.0
+                if batch.t_local is not None:
+                    last = int(np.searchsorted(batch.t_arrival, batch.t_arrival[0], side="right")) - 1
+                    waited = max(float(batch.t_local[last] - batch.t_local[0]), 0.0)
+                out[sid] = float(batch.t_arrival[0]) - latency - waited
+                break
     return out

@@ -134,8 +134,9 @@ def bin_minima(t_local: np.ndarray, t_arrival: np.ndarray, width: float) -> tupl
     arrival order, and how many deliveries (runs of equal arrival time) each bin held. A
     :class:`ClockModel` fed these (``update(x, y, packets)``) sees the same bin minima,
     delivery counts, glitches and steps as one fed every sample when ``width`` divides its
-    ``bin_width``; used to fit hour-long recordings in milliseconds. 1-D float64 arrays in,
-    three 1-D arrays out."""
+    ``bin_width``; used to fit hour-long recordings in milliseconds. The first sample after
+    each backward step is kept too (0 deliveries), so an epoch starts where its data does.
+    1-D float64 arrays in, three 1-D arrays out."""
     x = np.asarray(t_local, dtype=np.float64)
     y = np.asarray(t_arrival, dtype=np.float64)
     if x.size < 2:
@@ -156,7 +157,15 @@ def bin_minima(t_local: np.ndarray, t_arrival: np.ndarray, width: float) -> tupl
     first[1:] = group[at_min[1:]] != group[at_min[:-1]]
     keep = at_min[first]
     ends = _packet_ends(y[1:] != y[:-1], False)
-    return x[keep], y[keep], np.add.reduceat(ends, starts)
+    counts = np.add.reduceat(ends, starts)
+    seg_first = np.concatenate(([0], np.flatnonzero(reset)))
+    extra = np.setdiff1d(seg_first, keep)
+    if extra.size:  # a reset's first sample starts its epoch (counted in its bin's minimum)
+        keep = np.concatenate([keep, extra])
+        counts = np.concatenate([counts, np.zeros(extra.size)])
+        order = np.argsort(keep, kind="stable")
+        keep, counts = keep[order], counts[order]
+    return x[keep], y[keep], counts
 
 
 def _packet_ends(new_packet: np.ndarray, continued: bool) -> np.ndarray:
@@ -362,6 +371,9 @@ class Epoch:
     beta: float = 0.0
 
 
+_Pairs = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+
+
 class ClockModel:
     """Causal lower-envelope clock model for one sensor (see module docstring).
 
@@ -492,10 +504,15 @@ class ClockModel:
             raise ValueError("t_local/t_arrival contain NaN or inf")
         if not self.epochs:
             self._new_epoch(float(x[0]), float(y[0]))
+        rest: _Pairs | None = (x, y, packets)
+        while rest is not None and rest[0].size:
+            rest = self._step(*rest)
+
+    def _step(self, x: np.ndarray, y: np.ndarray, packets: np.ndarray | None) -> _Pairs | None:
+        """Take what can be decided now; returns the samples still to be fed (or None)."""
         if self._held:
             self._held.append((x, y, packets))
-            self._resolve_held()
-            return
+            return self._resolve_held()
         # a backward step of the device clock: a reboot or a late delivery, also inside a batch
         if x[0] < self._x_last - RESET_BACKSTEP_S:
             back = 0
@@ -505,16 +522,15 @@ class ClockModel:
             back = -1
         if back < 0:
             self._update_epoch(x, y, packets)
-            return
+            return None
         if back > 0:
             self._update_epoch(x[:back], y[:back], None if packets is None else packets[:back])
         rest = (x[back:], y[back:], None if packets is None else packets[back:])
         if not self.ready:  # no line to test the step against: take it as a reset
             self._new_epoch(float(rest[0][0]), float(rest[1][0]))
-            self.update(*rest)
-            return
+            return rest
         self._held = [rest]
-        self._resolve_held()
+        return self._resolve_held()
 
     @property
     def resolving(self) -> bool:
@@ -525,7 +541,9 @@ class ClockModel:
         """Decide held samples now (the data ended before the confirmation time): a reset if
         none fits the line over ``RESET_CONFIRM_DELIVERIES`` deliveries, else late ones."""
         if self._held:
-            self._resolve_held(final=True)
+            rest = self._resolve_held(final=True)
+            if rest is not None:
+                self.update(*rest)
 
     def _fit_tol(self) -> float:
         """Excess delay (s) over the current line below which a sample fits it."""
@@ -533,44 +551,52 @@ class ClockModel:
         unc = self._unc if math.isfinite(self._unc) else LATE_FIT_MAX_S
         return min(max(STEP_MIN_S, 10.0 * unc + 8.0 * scale), LATE_FIT_MAX_S)
 
-    def _resolve_held(self, final: bool = False) -> None:
-        """Decide what the samples held since a backward step are (see the module docstring)."""
+    def _resolve_held(self, final: bool = False) -> _Pairs | None:
+        """Decide what the samples held since a backward step are (see the module docstring);
+        returns the samples to feed again once decided (None: all taken, or still held)."""
         x = np.concatenate([h[0] for h in self._held])
         y = np.concatenate([h[1] for h in self._held])
         have_packets = all(h[2] is not None for h in self._held)
         p = np.concatenate([h[2] for h in self._held]) if have_packets else None  # type: ignore[misc]
         ep = self.epochs[-1]
         r = (y - x - self.fixed_latency) - (self.alpha + self.beta * (x - ep.x0))
-        fits = bool((r <= self._fit_tol()).any())
+        fitting = np.flatnonzero(r <= self._fit_tol())
+        if fitting.size:  # the current line still holds: what was held until that sample came late
+            j = int(fitting[0])
+            self._held = []
+            self._held_line = (math.nan, math.nan, math.nan)
+            late = np.zeros(x.size, dtype=bool)
+            late[: j + 1] = x[: j + 1] < self._x_last - RESET_BACKSTEP_S
+            self._absorb_late(x[late], y[late], None if p is None else p[late])
+            keep = ~late  # later samples (and forward ones) are judged again, in order
+            return (x[keep], y[keep], None if p is None else p[keep]) if keep.any() else None
         deliveries = float(p.sum()) if p is not None else float(np.count_nonzero(y[1:] != y[:-1]) + 1)
         enough = deliveries >= RESET_CONFIRM_DELIVERIES and (final or y[-1] - y[0] >= RESET_CONFIRM_S)
-        if not fits and not enough and not final:
+        if not enough and not final:
             # until decided, local times before the current epoch map as a reset would map them
             before = x < ep.x0
             if before.any():
                 xb, db = x[before], (y[before] - x[before]) - self.fixed_latency
                 self._held_line = (float(xb.min()), float(xb[0]), float(np.min(db - self.beta * (xb - xb[0]))))
-            return
+            return None
         self._held = []
         self._held_line = (math.nan, math.nan, math.nan)
-        if not fits and enough:  # nothing fitted the line for long enough: the clock was reset
-            # the reset clock's deliveries (most of those held) share one excess over the old
-            # line, the step: measured at each delivery's last sample (earlier ones waited for
-            # the packet); held samples well below it are late deliveries of the old clock
-            ends = np.append(y[1:] != y[:-1], True)
-            new = r >= float(np.median(r[ends])) - self._fit_tol()
-            old = ~new
-            if old.any():
-                self._absorb_late(x[old], y[old], None if p is None else p[old])
-            x, y, p = x[new], y[new], None if p is None else p[new]
-            self._new_epoch(float(x[0]), float(y[0]))
-            self.update(x, y, p)
-            return
-        late = x < self._x_last - RESET_BACKSTEP_S  # the current line still holds: late deliveries
-        self._absorb_late(x[late], y[late], None if p is None else p[late])
-        fwd = ~late
-        if fwd.any():
-            self.update(x[fwd], y[fwd], None if p is None else p[fwd])
+        if not enough:  # the data ended with too little to confirm a reset: late deliveries
+            late = x < self._x_last - RESET_BACKSTEP_S
+            self._absorb_late(x[late], y[late], None if p is None else p[late])
+            return (x[~late], y[~late], None if p is None else p[~late]) if (~late).any() else None
+        # nothing fitted the line for long enough: the clock was reset. The reset clock's
+        # deliveries (most of those held) share one excess over the old line, the step:
+        # measured at each delivery's last sample (earlier ones waited for the packet); held
+        # samples well below it are late deliveries of the old clock
+        ends = np.append(y[1:] != y[:-1], True)
+        new = r >= float(np.median(r[ends])) - self._fit_tol()
+        old = ~new
+        if old.any():
+            self._absorb_late(x[old], y[old], None if p is None else p[old])
+        x, y, p = x[new], y[new], None if p is None else p[new]
+        self._new_epoch(float(x[0]), float(y[0]))
+        return (x, y, p)
 
     def _absorb_late(self, x: np.ndarray, y: np.ndarray, packets: np.ndarray | None) -> None:
         """Late deliveries (local times behind the newest): counted, and where one lies lower

@@ -66,6 +66,17 @@ class SensorData:
     def device_times(self) -> np.ndarray:
         return self.t_arrival if self.t_local is None else self.t_local
 
+    def select(self, keep: np.ndarray) -> SensorData:
+        """The samples where ``keep`` (n,) is True; batches left empty are dropped."""
+        batch_of = np.searchsorted(self.batch_start, np.arange(len(self)), side="right") - 1
+        counts = np.bincount(batch_of[keep], minlength=self.batch_start.size)
+        kept = counts > 0
+        starts = np.concatenate(([0], np.cumsum(counts[kept])[:-1])).astype(np.int64)
+        return SensorData(
+            self.info, self.t_arrival[keep], None if self.t_local is None else self.t_local[keep], self.values[keep],
+            self.batch_seq[kept], starts, self.missing_batches, self.duplicate_batches,
+        )  # fmt: skip
+
 
 @dataclass
 class Recording:
@@ -80,7 +91,34 @@ class Recording:
     events: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     sync_reports: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    #: samples left out per sensor because their global time is before the start / after the stop
+    trimmed: dict[str, tuple[int, int]] = field(default_factory=dict)
     _host_cache: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    _global_cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """[start, stop] of the recording on the global clock (s; ±inf where not recorded)."""
+        start, stop = self.meta.get("started"), self.meta.get("stopped")
+        return (float(start) if start else -math.inf, float(stop) if stop else math.inf)
+
+    def trim_to_bounds(self) -> None:
+        """Keep exactly the samples whose (refined) global time lies in :attr:`bounds`: the
+        clock is fitted on everything the spool holds, then the margins are cut."""
+        start, stop = self.bounds
+        if not (math.isfinite(start) or math.isfinite(stop)):
+            return
+        for sid, data in list(self.sensors.items()):
+            if not len(data):
+                continue
+            tg = self.global_times(sid, "refined")
+            keep = (tg >= start) & (tg <= stop)
+            if keep.all():
+                continue
+            self.trimmed[sid] = (int(np.count_nonzero(tg < start)), int(np.count_nonzero(tg > stop)))
+            self.sensors[sid] = data.select(keep)
+            self._global_cache[(sid, "refined")] = tg[keep]
+        self._host_cache.clear()
 
     def host_offset(self, node_id: str, t_host: np.ndarray) -> tuple[np.ndarray, bool]:
         """host → global offset (s) for ``node_id`` at host times; (offsets, known)."""
@@ -121,6 +159,9 @@ class Recording:
 
     def global_times(self, sensor_id: str, mode: str = "refined") -> np.ndarray:
         """Global timestamps (s) of every sample of ``sensor_id``."""
+        cached = self._global_cache.get((sensor_id, mode))
+        if cached is not None:
+            return cached
         data = self.sensors[sensor_id]
         host = self.host_times(sensor_id, mode)
         if len(data) == 0:
@@ -158,19 +199,32 @@ def domain_to_host(members: dict[str, SensorData], mode: str) -> DomainTimes:
         return _causal_domain(members, first.fixed_latency)
     model, refined = fit_domain([(d.device_times, d.t_arrival) for d in members.values()], first.fixed_latency)
     out = {}
-    starts = refined.epoch_starts()
     for sid, d in members.items():
         x, y = d.device_times, d.t_arrival
         if len(refined.epochs) == 1:
             out[sid] = refined.to_global(x, 0)
             continue
-        epoch_of = np.clip(np.searchsorted(starts, y, side="right") - 1, 0, len(refined.epochs) - 1)
+        epoch_of = epochs_of(model, x, y)
         host = np.empty_like(x)
         for k in range(len(refined.epochs)):
             mine = epoch_of == k
             host[mine] = refined.to_global(x[mine], k)
         out[sid] = host
     return out, _report(model, "fitted")
+
+
+def epochs_of(model: ClockModel, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Clock epoch of each sample (local times ``x``, arrivals ``y``, s): the latest epoch
+    begun by its arrival whose local-time range holds it; a late delivery of an older epoch
+    (arriving after a reset, local time outside the new epoch's range) keeps its own."""
+    starts = np.array([ep.t_start for ep in model.epochs])
+    k = np.clip(np.searchsorted(starts, y, side="right") - 1, 0, len(model.epochs) - 1)
+    for e in range(len(model.epochs) - 1, 0, -1):
+        ep = model.epochs[e]
+        hi = math.inf if e == len(model.epochs) - 1 else ep.x_hi + model.bin_width  # x_hi: of the bin minima
+        outside = (k == e) & ((x < ep.x0) | (x > hi))
+        k[outside] = e - 1
+    return k
 
 
 def _causal_domain(members: dict[str, SensorData], fixed_latency: float) -> DomainTimes:
@@ -246,8 +300,9 @@ def _pad(values: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def load_recording(directory: Path, progress: Progress | None = None) -> Recording:
-    """Read a recording directory (does not modify it; run ``spool.recover`` first after a crash)."""
+def load_recording(directory: Path, progress: Progress | None = None, trim: bool = True) -> Recording:
+    """Read a recording directory (does not modify it; run ``spool.recover`` first after a
+    crash). ``trim``: keep only the samples inside the recording's [start, stop] (global)."""
     directory = Path(directory)
     meta = read_session_file(directory)
     infos: dict[str, SensorInfo] = {}
@@ -322,6 +377,8 @@ def load_recording(directory: Path, progress: Progress | None = None) -> Recordi
     rec.markers = _unique_by_id(rec.markers)  # re-delivered after a recorder crash
     rec.groups = _unique_by_id(rec.groups)
     rec.markers.sort(key=lambda m: float(m.get("t_global", 0.0)))
+    if trim:
+        rec.trim_to_bounds()
     return rec
 
 

@@ -42,6 +42,9 @@ FLUSH_INTERVAL_S = 0.5
 CLOCK_SNAPSHOT_S = 1.0
 ATTENTION_REFRESH_S = 3.0
 DRAIN_TIMEOUT_S = 5.0
+#: Drain until every active sensor delivered a sample this long after the stop time (s), so
+#: the samples taken before the stop that were still in transit are recorded too.
+DRAIN_MARGIN_S = 0.25
 READ_COUNT = 500
 #: groups of events this long before the session started are not part of it (s)
 GROUP_MARGIN_S = 2.0
@@ -209,7 +212,7 @@ class SessionRecorder(threading.Thread):
         if waited >= DRAIN_TIMEOUT_S:
             return True
         active = [sid for sid in self.sensor_ids if sid in self.last_arrival]
-        return waited >= 0.3 and all(self.last_arrival[sid] >= stop for sid in active)
+        return waited >= 0.3 and all(self.last_arrival[sid] >= stop + DRAIN_MARGIN_S for sid in active)
 
     # -- spool ------------------------------------------------------------------------------
     def _open_spool(self) -> None:

@@ -18,12 +18,24 @@ from pathlib import Path
 
 from ..bus.connection import async_client
 from ..bus.registry import list_sensors_async
-from ..bus.sessions import Session, new_session_id, recording_status, save_session, start_recording, stop_recording
+from ..bus.sessions import (
+    Session,
+    global_now,
+    host_global_offset,
+    new_session_id,
+    recording_status,
+    save_session,
+    start_recording,
+    stop_recording,
+)
+from ..bus.streams import first_sample_times
 from .node import Node, NodeConfig
 
 log = logging.getLogger(__name__)
 
 FINALIZE_TIMEOUT_S = 30.0
+#: How long ``record`` waits for every sensor's first sample before its duration starts (s).
+FIRST_SAMPLE_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -67,6 +79,28 @@ async def _wait_for_sensors(node: Node, c: object, wanted: list[str], timeout: f
         await asyncio.sleep(0.1)
 
 
+async def _data_start(
+    c: object, config: NodeConfig, sensors: list[str], since: float, interrupted: asyncio.Event
+) -> float:
+    """Global time (s) by which every recorded sensor delivered its first sample since
+    ``since`` (arrival minus the known latency, mapped with this host's global offset);
+    sensors silent for ``FIRST_SAMPLE_TIMEOUT_S`` are not waited for."""
+    infos = {i.sensor_id: i.fixed_latency for i in await list_sensors_async(c, config.keys)}  # type: ignore[arg-type]
+    wanted = {sid: infos.get(sid, 0.0) for sid in sensors}
+    deadline = time.monotonic() + FIRST_SAMPLE_TIMEOUT_S
+    first: dict[str, float] = {}
+    while not interrupted.is_set():
+        first = await first_sample_times(c, config.keys, wanted, since)  # type: ignore[arg-type]
+        if len(first) == len(wanted) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    silent = sorted(set(wanted) - set(first))
+    if silent:
+        log.warning("no samples yet from %s; recording without waiting for them", ", ".join(silent))
+    offset = await host_global_offset(c, config.keys)  # type: ignore[arg-type]
+    return max(first.values()) + (offset or 0.0) if first else await global_now(c)  # type: ignore[arg-type]
+
+
 def record(
     config: NodeConfig, request: RecordRequest, report: Callable[[dict[str, str]], None] | None = None
 ) -> RecordOutcome:
@@ -79,28 +113,35 @@ def record(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, interrupted.set)
+        c = async_client(config.redis_url)
+        started = await global_now(c)  # before the node opens its devices: their first samples are in
         node = Node(config)
         node_task = asyncio.create_task(node.run(stop))
-        c = async_client(config.redis_url)
         session = Session(new_session_id(), request.participant, request.session, request.task, request.run,
                           request.notes, directory=str(request.directory), compact=request.compact)  # fmt: skip
         status: dict[str, str] = {}
         try:
             session.sensors = await _wait_for_sensors(node, c, request.sensors, 10.0)
             await save_session(c, config.keys, session)
-            await start_recording(c, config.keys, session, config.node_id)
-            log.info("recording %s (%s) for %.1f s into %s", session.session_id, ", ".join(session.sensors),
-                     request.duration, request.directory)  # fmt: skip
-            end = time.monotonic() + request.duration
-            while time.monotonic() < end and not interrupted.is_set() and not node_task.done():
+            await start_recording(c, config.keys, session, config.node_id, started=started)
+            first = await _data_start(c, config, session.sensors, started, interrupted)
+            stop_at = max(first, started) + request.duration
+            log.info("recording %s (%s) for %.1f s from the first sample (%.3f s after the start) into %s",
+                     session.session_id, ", ".join(session.sensors), request.duration, first - started,
+                     request.directory)  # fmt: skip
+            while not interrupted.is_set() and not node_task.done():
+                left = stop_at - await global_now(c)
+                if left <= 0:
+                    break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(interrupted.wait(), min(1.0, max(end - time.monotonic(), 0.0)))
+                    await asyncio.wait_for(interrupted.wait(), min(1.0, left))
                 status = await recording_status(c, config.keys, session.session_id)
                 if report is not None and status:
                     report(status)
                 if status.get("state") == "failed":
                     break
-            await stop_recording(c, config.keys, session)
+            now = await global_now(c)
+            await stop_recording(c, config.keys, session, stopped=min(now, stop_at))
             deadline = time.monotonic() + FINALIZE_TIMEOUT_S
             while time.monotonic() < deadline and not node_task.done():
                 status = await recording_status(c, config.keys, session.session_id)
