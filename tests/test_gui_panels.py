@@ -173,15 +173,18 @@ def test_status_panels_follow_redis(
     assert rows["sim-chest-ecg"] == "high"  # NodeThread's default attention
     # the sync worker's clock state appears as soon as it is in Redis
     c.hset(keys.clock("sim-chest-ecg"), mapping={
-        "offset_mean": repr(12.5), "drift": repr(31e-6), "uncertainty": repr(8e-6), "resets": "0",
-        "updated": repr(time.time()),
+        "offset_mean": repr(0.0125), "drift": repr(31e-6), "uncertainty": repr(8e-6), "resets": "1", "late": "7",
+        "latency": repr(0.0081), "domain": "test-node/device:sim-chest", "kind": "fitted",
+        "updated": repr(time.time() + 0.2),  # a writer's clock slightly ahead: never "-0.0 s ago"
     })  # fmt: skip
     for k in range(4):
-        c.hset(keys.clock("sim-chest-ecg"), "offset_mean", repr(12.5 + k * 1e-6))
+        c.hset(keys.clock("sim-chest-ecg"), "offset_mean", repr(0.0125 + k * 1e-6))
         pump(arun, window)
     rows = {sync.table.item(r, 0).text(): r for r in range(sync.table.rowCount())}
-    r = rows["sim-chest-ecg"]
-    assert sync.table.item(r, 2).text() == "+31.00" and sync.table.item(r, 3).text() == "8.0"
+    r = rows["sim-chest"]  # one row per clock domain, its sensors listed
+    cells = [sync.table.item(r, col).text() for col in range(sync.table.columnCount())]
+    assert cells[1] == "ecg" and cells[2] == "+12.503 ms" and cells[3] == "8.0" and cells[4] == "+31.00"
+    assert cells[5] == "8.1" and cells[6] == "1/7" and cells[7] == "0.0"
     x, y = window.model.lab.residuals("sim-chest-ecg")
     assert x.size == 4 and np.all(np.abs(y) < 1.0)  # µs around the trend
     assert "needs ≥ 2 respiration sensors" in sync.summary.text()

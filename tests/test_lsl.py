@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 import uuid
@@ -15,7 +16,9 @@ from test_serial import DeviceRunner
 
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.bus.registry import list_sensors
+from sensorium_desktop.bus.sessions import Session
 from sensorium_desktop.bus.streams import read_all
+from sensorium_desktop.core.hostclock import host_time
 from sensorium_desktop.core.samples import SampleBatch
 from sensorium_desktop.devices import DeviceState, discover_all, open_device
 from sensorium_desktop.worker.lsl_outlet import LslOutletBridge
@@ -115,6 +118,22 @@ def test_app_streams_become_lsl_outlets_with_synchronized_times(redis_server: Re
         np.testing.assert_allclose(np.median(np.diff(ts)), 1 / 512.0, rtol=0.01)  # spread at the true spacing
         assert abs(ts[-1] - pylsl.local_clock()) < 2.0  # on this host's LSL clock
         assert bridge.stats["malformed"] == 0
+        c = redis_server.client()
+        holds = {k.decode(): v.decode() for k, v in c.hgetall(keys.attention("sim-chest-ecg")).items()}
+        assert holds[bridge.holder].startswith("high|"), holds
+        # session markers reach LSL as one Markers outlet, stamped on this host's LSL clock
+        c.hset(keys.sessions, "s-lsl", Session("s-lsl").to_json())
+        wait_for(lambda: keys.markers("s-lsl") in bridge.marker_positions, 10, message="marker stream followed")
+        found = pylsl.resolve_bypred("source_id='sensorium:markers'", 1, 10.0)
+        assert found and found[0].type() == "Markers"
+        mk = pylsl.StreamInlet(found[0])
+        mk.open_stream(5.0)
+        t_marker = host_time() - 0.25
+        c.xadd(keys.markers("s-lsl"), {"label": "stimulus 1", "source": "test", "t_host": repr(t_marker),
+                                       "t_global": repr(t_marker), "clock": "host", "host": socket.gethostname()})
+        sample, stamp = mk.pull_sample(timeout=10.0)
+        assert sample == ["stimulus 1"]
+        assert abs(stamp - (t_marker - bridge.lsl_offset)) < 1e-3
     finally:
         stop.set()
         t.join(10)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
 import redis
 
+from ..core.clockdomain import format_offset
 from .keys import Keys
 from .registry import list_devices, list_sensors
 
@@ -120,6 +122,25 @@ def read_backpressure(c: redis.Redis, keys: Keys, sensor_ids: list[str]) -> dict
     return out
 
 
+def clock_summary(clock: dict[str, str], now: float) -> str:
+    """One line of a sensor's clock state: domain, offset to the host clock, σ (µs), drift
+    (ppm), typical transport latency (ms), resets, late samples, age of the last update."""
+
+    def num(key: str, default: float = math.nan) -> float:
+        try:
+            return float(clock.get(key, default))
+        except ValueError:
+            return math.nan
+
+    offset = num("offset_mean", num("offset"))
+    updated = num("updated")
+    age = f"{max(now - updated, 0.0):.1f} s ago" if math.isfinite(updated) and now else "?"
+    kind = clock.get("kind", "fitted")
+    return (f"{clock.get('domain', '?')} ({kind})  offset {format_offset(offset)}  ±{num('uncertainty') * 1e6:.1f} µs"
+            f"  drift {num('drift') * 1e6:+.2f} ppm  latency {num('latency') * 1e3:.1f} ms"
+            f"  resets {int(num('resets', 0))}  late {int(num('late', 0))}  updated {age}")  # fmt: skip
+
+
 def _summary(cp: dict[str, Any]) -> dict[str, Any]:
     keep = ("id", "seq", "term", "leader", "time", "committed_at", "acks", "live_nodes", "groups_cursor", "digest")
     return {k: cp.get(k) for k in keep} | {"sensors": len(cp.get("clocks", {}))}
@@ -162,9 +183,6 @@ def format_status(s: dict[str, Any]) -> str:
         clock = x["clock"]
         cl = ""
         if clock:
-            offset = float(clock.get("offset_mean", clock.get("offset", 0)))
-            drift_ppm = float(clock.get("drift", 0)) * 1e6
-            sigma_ms = float(clock.get("uncertainty", 0)) * 1e3
-            cl = f"  offset {offset:+.6f} s  drift {drift_ppm:+.1f} ppm  ±{sigma_ms:.3f} ms"
+            cl = "  " + clock_summary(clock, float(s.get("time", 0.0)))
         lines.append(f"  {x['sensor_id']:<28} {x['attribute']:<12} {x['rate']:8.1f}/{x['nominal_rate']:g} Hz{cl}")
     return "\n".join(lines)

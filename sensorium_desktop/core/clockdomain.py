@@ -19,6 +19,7 @@ maps time for the sync worker, the live view, the exporter and the LSL bridge:
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,28 @@ import numpy as np
 
 from .clock import ClockModel, RefinedClock, bin_minima
 from .samples import SampleBatch, SensorInfo
+
+
+def format_offset(offset: float) -> str:
+    """An offset to the host clock (s) as people read it: in ms when the two clocks share
+    an epoch (|offset| < 10 s); otherwise the host wall-clock time of day at which the
+    domain's clock read 0 (a device counting from its own power-on, the LSL clock from boot;
+    :func:`offset_origin` gives the date too)."""
+    if not math.isfinite(offset):
+        return "—"
+    if abs(offset) < 10.0:
+        return f"{offset * 1e3:+.3f} ms"
+    whole = math.floor(offset)
+    stamp = time.strftime("%H:%M:%S", time.localtime(whole))
+    return f"0 at {stamp}.{int((offset - whole) * 1e3):03d}"
+
+
+def offset_origin(offset: float) -> str:
+    """The host date and time (ISO, local) at which a clock with this offset (s) read 0."""
+    if not math.isfinite(offset):
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(math.floor(offset))) + f".{int(offset % 1 * 1e6):06d}"
+
 
 #: Domain kinds.
 FITTED = "fitted"

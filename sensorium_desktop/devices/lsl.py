@@ -18,6 +18,7 @@ import asyncio
 import logging
 import math
 import re
+import socket
 import time
 from typing import Any
 
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 OWN_SOURCE_PREFIX = "sensorium:"
 RESOLVE_S = 2.0
 CORRECTION_INTERVAL_S = 5.0
+CORRECTION_WINDOW = 12  # estimates kept (one minute)
 PULL_TIMEOUT_S = 0.1
 TYPE_ATTRIBUTES = {
     "eeg": "eeg", "ecg": "ecg", "exg": "eeg", "emg": "emg", "markers": "marker", "marker": "marker",
@@ -78,6 +80,20 @@ def measure_lsl_offset(reads: int = OFFSET_READS) -> tuple[float, float]:
         if h1 - h0 < best_gap:
             best_gap, best = h1 - h0, 0.5 * (h0 + h1) - t
     return best, math.hypot(best_gap / math.sqrt(12.0), 2.5e-7)
+
+
+def smooth_correction(pairs: list[tuple[float, float]]) -> float:
+    """The correction now from ``(LSL time s, time_correction s)`` estimates: the value of a
+    least-squares line at the newest time when its slope is beyond 3 standard errors (the
+    two clocks drift apart), else the mean (the spread is noise)."""
+    t = np.array([p[0] for p in pairs])
+    v = np.array([p[1] for p in pairs])
+    if t.size < 4 or np.ptp(t) <= 0:
+        return float(np.median(v))
+    coef, cov = np.polyfit(t - t[-1], v, 1, cov=True)
+    if abs(coef[0]) > 3.0 * math.sqrt(max(cov[0, 0], 0.0)):
+        return float(coef[1])
+    return float(np.mean(v))
 
 
 def desc_xml(info: Any) -> str:
@@ -138,6 +154,8 @@ class LslDevice(ThreadedDevice):
         self._inlet: Any = None
         self._correction = 0.0
         self._correction_due = 0.0
+        self._corrections: list[tuple[float, float]] = []  # (LSL time, time_correction) s
+        self._same_host = False
         self._offset_due = 0.0
         self._string = False
 
@@ -189,6 +207,8 @@ class LslDevice(ThreadedDevice):
             self._offset_due = time.monotonic() + OFFSET_INTERVAL_S
         self._inlet = inlet
         self._correction_due = 0.0
+        self._corrections = []
+        self._same_host = info.hostname() == socket.gethostname()
 
     def _check_offset(self) -> None:
         """Re-measure the LSL → host offset; both are the OS monotonic clock, so it must not
@@ -212,15 +232,26 @@ class LslDevice(ThreadedDevice):
                 pass
 
     def _refresh_correction(self) -> None:
+        """Outlet clock → this host's LSL clock. An outlet on this host stamps with this very
+        clock: no correction (each ``time_correction()`` would only add its µs of noise). For
+        another host, the estimates of the last ``CORRECTION_WINDOW`` refreshes smoothed by
+        :func:`smooth_correction` (a line when it drifts measurably, else their mean)."""
+        if self._same_host:
+            self._correction = 0.0
+            return
         now = time.monotonic()
         if now < self._correction_due:
             return
         try:
-            self._correction = float(self._inlet.time_correction(timeout=1.0))
-            self._correction_due = now + CORRECTION_INTERVAL_S
+            value = float(self._inlet.time_correction(timeout=1.0))
         except _pylsl().TimeoutError:
             self.health.count_error("time_correction_timeout")
             self._correction_due = now + 1.0
+            return
+        self._correction_due = now + CORRECTION_INTERVAL_S
+        self._corrections.append((_pylsl().local_clock(), value))
+        del self._corrections[:-CORRECTION_WINDOW]
+        self._correction = smooth_correction(self._corrections)
 
     def read_link(self) -> list[SampleBatch]:
         inlet, info = self._inlet, self._info

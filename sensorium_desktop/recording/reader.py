@@ -31,6 +31,8 @@ from .spool import BatchRecord, RecordKind, SpoolError, iter_records, parse_batc
 log = logging.getLogger(__name__)
 
 CLOCK_MODES = ("refined", "causal")
+#: A host-offset snapshot this far (s) from the line through all of them is a clock step.
+OFFSET_STEP_S = 2e-3
 Progress = Callable[[float, str], None]
 
 
@@ -121,17 +123,40 @@ class Recording:
         self._host_cache.clear()
 
     def host_offset(self, node_id: str, t_host: np.ndarray) -> tuple[np.ndarray, bool]:
-        """host → global offset (s) for ``node_id`` at host times; (offsets, known)."""
-        times, offsets = [], []
+        """host → global offset (s) for ``node_id`` at host times; (offsets, known).
+
+        The recorded estimates scatter by their probes' round trips (tens of µs under load);
+        both clocks are the host's, so the offset is a line unless the wall clock was stepped:
+        a weighted line through the snapshots (outliers beyond 5 MAD out), or — when some lie
+        farther than ``OFFSET_STEP_S`` from it — the snapshots themselves, interpolated."""
+        times, offsets, sigmas = [], [], []
         for snap in self.clocks:
             est = snap.get("hostoffsets", {}).get(node_id)
-            if est and math.isfinite(float(est.get("offset", math.nan))):
+            try:
+                off, sig = float(est["offset"]), float(est.get("uncertainty", 1e-4))  # type: ignore[index]
+            except (TypeError, KeyError, ValueError):
+                continue
+            if math.isfinite(off):
                 times.append(float(snap["time"]))
-                offsets.append(float(est["offset"]))
+                offsets.append(off)
+                sigmas.append(sig if math.isfinite(sig) and sig > 0 else 1e-4)
         if not times:
             return np.zeros_like(t_host), False
-        order = np.argsort(times)
-        return np.interp(t_host, np.asarray(times)[order], np.asarray(offsets)[order]), True
+        t, o, s = (np.asarray(v) for v in (times, offsets, sigmas))
+        order = np.argsort(t)
+        t, o, s = t[order], o[order], s[order]
+        if t.size < 3 or t[-1] - t[0] < 1.0:
+            return np.full_like(t_host, float(np.median(o))), True
+        t0 = t[0]
+        keep = np.abs(o - np.median(o)) <= max(5 * 1.4826 * float(np.median(np.abs(o - np.median(o)))), 1e-6)
+        coef, cov = np.polyfit(t[keep] - t0, o[keep], 1, w=1.0 / s[keep], cov="unscaled")
+        if np.max(np.abs(o - np.polyval(coef, t - t0))) > OFFSET_STEP_S:  # the wall clock was stepped
+            return np.interp(t_host, t, o), True
+        if abs(coef[0]) < 3.0 * math.sqrt(max(cov[0, 0], 0.0)) or keep.sum() < 3:
+            # no drift the probes can see (Redis on this host: both clocks advance together)
+            w = 1.0 / s[keep] ** 2
+            return np.full_like(t_host, float(np.sum(w * o[keep]) / np.sum(w))), True
+        return np.polyval(coef, t_host - t0), True
 
     def domain(self, sensor_id: str) -> str:
         """Clock domain id of a recorded sensor."""

@@ -130,7 +130,7 @@ class MainWindow(QtWidgets.QMainWindow):
             pair = [self.docks["devices"], self.docks["sessions"]]
             self.resizeDocks(pair, [int(h * 0.55), int(h * 0.4)], QtCore.Qt.Orientation.Vertical)
         if "sync" in self.docks:
-            self.resizeDocks([self.docks["sync"]], [int(h * 0.3)], QtCore.Qt.Orientation.Vertical)
+            self.resizeDocks([self.docks["sync"]], [int(h * 0.36)], QtCore.Qt.Orientation.Vertical)
 
     def _status_bar(self) -> None:
         self.status_redis = QtWidgets.QLabel()

@@ -42,6 +42,10 @@ class ClockRow:
     rate: float
     nominal: float
     updated_age: float
+    domain: str = ""
+    kind: str = "fitted"
+    latency: float = math.nan  # s
+    late: int = 0
 
     @property
     def drift_ppm(self) -> float:
@@ -73,6 +77,11 @@ def _f(d: dict[str, str], key: str) -> float:
         return float(d.get(key, "nan"))
     except ValueError:
         return math.nan
+
+
+def _int(d: dict[str, str], key: str) -> int:
+    v = _f(d, key)
+    return int(v) if math.isfinite(v) else 0
 
 
 class LabStatusModel:
@@ -110,10 +119,12 @@ class LabStatusModel:
             c = s.get("clock") or {}
             if not c:
                 continue
+            updated = _f(c, "updated")
             row = ClockRow(
                 s["sensor_id"], s["attribute"], _f(c, "offset_mean"), _f(c, "drift"), _f(c, "uncertainty"),
-                int(_f(c, "resets")) if math.isfinite(_f(c, "resets")) else 0, float(s["rate"]),
-                float(s["nominal_rate"]), now - _f(c, "updated") if math.isfinite(_f(c, "updated")) else math.nan,
+                _int(c, "resets"), float(s["rate"]), float(s["nominal_rate"]),
+                max(now - updated, 0.0) if math.isfinite(updated) else math.nan,
+                c.get("domain", ""), c.get("kind", "fitted"), _f(c, "latency"), _int(c, "late"),
             )  # fmt: skip
             clocks.append(row)
             if math.isfinite(row.offset):

@@ -1,16 +1,22 @@
 """Publish the lab's synchronized sensor streams as LSL outlets (for LabRecorder & co).
 
-Each sensor stream in Redis becomes one outlet: name = sensor id, type = attribute,
-``source_id`` ``sensorium:<sensor id>`` (so LabRecorder can resume after a restart and our own
-LSL transport does not read it back), channel labels and units in ``desc/channels``.
-Sample timestamps are the synchronized times — device clock → host clock through the causal
-clock model, as the live plots use — expressed on this host's LSL clock
-(``pylsl.local_clock()``), so LSL tools align them with every other stream on the network.
+Each sensor stream in Redis becomes one outlet: name = the sensor's display name, type = its
+XDF/LSL content type (:mod:`sensorium_desktop.core.contenttypes`; the attribute id in
+``desc``), ``source_id`` ``sensorium:<sensor id>`` (so LabRecorder can resume after a restart
+and our own LSL transport does not read it back), channel labels and units in
+``desc/channels``. The session markers (every session's marker stream) go to one ``Markers``
+string outlet. Sample timestamps are the synchronized times — device clock → host clock
+through the sensor's clock domain, as the live plots use — expressed on this host's LSL
+clock (``pylsl.local_clock()``), so LSL tools align them with every other stream on the
+network. The bridge holds its sensors at ``high`` attention: the nodes publish each packet
+as it arrives instead of batching it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from typing import Any
@@ -18,10 +24,12 @@ from typing import Any
 import numpy as np
 import redis
 
+from ..bus.attention import hold_attention, release_attention
 from ..bus.connection import Backoff, client
 from ..bus.keys import Keys
 from ..bus.registry import list_sensors
 from ..bus.streams import decode_entry, sensor_of_stream
+from ..core.backpressure import Attention
 from ..core.clockdomain import ClockDomains
 from ..core.codec import CodecError
 from ..core.contenttypes import content_type, display_name
@@ -32,6 +40,9 @@ log = logging.getLogger(__name__)
 
 REFRESH_S = 2.0
 BLOCK_MS = 100
+#: attention hold: level, lifetime (s); refreshed every REFRESH_S
+HOLD_TTL_S = 10.0
+MARKERS_SOURCE_ID = OWN_SOURCE_PREFIX + "markers"
 #: channel format → liblsl's numeric code (the inverse of what inlets read)
 LSL_CODES = {fmt: code for code, fmt in LSL_FORMATS.items()}
 
@@ -60,6 +71,15 @@ def make_outlet(info: SensorInfo, shares_device: bool = False) -> Any:
     return pylsl.StreamOutlet(si)
 
 
+def make_markers_outlet() -> Any:
+    """The ``Markers`` string outlet of the lab's session markers."""
+    import pylsl
+
+    si = pylsl.StreamInfo("Sensorium markers", "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, MARKERS_SOURCE_ID)
+    si.desc().append_child_value("manufacturer", "Sensorium Desktop")
+    return pylsl.StreamOutlet(si)
+
+
 class LslOutletBridge:
     """Follows sensor streams in Redis from now on and pushes them to LSL outlets.
 
@@ -67,7 +87,9 @@ class LslOutletBridge:
     that appear later). Counters in :attr:`stats`.
     """
 
-    def __init__(self, redis_url: str, keys: Keys, sensors: list[str] | None = None) -> None:
+    def __init__(
+        self, redis_url: str, keys: Keys, sensors: list[str] | None = None, attention: Attention | None = Attention.HIGH
+    ) -> None:
         self.redis_url = redis_url
         self.keys = keys
         self.only = set(sensors) if sensors else None
@@ -76,7 +98,11 @@ class LslOutletBridge:
         self.positions: dict[str, str] = {}
         self.times = ClockDomains()
         self.lsl_offset, _ = measure_lsl_offset()  # host - LSL clock (s)
-        self.stats = {"samples": 0, "batches": 0, "malformed": 0, "reconnects": 0}
+        self.attention = attention  # None: no hold (the sensors' own attention decides the latency)
+        self.holder = f"lsl-outlet:{socket.gethostname()}:{os.getpid()}"
+        self.marker_positions: dict[str, str] = {}  # marker stream key → last id read
+        self.marker_outlet: Any = None
+        self.stats = {"samples": 0, "batches": 0, "markers": 0, "malformed": 0, "reconnects": 0}
 
     def _refresh(self, c: redis.Redis) -> None:
         infos = list_sensors(c, self.keys)
@@ -91,6 +117,48 @@ class LslOutletBridge:
             top = c.xrevrange(self.keys.stream(sid), count=1)
             self.positions[sid] = top[0][0].decode() if top else "0-0"
             log.info("lsl outlet: %s (%s, %d ch)", sid, info.attribute, info.channel_count)
+        if self.outlets and self.attention is not None:
+            hold_attention(c, self.keys, list(self.outlets), self.holder, self.attention, HOLD_TTL_S)
+        for raw in c.hkeys(self.keys.sessions):
+            key = self.keys.markers(raw.decode() if isinstance(raw, bytes) else str(raw))
+            if key not in self.marker_positions:
+                top = c.xrevrange(key, count=1)
+                self.marker_positions[key] = top[0][0].decode() if top else "0-0"
+        if self.marker_positions and self.marker_outlet is None:  # before any marker: inlets can connect
+            self.marker_outlet = make_markers_outlet()
+
+    def _host_offset(self, c: redis.Redis) -> float:
+        """host → global offset (s) of a node on this host (0 when none publishes one)."""
+        me = socket.gethostname()
+        for raw in c.smembers(self.keys.nodes):
+            node = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if (c.hget(self.keys.node_info(node), "host") or b"").decode() == me:
+                off = c.hget(self.keys.host_offset(node), "offset")
+                if off is not None:
+                    return float(off)
+        return 0.0
+
+    def _push_markers(self, c: redis.Redis, key: str, entries: list[tuple[bytes, dict[bytes, Any]]]) -> None:
+        """Session markers → the ``Markers`` outlet, stamped on this host's LSL clock."""
+        if self.marker_outlet is None:
+            self.marker_outlet = make_markers_outlet()
+        offset: float | None = None
+        for eid, fields in entries:
+            self.marker_positions[key] = eid.decode()
+            try:
+                label = fields[b"label"].decode("utf-8", "replace")
+                host = fields.get(b"host", b"").decode() == socket.gethostname() and b"t_host" in fields
+                if host:
+                    t = float(fields[b"t_host"])
+                else:
+                    offset = self._host_offset(c) if offset is None else offset
+                    t = float(fields[b"t_global"]) - offset
+            except (KeyError, ValueError) as exc:
+                self.stats["malformed"] += 1
+                log.error("lsl outlet: skipping a malformed marker in %s: %s", key, exc)
+                continue
+            self.marker_outlet.push_sample([label], t - self.lsl_offset)
+            self.stats["markers"] += 1
 
     def _push(self, sid: str, entries: list[tuple[bytes, dict[bytes, Any]]]) -> None:
         outlet, info = self.outlets[sid], self.infos[sid]
@@ -128,16 +196,27 @@ class LslOutletBridge:
                 if time.monotonic() >= next_refresh:
                     self._refresh(c)
                     next_refresh = time.monotonic() + REFRESH_S
-                if not self.positions:
+                if not self.positions and not self.marker_positions:
                     stop.wait(0.2)
                     continue
                 streams = {self.keys.stream(sid): pos for sid, pos in self.positions.items()}
-                for key, entries in c.xread(streams, block=BLOCK_MS, count=1000) or []:
-                    self._push(sensor_of_stream(self.keys, key), entries)
+                streams.update(self.marker_positions)
+                for raw_key, entries in c.xread(streams, block=BLOCK_MS, count=1000) or []:
+                    key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+                    if key in self.marker_positions:
+                        self._push_markers(c, key, entries)
+                    else:
+                        self._push(sensor_of_stream(self.keys, key), entries)
                 backoff.reset()
             except (redis.RedisError, OSError) as exc:
                 self.stats["reconnects"] += 1
                 log.warning("lsl outlet: Redis unavailable (%s); retrying", exc)
                 c = None
                 stop.wait(backoff.next_delay())
+        if c is not None and self.outlets and self.attention is not None:
+            try:
+                release_attention(c, self.keys, list(self.outlets), self.holder)
+            except (redis.RedisError, OSError):
+                pass  # the hold expires by itself
         self.outlets.clear()
+        self.marker_outlet = None
