@@ -692,6 +692,17 @@ class ClockModel:
     def _update_epoch(self, x: np.ndarray, y: np.ndarray, packets: np.ndarray | None = None) -> None:
         ep = self.epochs[-1]
         xr = x - ep.x0
+        if self._open_bin > -(1 << 61) and math.isfinite(self.alpha):
+            # samples behind the open bin (a step back under RESET_BACKSTEP_S across a bin edge,
+            # e.g. two sensors of one clock interleaved) are late: the bins stay in order
+            behind = np.floor(xr / self.bin_width) < self._open_bin
+            if behind.any():
+                self._absorb_late(x[behind], y[behind], None if packets is None else packets[behind])
+                ahead = ~behind
+                if not ahead.any():
+                    return
+                x, y, xr = x[ahead], y[ahead], xr[ahead]
+                packets = None if packets is None else packets[ahead]
         d = (y - x) - self.fixed_latency  # exact for clockless sensors (y == x)
         self.n += x.size
         # one delivery (packet) per run of equal arrival times, counted at its last sample:
