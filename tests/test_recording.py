@@ -183,11 +183,12 @@ def test_xdf_local_timestamps_carry_the_clock_model_in_clock_offsets(tmp_path: P
     ours = rec.global_times("amp-eeg", "causal")
     err = eeg["time_stamps"] - ours
     assert np.sqrt(np.mean(err[len(err) // 2 :] ** 2)) < 2e-4  # LSL-style linear re-sync lands on our times
-    # readers that apply each offset as a step until the next one (libxdf, SigViewer) agree with
-    # pyxdf's regression to within the drift over one offset interval (40 ppm x 1 s = 40 us)
+    # readers that apply each offset as a step until the next one agree with pyxdf's regression
+    # to within the drift over one offset interval (40 ppm x 1 s = 40 us). The rule is libxdf's
+    # syncTimeStamps (v1.0.4): the last offset collected strictly before the sample, else the first
     ct, cv = np.asarray(eeg["clock_times"]), np.asarray(eeg["clock_values"])
     local = eeg_raw["time_stamps"]
-    stepped = local + cv[np.clip(np.searchsorted(ct, local, side="right") - 1, 0, ct.size - 1)]
+    stepped = local + cv[np.clip(np.searchsorted(ct, local, side="left") - 1, 0, ct.size - 1)]
     assert np.max(np.abs(stepped - eeg["time_stamps"])[len(local) // 10 :]) < 1e-4
 
 

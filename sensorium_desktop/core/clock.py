@@ -62,6 +62,9 @@ RESET_CONFIRM_DELIVERIES = 3
 #: A held sample "fits" the current line when its excess delay over it is below
 #: max(STEP_MIN_S, 10 sigma + 8 delivery-delay scales), capped here (s).
 LATE_FIT_MAX_S = 0.1
+#: No delivery is this late (s): a sample further above the current line is not a late one
+#: (it belongs to a reset clock), whatever arrives after it.
+LATE_MAX_S = 1.0
 #: A sample this far below the envelope (s, at least) is a violation (glitch or step).
 STEP_MIN_S = 2e-3
 #: Violating samples needed (within CONFIRM_S of local time) to accept a forward clock step.
@@ -513,6 +516,23 @@ class ClockModel:
         if self._held:
             self._held.append((x, y, packets))
             return self._resolve_held()
+        if self.ready:
+            # behind the newest local time, with a sample fitting the current line after it
+            # in this batch (it may be itself): late deliveries, taken in one go
+            ahead = np.maximum.accumulate(np.concatenate(([self._x_last], x[:-1])))
+            behind = x < ahead - RESET_BACKSTEP_S
+            if behind.any():
+                ep = self.epochs[-1]
+                r = (y - x - self.fixed_latency) - (self.alpha + self.beta * (x - ep.x0))
+                fit_after = np.logical_or.accumulate((r <= self._fit_tol())[::-1])[::-1]
+                late = behind & fit_after & (r <= LATE_MAX_S)
+                if late.any():
+                    self._absorb_late(x[late], y[late], None if packets is None else packets[late])
+                    keep = ~late
+                    if not keep.any():
+                        return None
+                    x, y = x[keep], y[keep]
+                    packets = None if packets is None else packets[keep]
         # a backward step of the device clock: a reboot or a late delivery, also inside a batch
         if x[0] < self._x_last - RESET_BACKSTEP_S:
             back = 0
@@ -566,12 +586,15 @@ class ClockModel:
             self._held = []
             self._held_line = (math.nan, math.nan, math.nan)
             late = np.zeros(x.size, dtype=bool)
-            late[: j + 1] = x[: j + 1] < self._x_last - RESET_BACKSTEP_S
+            late[: j + 1] = (x[: j + 1] < self._x_last - RESET_BACKSTEP_S) & (r[: j + 1] <= LATE_MAX_S)
             self._absorb_late(x[late], y[late], None if p is None else p[late])
             keep = ~late  # later samples (and forward ones) are judged again, in order
             return (x[keep], y[keep], None if p is None else p[keep]) if keep.any() else None
         deliveries = float(p.sum()) if p is not None else float(np.count_nonzero(y[1:] != y[:-1]) + 1)
-        enough = deliveries >= RESET_CONFIRM_DELIVERIES and (final or y[-1] - y[0] >= RESET_CONFIRM_S)
+        plausible = bool((r <= LATE_MAX_S).all())  # could all be late deliveries
+        enough = deliveries >= RESET_CONFIRM_DELIVERIES and (
+            y[-1] - y[0] >= RESET_CONFIRM_S or (final and not plausible)
+        )
         if not enough and not final:
             # until decided, local times before the current epoch map as a reset would map them
             before = x < ep.x0
@@ -581,8 +604,8 @@ class ClockModel:
             return None
         self._held = []
         self._held_line = (math.nan, math.nan, math.nan)
-        if not enough:  # the data ended with too little to confirm a reset: late deliveries
-            late = x < self._x_last - RESET_BACKSTEP_S
+        if not enough:  # the data ended before a reset was confirmed: late deliveries
+            late = (x < self._x_last - RESET_BACKSTEP_S) & (r <= LATE_MAX_S)
             self._absorb_late(x[late], y[late], None if p is None else p[late])
             return (x[~late], y[~late], None if p is None else p[~late]) if (~late).any() else None
         # nothing fitted the line for long enough: the clock was reset. The reset clock's
@@ -612,25 +635,34 @@ class ClockModel:
         w = self.bin_width
         bins = np.floor(xr / w).astype(np.int64)
         ends = packets if packets is not None else _packet_ends(y[1:] != y[:-1], False)
+        order = np.lexsort((r, bins))  # per bin: its lowest residual first
+        first = np.concatenate([[True], bins[order][1:] != bins[order][:-1]])
+        best = order[first]  # one sample per late bin, bins ascending
+        counts = np.add.reduceat(ends[order], np.flatnonzero(first))
+        ub = bins[best]
+        in_open = ub == self._open_bin
+        if in_open.any():
+            k = int(best[in_open][0])
+            self._open_n += float(counts[in_open][0])
+            if r[k] < self._open_r:
+                self._open_r, self._open_x, self._open_d = float(r[k]), float(xr[k]), float(d[k])
         data = ep.bins.data
-        row_bins = np.floor(data[:, 0] / w).astype(np.int64) if data.shape[0] else np.zeros(0, np.int64)
-        changed = False
-        for b in np.unique(bins).tolist():
-            sel = bins == b
-            k = int(np.argmin(np.where(sel, r, np.inf)))
-            if b == self._open_bin:
-                self._open_n += float(ends[sel].sum())
-                if r[k] < self._open_r:
-                    self._open_r, self._open_x, self._open_d = float(r[k]), float(xr[k]), float(d[k])
-                continue
-            row = int(np.searchsorted(row_bins, b))
-            if row >= row_bins.size or row_bins[row] != b:
-                continue  # a bin that saw no in-order sample (or left the window): counted only
-            data[row, 2] += float(ends[sel].sum())
-            if r[k] < data[row, 1] - (self.alpha + self.beta * data[row, 0]):
-                data[row, 0], data[row, 1] = xr[k], d[k]
-                changed = True
-        if changed:
+        if data.shape[0] == 0:
+            return
+        closed = ~in_open
+        best, counts, ub = best[closed], counts[closed], ub[closed]
+        rows = np.searchsorted(data[:, 0], ub * w)  # rows are sorted by x, one per bin
+        rows_ok = rows < data.shape[0]
+        rows = np.where(rows_ok, rows, 0)
+        found = rows_ok & (np.floor(data[rows, 0] / w).astype(np.int64) == ub)  # else: no row (gap, window)
+        rows, best, counts = rows[found], best[found], counts[found]
+        if rows.size == 0:
+            return
+        data[rows, 2] += counts
+        lower = r[best] < data[rows, 1] - (self.alpha + self.beta * data[rows, 0])
+        if lower.any():
+            data[rows[lower], 0] = xr[best[lower]]
+            data[rows[lower], 1] = d[best[lower]]
             self._rebuild_hull(ep)
 
     def _rebuild_hull(self, ep: Epoch) -> None:
