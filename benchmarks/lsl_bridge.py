@@ -60,10 +60,12 @@ def measure(url: str, keys: Keys, seconds: float, attention: Attention | None) -
     values: list[np.ndarray] = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        chunk, stamps = inlet.pull_chunk(timeout=0.05, max_samples=4096)
+        chunk, stamps = inlet.pull_chunk(timeout=0.0, max_samples=4096)  # what is there now
         if stamps:
             received.extend([host_time()] * len(stamps))
             values.append(np.asarray(chunk, dtype=np.float32)[:, 0])
+        else:
+            time.sleep(0.001)  # a consumer polling every millisecond
     stop.set()
     thread.join(5)
     entries = [e for e in read_all(c, keys, SENSOR) if e.stream_id > start_pos]
