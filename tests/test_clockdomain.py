@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.clock_scenarios import T0, ble
-from sensorium_desktop.core.clockdomain import ClockDomains, domain_id, fit_domain
+from sensorium_desktop.core.clockdomain import ClockDomains, domain_id, fit_domain, offset_trend
 from sensorium_desktop.core.samples import SampleBatch, SensorInfo
 
 
@@ -100,3 +100,15 @@ def test_sub_millisecond_steps_back_across_bin_edges_keep_the_bins_in_order() ->
     settled = sc.t_true > T0 + 10
     err = domains.to_host("dev-a", sc.t_local[settled]) - sc.t_true[settled]
     assert np.sqrt(np.mean(err**2)) < 1e-4
+
+
+def test_offset_trend_is_a_constant_unless_the_drift_is_measurable() -> None:
+    rng = np.random.default_rng(3)
+    t = np.arange(0.0, 60.0, 5.0)
+    noisy = 1e-3 + rng.normal(0, 20e-6, t.size)  # same host: the spread is probe noise
+    t_ref, value, slope = offset_trend(t, noisy, np.full(t.size, 20e-6))
+    assert slope == 0.0 and abs(value - 1e-3) < 20e-6 and t_ref == t[-1]
+    drifting = 1e-3 + 30e-6 * t + rng.normal(0, 5e-6, t.size)  # another PC's clock, 30 ppm
+    _, value, slope = offset_trend(t, drifting)
+    assert abs(slope - 30e-6) < 2e-6 and abs(value - (1e-3 + 30e-6 * t[-1])) < 10e-6
+    assert offset_trend(t[:2], drifting[:2])[2] == 0.0  # too few points for a slope

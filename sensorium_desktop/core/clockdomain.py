@@ -50,6 +50,28 @@ def offset_origin(offset: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(math.floor(offset))) + f".{int(offset % 1 * 1e6):06d}"
 
 
+def offset_trend(t: np.ndarray, v: np.ndarray, sigma: np.ndarray | None = None) -> tuple[float, float, float]:
+    """A clock offset measured repeatedly, as ``(t_ref, value at t_ref, slope)``: the
+    least-squares line through ``v`` (s) at times ``t`` (s, sorted; ``t_ref`` the newest),
+    weighted by ``1/sigma`` (s) when given, whose slope counts only beyond 3 standard errors
+    (the clocks drift apart measurably); otherwise the (weighted) mean and slope 0. Fewer
+    than 4 points: their median."""
+    t = np.asarray(t, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    t_ref = float(t[-1])
+    if t.size < 4 or np.ptp(t) <= 0:
+        return t_ref, float(np.median(v)), 0.0
+    if sigma is None:
+        coef, cov = np.polyfit(t - t_ref, v, 1, cov=True)
+        mean = float(np.mean(v))
+    else:
+        coef, cov = np.polyfit(t - t_ref, v, 1, w=1.0 / sigma, cov="unscaled")
+        mean = float(np.sum(v / sigma**2) / np.sum(1.0 / sigma**2))
+    if abs(coef[0]) > 3.0 * math.sqrt(max(cov[0, 0], 0.0)):
+        return t_ref, float(coef[1]), float(coef[0])
+    return t_ref, mean, 0.0
+
+
 #: Domain kinds.
 FITTED = "fitted"
 MEASURED = "measured"

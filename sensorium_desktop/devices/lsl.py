@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..core.attributes import get_type
+from ..core.clockdomain import offset_trend
 from ..core.hostclock import host_time
 from ..core.ids import InvalidIdError, make_id, validate_attribute_id
 from ..core.samples import SampleBatch, SensorInfo
@@ -83,17 +84,9 @@ def measure_lsl_offset(reads: int = OFFSET_READS) -> tuple[float, float]:
 
 
 def smooth_correction(pairs: list[tuple[float, float]]) -> float:
-    """The correction now from ``(LSL time s, time_correction s)`` estimates: the value of a
-    least-squares line at the newest time when its slope is beyond 3 standard errors (the
-    two clocks drift apart), else the mean (the spread is noise)."""
-    t = np.array([p[0] for p in pairs])
-    v = np.array([p[1] for p in pairs])
-    if t.size < 4 or np.ptp(t) <= 0:
-        return float(np.median(v))
-    coef, cov = np.polyfit(t - t[-1], v, 1, cov=True)
-    if abs(coef[0]) > 3.0 * math.sqrt(max(cov[0, 0], 0.0)):
-        return float(coef[1])
-    return float(np.mean(v))
+    """The correction now from ``(LSL time s, time_correction s)`` estimates (their
+    :func:`~sensorium_desktop.core.clockdomain.offset_trend` at the newest)."""
+    return offset_trend(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))[1]
 
 
 def desc_xml(info: Any) -> str:

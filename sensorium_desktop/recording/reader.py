@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..core.clock import ClockModel
-from ..core.clockdomain import MEASURED, MeasuredClock, domain_id, domain_kind, fit_domain
+from ..core.clockdomain import MEASURED, MeasuredClock, domain_id, domain_kind, fit_domain, offset_trend
 from ..core.codec import CodecError
 from ..core.samples import SensorInfo
 from .spool import BatchRecord, RecordKind, SpoolError, iter_records, parse_batch_record, read_session_file
@@ -147,16 +147,12 @@ class Recording:
         t, o, s = t[order], o[order], s[order]
         if t.size < 3 or t[-1] - t[0] < 1.0:
             return np.full_like(t_host, float(np.median(o))), True
-        t0 = t[0]
         keep = np.abs(o - np.median(o)) <= max(5 * 1.4826 * float(np.median(np.abs(o - np.median(o)))), 1e-6)
-        coef, cov = np.polyfit(t[keep] - t0, o[keep], 1, w=1.0 / s[keep], cov="unscaled")
-        if np.max(np.abs(o - np.polyval(coef, t - t0))) > OFFSET_STEP_S:  # the wall clock was stepped
+        # a constant unless the probes see drift (Redis on this host: both clocks advance together)
+        t_ref, value, slope = offset_trend(t[keep], o[keep], s[keep])
+        if np.max(np.abs(o - (value + slope * (t - t_ref)))) > OFFSET_STEP_S:  # the wall clock was stepped
             return np.interp(t_host, t, o), True
-        if abs(coef[0]) < 3.0 * math.sqrt(max(cov[0, 0], 0.0)) or keep.sum() < 3:
-            # no drift the probes can see (Redis on this host: both clocks advance together)
-            w = 1.0 / s[keep] ** 2
-            return np.full_like(t_host, float(np.sum(w * o[keep]) / np.sum(w))), True
-        return np.polyval(coef, t_host - t0), True
+        return value + slope * (t_host - t_ref), True
 
     def domain(self, sensor_id: str) -> str:
         """Clock domain id of a recorded sensor."""
