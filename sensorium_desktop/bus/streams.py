@@ -105,26 +105,36 @@ async def read_tail_async(c: redis.asyncio.Redis, keys: Keys, sensor_id: str, si
     return out
 
 
+#: Entries read per sensor by :func:`first_sample_times`.
+FIRST_ENTRIES = 16
+
+
 async def first_sample_times(
     c: redis.asyncio.Redis, keys: Keys, sensors: dict[str, float], since: float
 ) -> dict[str, float]:
     """Host time (s) at which each sensor's first sample published since ``since`` (global
-    s) was taken, for the sensors that have one: its packet's arrival minus the known
-    latency (``sensors`` maps sensor id to it, s) minus, when the device has a clock, how
-    long the packet's first sample waited for its last one. Malformed entries are skipped."""
+    s) was taken, for the sensors that have one: arrival minus the known latency (``sensors``
+    maps sensor id to it, s); with a device clock, the lowest such estimate over the first
+    entries' deliveries, each moved back by its device-clock distance from the first sample
+    (excess delays are one-sided: the lowest is the closest). Malformed entries are skipped."""
     out: dict[str, float] = {}
     start = f"{int(since * 1000)}-0"
     for sid, latency in sensors.items():
-        for eid, fields in await c.xrange(keys.stream(sid), min=start, count=8):
+        batches = []
+        for eid, fields in await c.xrange(keys.stream(sid), min=start, count=FIRST_ENTRIES):
             try:
                 batch = decode_entry(sid, eid, fields).batch
             except CodecError:
                 continue
             if len(batch):
-                waited = 0.0
-                if batch.t_local is not None:
-                    last = int(np.searchsorted(batch.t_arrival, batch.t_arrival[0], side="right")) - 1
-                    waited = max(float(batch.t_local[last] - batch.t_local[0]), 0.0)
-                out[sid] = float(batch.t_arrival[0]) - latency - waited
-                break
+                batches.append(batch)
+        if not batches:
+            continue
+        first = batches[0]
+        if first.t_local is None:
+            out[sid] = float(first.t_arrival[0]) - latency
+            continue
+        x = np.concatenate([b.device_times for b in batches])
+        y = np.concatenate([b.t_arrival for b in batches])
+        out[sid] = float(np.min(y - latency - (x - x[0])))
     return out

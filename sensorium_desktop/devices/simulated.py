@@ -615,7 +615,7 @@ class SimulatedDevice(Device):
 
     async def run(self, sink: BatchSink, stop: asyncio.Event) -> None:
         self.set_state(DeviceState.CONNECTING)
-        self.start(host_time())
+        self.start(lab_power_on(host_time()))
         self.set_state(DeviceState.STREAMING)
         try:
             while not stop.is_set():
@@ -627,6 +627,21 @@ class SimulatedDevice(Device):
                     pass
         finally:
             self.set_state(DeviceState.STOPPED)
+
+
+#: Simulated devices started within this long (s) of each other power up together.
+POWER_ON_WINDOW_S = 1.0
+_power_on = [-math.inf]
+
+
+def lab_power_on(now: float) -> float:
+    """The host time (s) the simulated lab was switched on: devices started together (the
+    lab of one node, within ``POWER_ON_WINDOW_S``) share it, so their first samples are
+    simultaneous, as a lab's devices started by one switch are; a device connected later
+    starts at ``now``."""
+    if now - _power_on[0] > POWER_ON_WINDOW_S:
+        _power_on[0] = now
+    return _power_on[0]
 
 
 def simulate(
