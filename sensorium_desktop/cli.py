@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sensorium")
 
+#: Exit code of ``export`` and ``verify`` when parts of a recording are lost (0 = all of it,
+#: 1 = failed, 2 = bad arguments).
+EXIT_LOSSES = 3
+
 
 @dataclass
 class Command:
@@ -378,6 +382,8 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     for r in rows:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])) if r.get("started") else "?"
         err = f"  [{r['error']}]" if r.get("error") else ""
+        if r.get("damaged_bytes"):
+            err += f"  [DAMAGED: {r['damaged_bytes']} bytes unreadable; see `sensorium verify`]"
         print(f"{r['bids_name'] or r['session_id']:<36} {r['state']:<10} {started}  {r['sensors']:>3} sensors"
               f" {r['samples']:>10} samples {r['bytes'] / 1e6:9.2f} MB  {r['directory']}{err}")  # fmt: skip
     return 0
@@ -385,6 +391,8 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("directory", type=Path, metavar="DIR", help="a recording directory")
+    p.add_argument("--allow-loss", action="store_true",
+                   help=f"exit 0 even when parts of the recording are lost (default: exit {EXIT_LOSSES})")  # fmt: skip
     p.add_argument("--format", default="xdf", help="xdf or csv")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="output file (xdf) or directory (csv); default: BIDS name inside DIR")  # fmt: skip
@@ -434,7 +442,44 @@ def cmd_export(args: argparse.Namespace) -> int:
     size = sum(f.stat().st_size for f in result.files if f.is_file()) / 1e6
     print(f"exported {result.samples} samples to {', '.join(str(f) for f in result.files[:3])}"
           f"{' …' if len(result.files) > 3 else ''} ({size:.2f} MB, {result.seconds:.2f} s)")  # fmt: skip
+    if result.losses or result.damage:
+        damaged = sum(b - a for _f, a, b in result.damage)
+        log.error("exported WITH LOSSES: %d damaged spool bytes read around, %d losses (listed above and in the "
+                  "file's metadata)%s", damaged, len(result.losses),
+                  "" if args.allow_loss else f"; exit code {EXIT_LOSSES} (--allow-loss: 0)")  # fmt: skip
+        return 0 if args.allow_loss else EXIT_LOSSES
     return 0
+
+
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("directory", type=Path, metavar="DIR", help="a recording directory")
+    p.add_argument("--json", action="store_true")
+
+
+@command("verify", f"check a recording: every spool frame, and what was written against what can be read "
+         f"(exit {EXIT_LOSSES} when anything is lost)")  # fmt: skip
+@arguments(_verify_args)
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .recording.reader import describe_loss, load_recording
+
+    try:
+        rec = load_recording(args.directory, trim=False)
+    except (ValueError, OSError) as exc:
+        log.error("cannot verify %s: %s", args.directory, exc)
+        return 1
+    samples = {sid: len(d) for sid, d in rec.sensors.items()}
+    report = {"directory": str(args.directory), "samples": samples, "damaged_bytes": [list(x) for x in rec.damage],
+              "losses": rec.losses, "ok": not (rec.losses or rec.damage)}  # fmt: skip
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(f"{args.directory}: {sum(samples.values())} samples of {len(samples)} sensors read")
+        for name, a, b in rec.damage:
+            print(f"  damaged: {name} bytes {a}-{b} ({b - a} bytes), read around")
+        for loss in rec.losses:
+            print(f"  lost: {describe_loss(loss)}")
+        print("  intact" if report["ok"] else "  DAMAGED")
+    return 0 if report["ok"] else EXIT_LOSSES
 
 
 def _selftest_args(p: argparse.ArgumentParser) -> None:

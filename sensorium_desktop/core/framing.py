@@ -2,7 +2,8 @@
 
 Frame: ``u32 length | u32 crc32(payload) | payload``. A torn tail (crash mid-write) or a
 corrupted record ends the valid prefix; :func:`scan_frames` reports where it ends so the
-file can be truncated back to its last complete record.
+file can be truncated back to its last complete record. :func:`scan_frames_resync` reads on
+past damage (flipped bytes, a zeroed page, a cut) to every intact frame after it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterator
+
+import numpy as np
 
 _FRAME = struct.Struct("<II")
 FRAME_OVERHEAD = _FRAME.size
@@ -23,22 +26,82 @@ def frame(payload: bytes) -> bytes:
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def scan_frames(buf: bytes | memoryview, start: int = 0) -> Iterator[tuple[int, memoryview]]:
+def scan_frames(buf: bytes | memoryview, start: int = 0, min_length: int = 0) -> Iterator[tuple[int, memoryview]]:
     """Yield (offset, payload) of each complete, intact frame from ``start``; stops at the
-    first torn or corrupt frame (its offset is where valid data ends)."""
+    first torn or corrupt frame (its offset is where valid data ends). ``min_length``: a
+    shorter payload is corruption (1 where empty records are never written: a zeroed page
+    would otherwise read as a run of valid empty frames)."""
     view = memoryview(buf)
     off = start
     end = len(view)
     while off + FRAME_OVERHEAD <= end:
         length, crc = _FRAME.unpack_from(view, off)
         body_start = off + FRAME_OVERHEAD
-        if length > MAX_FRAME or body_start + length > end:
+        if length > MAX_FRAME or length < min_length or body_start + length > end:
             return
         payload = view[body_start : body_start + length]
         if zlib.crc32(payload) != crc:
             return
         yield off, payload
         off = body_start + length
+
+
+#: Bytes searched per step when resynchronising after a damaged frame.
+RESYNC_WINDOW = 1 << 20
+
+
+def find_frame(buf: bytes | memoryview, start: int, first_bytes: frozenset[int] | None = None) -> int:
+    """Offset of the first intact frame at or after ``start`` (-1 when there is none): every
+    offset whose length field fits in the buffer (and whose payload starts with one of
+    ``first_bytes``, when given) is a candidate, the first whose CRC matches is the frame.
+    Searched in windows of ``RESYNC_WINDOW`` bytes, vectorized."""
+    view = memoryview(buf)
+    end = len(view)
+    arr = np.frombuffer(view, dtype=np.uint8)
+    lo = start
+    while lo + FRAME_OVERHEAD <= end:
+        hi = min(lo + RESYNC_WINDOW, end - FRAME_OVERHEAD + 1)
+        b = arr[lo : hi + 3].astype(np.uint64)
+        n = hi - lo
+        length = b[:n] | (b[1 : n + 1] << 8) | (b[2 : n + 2] << 16) | (b[3 : n + 3] << 24)
+        offs = np.arange(lo, hi, dtype=np.uint64)
+        ok = (length >= 1) & (length <= MAX_FRAME) & (offs + FRAME_OVERHEAD + length <= end)
+        cand = np.flatnonzero(ok)
+        if first_bytes is not None and cand.size:
+            firsts = arr[np.minimum(cand + lo + FRAME_OVERHEAD, end - 1)]
+            cand = cand[np.isin(firsts, np.fromiter(first_bytes, dtype=np.uint8))]
+        for k in cand.tolist():
+            off = lo + k
+            n_body, crc = _FRAME.unpack_from(view, off)
+            if zlib.crc32(view[off + FRAME_OVERHEAD : off + FRAME_OVERHEAD + n_body]) == crc:
+                return off
+        lo = hi
+    return -1
+
+
+def scan_frames_resync(
+    buf: bytes | memoryview, start: int = 0, first_bytes: frozenset[int] | None = None
+) -> Iterator[tuple[int, int, memoryview | None]]:
+    """Like :func:`scan_frames`, but a torn or corrupt frame does not end the scan: the
+    damaged bytes are reported and the scan resumes at the next intact frame
+    (:func:`find_frame`). Yields ``(offset, end, payload)`` for each frame and
+    ``(offset, end, None)`` for each damaged range (a damaged tail runs to the end). Empty
+    frames count as damage."""
+    view = memoryview(buf)
+    off = start
+    end = len(view)
+    while off < end:
+        last = off
+        for frame_off, payload in scan_frames(view, off, min_length=1):
+            last = frame_off + FRAME_OVERHEAD + len(payload)
+            yield frame_off, last, payload
+        if last >= end:
+            return
+        nxt = find_frame(view, last + 1, first_bytes)
+        yield last, (nxt if nxt >= 0 else end), None
+        if nxt < 0:
+            return
+        off = nxt
 
 
 def valid_length(buf: bytes | memoryview, start: int = 0) -> int:

@@ -80,7 +80,8 @@ def export_csv(
                         m.get("source", ""), m.get("host", "")])  # fmt: skip
     written.append(markers)
     written.append(_write_slices(rec, out_dir / "slices.csv", global_times))
-    summary = {**rec.meta, "clock_model": clock, "warnings": rec.warnings,
+    summary = {**rec.meta, "clock_model": clock, "warnings": rec.warnings, "losses": rec.losses,
+               "damaged_bytes": [list(x) for x in rec.damage],
                "streams": {sid: {"samples": len(d), "file": f"{_safe(sid)}.csv", "channels": list(d.info.channel_names),
                                  "units": list(d.info.units), "nominal_srate": d.info.nominal_rate,
                                  "missing_batches": d.missing_batches} for sid, d in rec.sensors.items()}}  # fmt: skip

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .csvexport import export_csv
 from .reader import CLOCK_MODES, ExportOptions, Progress, Recording, load_recording
@@ -44,6 +45,9 @@ class ExportResult:
     renamed: Path | None = None
     seconds: float = 0.0
     samples: int = 0
+    #: what the spool says was written but could not be read (see ``reader.find_losses``)
+    losses: list[dict[str, Any]] = field(default_factory=list)
+    damage: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 def default_output(directory: Path, fmt: str) -> Path:
@@ -102,4 +106,4 @@ def export_recording(
     elif all(len(d) == 0 for d in rec.sensors.values()):
         rec.warn("no sensor sent any samples during the recording")
     samples = sum(len(d) for d in rec.sensors.values())
-    return ExportResult(files, rec.warnings, renamed, time.perf_counter() - started, samples)
+    return ExportResult(files, rec.warnings, renamed, time.perf_counter() - started, samples, rec.losses, rec.damage)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,16 @@ from ..core.clock import ClockModel
 from ..core.clockdomain import MEASURED, MeasuredClock, domain_id, domain_kind, fit_domain, offset_trend
 from ..core.codec import CodecError
 from ..core.samples import SensorInfo
-from .spool import BatchRecord, RecordKind, SpoolError, iter_records, parse_batch_record, read_session_file
+from .spool import (
+    BatchRecord,
+    RecordKind,
+    SpoolError,
+    damaged_ranges,
+    index_summary,
+    iter_records,
+    parse_batch_record,
+    read_session_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +105,11 @@ class Recording:
     sync_reports: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     #: samples left out per sensor because their global time is before the start / after the stop
     trimmed: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: damaged spool bytes read around: (file, start, end)
+    damage: list[tuple[str, int, int]] = field(default_factory=list)
+    #: what the spool says was written but could not be read: sensor, samples, batches and the
+    #: host-time range (s) between the intact neighbours (see :func:`find_losses`)
+    losses: list[dict[str, Any]] = field(default_factory=list)
     _host_cache: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     _global_cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -287,9 +302,7 @@ def _concat_sensor(info: SensorInfo, parts: list[BatchRecord], warn: Callable[[s
         parts = [p for p, k in zip(parts, keep.tolist(), strict=True) if k]
         seqs = seqs[keep]
     gaps = np.diff(seqs) - 1
-    missing = int(gaps[gaps > 0].sum()) if seqs.size > 1 else 0
-    if missing:
-        warn(f"{info.sensor_id}: {missing} batches missing inside the recording (seq gaps)")
+    missing = int(gaps[gaps > 0].sum()) if seqs.size > 1 else 0  # reported by find_losses, with times
     widths = {p.values.shape[1] for p in parts}
     width = max(widths)
     if len(widths) > 1:
@@ -339,7 +352,7 @@ def load_recording(directory: Path, progress: Progress | None = None, trim: bool
     bad = 0
     total = sum(p.stat().st_size for p in directory.glob("spool-*.sdr")) or 1
     seen = 0
-    for kind, payload in iter_records(directory):
+    for kind, payload in iter_records(directory, rec.damage):
         seen += len(payload) + 9
         if kind == RecordKind.BATCH:
             try:
@@ -395,12 +408,66 @@ def load_recording(directory: Path, progress: Progress | None = None, trim: bool
     for ev in rec.events:
         if ev.get("level") in ("warning", "error"):
             rec.warn(str(ev.get("message", ev)))
+    rec.losses = find_losses(rec, meta, index_summary(directory)["samples"])
+    for loss in rec.losses:
+        rec.warn(describe_loss(loss))
     rec.markers = _unique_by_id(rec.markers)  # re-delivered after a recorder crash
     rec.groups = _unique_by_id(rec.groups)
     rec.markers.sort(key=lambda m: float(m.get("t_global", 0.0)))
     if trim:
         rec.trim_to_bounds()
     return rec
+
+
+def find_losses(rec: Recording, meta: dict[str, Any], indexed: dict[str, int]) -> list[dict[str, Any]]:
+    """Cross-check what was read with what the spool says it holds: per sensor, batches
+    missing between intact ones (sequence gaps: where, in host time) and samples short of
+    the larger of the index's and ``session.json``'s counts (a lost tail or head)."""
+    written = meta.get("samples") if isinstance(meta.get("samples"), dict) else {}
+    out = []
+    for sid, data in rec.sensors.items():
+        seqs, starts = data.batch_seq, data.batch_start
+        gap_samples = 0
+        for k in np.flatnonzero(np.diff(seqs) > 1).tolist():
+            a, b = int(starts[k + 1]) - 1, int(starts[k + 1])
+            out.append({"sensor": sid, "batches": int(seqs[k + 1] - seqs[k] - 1), "samples": None,
+                        "from": float(data.t_arrival[a]), "to": float(data.t_arrival[b])})  # fmt: skip
+        expected = max(int(indexed.get(sid, 0)), int(written.get(sid, 0) or 0))
+        short = expected - len(data)
+        if short > 0:
+            gaps = [x for x in out if x["sensor"] == sid and x["samples"] is None]
+            if len(gaps) == 1:  # one hole: all of the shortfall is in it
+                gaps[0]["samples"] = short
+                gap_samples = short
+            tail = short - gap_samples
+            if tail > 0 and not gaps:
+                t_last = float(data.t_arrival[-1]) if len(data) else math.nan
+                out.append({"sensor": sid, "batches": None, "samples": tail, "from": t_last, "to": math.nan})
+            elif gaps and len(gaps) > 1:
+                out.append({"sensor": sid, "batches": None, "samples": short, "from": math.nan, "to": math.nan,
+                            "note": "spread over the gaps above"})  # fmt: skip
+    return out
+
+
+def describe_loss(loss: dict[str, Any]) -> str:
+    """One line for the operator: which sensor lost what, and when."""
+    what = []
+    if loss.get("samples") is not None:
+        what.append(f"{loss['samples']} samples")
+    if loss.get("batches") is not None:
+        what.append(f"{loss['batches']} batches")
+    t0, t1 = loss.get("from", math.nan), loss.get("to", math.nan)
+    if math.isfinite(t0) and math.isfinite(t1):
+        when = f"between {_clock(t0)} and {_clock(t1)} ({t1 - t0:.3f} s)"
+    elif math.isfinite(t0):
+        when = f"after {_clock(t0)}"
+    else:
+        when = loss.get("note", "at an unknown time")
+    return f"{loss['sensor']}: {' / '.join(what)} not in the recording {when}"
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1000):03d}"
 
 
 def _unique_by_id(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -416,8 +483,6 @@ def _unique_by_id(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def list_recordings(parents: list[Path]) -> list[dict[str, Any]]:
     """Summaries of the recordings directly inside ``parents`` (or ``parents`` themselves)."""
-    from .spool import index_summary
-
     out = []
     for parent in parents:
         candidates = [parent] if (parent / "session.json").is_file() else sorted(parent.glob("*/session.json"))
@@ -429,8 +494,15 @@ def list_recordings(parents: list[Path]) -> list[dict[str, Any]]:
                 log.warning("%s", exc)
                 continue
             summary = index_summary(d)
+            ranges = damaged_ranges(d)
+            if meta.get("state") == "recording":  # a chunk may be mid-write: its tail is not damage
+                sizes = {p.name: p.stat().st_size for p in d.glob("spool-*.sdr")}
+                ranges = [r for r in ranges if r[2] < sizes.get(r[0], 0)]
+            damaged = sum(b - a for _f, a, b in ranges)
             out.append({"directory": str(d), **{k: meta.get(k) for k in ("session_id", "bids_name", "state",
                                                                           "started", "stopped", "error")},
                         "sensors": len(meta.get("sensors", [])), "samples": sum(summary["samples"].values()),
-                        "bytes": summary["bytes"]})  # fmt: skip
+                        "bytes": summary["bytes"], "damaged_bytes": damaged})  # fmt: skip
+            if damaged:
+                out[-1]["state"] = f"damaged ({out[-1]['state']})"
     return out

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..core import delta
 from ..core.codec import CodecError, decode_arrays, encode_batch
-from ..core.framing import FRAME_OVERHEAD, frame, pack_strings, scan_frames, unpack_strings
+from ..core.framing import frame, pack_strings, scan_frames_resync, unpack_strings
 from ..core.samples import SampleBatch
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,9 @@ class RecordKind(IntEnum):
     GROUP = 4
     SENSOR = 5
     EVENT = 6
+
+
+RECORD_KINDS = frozenset(int(k) for k in RecordKind)
 
 
 class Encoding(IntEnum):
@@ -307,8 +310,14 @@ def recover(directory: Path) -> SpoolStats:
         records = 0
         samples: dict[str, int] = {}
         last_seq: dict[str, int] = {}
-        for off, payload in scan_frames(data):
-            end = off + FRAME_OVERHEAD + len(payload)
+        damaged: list[list[int]] = []
+        for off, stop, payload in scan_frames_resync(data, first_bytes=RECORD_KINDS):
+            if payload is None:
+                if stop < len(data):  # damage in the middle: left in place, read around
+                    damaged.append([off, stop])
+                    log.error("spool %s: bytes %d-%d are damaged; the records after them are kept", path, off, stop)
+                continue
+            end = stop
             records += 1
             if payload and payload[0] == RecordKind.BATCH:
                 try:
@@ -329,8 +338,11 @@ def recover(directory: Path) -> SpoolStats:
             stats.samples[sid] = stats.samples.get(sid, 0) + n
         for sid, s in last_seq.items():
             stats.last_seq[sid] = max(stats.last_seq.get(sid, -1), s)
-        lines.append({"file": path.name, "end": end, "records": records, "time": time.time(), "samples": samples,
-                      "last_seq": last_seq, "recovered": True})  # fmt: skip
+        line = {"file": path.name, "end": end, "records": records, "time": time.time(), "samples": samples,
+                "last_seq": last_seq, "recovered": True}  # fmt: skip
+        if damaged:
+            line["damaged"] = damaged
+        lines.append(line)
     stats.chunks = len(lines)
     tmp = directory / (INDEX_FILE + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -342,8 +354,11 @@ def recover(directory: Path) -> SpoolStats:
     return stats
 
 
-def iter_records(directory: Path) -> Iterator[tuple[RecordKind, memoryview]]:
-    """Yield (kind, payload without the kind byte) of every intact record, in write order.
+def iter_records(
+    directory: Path, damage: list[tuple[str, int, int]] | None = None
+) -> Iterator[tuple[RecordKind, memoryview]]:
+    """Yield (kind, payload without the kind byte) of every intact record, in write order,
+    reading on past damaged bytes (appended to ``damage`` as ``(file, start, end)``).
 
     Payloads are views into a memory map of the file: copy what must outlive the iteration.
     """
@@ -352,7 +367,12 @@ def iter_records(directory: Path) -> Iterator[tuple[RecordKind, memoryview]]:
             continue
         with open(path, "rb") as f:
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        for _off, payload in scan_frames(mapped):
+        for off, stop, payload in scan_frames_resync(mapped, first_bytes=RECORD_KINDS):
+            if payload is None:
+                log.error("spool %s: bytes %d-%d are damaged; reading on after them", path, off, stop)
+                if damage is not None:
+                    damage.append((path.name, off, stop))
+                continue
             if not payload:
                 continue
             try:
@@ -361,6 +381,19 @@ def iter_records(directory: Path) -> Iterator[tuple[RecordKind, memoryview]]:
                 log.warning("spool %s: skipping a record of unknown kind %d", path, payload[0])
                 continue
             yield kind, payload[1:]
+
+
+def damaged_ranges(directory: Path) -> list[tuple[str, int, int]]:
+    """``(file, start, end)`` of every byte range of the spool that is not an intact frame
+    (CRCs only, no decoding: a quick check for listings)."""
+    out = []
+    for path in spool_files(Path(directory)):
+        if path.stat().st_size == 0:
+            continue
+        with open(path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        out += [(path.name, a, b) for a, b, p in scan_frames_resync(mapped, first_bytes=RECORD_KINDS) if p is None]
+    return out
 
 
 def index_summary(directory: Path) -> dict[str, Any]:

@@ -250,6 +250,17 @@ def xdf_stream_key(stream: dict[str, Any]) -> str:
         return str(info["name"][0])
 
 
+def _losses_xml(rec: Recording, sid: str) -> str:
+    """``<losses>``: what the spool says was written for this sensor but could not be read."""
+    items = [x for x in rec.losses if x["sensor"] == sid]
+    if not items:
+        return ""
+    body = "".join("<loss>" + "".join(_el(k, "" if v is None else repr(v) if isinstance(v, float) else v)
+                                      for k, v in x.items() if k != "sensor") + "</loss>"
+                   for x in items)  # fmt: skip
+    return f"<losses>{body}</losses>"
+
+
 def stream_identity(rec: Recording, info: SensorInfo) -> dict[str, Any]:
     """name, type, source_id, hostname, created_at, uid and source desc of a recorded
     sensor's XDF stream: an LSL source's own, else our display name and content type."""
@@ -309,7 +320,7 @@ def streams_from_recording(rec: Recording, clock: str = "refined", timestamps: s
             + "<sensorium>" + _el("sensor_id", sid) + _el("attribute", info.attribute)
             + _el("device_id", info.device_id) + _el("device_name", info.device_name)
             + _el("transport", info.transport) + _el("uri", info.uri) + _el("node_id", info.node_id)
-            + _el("missing_batches", data.missing_batches)
+            + _el("missing_batches", data.missing_batches) + _losses_xml(rec, sid)
             + (_el("video_file", info.extra["session_video"]) if info.extra.get("session_video") else "")
             + "</sensorium>"
         )  # fmt: skip
