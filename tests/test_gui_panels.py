@@ -187,6 +187,9 @@ def test_status_panels_follow_redis(
     assert cells[5] == "8.1" and cells[6] == "1/7" and cells[7] == "0.0"
     x, y = window.model.lab.residuals("sim-chest-ecg")
     assert x.size == 4 and np.all(np.abs(y) < 1.0)  # µs around the trend
+    c.hset(keys.clock("sim-chest-ecg"), mapping={"resets": "2", "offset_mean": repr(7.25)})  # the device rebooted
+    pump(arun, window)
+    assert window.model.lab.residuals("sim-chest-ecg")[0].size == 0  # the trace restarts with the new epoch
     assert "needs ≥ 2 respiration sensors" in sync.summary.text()
 
 

@@ -94,6 +94,7 @@ class LabStatusModel:
         self.changed = Event()
         self.offsets: dict[str, collections.deque[tuple[float, float]]] = {}
         self._groups_seen: collections.deque[tuple[float, int]] = collections.deque()
+        self._resets: dict[str, int] = {}
         self._client: redis.Redis | None = None
 
     def _read(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -127,6 +128,9 @@ class LabStatusModel:
                 c.get("domain", ""), c.get("kind", "fitted"), _f(c, "latency"), _int(c, "late"),
             )  # fmt: skip
             clocks.append(row)
+            if self._resets.get(row.sensor_id, row.resets) != row.resets:
+                self.offsets.pop(row.sensor_id, None)  # a new clock epoch: its offset starts afresh
+            self._resets[row.sensor_id] = row.resets
             if math.isfinite(row.offset):
                 hist = self.offsets.setdefault(row.sensor_id, collections.deque())
                 hist.append((now, row.offset))
