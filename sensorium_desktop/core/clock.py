@@ -377,6 +377,11 @@ class Epoch:
 _Pairs = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 
 
+def _take(x: np.ndarray, y: np.ndarray, packets: np.ndarray | None, mask: np.ndarray) -> _Pairs:
+    """The (t_local, t_arrival, packets) rows where ``mask`` is True."""
+    return x[mask], y[mask], None if packets is None else packets[mask]
+
+
 class ClockModel:
     """Causal lower-envelope clock model for one sensor (see module docstring).
 
@@ -522,17 +527,15 @@ class ClockModel:
             ahead = np.maximum.accumulate(np.concatenate(([self._x_last], x[:-1])))
             behind = x < ahead - RESET_BACKSTEP_S
             if behind.any():
-                ep = self.epochs[-1]
-                r = (y - x - self.fixed_latency) - (self.alpha + self.beta * (x - ep.x0))
+                r = self._residual(x, y)
                 fit_after = np.logical_or.accumulate((r <= self._fit_tol())[::-1])[::-1]
                 late = behind & fit_after & (r <= LATE_MAX_S)
                 if late.any():
-                    self._absorb_late(x[late], y[late], None if packets is None else packets[late])
+                    self._absorb_late(*_take(x, y, packets, late))
                     keep = ~late
                     if not keep.any():
                         return None
-                    x, y = x[keep], y[keep]
-                    packets = None if packets is None else packets[keep]
+                    x, y, packets = _take(x, y, packets, keep)
         # a backward step of the device clock: a reboot or a late delivery, also inside a batch
         if x[0] < self._x_last - RESET_BACKSTEP_S:
             back = 0
@@ -579,7 +582,7 @@ class ClockModel:
         have_packets = all(h[2] is not None for h in self._held)
         p = np.concatenate([h[2] for h in self._held]) if have_packets else None  # type: ignore[misc]
         ep = self.epochs[-1]
-        r = (y - x - self.fixed_latency) - (self.alpha + self.beta * (x - ep.x0))
+        r = self._residual(x, y)
         fitting = np.flatnonzero(r <= self._fit_tol())
         if fitting.size:  # the current line still holds: what was held until that sample came late
             j = int(fitting[0])
@@ -587,9 +590,9 @@ class ClockModel:
             self._held_line = (math.nan, math.nan, math.nan)
             late = np.zeros(x.size, dtype=bool)
             late[: j + 1] = (x[: j + 1] < self._x_last - RESET_BACKSTEP_S) & (r[: j + 1] <= LATE_MAX_S)
-            self._absorb_late(x[late], y[late], None if p is None else p[late])
+            self._absorb_late(*_take(x, y, p, late))
             keep = ~late  # later samples (and forward ones) are judged again, in order
-            return (x[keep], y[keep], None if p is None else p[keep]) if keep.any() else None
+            return _take(x, y, p, keep) if keep.any() else None
         deliveries = float(p.sum()) if p is not None else float(np.count_nonzero(y[1:] != y[:-1]) + 1)
         plausible = bool((r <= LATE_MAX_S).all())  # could all be late deliveries
         enough = deliveries >= RESET_CONFIRM_DELIVERIES and (
@@ -606,8 +609,8 @@ class ClockModel:
         self._held_line = (math.nan, math.nan, math.nan)
         if not enough:  # the data ended before a reset was confirmed: late deliveries
             late = (x < self._x_last - RESET_BACKSTEP_S) & (r <= LATE_MAX_S)
-            self._absorb_late(x[late], y[late], None if p is None else p[late])
-            return (x[~late], y[~late], None if p is None else p[~late]) if (~late).any() else None
+            self._absorb_late(*_take(x, y, p, late))
+            return _take(x, y, p, ~late) if (~late).any() else None
         # nothing fitted the line for long enough: the clock was reset. The reset clock's
         # deliveries (most of those held) share one excess over the old line, the step:
         # measured at each delivery's last sample (earlier ones waited for the packet); held
@@ -616,10 +619,14 @@ class ClockModel:
         new = r >= float(np.median(r[ends])) - self._fit_tol()
         old = ~new
         if old.any():
-            self._absorb_late(x[old], y[old], None if p is None else p[old])
-        x, y, p = x[new], y[new], None if p is None else p[new]
+            self._absorb_late(*_take(x, y, p, old))
+        x, y, p = _take(x, y, p, new)
         self._new_epoch(float(x[0]), float(y[0]))
         return (x, y, p)
+
+    def _residual(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Excess delay (s) of samples over the current epoch's line (negative: below it)."""
+        return (y - x - self.fixed_latency) - (self.alpha + self.beta * (x - self.epochs[-1].x0))
 
     def _absorb_late(self, x: np.ndarray, y: np.ndarray, packets: np.ndarray | None) -> None:
         """Late deliveries (local times behind the newest): counted, and where one lies lower
@@ -729,7 +736,7 @@ class ClockModel:
             # e.g. two sensors of one clock interleaved) are late: the bins stay in order
             behind = np.floor(xr / self.bin_width) < self._open_bin
             if behind.any():
-                self._absorb_late(x[behind], y[behind], None if packets is None else packets[behind])
+                self._absorb_late(*_take(x, y, packets, behind))
                 ahead = ~behind
                 if not ahead.any():
                     return

@@ -100,7 +100,7 @@ def domain_kind(info: SensorInfo) -> str:
 class MeasuredClock:
     """A clock whose mapping to host time was measured directly: ``host = t + offset``
     (s), with the measurement's 1-sigma ``sigma`` (s). Same reading interface as
-    :class:`ClockModel` (offset, drift, uncertainty, state, to_global, refine)."""
+    :class:`ClockModel` (offset, drift, uncertainty, latency, state, update, to_global)."""
 
     offset: float
     sigma: float = 0.0
@@ -142,14 +142,13 @@ class MeasuredClock:
         self.t_arrival_last = float(y[-1])
         self.latency_min = min(self.latency_min, float(np.min(y - (x + self.offset))))
 
-    def to_global(self, t_local: np.ndarray | float, epoch: int = -1) -> np.ndarray:
+    @classmethod
+    def of(cls, info: SensorInfo) -> MeasuredClock:
+        """The measured clock a sensor description carries (``clock_offset``, ``clock_sigma``)."""
+        return cls(float(info.clock_offset or 0.0), float(info.clock_sigma))
+
+    def to_global(self, t_local: np.ndarray | float) -> np.ndarray:
         return np.asarray(t_local, dtype=np.float64) + self.offset
-
-    def refine(self) -> MeasuredClock:
-        return self
-
-    def epoch_starts(self) -> np.ndarray:
-        return np.zeros(1)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -160,6 +159,14 @@ class MeasuredClock:
 
 
 ClockLike = ClockModel | MeasuredClock
+
+
+def clock_report(m: ClockLike) -> dict[str, Any]:
+    """What a clock says of itself for panels and exports: kind (fitted/measured), offset
+    (s), drift (ppm), sigma (s), resets, late samples, typical latency (s)."""
+    return {"kind": MEASURED if isinstance(m, MeasuredClock) else FITTED, "offset": m.offset,
+            "drift_ppm": m.drift * 1e6, "sigma": m.uncertainty, "resets": m.resets, "late_samples": m.late,
+            "latency": m.latency}  # fmt: skip
 
 
 class ClockDomains:
@@ -183,10 +190,11 @@ class ClockDomains:
         kind = domain_kind(info)
         model = self.models.get(dom)
         if kind == MEASURED:
+            measured = MeasuredClock.of(info)
             if isinstance(model, MeasuredClock):
-                model.offset, model.sigma = float(info.clock_offset or 0.0), float(info.clock_sigma)
+                model.offset, model.sigma = measured.offset, measured.sigma
             else:
-                self.models[dom] = MeasuredClock(float(info.clock_offset or 0.0), float(info.clock_sigma))
+                self.models[dom] = measured
         elif model is None:
             self.models[dom] = ClockModel(**{**self.clock_options, "fixed_latency": info.fixed_latency})
         return dom

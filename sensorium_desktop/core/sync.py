@@ -11,7 +11,7 @@ import numpy as np
 
 from .association import AssociationParams, Groups, group_observations
 from .clock import ClockModel
-from .clockdomain import ClockDomains, ClockLike, MeasuredClock
+from .clockdomain import ClockDomains, ClockLike, clock_report
 from .samples import SensorInfo
 
 
@@ -119,6 +119,6 @@ class SyncCore:
         for sid, dom in self.domains.domain_of.items():
             m = self.domains.models.get(dom)
             if m is not None:
-                kind = "measured" if isinstance(m, MeasuredClock) else "fitted"
-                out[sid] = {**m.state(), "domain": dom, "kind": kind, "latency": m.latency}
+                rep = clock_report(m)
+                out[sid] = {**m.state(), "domain": dom, "kind": rep["kind"], "latency": rep["latency"]}
         return out

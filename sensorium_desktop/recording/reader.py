@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 
 from ..core.clock import ClockModel
-from ..core.clockdomain import MEASURED, MeasuredClock, domain_id, domain_kind, fit_domain, offset_trend
+from ..core.clockdomain import (
+    MEASURED,
+    MeasuredClock,
+    clock_report,
+    domain_id,
+    domain_kind,
+    fit_domain,
+    offset_trend,
+)
 from ..core.codec import CodecError
 from ..core.samples import SensorInfo
 from .spool import (
@@ -103,8 +111,6 @@ class Recording:
     events: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     sync_reports: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    #: samples left out per sensor because their global time is before the start / after the stop
-    trimmed: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: damaged spool bytes read around: (file, start, end)
     damage: list[tuple[str, int, int]] = field(default_factory=list)
     #: what the spool says was written but could not be read: sensor, samples, batches and the
@@ -132,7 +138,6 @@ class Recording:
             keep = (tg >= start) & (tg <= stop)
             if keep.all():
                 continue
-            self.trimmed[sid] = (int(np.count_nonzero(tg < start)), int(np.count_nonzero(tg > stop)))
             self.sensors[sid] = data.select(keep)
             self._global_cache[(sid, "refined")] = tg[keep]
         self._host_cache.clear()
@@ -225,12 +230,12 @@ def domain_to_host(members: dict[str, SensorData], mode: str) -> DomainTimes:
     (non-causal), ``causal`` maps each batch with what was known when it arrived."""
     first = next(iter(members.values())).info
     if domain_kind(first) == MEASURED:
-        clock = MeasuredClock(float(first.clock_offset or 0.0), first.clock_sigma)
+        clock = MeasuredClock.of(first)
         out = {}
         for sid, d in members.items():
             clock.update(d.device_times, d.t_arrival)
-            out[sid] = d.device_times + clock.offset
-        return out, _report(clock, "measured")
+            out[sid] = clock.to_global(d.device_times)
+        return out, clock_report(clock)
     if mode == "causal":
         return _causal_domain(members, first.fixed_latency)
     model, refined = fit_domain([(d.device_times, d.t_arrival) for d in members.values()], first.fixed_latency)
@@ -246,7 +251,7 @@ def domain_to_host(members: dict[str, SensorData], mode: str) -> DomainTimes:
             mine = epoch_of == k
             host[mine] = refined.to_global(x[mine], k)
         out[sid] = host
-    return out, _report(model, "fitted")
+    return out, clock_report(model)
 
 
 def epochs_of(model: ClockModel, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -279,12 +284,7 @@ def _causal_domain(members: dict[str, SensorData], fixed_latency: float) -> Doma
         x = d.device_times[a:b]
         model.update(x, d.t_arrival[a:b])
         out[sid][a:b] = model.to_global(x)
-    return out, _report(model, "fitted")
-
-
-def _report(m: ClockModel | MeasuredClock, kind: str) -> dict[str, Any]:
-    return {"kind": kind, "offset": m.offset, "drift_ppm": m.drift * 1e6, "sigma": m.uncertainty,
-            "resets": m.resets, "late_samples": m.late, "latency": m.latency}  # fmt: skip
+    return out, clock_report(model)
 
 
 def _concat_sensor(info: SensorInfo, parts: list[BatchRecord], warn: Callable[[str], None]) -> SensorData:

@@ -139,16 +139,15 @@ class LslOutletBridge:
         return 0.0
 
     def _push_markers(self, c: redis.Redis, key: str, entries: list[tuple[bytes, dict[bytes, Any]]]) -> None:
-        """Session markers → the ``Markers`` outlet, stamped on this host's LSL clock."""
-        if self.marker_outlet is None:
-            self.marker_outlet = make_markers_outlet()
+        """Session markers → the ``Markers`` outlet (made by :meth:`_refresh` when it follows
+        their streams), stamped on this host's LSL clock."""
         offset: float | None = None
         for eid, fields in entries:
             self.marker_positions[key] = eid.decode()
             try:
                 label = fields[b"label"].decode("utf-8", "replace")
-                host = fields.get(b"host", b"").decode() == socket.gethostname() and b"t_host" in fields
-                if host:
+                same_host = fields.get(b"host", b"").decode() == socket.gethostname() and b"t_host" in fields
+                if same_host:
                     t = float(fields[b"t_host"])
                 else:
                     offset = self._host_offset(c) if offset is None else offset
