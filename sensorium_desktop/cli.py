@@ -16,17 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
+from . import __version__, exitcodes
 
 if TYPE_CHECKING:
     from .bus.connection import RedisEndpoint
     from .config import Config
+    from .worker.record import RecordOutcome
 
 log = logging.getLogger("sensorium")
 
-#: Exit code of ``export`` and ``verify`` when parts of a recording are lost (0 = all of it,
-#: 1 = failed, 2 = bad arguments).
-EXIT_LOSSES = 3
+#: Exit code of ``export``, ``verify`` and ``record`` when parts of a recording are lost.
+EXIT_LOSSES = exitcodes.PARTIAL
 
 
 @dataclass
@@ -189,18 +189,30 @@ def _node_args(p: argparse.ArgumentParser) -> None:
                    help="attention assumed when no viewer says otherwise (backpressure; config: none)")  # fmt: skip
 
 
+def _bad_device_uris(uris: list[str]) -> bool:
+    """Log every URI that names no device (and why); True when there is one."""
+    from .devices import uri_errors
+
+    errors = uri_errors(uris)
+    for uri, why in errors:
+        log.error("device %s: %s", uri, why)
+    return bool(errors)
+
+
 @command("node", "run a headless node: acquisition, sync worker, election, recorder")
 @arguments(_node_args)
 def cmd_node(args: argparse.Namespace) -> int:
     from .core.backpressure import Attention
     from .worker.node import NodeConfig, default_node_id, run_node
 
-    endpoint = _open_endpoint(args)
-    if endpoint is None:
-        return 2
     devices = list(args.device)
     if args.simulate:
         devices.insert(0, "sim:lab")
+    if args.parent_pid is None and _bad_device_uris(devices):  # under the window, it shows them
+        return exitcodes.USAGE
+    endpoint = _open_endpoint(args)
+    if endpoint is None:
+        return exitcodes.FAILED
     cfg = NodeConfig(
         redis_url=endpoint.url,
         keys=endpoint.keys,
@@ -236,7 +248,7 @@ def cmd_lsl_outlet(args: argparse.Namespace) -> int:
 
     endpoint = _open_endpoint(args)
     if endpoint is None:
-        return 2
+        return exitcodes.FAILED
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -275,27 +287,33 @@ def _redis_cmd_args(p: argparse.ArgumentParser) -> None:
 @command("redis", "start the embedded Redis in the foreground and print its URL (Ctrl-C stops it)")
 @arguments(_redis_cmd_args)
 def cmd_redis(args: argparse.Namespace) -> int:
+    from . import paths
     from .bus.embedded import EmbeddedRedis, RedisUnavailableError
 
+    if args.stop:
+        running = EmbeddedRedis.running()
+        if running is None:
+            log.error("no embedded Redis is running for the data dir %s: nothing stopped", paths.redis_dir())
+            return exitcodes.FAILED
+        running.owned = True
+        running.stop()
+        print(f"embedded redis pid {running.pid} (port {running.port}) stopped")
+        return exitcodes.OK
     try:
         server = EmbeddedRedis.start(die_with_parent=True)
     except RedisUnavailableError as exc:
         log.error("%s", exc)
-        return 2
-    if args.stop:
-        server.owned = True
-        server.stop()
-        print("embedded redis stopped")
-        return 0
+        return exitcodes.FAILED
     print(server.url, flush=True)
     try:
-        while True:
-            time.sleep(1.0)
+        while server.alive():
+            time.sleep(0.5)
+        log.info("embedded redis pid %d was stopped (sensorium redis --stop)", server.pid)
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
-    return 0
+    return exitcodes.OK
 
 
 # -----------------------------------------------------------------------------------------
@@ -326,11 +344,13 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     if args.out is not None and args.out.exists() and any(args.out.iterdir()):
         log.error("%s exists and is not empty; recordings are never overwritten", args.out)
-        return 2
+        return exitcodes.USAGE
+    devices = (["sim:lab"] if args.simulate else []) + list(args.device)
+    if _bad_device_uris(devices):
+        return exitcodes.USAGE
     endpoint = _open_endpoint(args)
     if endpoint is None:
-        return 2
-    devices = (["sim:lab"] if args.simulate else []) + list(args.device)
+        return exitcodes.FAILED
     node_id = args.node_id or default_node_id()
     cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=node_id, devices=devices)
     out = args.out
@@ -353,13 +373,27 @@ def cmd_record(args: argparse.Namespace) -> int:
         endpoint.close()
     if tty:
         print(file=sys.stderr)
+    return _report_recording(outcome)
+
+
+def _report_recording(outcome: RecordOutcome) -> int:
+    """Print what was recorded and what is missing (device, why; sensor); the exit code."""
     st = outcome.status
-    if outcome.state != "complete":
-        log.error("recording %s ended %s: %s", outcome.session_id, outcome.state, st.get("error", ""))
-        return 1
+    for uri, why in outcome.failed_devices:
+        log.error("device %s delivered nothing: %s", uri, why)
+    for sid in outcome.silent_sensors:
+        log.error("sensor %s delivered no sample during the recording", sid)
+    code = outcome.exit_code
+    if code == exitcodes.FAILED:
+        log.error("recording %s %s: %s", outcome.session_id, outcome.state,
+                  outcome.error or "no sample was recorded")  # fmt: skip
+        return code
     print(f"recorded {outcome.session_id}: {st.get('samples')} samples, {int(st.get('bytes', 0)) / 1e6:.2f} MB "
           f"in {outcome.directory}")  # fmt: skip
-    return 0
+    if code == exitcodes.PARTIAL:
+        log.error("recording is INCOMPLETE: %d devices failed, %d sensors silent (listed above); exit code %d",
+                  len(outcome.failed_devices), len(outcome.silent_sensors), code)  # fmt: skip
+    return code
 
 
 def _sessions_args(p: argparse.ArgumentParser) -> None:
@@ -373,12 +407,17 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     from . import paths
     from .recording.reader import list_recordings
 
+    missing = [d for d in args.dirs if not d.is_dir()]
+    for d in missing:
+        log.error("%s %s", d, "is a file, not a folder" if d.exists() else "does not exist")
+    if missing:
+        return exitcodes.FAILED
     rows = list_recordings(args.dirs or [paths.sessions_dir()])
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
     if not rows:
-        print("no recordings")
+        print(f"no recordings in {', '.join(str(d) for d in args.dirs or [paths.sessions_dir()])}")
     for r in rows:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])) if r.get("started") else "?"
         err = f"  [{r['error']}]" if r.get("error") else ""
@@ -502,18 +541,23 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 def _devices_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--timeout", type=float, default=5.0, help="discovery time per transport (s)")
-    p.add_argument("--transport", action="append", default=None, help="only these transports (sim, serial, ...)")
+    p.add_argument("--transport", action="append", default=None,
+                   help="only these transports (sim, serial, ble, camera, lsl; repeatable)")  # fmt: skip
 
 
 @command("devices", "discover devices on every transport and print their URIs")
 @arguments(_devices_args)
 def cmd_devices(args: argparse.Namespace) -> int:
-    from .devices import discover_all
+    from .devices import TRANSPORTS, discover_all
 
     def progress(frac: float, msg: str) -> None:
         if not args.json:
             print(f"  [{frac * 100:3.0f}%] {msg}", file=sys.stderr)
 
+    unknown = sorted(set(args.transport or []) - set(TRANSPORTS))
+    if unknown:
+        log.error("unknown transport %s (known: %s)", ", ".join(map(repr, unknown)), ", ".join(sorted(TRANSPORTS)))
+        return exitcodes.USAGE
     found = asyncio.run(discover_all(args.timeout, progress, args.transport))
     if args.json:
         print(json.dumps([d.to_dict() for d in found], indent=2))
@@ -536,7 +580,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     endpoint = _open_endpoint(args)
     if endpoint is None:
-        return 2
+        return exitcodes.FAILED
     try:
         c = endpoint.client()
         status = read_status(c, endpoint.keys)
@@ -581,7 +625,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         engine = _engine(args)
     except RedisUnavailableError as exc:
         log.error("%s", exc)
-        return 2
+        return exitcodes.FAILED
     try:
         eid = engine.ingest(args.sensor_id, args.sensor_type, args.t_local, args.sigma, args.t_arrival)
     except ValueError as exc:
@@ -614,7 +658,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         engine = _engine(args)
     except RedisUnavailableError as exc:
         log.error("%s", exc)
-        return 2
+        return exitcodes.FAILED
     try:
         _print_groups(engine.step(), args.json)
     finally:
@@ -638,7 +682,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         result = run_experiment(args.seed, args.redis_url)
     except RedisUnavailableError as exc:
         log.error("%s", exc)
-        return 2
+        return exitcodes.FAILED
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -326,15 +326,31 @@ def test_discover_connect_and_disconnect_through_the_node(
         panel.disconnect_device("sim-chest", "test-node")
         qtbot.waitUntil(lambda: (pump(arun, window), panel.sensor_item("sim-chest-ecg") is None)[1], timeout=15000)
         assert [d.device_id for d in node.node.devices] == ["sim-room"]
+        # a connect the node refuses is shown within 2 s: a failed row (tooltip: why) and the status bar
+        began = time.monotonic()
         panel.connect_uri("bogus:thing")
         pump(arun, window)
-
-        def refused() -> bool:
-            events = redis_server.client().xrange(keys.events)
-            return any(f[b"op"] == b"connect" and f[b"ok"] == b"0" and b"unknown device transport" in f[b"message"]
-                       for _i, f in events)  # fmt: skip
-
-        qtbot.waitUntil(refused, timeout=10000)
+        shown = time.monotonic() - began
+        row = panel._failed["bogus:thing"]
+        assert row.text(2) == "failed" and "unknown device transport 'bogus'" in row.toolTip(2)
+        assert "known: ble, camera, lsl, serial, sim" in row.toolTip(2)
+        assert "unknown device transport" in window.statusBar().currentMessage()
+        assert "unknown device transport" in panel.message.text()
+        assert shown < 2.0, f"connect failure shown after {shown:.2f} s"
+        # a port that does not exist: the node answers with the OS error, the device row says error
+        began = time.monotonic()
+        panel.connect_uri("serial:/dev/nonexistent-sensorium")
+        pump(arun, window)
+        shown = time.monotonic() - began
+        assert "No such file" in window.statusBar().currentMessage(), window.statusBar().currentMessage()
+        assert shown < 2.0 + 0.5, f"connect failure shown after {shown:.2f} s"
+        qtbot.waitUntil(lambda: (pump(arun, window), "serial-nonexistent-sensorium" in panel._devices)[1],
+                        timeout=5000)  # fmt: skip
+        item = panel._devices["serial-nonexistent-sensorium"]
+        assert item.text(2) in ("error", "lost") and "No such file" in item.toolTip(2)
+        assert "serial:/dev/nonexistent-sensorium" not in panel._failed  # the device row says it now
+        panel.dismiss_failed("bogus:thing")
+        assert "bogus:thing" not in panel._failed
     finally:
         node.stop()
 

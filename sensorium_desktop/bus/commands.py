@@ -44,6 +44,33 @@ def parse_command(fields: dict[bytes, bytes]) -> tuple[str, str, dict[str, Any]]
     return fields.get(b"id", b"").decode(), op, args
 
 
+async def last_event_id(c: redis.asyncio.Redis, keys: Keys) -> str:
+    """ID of the newest entry of ``<p>:events`` ("0-0" when empty): replies come after it."""
+    top = await c.xrevrange(keys.events, count=1)
+    if not top:
+        return "0-0"
+    eid = top[0][0]
+    return eid.decode() if isinstance(eid, bytes) else str(eid)
+
+
+async def await_reply(
+    c: redis.asyncio.Redis, keys: Keys, command_id: str, after: str, timeout: float
+) -> dict[str, str] | None:
+    """The ``<p>:events`` entry answering ``command_id`` (op, node, ok, message), or None
+    when none came within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = after
+    while (left := deadline - time.monotonic()) > 0:
+        result = await c.xread({keys.events: last}, block=max(1, int(left * 1000)), count=50)
+        for _key, entries in result or []:
+            for eid, fields in entries:
+                last = eid.decode() if isinstance(eid, bytes) else str(eid)
+                event = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
+                if event.get("id") == command_id:
+                    return event
+    return None
+
+
 async def read_discovery(c: redis.asyncio.Redis, keys: Keys, node_id: str) -> dict[str, Any]:
     """``{"state", "progress", "message", "found": [descriptor dicts], "updated"}`` (empty if none)."""
     raw = await c.hgetall(keys.discovery(node_id))

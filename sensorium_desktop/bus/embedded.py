@@ -203,6 +203,21 @@ class EmbeddedRedis:
             raise RedisUnavailableError(last_error)
 
     @classmethod
+    def running(cls, directory: Path | None = None) -> EmbeddedRedis | None:
+        """The embedded server of ``directory`` (default: data dir/redis) if one answers; never
+        starts one. The caller does not own it."""
+        state_path = (Path(directory) if directory else paths.redis_dir()) / STATE_FILE
+        try:
+            state = json.loads(state_path.read_text())
+            pid, port, password = int(state["pid"]), int(state["port"]), str(state["password"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if _pid_alive(pid) and _is_our_server(pid, port) and _ping(port, password, timeout=2.0):
+            return cls(state_path.parent, pid, port, password, owned=False, version=state.get("version", ""),
+                       reused=True)  # fmt: skip
+        return None
+
+    @classmethod
     def _recover(cls, directory: Path) -> EmbeddedRedis | None:
         state_path = directory / STATE_FILE
         if not state_path.exists():
@@ -286,6 +301,12 @@ class EmbeddedRedis:
         _write_private(directory / STATE_FILE, json.dumps(state))
         log.info("embedded redis %s started: pid %d, 127.0.0.1:%d, AOF in %s", vtext, proc.pid, port, directory)
         return cls(directory, proc.pid, port, password, owned=True, version=vtext, _process=proc)
+
+    def alive(self) -> bool:
+        """True while the server process runs (and is still this server)."""
+        if self._process is not None:  # our child: a stopped one is a zombie until reaped
+            return self._process.poll() is None
+        return _pid_alive(self.pid) and _is_our_server(self.pid, self.port)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Shut the server down (AOF flushed) if this process owns it."""

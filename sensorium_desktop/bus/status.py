@@ -10,8 +10,12 @@ from typing import Any
 import redis
 
 from ..core.clockdomain import format_offset
+from ..core.health import finite_or_zero, sensor_health
 from .keys import Keys
 from .registry import list_devices, list_sensors
+
+#: A device whose node has not refreshed it for this long is offline (as in the window).
+DEVICE_OFFLINE_AFTER_S = 5.0
 
 
 def _decode(d: dict[bytes, bytes]) -> dict[str, str]:
@@ -64,11 +68,20 @@ def read_status(c: redis.Redis, keys: Keys) -> dict[str, Any]:
         except (ValueError, KeyError):
             proposal = None
     sensors = []
+    devices = list_devices(c, keys)
     rates: dict[str, float] = {}
-    for n in nodes.values():
-        rates.update(n.get("telemetry", {}).get("rates", {}))
+    last: dict[str, float] = {}
+    device_state: dict[str, str] = {}
+    for d in devices:
+        state = "offline" if now - d.updated > DEVICE_OFFLINE_AFTER_S else d.state
+        rates.update({sid: finite_or_zero(r) for sid, r in (d.health.get("rates") or {}).items()})
+        last.update({sid: finite_or_zero(t) for sid, t in (d.health.get("last_data") or {}).items()})
+        device_state.update(dict.fromkeys(d.sensor_ids, state))
     for s in list_sensors(c, keys):
         clock = _decode(c.hgetall(keys.clock(s.sensor_id)))
+        silent = max(0.0, now - last[s.sensor_id]) if s.sensor_id in last else None
+        health = sensor_health(rates.get(s.sensor_id, 0.0), s.nominal_rate, silent,
+                               device_state.get(s.sensor_id, "offline"))  # fmt: skip
         sensors.append(
             {
                 "sensor_id": s.sensor_id,
@@ -76,7 +89,10 @@ def read_status(c: redis.Redis, keys: Keys) -> dict[str, Any]:
                 "device": s.device_id,
                 "node": s.node_id,
                 "nominal_rate": s.nominal_rate,
-                "rate": round(rates.get(s.sensor_id, 0.0), 3),
+                "rate": round(health.rate, 3),
+                "health": health.state,
+                "health_text": health.text,
+                "silent_s": None if silent is None else round(silent, 3),
                 "stream_length": c.xlen(keys.stream(s.sensor_id)),
                 "clock": clock,
             }
@@ -94,12 +110,12 @@ def read_status(c: redis.Redis, keys: Keys) -> dict[str, Any]:
             {
                 "device_id": d.device_id,
                 "name": d.name,
-                "state": d.state,
+                "state": "offline" if now - d.updated > DEVICE_OFFLINE_AFTER_S else d.state,
                 "uri": d.uri,
                 "node": d.node_id,
                 "message": d.message,
             }
-            for d in list_devices(c, keys)
+            for d in devices
         ],
     }
 
@@ -184,5 +200,6 @@ def format_status(s: dict[str, Any]) -> str:
         cl = ""
         if clock:
             cl = "  " + clock_summary(clock, float(s.get("time", 0.0)))
-        lines.append(f"  {x['sensor_id']:<28} {x['attribute']:<12} {x['rate']:8.1f}/{x['nominal_rate']:g} Hz{cl}")
+        lines.append(f"  {x['sensor_id']:<28} {x['attribute']:<12} {x['rate']:8.1f}/{x['nominal_rate']:g} Hz"
+                     f"  {x['health_text']}{cl}")  # fmt: skip
     return "\n".join(lines)

@@ -27,6 +27,22 @@ TRANSPORT_MODULES = ("simulated", "serial", "ble", "camera", "lsl")
 for _name in TRANSPORT_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
 
+
+def uri_errors(texts: list[str]) -> list[tuple[str, str]]:
+    """(URI, why) for each device URI that names no device (bad syntax, unknown transport, bad
+    parameter); devices are only described, nothing is opened."""
+    from .simulated import expand_uri
+
+    errors = []
+    for text in texts:
+        try:
+            for uri in expand_uri(DeviceURI.parse(text)):
+                open_device(uri)
+        except DeviceError as exc:
+            errors.append((text, str(exc)))
+    return errors
+
+
 __all__ = [
     "TRANSPORTS",
     "Device",
@@ -39,4 +55,5 @@ __all__ = [
     "discover_all",
     "open_device",
     "register_transport",
+    "uri_errors",
 ]

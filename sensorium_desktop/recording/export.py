@@ -15,7 +15,7 @@ from typing import Any
 
 from .csvexport import export_csv
 from .reader import CLOCK_MODES, ExportOptions, Progress, Recording, load_recording
-from .spool import SESSION_FILE
+from .spool import SESSION_FILE, not_a_recording
 from .xdf import streams_from_recording, write_xdf
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def export_recording(
         raise ValueError(f"clock must be one of {CLOCK_MODES}")
     directory = Path(directory)
     if not (directory / SESSION_FILE).is_file():
-        raise FileNotFoundError(f"{directory} is not a recording (no {SESSION_FILE})")
+        raise FileNotFoundError(not_a_recording(directory))
     started = time.perf_counter()
     out = Path(out) if out is not None else default_output(directory, fmt)
     if out.is_dir() and EXPORTERS[fmt][1]:

@@ -107,12 +107,22 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     _fsync_dir(path.parent)
 
 
+def not_a_recording(directory: Path) -> str:
+    """Why ``directory`` is not a recording (it does not exist, is a file, has no session.json)."""
+    directory = Path(directory)
+    if not directory.exists():
+        return f"{directory} does not exist"
+    if not directory.is_dir():
+        return f"{directory} is a file, not a recording folder"
+    return f"{directory} is not a recording (no {SESSION_FILE})"
+
+
 def read_session_file(directory: Path) -> dict[str, Any]:
     path = Path(directory) / SESSION_FILE
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise SpoolError(f"{directory} is not a recording (no {SESSION_FILE})") from exc
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise SpoolError(not_a_recording(directory)) from exc
     except ValueError as exc:
         raise SpoolError(f"{path} is not valid JSON: {exc}") from exc
 

@@ -20,6 +20,8 @@ from .panels.plots import LivePlotPanel
 
 SETTINGS_VERSION = 1
 ATTENTION_MS = 1000
+#: How long a devices-panel outcome (connect failed, disconnected) stays in the status bar (ms).
+STATUS_MESSAGE_MS = 15_000
 
 
 class PlotDropArea(QtWidgets.QWidget):
@@ -91,6 +93,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._hide_orphan_tab_bars()
         QtCore.QTimer.singleShot(0, self._default_sizes)
         self.devices_panel.sensorsSelected.connect(self.plot_sensors)
+        self.devices_panel.statusMessage.connect(lambda text: self.statusBar().showMessage(text, STATUS_MESSAGE_MS))
         self._status_bar()
         self._actions()
         model.status_changed.connect(self.show_status)

@@ -20,6 +20,7 @@ STATE_COLOURS = {
     "error": "#c62828",
     "unavailable": "#8d6e63",
     "offline": "#c62828",
+    "failed": "#c62828",
 }
 
 

@@ -10,9 +10,10 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from ..bus.commands import read_discovery, send_command
+from ..bus.commands import await_reply, last_event_id, read_discovery, send_command
 from ..bus.keys import Keys
 from ..bus.registry import DeviceStatus, list_devices_async, list_sensors_async
+from ..core.health import SensorHealth, finite_or_zero, sensor_health
 from ..core.samples import SensorInfo
 from .base import Event
 
@@ -25,24 +26,29 @@ TRANSPORTS: tuple[tuple[str, str], ...] = (
 )
 #: A device whose node has not reported for this long is shown as offline.
 STALE_AFTER_S = 5.0
+#: How long the window waits for a node to answer a connect or disconnect (s).
+REPLY_TIMEOUT_S = 5.0
 
 
 @dataclass(slots=True)
 class SensorRow:
+    """A sensor as the tree shows it: ``silent_s`` since its last sample arrived at its node
+    (None: never), ``device_state`` of its device (``offline`` when the node is silent)."""
+
     info: SensorInfo
     rate: float
     nominal: float
+    silent_s: float | None = None
+    device_state: str = "streaming"
+
+    @property
+    def health(self) -> SensorHealth:
+        return sensor_health(self.rate, self.nominal, self.silent_s, self.device_state)
 
     @property
     def rate_state(self) -> str:
-        """``ok``, ``rate low`` (< 90 % of nominal) or ``rate high`` (> 110 %); irregular → ok."""
-        if self.nominal <= 0:
-            return "ok"
-        if self.rate < 0.9 * self.nominal:
-            return "rate low"
-        if self.rate > 1.1 * self.nominal:
-            return "rate high"
-        return "ok"
+        """ok, rate low/high, stale, no data or waiting (:func:`core.health.sensor_health`)."""
+        return self.health.state
 
 
 @dataclass(slots=True)
@@ -109,12 +115,15 @@ class DeviceTreeModel:
         groups: dict[str, list[DeviceRow]] = {t: [] for t, _ in TRANSPORTS}
         for d in devices:
             rates = d.health.get("rates", {})
-            rows = [
-                SensorRow(sensors[sid], float(rates.get(sid, 0.0)), sensors[sid].nominal_rate)
-                for sid in d.sensor_ids
-                if sid in sensors
-            ]
-            groups.setdefault(d.transport, []).append(DeviceRow(d, rows, now - d.updated > STALE_AFTER_S))
+            last = d.health.get("last_data") or {}
+            stale = now - d.updated > STALE_AFTER_S
+            state = "offline" if stale else d.state
+            rows = []
+            for sid in (x for x in d.sensor_ids if x in sensors):
+                silent = max(0.0, now - finite_or_zero(last[sid])) if sid in last else None
+                rows.append(SensorRow(sensors[sid], finite_or_zero(rates.get(sid)), sensors[sid].nominal_rate,
+                                      silent, state))  # fmt: skip
+            groups.setdefault(d.transport, []).append(DeviceRow(d, rows, stale))
         for rows in groups.values():
             rows.sort(key=lambda r: r.status.name.lower())
         self.tree = DeviceTree(groups, sensors, "", now)
@@ -132,6 +141,8 @@ class DeviceControl:
         self.discovery_node: str = ""
         self.discovery_changed = Event()
         self.error = Event()
+        #: fired with (op, ok, message, target) when a node answers a connect/disconnect
+        self.result = Event()
         self.c: redis.asyncio.Redis | None = None
 
     async def target_node(self, c: redis.asyncio.Redis) -> str | None:
@@ -155,15 +166,30 @@ class DeviceControl:
             if node is None:
                 self.error.emit("no node is running to do that: start one (sensorium node)")
                 return False
-            await send_command(c, self.keys, node, op, **args)
+            after = await last_event_id(c, self.keys)
+            cid = await send_command(c, self.keys, node, op, **args)
         except (redis.RedisError, OSError) as exc:
             self.error.emit(f"{op}: Redis unreachable: {exc}")
             return False
+        if op in ("connect", "disconnect"):
+            return await self._reply(c, op, node, cid, after, str(args.get("uri") or args.get("device_id")))
         if op == "discover":
             self.discovery_node = node
             self.discovery = {"state": "running", "progress": 0.0, "message": "asked " + node, "found": []}
             self.discovery_changed.emit(self.discovery)
         return True
+
+    async def _reply(self, c: redis.asyncio.Redis, op: str, node: str, cid: str, after: str, target: str) -> bool:
+        """Wait for the node's answer to ``op`` on ``target`` and fire :attr:`result` with it."""
+        try:
+            event = await await_reply(c, self.keys, cid, after, REPLY_TIMEOUT_S)
+        except (redis.RedisError, OSError) as exc:
+            event = {"ok": "0", "message": f"Redis unreachable while waiting for {node}: {exc}"}
+        if event is None:
+            event = {"ok": "0", "message": f"node {node} did not answer within {REPLY_TIMEOUT_S:g} s"}
+        ok = event.get("ok") == "1"
+        self.result.emit(op, ok, event.get("message", ""), target)
+        return ok
 
     async def discover(self, timeout: float = 5.0) -> bool:
         return await self._send("discover", timeout=timeout)

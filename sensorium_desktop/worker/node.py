@@ -24,7 +24,7 @@ import psutil
 import redis
 import redis.asyncio
 
-from .. import paths
+from .. import exitcodes, paths
 from ..bus.commands import EVENTS_MAXLEN, parse_command
 from ..bus.connection import async_client
 from ..bus.election import Elector
@@ -35,6 +35,7 @@ from ..bus.registry import DeviceStatus, queue_sensor_registration, register_sen
 from ..core.attributes import SYNC_EVENT_ATTRIBUTES
 from ..core.backpressure import Attention, BackpressureConfig, LoadEstimator, compute_config
 from ..core.batching import Batcher
+from ..core.health import stale_after
 from ..core.hostclock import host_time
 from ..core.ids import make_id
 from ..core.samples import SampleBatch, SensorInfo
@@ -44,9 +45,13 @@ from ..devices.simulated import expand_uri
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 1.0
+#: Device states that mean "not delivering": reported on the console as soon as they are seen.
+FAILED_STATES = (DeviceState.ERROR, DeviceState.LOST, DeviceState.UNAVAILABLE)
 BACKPRESSURE_INTERVAL_S = 2.0
 ATTENTION_FLOOR_KEY = "__floor__"
 PREVIEW_TTL_S = 10
+#: How long a ``connect`` command waits for the new device to stream or fail before answering (s).
+CONNECT_VERDICT_S = 1.5
 
 
 def default_node_id() -> str:
@@ -157,6 +162,12 @@ class Node:
         self.bp_published: dict[str, BackpressureConfig] = {}
         self.counters: dict[str, int] = {"sink_errors": 0}
         self.state: dict[str, object] = {}
+        #: device id → the failure last reported on the console ("" once it streams again)
+        self._failure_reported: dict[str, str] = {}
+        #: devices that delivered at least one sample since the node started
+        self.delivered: set[str] = set()
+        #: sensor id → wall time (s) of the last batch received from its device
+        self.last_data: dict[str, float] = {}
 
     # -- registry ---------------------------------------------------------------------------
     def sensor_infos(self) -> list[SensorInfo]:
@@ -176,10 +187,22 @@ class Node:
             pipe.sadd(self.keys.devices, d.device_id)
         pipe.execute()
 
+    def live_rates(self, now: float) -> dict[str, float]:
+        """Samples/s per sensor over the last 10 s, 0 for a sensor silent past its stale limit."""
+        nominal = {s.sensor_id: s.nominal_rate for s in self.sensor_infos()}
+        out = {}
+        for sid, rate in self.rates.rates.items():
+            limit = stale_after(nominal.get(sid, 0.0))
+            silent = now - self.last_data.get(sid, -1e18)
+            out[sid] = 0.0 if limit is not None and silent > limit else rate
+        return out
+
     def _device_status(self, d: Device) -> DeviceStatus:
         transport = d.uri.scheme if d.uri.scheme != "sim" else "simulated"
         health = d.health.to_dict()
-        health["rates"] = {s.sensor_id: round(self.rates.rates.get(s.sensor_id, 0.0), 3) for s in d.sensors()}
+        live = self.live_rates(time.time())
+        health["rates"] = {s.sensor_id: round(live.get(s.sensor_id, 0.0), 3) for s in d.sensors()}
+        health["last_data"] = {sid: self.last_data[sid] for sid in health["rates"] if sid in self.last_data}
         health["nominal"] = {s.sensor_id: s.nominal_rate for s in d.sensors()}
         return DeviceStatus(
             device_id=d.device_id,
@@ -234,6 +257,7 @@ class Node:
     # -- data path --------------------------------------------------------------------------
     def sink(self, batch: SampleBatch) -> None:
         """Entry point for every device delivery (called in the event loop)."""
+        self.last_data[batch.sensor_id] = time.time()
         held = self._anchoring.get(batch.sensor_id)
         if held is not None:
             held.append(batch)
@@ -277,6 +301,44 @@ class Node:
             d.set_state(DeviceState.ERROR, f"{type(exc).__name__}: {exc}")
             log.exception("node: device %s failed", d.device_id)
 
+    # -- device failures ----------------------------------------------------------------------
+    def report_devices(self) -> None:
+        """Say on the console (ERROR) which device fails and why, once per distinct failure,
+        and when a failed device streams again."""
+        for d in self.devices:
+            if any(d.health.samples.values()):
+                self.delivered.add(d.device_id)
+            state, message = d.health.state, d.health.message or d.health.state.value
+            last = self._failure_reported.get(d.device_id, "")
+            if state in FAILED_STATES and message != last:
+                self._failure_reported[d.device_id] = message
+                self.counters["device_failures"] = self.counters.get("device_failures", 0) + 1
+                log.error("node %s: device %s (%s) %s: %s", self.node_id, d.uri, d.device_id, state.value, message)
+            elif state == DeviceState.STREAMING and last:
+                self._failure_reported[d.device_id] = ""
+                log.warning("node %s: device %s (%s) streams again", self.node_id, d.uri, d.device_id)
+
+    def failed_devices(self, pending_too: bool = False) -> list[tuple[str, str]]:
+        """(URI, why) of every requested device that could not be opened or has not delivered
+        a sample and is in a failed state now (``pending_too``: or in any state)."""
+        failed = list(self.device_errors)
+        for d in self.devices:
+            if any(d.health.samples.values()):
+                self.delivered.add(d.device_id)
+            if d.device_id not in self.delivered and (pending_too or d.health.state in FAILED_STATES):
+                failed.append((str(d.uri), d.health.message or d.health.state.value))
+        return failed
+
+    def exit_code(self) -> int:
+        """How the run went for the devices that were asked for (see :func:`run_node`)."""
+        self.report_devices()
+        failed = self.failed_devices(pending_too=True)
+        if not self.config.devices or not failed:
+            return exitcodes.OK
+        for uri, why in failed:
+            log.error("node %s: device %s never delivered: %s", self.node_id, uri, why)
+        return exitcodes.PARTIAL if self.delivered else exitcodes.FAILED
+
     # -- periodic status ----------------------------------------------------------------------
     async def _status_loop(self, stop: asyncio.Event) -> None:
         proc = psutil.Process()
@@ -288,6 +350,7 @@ class Node:
             for d in self.devices:
                 counts.update(d.health.samples)
             self.rates.update(counts, now)
+            self.report_devices()
             self.load.add_cpu_sample(psutil.cpu_percent(None) / 100.0)
             try:
                 await self._write_status(now, proc.cpu_percent(None))
@@ -309,7 +372,7 @@ class Node:
             "pid": os.getpid(),
             "time": now,
             "cpu_percent": cpu_percent,
-            "rates": self.rates.rates,
+            "rates": self.live_rates(now),
             "queue_depth": self.publisher.queue_depth,
             "spilled": self.publisher.spilled,
             "connected": self.publisher.connected,
@@ -425,6 +488,8 @@ class Node:
             return
         if op == "connect":
             ok, message = self.connect(str(args.get("uri", "")), stop)
+            if ok:
+                ok, message = await self._first_outcome(message.removeprefix("connected ").split(", "))
         else:
             ok, message = await self.disconnect(str(args.get("device_id", "")))
         await self._event(op, cid, ok, message)
@@ -490,6 +555,24 @@ class Node:
             self._start_device(d, stop)
             started.append(d.device_id)
         return bool(started), f"connected {', '.join(started)}" if started else f"{uri} is already connected"
+
+    async def _first_outcome(self, device_ids: list[str], timeout: float = CONNECT_VERDICT_S) -> tuple[bool, str]:
+        """Wait up to ``timeout`` s for just-connected devices to stream or fail; (ok, message)
+        naming each device that failed and why."""
+        devices = [d for d in self.devices if d.device_id in device_ids]
+        deadline = time.monotonic() + timeout
+        pending = (DeviceState.IDLE, DeviceState.CONNECTING, DeviceState.RECONNECTING)
+        while time.monotonic() < deadline and any(d.health.state in pending for d in devices):
+            await asyncio.sleep(0.05)
+        self.report_devices()
+        failed = [f"{d.uri}: {d.health.message or d.health.state.value}" for d in devices
+                  if d.health.state in FAILED_STATES]  # fmt: skip
+        if failed:
+            return False, "cannot connect " + "; ".join(failed) + " (retrying; disconnect to give up)"
+        waiting = [d.device_id for d in devices if d.health.state in pending]
+        if waiting:
+            return True, f"connected {', '.join(device_ids)}; {', '.join(waiting)} still connecting"
+        return True, f"connected {', '.join(device_ids)}"
 
     async def disconnect(self, device_id: str) -> tuple[bool, str]:
         """Stop a device and take it off the registry (its sensors' streams stay)."""
@@ -572,7 +655,9 @@ class Node:
 
 
 def run_node(config: NodeConfig, duration: float | None = None) -> int:
-    """Run a node until SIGINT/SIGTERM (or ``duration`` seconds); returns an exit code."""
+    """Run a node until SIGINT/SIGTERM (or ``duration`` seconds); returns an exit code:
+    :data:`~sensorium_desktop.exitcodes.FAILED` when no requested device ever delivered,
+    ``PARTIAL`` when some did not, else ``OK``."""
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -582,7 +667,8 @@ def run_node(config: NodeConfig, duration: float | None = None) -> int:
                 loop.add_signal_handler(sig, stop.set)
         if duration is not None:
             loop.call_later(duration, stop.set)
-        await Node(config).run(stop)
+        node = Node(config)
+        await node.run(stop)
+        return node.exit_code()
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())

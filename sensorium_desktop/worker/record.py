@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import exitcodes
 from ..bus.connection import async_client
 from ..bus.registry import list_sensors_async
 from ..bus.sessions import (
@@ -51,19 +53,57 @@ class RecordRequest:
     compact: bool = False
 
 
+#: With every requested device failing and no sensor announced, ``record`` gives up after (s).
+NO_DEVICE_GIVE_UP_S = 4.0
+
+
 @dataclass
 class RecordOutcome:
+    """How a headless recording went: ``state`` is the recorder's (complete, failed, …) or
+    ``not started``; ``failed_devices`` (URI, why) never delivered; ``silent_sensors`` were
+    recorded but delivered no sample; ``samples`` per sensor from ``session.json``."""
+
     session_id: str
     state: str
     directory: Path
     status: dict[str, str]
+    failed_devices: list[tuple[str, str]] = field(default_factory=list)
+    silent_sensors: list[str] = field(default_factory=list)
+    samples: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        """OK only when complete with every device and sensor delivering; PARTIAL when some
+        did; FAILED when nothing was recorded (:mod:`sensorium_desktop.exitcodes`)."""
+        if self.state != "complete" or not any(self.samples.values()):
+            return exitcodes.FAILED
+        return exitcodes.PARTIAL if self.failed_devices or self.silent_sensors else exitcodes.OK
+
+
+def _recorded_samples(directory: Path) -> dict[str, int]:
+    """Samples per sensor the recorder wrote (``session.json``); {} when unreadable."""
+    try:
+        meta = json.loads((directory / "session.json").read_text(encoding="utf-8"))
+        return {str(k): int(v) for k, v in (meta.get("samples") or {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
 
 
 async def _wait_for_sensors(node: Node, c: object, wanted: list[str], timeout: float) -> list[str]:
     """Sensor ids to record: ``wanted`` once registered, else this node's (or the lab's) sensors."""
-    deadline = time.monotonic() + timeout
+    began = time.monotonic()
+    deadline = began + timeout
     while True:
         known = {s.sensor_id for s in await list_sensors_async(c, node.keys)}  # type: ignore[arg-type]
+        waited = time.monotonic() - began
+        if (
+            node.config.devices
+            and not node.sensor_infos()
+            and waited > NO_DEVICE_GIVE_UP_S
+            and len(node.failed_devices()) == len(node.devices) + len(node.device_errors)
+        ):
+            return []  # every device we were asked to open failed: nothing to wait for
         if wanted:
             if set(wanted) <= known or time.monotonic() > deadline:
                 missing = sorted(set(wanted) - known)
@@ -74,8 +114,8 @@ async def _wait_for_sensors(node: Node, c: object, wanted: list[str], timeout: f
             mine = [i.sensor_id for i in node.sensor_infos()]
             if mine and set(mine) <= known:
                 return mine
-            if time.monotonic() > deadline:
-                return mine or sorted(known)
+            if time.monotonic() > deadline:  # with devices asked for, only theirs; else the lab's
+                return mine if node.config.devices else mine or sorted(known)
         await asyncio.sleep(0.1)
 
 
@@ -122,6 +162,10 @@ def record(
         status: dict[str, str] = {}
         try:
             session.sensors = await _wait_for_sensors(node, c, request.sensors, 10.0)
+            if not session.sensors:
+                node.report_devices()
+                return RecordOutcome(session.session_id, "not started", request.directory, {},
+                                     node.failed_devices(pending_too=True), error="no sensor to record")  # fmt: skip
             await save_session(c, config.keys, session)
             await start_recording(c, config.keys, session, config.node_id, started=started)
             first = await _data_start(c, config, session.sensors, started, interrupted)
@@ -153,6 +197,10 @@ def record(
             with contextlib.suppress(Exception):
                 await node_task
             await c.aclose()
-        return RecordOutcome(session.session_id, status.get("state", "unknown"), request.directory, status)
+        samples = _recorded_samples(request.directory)
+        silent = [sid for sid in session.sensors if not samples.get(sid)]
+        failed = node.failed_devices(pending_too=True)
+        return RecordOutcome(session.session_id, status.get("state", "unknown"), request.directory, status,
+                             failed, silent, samples, status.get("error", ""))  # fmt: skip
 
     return asyncio.run(main())

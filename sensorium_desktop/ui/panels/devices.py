@@ -16,7 +16,11 @@ DEVICE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
 AVAILABLE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 3  # URI of a discovered, unconnected device
 NODE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 4
 URI_ROLE = QtCore.Qt.ItemDataRole.UserRole + 5
+FAILED_ROLE = QtCore.Qt.ItemDataRole.UserRole + 6  # URI of a connect the node refused
 GROUP_OF_SCHEME = {"sim": "simulated"}
+KNOWN_SCHEMES = ("sim", "ble", "serial", "camera", "lsl")
+#: sensor health state → the device-state colour it is drawn in (green, amber, red)
+SENSOR_STATE_COLOUR = {"ok": "streaming", "stale": "reconnecting", "no data": "error", "waiting": "connecting"}
 
 
 class SensorTree(QtWidgets.QTreeWidget):
@@ -34,6 +38,8 @@ class DevicesPanel(QtWidgets.QWidget):
     """Shows :class:`DeviceTreeModel`; emits ``sensorsSelected`` with sensor ids."""
 
     sensorsSelected = QtCore.Signal(list)
+    #: a one-line outcome for the status bar (connect/disconnect answers, failures)
+    statusMessage = QtCore.Signal(str)
 
     def __init__(
         self,
@@ -84,6 +90,7 @@ class DevicesPanel(QtWidgets.QWidget):
         layout.addWidget(self.message)
         layout.addWidget(self.tree)
         self._available: dict[str, QtWidgets.QTreeWidgetItem] = {}
+        self._failed: dict[str, QtWidgets.QTreeWidgetItem] = {}  # URI → row of a connect that failed
         self._unavailable: dict[str, str] = {}  # transport group → why (from the last discovery)
         self.tree.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._context_menu)
@@ -94,6 +101,7 @@ class DevicesPanel(QtWidgets.QWidget):
         if control is not None:
             control.discovery_changed.connect(self.show_discovery)
             control.error.connect(self._error)
+            control.result.connect(self.show_result)
         else:
             for w in (self.discover_button, self.uri_edit, self.connect_button):
                 w.setEnabled(False)
@@ -167,10 +175,11 @@ class DevicesPanel(QtWidgets.QWidget):
                     info = srow.info
                     sitem.setText(0, f"{info.attribute}  ({info.sensor_id})")
                     nominal = f" / {srow.nominal:g}" if srow.nominal > 0 else ""
-                    sitem.setText(1, f"{srow.rate:.1f}{nominal} Hz")
-                    rstate = srow.rate_state
-                    sitem.setText(2, rstate)
-                    sitem.setForeground(2, state_brush("streaming" if rstate == "ok" else "reconnecting"))
+                    health = srow.health
+                    sitem.setText(1, f"{health.rate:.1f}{nominal} Hz")
+                    sitem.setText(2, health.text)
+                    sitem.setToolTip(2, f"{health.state}: {health.text}")
+                    sitem.setForeground(2, state_brush(SENSOR_STATE_COLOUR.get(health.state, "reconnecting")))
                     sitem.setToolTip(0, f"{info.channel_count} channels: {', '.join(info.channel_names[:12])}"
                                         + (" …" if info.channel_count > 12 else ""))  # fmt: skip
         for sid in set(self._sensors) - seen_sensors:
@@ -196,6 +205,39 @@ class DevicesPanel(QtWidgets.QWidget):
     def _error(self, message: str) -> None:
         self.message.setText(f"⚠ {message}")
         self.message.setStyleSheet("color: #c62828")
+        self.statusMessage.emit(message)
+
+    def show_result(self, op: str, ok: bool, message: str, target: str) -> None:
+        """A node's answer to connect/disconnect: a failed connect gets a ``failed`` row under
+        its transport (tooltip: why) until the device shows up or the row is dismissed."""
+        if not ok:
+            self._error(f"{op} {target}: {message}")
+            if op == "connect" and target not in self._connected_uris():
+                self._failed_row(target, message)
+            return
+        self.message.setText(message)
+        self.message.setStyleSheet("")
+        self.statusMessage.emit(message)
+        self.dismiss_failed(target)
+
+    def _failed_row(self, uri: str, why: str) -> None:
+        item = self._failed.get(uri)
+        if item is None:
+            scheme = uri.partition(":")[0].lower()
+            group = self._group(GROUP_OF_SCHEME.get(scheme, scheme) if scheme in KNOWN_SCHEMES else "other")
+            item = QtWidgets.QTreeWidgetItem(group, [uri, "", "failed"])
+            item.setData(0, FAILED_ROLE, uri)
+            item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsDragEnabled & ~QtCore.Qt.ItemFlag.ItemIsSelectable)
+            item.setForeground(2, state_brush("error"))
+            group.setExpanded(True)
+            self._failed[uri] = item
+        item.setToolTip(0, f"{uri}\n{why}")
+        item.setToolTip(2, why)
+
+    def dismiss_failed(self, uri: str) -> None:
+        item = self._failed.pop(uri, None)
+        if item is not None and item.parent() is not None:
+            item.parent().removeChild(item)
 
     def discover(self) -> None:
         if self.control is not None:
@@ -250,6 +292,8 @@ class DevicesPanel(QtWidgets.QWidget):
 
     def _drop_available_connected(self) -> None:
         connected = self._connected_uris()
+        for uri in [u for u in self._failed if u in connected]:  # the device row says it now
+            self.dismiss_failed(uri)
         for uri in [u for u in self._available if u in connected]:
             item = self._available.pop(uri)
             if item.parent() is not None:
@@ -267,7 +311,11 @@ class DevicesPanel(QtWidgets.QWidget):
         menu = QtWidgets.QMenu(self)
         uri = item.data(0, AVAILABLE_ROLE)
         did = item.data(0, DEVICE_ROLE)
-        if uri:
+        failed = item.data(0, FAILED_ROLE)
+        if failed:
+            menu.addAction("Retry", lambda: self.connect_uri(str(failed)))
+            menu.addAction("Dismiss", lambda: self.dismiss_failed(str(failed)))
+        elif uri:
             menu.addAction("Connect", lambda: self.connect_uri(str(uri)))
         elif did:
             node = str(item.data(0, NODE_ROLE))
