@@ -135,6 +135,8 @@ def _gui_args(p: argparse.ArgumentParser) -> None:
 def _run_gui(args: argparse.Namespace, simulate: bool) -> int:
     from .ui.app import GuiOptions, run_gui
 
+    if not _valid_node_id(args.node_id):
+        return exitcodes.USAGE
     node_args: list[str] = []
     if simulate:
         node_args.append("--simulate")
@@ -160,9 +162,14 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return _run_gui(args, args.simulate)
 
 
-@command("demo", "open the window with the embedded Redis and the simulated lab (no hardware needed)")
+@command("demo", "open the window with the simulated lab (no hardware needed), apart from the operator's lab: "
+         "its own data dir (<data dir>/demo) and key prefix (<prefix>-demo)")  # fmt: skip
 @arguments(_gui_args)
 def cmd_demo(args: argparse.Namespace) -> int:
+    from . import paths
+
+    os.environ["SENSORIUM_DATA_DIR"] = str(paths.data_dir() / "demo")  # the node inherits it
+    args.prefix = f"{args.prefix or 'sensorium'}-demo"
     if not args.select:
         args.select = ["sim-chest-ecg"]
     return _run_gui(args, True)
@@ -189,6 +196,19 @@ def _node_args(p: argparse.ArgumentParser) -> None:
                    help="attention assumed when no viewer says otherwise (backpressure; config: none)")  # fmt: skip
 
 
+def _valid_node_id(node_id: str | None) -> bool:
+    """False (after saying why) for a node id that breaks the id rule (it names files and keys)."""
+    from .core.ids import InvalidIdError, validate_id
+
+    try:
+        if node_id is not None:
+            validate_id(node_id, "node id")
+    except InvalidIdError as exc:
+        log.error("--node-id: %s", exc)
+        return False
+    return True
+
+
 def _bad_device_uris(uris: list[str]) -> bool:
     """Log every URI that names no device (and why); True when there is one."""
     from .devices import uri_errors
@@ -209,6 +229,8 @@ def cmd_node(args: argparse.Namespace) -> int:
     if args.simulate:
         devices.insert(0, "sim:lab")
     if args.parent_pid is None and _bad_device_uris(devices):  # under the window, it shows them
+        return exitcodes.USAGE
+    if not _valid_node_id(args.node_id):
         return exitcodes.USAGE
     endpoint = _open_endpoint(args)
     if endpoint is None:
@@ -346,16 +368,17 @@ def cmd_record(args: argparse.Namespace) -> int:
         log.error("%s exists and is not empty; recordings are never overwritten", args.out)
         return exitcodes.USAGE
     devices = (["sim:lab"] if args.simulate else []) + list(args.device)
-    if _bad_device_uris(devices):
+    if _bad_device_uris(devices) or not _valid_node_id(args.node_id):
         return exitcodes.USAGE
     endpoint = _open_endpoint(args)
     if endpoint is None:
         return exitcodes.FAILED
     node_id = args.node_id or default_node_id()
-    cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=node_id, devices=devices)
     out = args.out
     if out is None:
         out = paths.sessions_dir() / time.strftime("%Y%m%d-%H%M%S")
+    cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=node_id, devices=devices,
+                     allowed_roots=[out.resolve()])  # fmt: skip
     req = RecordRequest(args.duration, out.resolve(), args.sensors, args.participant, args.session, args.task,
                         args.run, args.notes, args.compact)  # fmt: skip
 
@@ -568,6 +591,52 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forget_args(p: argparse.ArgumentParser) -> None:
+    _redis_args(p)
+    p.add_argument("device_ids", nargs="*", metavar="DEVICE_ID", help="devices to forget (as `status` lists them)")
+    p.add_argument("--offline", action="store_true", help="forget every device whose node stopped reporting")
+
+
+@command("forget", "take offline devices and their sensors out of the lab's registry (DEVICE_ID… or --offline)")
+@arguments(_forget_args)
+def cmd_forget(args: argparse.Namespace) -> int:
+    from .bus.registry import OFFLINE_AFTER_S, forget_device, list_devices_async
+
+    if not args.device_ids and not args.offline:
+        log.error("name the devices to forget or pass --offline")
+        return exitcodes.USAGE
+    endpoint = _open_endpoint(args)
+    if endpoint is None:
+        return exitcodes.FAILED
+
+    async def forget() -> int:
+        c = endpoint.async_client()
+        failed = 0
+        try:
+            ids = list(args.device_ids)
+            if args.offline:
+                now = time.time()
+                devices = await list_devices_async(c, endpoint.keys)
+                ids += [d.device_id for d in devices if now - d.updated > OFFLINE_AFTER_S]
+            if not ids:
+                print("no offline devices")
+            for did in ids:
+                try:
+                    sensors = await forget_device(c, endpoint.keys, did)
+                    print(f"forgot {did} ({len(sensors)} sensors: {', '.join(sensors)})")
+                except (KeyError, ValueError) as exc:
+                    log.error("%s", exc.args[0])
+                    failed += 1
+        finally:
+            await c.aclose()
+        return exitcodes.FAILED if failed else exitcodes.OK
+
+    try:
+        return asyncio.run(forget())
+    finally:
+        endpoint.close()
+
+
 def _status_args(p: argparse.ArgumentParser) -> None:
     _redis_args(p)
     p.add_argument("--json", action="store_true")
@@ -701,6 +770,8 @@ def apply_config(args: argparse.Namespace, cfg: Config) -> None:
     environment variables win)."""
     if cfg.data_dir and "SENSORIUM_DATA_DIR" not in os.environ:
         os.environ["SENSORIUM_DATA_DIR"] = cfg.data_dir
+    if cfg.allowed_roots and "SENSORIUM_ALLOWED_ROOTS" not in os.environ:
+        os.environ["SENSORIUM_ALLOWED_ROOTS"] = os.pathsep.join(cfg.allowed_roots)
     if getattr(args, "redis_url", "") is None and "SENSORIUM_REDIS_URL" not in os.environ and cfg.redis_url:
         args.redis_url = cfg.redis_url
     if getattr(args, "prefix", "") is None and "SENSORIUM_PREFIX" not in os.environ:

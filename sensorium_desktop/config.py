@@ -31,6 +31,9 @@ class Config:
     priority: int = 0
     devices: list[str] = field(default_factory=list)
     attention: str = "none"
+    #: folders (besides the data directory) that session folders and device files named by
+    #: other PCs through Redis may use; anything else is refused and logged
+    allowed_roots: list[str] = field(default_factory=list)
     source: str = ""  # the file it came from ("" = defaults)
 
 

@@ -103,3 +103,8 @@ def test_demo_command_runs_and_saves_a_screenshot(redis_server: RedisServer, key
     assert out.returncode == 0, out.stderr[-2000:]
     assert shot.stat().st_size > 20_000
     assert "embedded redis" in out.stderr and "stopped" in out.stderr
+    # the demo keeps apart from the operator's lab: its own data dir and key prefix
+    demo = tmp_path / "data" / "demo"
+    assert (demo / "spill").is_dir() and (demo / "redis" / "redis.conf").is_file()
+    assert not (tmp_path / "data" / "spill").exists() and not (tmp_path / "data" / "redis").exists()
+    assert f"{keys.prefix}-demo" in out.stderr

@@ -118,7 +118,8 @@ def test_record_cli_simulated_lab_then_export_and_list(redis_server: RedisServer
 
 
 def _node_proc(url: str, keys: Keys, node_id: str, data_dir: Path) -> subprocess.Popen:
-    env = dict(os.environ, SENSORIUM_REDIS_URL=url, SENSORIUM_DATA_DIR=str(data_dir))
+    env = dict(os.environ, SENSORIUM_REDIS_URL=url, SENSORIUM_DATA_DIR=str(data_dir),
+               SENSORIUM_ALLOWED_ROOTS=str(data_dir.parent))  # sessions name folders next to the data dir  # fmt: skip
     return subprocess.Popen(
         sensorium("node", "--prefix", keys.prefix, "--node-id", node_id, "--device", "sim:chest", "--device",
                   "sim:eyes", "--no-sync-worker", "--attention", "high"),

@@ -28,7 +28,8 @@ class NodeProc:
     def __init__(self, server: RedisServer, keys: Keys, node_id: str, data: Path, *args: str) -> None:
         self.node_id = node_id
         self.log = data / f"{node_id}.log"
-        env = dict(os.environ, SENSORIUM_REDIS_URL=server.url, SENSORIUM_DATA_DIR=str(data / node_id))
+        env = dict(os.environ, SENSORIUM_REDIS_URL=server.url, SENSORIUM_DATA_DIR=str(data / node_id),
+                   SENSORIUM_ALLOWED_ROOTS=str(data.parent))  # sessions name folders beside  # fmt: skip
         self.fh = open(self.log, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             sensorium("node", "--prefix", keys.prefix, "--node-id", node_id, *args),

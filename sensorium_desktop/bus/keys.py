@@ -63,6 +63,11 @@ class Keys:
 
     # nodes, election, checkpoints
     @property
+    def lab(self) -> str:
+        """A random id made once per lab (Redis + prefix): tells a spill file whose data it holds."""
+        return self._k("lab")
+
+    @property
     def nodes(self) -> str:
         return self._k("nodes")
 

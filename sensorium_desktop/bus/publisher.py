@@ -30,9 +30,11 @@ import os
 import struct
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import redis
@@ -194,9 +196,10 @@ class SpillFile:
             self._read_offset = 0
             self._count = 0
 
-    def rewrite(self, transform: Callable[[PublishRecord], PublishRecord]) -> None:
-        """Atomically replace the unread records with ``transform(record)`` of each."""
-        recs = [transform(r) for r in self.records()]
+    def rewrite(self, transform: Callable[[PublishRecord], PublishRecord], skip: int = 0) -> None:
+        """Atomically replace the unread records with ``transform(record)`` of each, dropping
+        the first ``skip`` of them."""
+        recs = [transform(r) for r in self.records()[skip:]]
         tmp = self.path.with_suffix(".rewrite")
         with open(tmp, "wb") as f:
             for r in recs:
@@ -213,6 +216,34 @@ class SpillFile:
         with contextlib.suppress(OSError, ValueError):
             self.sync()
             self._fh.close()
+
+
+@dataclass(slots=True)
+class LeftoverSpill:
+    """What an earlier run left in the spill file: batches, samples, sensors, arrival span (s)."""
+
+    batches: int
+    samples: int
+    sensors: list[str]
+    t_first: float
+    t_last: float
+    origin: dict[str, str]
+
+    @classmethod
+    def of(cls, records: list[PublishRecord], origin: dict[str, str]) -> LeftoverSpill:
+        return cls(len(records), sum(r.n for r in records), sorted({r.sensor_id for r in records}),
+                   min(r.t_first for r in records), max(r.t_last for r in records), dict(origin))  # fmt: skip
+
+    def describe(self) -> str:
+        span = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.t_first))
+        return (f"{self.batches} spilled batches ({self.samples} samples of {', '.join(self.sensors[:8])}"
+                f"{' …' if len(self.sensors) > 8 else ''}; {span} + {self.t_last - self.t_first:.1f} s)")
+
+    def origin_text(self) -> str:
+        o = self.origin
+        if not any(o.values()):
+            return "an unknown lab"
+        return f"lab {o.get('lab') or '?'} (prefix {o.get('prefix') or '?'} at {o.get('endpoint') or '?'})"
 
 
 class _Lost(Exception):
@@ -254,8 +285,17 @@ class StreamPublisher:
         self._queue_bytes = 0
         self._sensors: dict[str, _SensorState] = {}
         spill_dir.mkdir(parents=True, exist_ok=True)
+        self.spill_dir = spill_dir
         self._spill = SpillFile(spill_dir / f"{node_id}.spill")
         self._seq_file = spill_dir / f"{node_id}.sequences.json"
+        self._origin_file = spill_dir / f"{node_id}.spill.json"
+        #: the lab (``<p>:lab``) this process publishes to, once known
+        self.lab_id = ""
+        #: where the numbering and the spill of an earlier run belong ({} when nothing is left)
+        self._origin: dict[str, str] = {}
+        #: records at the head of the spill file written by an earlier run, and what they hold
+        self._leftover: LeftoverSpill | None = None
+        self._settled = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: redis.Redis | None = None
@@ -272,24 +312,131 @@ class StreamPublisher:
         """Numbering from the last run: the saved counters and whatever is still spilled."""
         try:
             saved = json.loads(self._seq_file.read_text())
-        except (OSError, ValueError):
-            saved = {}
-        for sid, (attr, seq, idx) in saved.items():
-            self._sensors[sid] = _SensorState(attr, int(seq), int(idx))
-        for rec in self._spill.records():
+            if "sensors" not in saved:  # the format before the lab was recorded
+                saved = {"sensors": saved}
+            sensors = {str(sid): (str(a), int(q), int(i)) for sid, (a, q, i) in saved["sensors"].items()}
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            if self._seq_file.exists():
+                log.error("publisher: numbering file %s unreadable (%s); numbering from Redis", self._seq_file, exc)
+            saved, sensors = {}, {}
+        for sid, (attr, seq, idx) in sensors.items():
+            self._sensors[sid] = _SensorState(attr, seq, idx)
+        self._origin = {k: str(saved.get(k, "")) for k in ("lab", "prefix", "endpoint")}
+        try:
+            self._origin.update({k: str(v) for k, v in json.loads(self._origin_file.read_text()).items()})
+        except (OSError, ValueError, AttributeError):
+            pass
+        records = self._spill.records()
+        for rec in records:
             st = self._sensors.setdefault(rec.sensor_id, _SensorState(rec.attribute))
             st.next_seq = max(st.next_seq, rec.seq + 1)
             st.next_index = max(st.next_index, rec.first_index + rec.n)
-        if len(self._spill):
-            log.warning("publisher: %d batches left in %s by an earlier run will be drained first",
-                        len(self._spill), self._spill.path)  # fmt: skip
+        if records:
+            self._leftover = LeftoverSpill.of(records, self._origin)
+            log.warning("publisher: %s by an earlier run (written for %s); drained into that lab only, else "
+                        "held for the operator", self._leftover.describe(), self._leftover.origin_text())  # fmt: skip
+        self._warn_other_spills()
+
+    def _warn_other_spills(self) -> None:
+        """Spill files of other node ids in the same folder are never drained by this node: say so."""
+        for path in sorted(self.spill_dir.glob("*.spill")):
+            if path != self._spill.path and path.stat().st_size > 0:
+                node = path.name.removesuffix(".spill")
+                log.warning("publisher: %s holds data of node %s that this node (%s) does not drain; run that "
+                            "node (--node-id %s) to send it", path, node, self.node_id, node)  # fmt: skip
+
+    def _identity(self) -> dict[str, str]:
+        return {"lab": self.lab_id, "prefix": self.keys.prefix, "endpoint": _endpoint(self.url)}
 
     def _save_local_state(self) -> None:
         with self._lock:
             snap = {sid: (st.attribute, st.next_seq, st.next_index) for sid, st in self._sensors.items()}
+        if self._settled:
+            identity = self._identity()
+        else:  # never reached Redis: keep what an earlier run's data belongs to, else where we tried
+            identity = self._origin if any(self._origin.values()) else self._identity()
         tmp = self._seq_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(snap))
+        tmp.write_text(json.dumps({**identity, "sensors": snap}))
         os.replace(tmp, self._seq_file)
+
+    def _settle(self, c: redis.Redis) -> None:
+        """On the first connect: learn the lab, then drain an earlier run's spill (saying what)
+        when it was written for this lab, or hold it (moved aside, logged) when it was not; the
+        numbering of another lab is dropped so this lab's streams continue without gaps."""
+        if self._settled:
+            return
+        c.set(self.keys.lab, uuid.uuid4().hex, nx=True)
+        lab = (c.get(self.keys.lab) or b"").decode()
+        with self._lock:
+            if self._settled:
+                return
+            self.lab_id = lab
+            origin = self._origin
+            same_lab = origin.get("lab") == lab if origin.get("lab") else (
+                origin.get("prefix") == self.keys.prefix and origin.get("endpoint") == _endpoint(self.url))
+            leftover, self._leftover = self._leftover, None
+            if leftover is not None and same_lab:
+                log.warning("publisher: draining %s left by an earlier run of node %s into lab %s",
+                            leftover.describe(), self.node_id, lab)  # fmt: skip
+                self.stats["leftover_drained_batches"] += leftover.batches
+            elif leftover is not None:
+                held = self._hold_locked(leftover)
+                self.stats["leftover_held_batches"] += leftover.batches
+                log.error("publisher: NOT draining %s: it was written for %s, this is lab %s at %s; moved to %s "
+                          "for the operator", leftover.describe(), leftover.origin_text(), lab, _endpoint(self.url),
+                          held)  # fmt: skip
+            if not same_lab and (any(origin.values()) or leftover is not None):
+                self._renumber_locked()  # another lab's counters: number from this lab's streams
+            self._settled = True
+        self._write_origin()
+
+    def _hold_locked(self, leftover: LeftoverSpill) -> Path:
+        """Move the earlier run's records (the head of the spill file) to ``held/``; records of
+        this run stay, renumbered from 0 (they are provisional: reconcile anchors them)."""
+        records = self._spill.records()
+        old, mine = records[: leftover.batches], records[leftover.batches :]
+        held_dir = self.spill_dir / "held"
+        held_dir.mkdir(parents=True, exist_ok=True)
+        held = held_dir / f"{self.node_id}-{time.strftime('%Y%m%d-%H%M%S')}.spill"
+        with open(held, "wb") as f:
+            for r in old:
+                f.write(frame(r.to_bytes()))
+            f.flush()
+            os.fsync(f.fileno())
+        about = {**self._origin, "batches": leftover.batches, "samples": leftover.samples, "sensors": leftover.sensors}
+        held.with_suffix(".json").write_text(json.dumps(about))
+        self._spill.rewrite(lambda r: r, skip=len(old))
+        if mine:
+            log.info("publisher: %d batches of this run stay in %s", len(mine), self._spill.path)
+        return held
+
+    def _renumber_locked(self) -> None:
+        """Number every sensor from 0 again (provisional): its spilled records of this run keep
+        their order and spacing; reconcile then anchors them after the streams' tops."""
+        pending = self._spill.records()
+        base: dict[str, tuple[int, int]] = {}
+        for r in pending:
+            seq0, idx0 = base.get(r.sensor_id, (r.seq, r.first_index))
+            base[r.sensor_id] = (min(seq0, r.seq), min(idx0, r.first_index))
+        for sid, st in self._sensors.items():
+            seq0, idx0 = base.get(sid, (st.next_seq, st.next_index))
+            st.next_seq, st.next_index = st.next_seq - seq0, st.next_index - idx0
+            st.last_ms, st.top_seq, st.confirmed = 0, -1, False
+
+        def renumber(r: PublishRecord) -> PublishRecord:
+            seq0, idx0 = base[r.sensor_id]
+            r.seq, r.first_index, r.confirmed = r.seq - seq0, r.first_index - idx0, False
+            return r
+
+        if pending:
+            self._spill.rewrite(renumber)
+
+    def _write_origin(self) -> None:
+        """Record which lab this node's spill file is for (read by the next run)."""
+        with contextlib.suppress(OSError):
+            tmp = self._origin_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._identity()))
+            os.replace(tmp, self._origin_file)
 
     def add_sensors(self, infos: list[SensorInfo]) -> None:
         """Prepare numbering; anchored to the streams' tops when Redis answers now."""
@@ -297,6 +444,7 @@ class StreamPublisher:
         try:
             c = make_client(self.url, timeout=2.0, retries=0)
             try:
+                self._settle(c)
                 for info in infos:
                     tops[info.sensor_id] = _stream_top(c, self.keys.stream(info.sensor_id))
             finally:
@@ -420,6 +568,13 @@ class StreamPublisher:
                 log.error("publisher: %s", self.last_error)
                 self.stats["write_errors"] += 1
                 self._stop.wait(1.0)
+            except Exception as exc:  # a bug must not end the thread silently: data would pile up
+                self.last_error = f"publisher error: {type(exc).__name__}: {exc}"
+                log.critical("publisher: unexpected error, reconnecting and carrying on", exc_info=True)
+                self.stats["thread_errors"] += 1
+                with contextlib.suppress(Exception):
+                    self._disconnected(exc)
+                self._stop.wait(backoff.next_delay())
             if time.monotonic() - last_save > 1.0:
                 last_save = time.monotonic()
                 with contextlib.suppress(OSError):
@@ -431,6 +586,7 @@ class StreamPublisher:
         try:
             c = make_client(self.url, timeout=5.0, retries=0)
             c.ping()
+            self._settle(c)
             self._append = c.register_script(APPEND_SCRIPT)
             self._reconcile(c)
             for cb in self.on_connect:
@@ -571,8 +727,10 @@ class StreamPublisher:
         assert self._append is not None
         now = host_time()
         now_ms = int(now * 1000)
-        expect = {sid: st.top_seq for sid, st in self._sensors.items()}
-        floor = {sid: st.last_ms for sid, st in self._sensors.items()}
+        with self._lock:  # producers add sensors while we send (a device announcing streams)
+            states = list(self._sensors.items())
+        expect = {sid: st.top_seq for sid, st in states}
+        floor = {sid: st.last_ms for sid, st in states}
         pipe = c.pipeline(transaction=False)
         for rec in recs:
             sid = rec.sensor_id
@@ -609,13 +767,19 @@ class StreamPublisher:
             st.top_seq = max(st.top_seq, rec.seq)
             done += 1
         cutoff = now - self.replay_seconds
-        for st in self._sensors.values():
+        for _sid, st in states:
             while st.acked and st.acked[0][0] < cutoff:
                 st.acked.popleft()
         if lost_sensors:
             self._done_before_loss = done
             raise _Lost(", ".join(sorted(lost_sensors)))
         return done
+
+
+def _endpoint(url: str) -> str:
+    """host:port/db of a Redis URL, without credentials (identifies where a spill belongs)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or parts.path}:{parts.port or ''}{parts.path if parts.hostname else ''}"
 
 
 def _fields(rec: PublishRecord, node_id: str, now: float) -> dict[str, object]:

@@ -133,6 +133,32 @@ async def list_devices_async(c: redis.asyncio.Redis, keys: Keys) -> list[DeviceS
     return [DeviceStatus.from_mapping(did, m) for did, m in zip(ids, rows, strict=True) if m]
 
 
+#: A device whose node has not refreshed it for this long is offline (window, status, forget).
+OFFLINE_AFTER_S = 5.0
+
+
+async def forget_device(c: redis.asyncio.Redis, keys: Keys, device_id: str, now: float | None = None) -> list[str]:
+    """Take an offline device and its sensors out of the registry (their streams stay until
+    trimmed); returns the sensor ids. Raises KeyError for an unknown device and ValueError for
+    one that is online (its node would only register it again)."""
+    raw = await c.hgetall(keys.device(device_id))
+    if not raw:
+        raise KeyError(f"no device {device_id!r} in the registry")
+    d = DeviceStatus.from_mapping(device_id, raw)
+    age = (now if now is not None else time.time()) - d.updated
+    if age <= OFFLINE_AFTER_S:
+        raise ValueError(f"device {device_id} is online on node {d.node_id} (reported {age:.0f} s ago): "
+                         "disconnect it first")  # fmt: skip
+    pipe = c.pipeline(transaction=True)
+    pipe.srem(keys.devices, device_id)
+    pipe.delete(keys.device(device_id))
+    for sid in d.sensor_ids:
+        pipe.srem(keys.sensors, sid)
+        pipe.delete(keys.sensor(sid))
+    await pipe.execute()
+    return d.sensor_ids
+
+
 def set_latest(c: redis.Redis, keys: Keys, sensor_id: str, t: float, value: str, node_id: str) -> bool:
     """Store the latest reading if ``t`` is newer than the stored one (atomic LWW)."""
     return bool(c.eval(LWW_SCRIPT, 1, keys.latest(sensor_id), repr(t), value, node_id))

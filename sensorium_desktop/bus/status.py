@@ -12,10 +12,7 @@ import redis
 from ..core.clockdomain import format_offset
 from ..core.health import finite_or_zero, sensor_health
 from .keys import Keys
-from .registry import list_devices, list_sensors
-
-#: A device whose node has not refreshed it for this long is offline (as in the window).
-DEVICE_OFFLINE_AFTER_S = 5.0
+from .registry import OFFLINE_AFTER_S, list_devices, list_sensors
 
 
 def _decode(d: dict[bytes, bytes]) -> dict[str, str]:
@@ -73,7 +70,7 @@ def read_status(c: redis.Redis, keys: Keys) -> dict[str, Any]:
     last: dict[str, float] = {}
     device_state: dict[str, str] = {}
     for d in devices:
-        state = "offline" if now - d.updated > DEVICE_OFFLINE_AFTER_S else d.state
+        state = "offline" if now - d.updated > OFFLINE_AFTER_S else d.state
         rates.update({sid: finite_or_zero(r) for sid, r in (d.health.get("rates") or {}).items()})
         last.update({sid: finite_or_zero(t) for sid, t in (d.health.get("last_data") or {}).items()})
         device_state.update(dict.fromkeys(d.sensor_ids, state))
@@ -110,7 +107,7 @@ def read_status(c: redis.Redis, keys: Keys) -> dict[str, Any]:
             {
                 "device_id": d.device_id,
                 "name": d.name,
-                "state": "offline" if now - d.updated > DEVICE_OFFLINE_AFTER_S else d.state,
+                "state": "offline" if now - d.updated > OFFLINE_AFTER_S else d.state,
                 "uri": d.uri,
                 "node": d.node_id,
                 "message": d.message,

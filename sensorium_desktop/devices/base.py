@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -221,7 +222,9 @@ class ThreadedDevice(Device):
             self.set_state(DeviceState.RECONNECTING if backoff.attempt else DeviceState.CONNECTING)
             try:
                 self.open_link()
-            except (OSError, DeviceError, ValueError) as exc:
+            except Exception as exc:  # OSError, DeviceError, ValueError; anything else is a bug: say so
+                if not isinstance(exc, OSError | DeviceError | ValueError):
+                    log.error("device %s: unexpected error opening: %s", self.device_id, exc, exc_info=True)
                 self.health.count_error("open_failed")
                 self.set_state(DeviceState.LOST if backoff.attempt else DeviceState.ERROR, f"cannot open: {exc}")
                 halt.wait(backoff.next_delay())
@@ -244,7 +247,11 @@ class ThreadedDevice(Device):
                 backoff.attempt = max(backoff.attempt, 1)
                 halt.wait(backoff.next_delay())
             finally:
-                self.close_link()
+                try:
+                    self.close_link()
+                except Exception:  # must not end the reader thread: the next open retries
+                    self.health.count_error("close_failed")
+                    log.error("device %s: closing the link failed", self.device_id, exc_info=True)
         if self.health.state == DeviceState.STREAMING:
             self.set_state(DeviceState.STOPPED)
 
@@ -282,6 +289,12 @@ class Transport(abc.ABC):
     def open(self, uri: DeviceURI) -> Device:
         """Create the device for ``uri`` (raises :class:`DeviceError` for a bad URI)."""
 
+    def check_untrusted(self, uri: DeviceURI, roots: list[Path]) -> None:
+        """Refuse (:class:`DeviceError`) a URI that came through Redis (another process or PC)
+        and names files outside ``roots`` or anything else this PC must not open for others.
+        Transports whose URIs name no local files keep this default (accept)."""
+        return None
+
 
 TRANSPORTS: dict[str, type[Transport]] = {}
 
@@ -292,14 +305,19 @@ def register_transport(cls: type[Transport]) -> type[Transport]:
     return cls
 
 
-def open_device(uri: str | DeviceURI) -> Device:
-    """Open the device a URI names, through its transport."""
+def open_device(uri: str | DeviceURI, untrusted_roots: list[Path] | None = None) -> Device:
+    """Open the device a URI names, through its transport. ``untrusted_roots``: the URI came
+    through Redis; files it names must lie inside these folders (see
+    :meth:`Transport.check_untrusted`)."""
     parsed = uri if isinstance(uri, DeviceURI) else DeviceURI.parse(uri)
     cls = TRANSPORTS.get(parsed.scheme)
     if cls is None:
         known = ", ".join(sorted(TRANSPORTS))
         raise DeviceError(f"unknown device transport {parsed.scheme!r} in {uri} (known: {known})")
-    return cls().open(parsed)
+    transport = cls()
+    if untrusted_roots is not None:
+        transport.check_untrusted(parsed, untrusted_roots)
+    return transport.open(parsed)
 
 
 async def discover_all(

@@ -33,6 +33,7 @@ from .. import paths
 from ..core.hostclock import host_time
 from ..core.ids import make_id
 from ..core.samples import SampleBatch, SensorInfo
+from ..paths import OutsideRootsError, confine
 from .base import (
     BatchSink,
     DeviceDescriptor,
@@ -283,3 +284,14 @@ class CameraTransport(Transport):
 
     def open(self, uri: DeviceURI) -> CameraDevice:
         return CameraDevice(uri)
+
+    def check_untrusted(self, uri: DeviceURI, roots: list[Path]) -> None:
+        """A video file to read and the ``record=`` file to write must lie inside ``roots``."""
+        try:
+            if "://" not in uri.target and _is_file_source(uri.target):
+                confine(uri.target, roots, "video file")
+            record = uri.param("record", "")
+            if record and record != "0":
+                confine(record, roots, "camera record= file")
+        except OutsideRootsError as exc:
+            raise DeviceError(f"{uri}: {exc}") from exc

@@ -13,7 +13,10 @@ time the moment it returns; a vanished port is shown as ``lost`` and reopened wi
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
+from pathlib import Path
 
 import serial
 import serial.tools.list_ports
@@ -180,3 +183,16 @@ class SerialTransport(Transport):
 
     def open(self, uri: DeviceURI) -> SerialDevice:
         return SerialDevice(uri)
+
+    def check_untrusted(self, uri: DeviceURI, roots: list[Path]) -> None:
+        """Only serial ports: a path under /dev (or a COM port), or a link to a character device
+        (a pseudo-terminal); never an ordinary file."""
+        port = uri.target
+        if (port.startswith("/dev/") and ".." not in Path(port).parts) or port.upper().startswith("COM"):
+            return
+        try:
+            is_device = stat.S_ISCHR(os.stat(port).st_mode)
+        except OSError:
+            is_device = False
+        if not is_device:
+            raise DeviceError(f"{uri}: {port!r} is not a serial port (only /dev/… or a character device)")

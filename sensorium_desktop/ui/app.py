@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
+from .. import paths
 from ..bus.connection import RedisEndpoint, open_endpoint
 from ..bus.embedded import RedisUnavailableError
 from ..bus.keys import Keys
@@ -90,7 +91,8 @@ def run_gui(opts: GuiOptions) -> int:
     window = MainWindow(model)
     window.show()
     app.processEvents()
-    log.info("window shown %.2f s after launch", time.time() - launched_at())
+    log.info("window shown %.2f s after launch (%s, key prefix %s, data dir %s)", time.time() - launched_at(),
+             endpoint.description, keys.prefix, paths.data_dir())  # fmt: skip
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
 

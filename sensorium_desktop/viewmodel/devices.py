@@ -12,7 +12,7 @@ import redis.asyncio
 
 from ..bus.commands import await_reply, last_event_id, read_discovery, send_command
 from ..bus.keys import Keys
-from ..bus.registry import DeviceStatus, list_devices_async, list_sensors_async
+from ..bus.registry import OFFLINE_AFTER_S, DeviceStatus, forget_device, list_devices_async, list_sensors_async
 from ..core.health import SensorHealth, finite_or_zero, sensor_health
 from ..core.samples import SensorInfo
 from .base import Event
@@ -24,8 +24,6 @@ TRANSPORTS: tuple[tuple[str, str], ...] = (
     ("lsl", "LSL streams"),
     ("simulated", "Simulated"),
 )
-#: A device whose node has not reported for this long is shown as offline.
-STALE_AFTER_S = 5.0
 #: How long the window waits for a node to answer a connect or disconnect (s).
 REPLY_TIMEOUT_S = 5.0
 
@@ -116,7 +114,7 @@ class DeviceTreeModel:
         for d in devices:
             rates = d.health.get("rates", {})
             last = d.health.get("last_data") or {}
-            stale = now - d.updated > STALE_AFTER_S
+            stale = now - d.updated > OFFLINE_AFTER_S
             state = "offline" if stale else d.state
             rows = []
             for sid in (x for x in d.sensor_ids if x in sensors):
@@ -190,6 +188,22 @@ class DeviceControl:
         ok = event.get("ok") == "1"
         self.result.emit(op, ok, event.get("message", ""), target)
         return ok
+
+    async def forget(self, device_id: str) -> bool:
+        """Take an offline device and its sensors out of the registry; fires :attr:`result`."""
+        if self.c is None:
+            self.error.emit("not connected to Redis yet")
+            return False
+        try:
+            sensors = await forget_device(self.c, self.keys, device_id)
+        except (KeyError, ValueError) as exc:
+            self.result.emit("forget", False, str(exc.args[0]), device_id)
+            return False
+        except (redis.RedisError, OSError) as exc:
+            self.error.emit(f"forget: Redis unreachable: {exc}")
+            return False
+        self.result.emit("forget", True, f"forgot {device_id} and its {len(sensors)} sensors", device_id)
+        return True
 
     async def discover(self, timeout: float = 5.0) -> bool:
         return await self._send("discover", timeout=timeout)

@@ -160,3 +160,8 @@ class LiveStore:
                 log.warning("live view: Redis read failed (%s); retrying", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
+            except Exception:  # a bug or a hostile entry must not stop the live view for good
+                self.errors["live view"] = self.errors.get("live view", 0) + 1
+                log.exception("live view: read failed; carrying on")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)

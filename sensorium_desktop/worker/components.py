@@ -26,6 +26,8 @@ from ..bus.election import Elector, StaleTermError, fenced_exec
 from ..bus.globalclock import GlobalClockProbe
 from ..bus.registry import list_sensors
 from ..bus.sessions import Session
+from ..core.ids import validate_id
+from ..paths import confine
 from ..recording.recorder import SessionRecorder
 from .sync_worker import WorkerConfig, worker_main
 
@@ -248,8 +250,14 @@ def recorder(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
                     for sid, s in sessions.items():
                         mine = s.state == "recording" and s.recorder == node.node_id
                         if mine and sid not in running and sid not in failed:
-                            base = node.config.sessions_dir or paths.sessions_dir()
-                            directory = Path(s.directory) if s.directory else base / sid
+                            try:
+                                directory = _session_directory(node, s)
+                            except ValueError as exc:  # InvalidIdError, OutsideRootsError
+                                failed.add(sid)
+                                node.counters["refused_sessions"] = node.counters.get("refused_sessions", 0) + 1
+                                log.error("node %s: REFUSED to record session %r: %s", node.node_id, sid, exc)
+                                await asyncio.to_thread(_mark_failed, c, node, s, f"refused: {exc}")
+                                continue
                             rec = SessionRecorder(node.config.redis_url, node.keys, s, directory, node.node_id)
                             rec.start()
                             running[sid] = rec
@@ -276,6 +284,15 @@ def recorder(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
             c.close()
 
     return run
+
+
+def _session_directory(node: Node, s: Session) -> Path:
+    """Where to record ``s``: its directory (from Redis, so confined to the folders this PC
+    allows) or ``<sessions dir>/<session id>`` (the id checked like a sensor id)."""
+    validate_id(s.session_id, "session id")
+    if s.directory:
+        return confine(s.directory, node.allowed_roots(), "session directory")
+    return (node.config.sessions_dir or paths.sessions_dir()) / s.session_id
 
 
 def _mark_failed(c: redis.Redis, node: Node, session: Session, error: str) -> None:

@@ -16,7 +16,9 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +28,7 @@ import redis.asyncio
 
 from .. import exitcodes, paths
 from ..bus.commands import EVENTS_MAXLEN, parse_command
-from ..bus.connection import async_client
+from ..bus.connection import Backoff, async_client
 from ..bus.election import Elector
 from ..bus.globalclock import GlobalClockProbe
 from ..bus.keys import Keys
@@ -37,7 +39,7 @@ from ..core.backpressure import Attention, BackpressureConfig, LoadEstimator, co
 from ..core.batching import Batcher
 from ..core.health import stale_after
 from ..core.hostclock import host_time
-from ..core.ids import make_id
+from ..core.ids import make_id, validate_id
 from ..core.samples import SampleBatch, SensorInfo
 from ..devices import Device, DeviceError, DeviceState, DeviceURI, discover_all, open_device
 from ..devices.simulated import expand_uri
@@ -75,6 +77,8 @@ class NodeConfig:
     checkpoint_interval: float = 10.0
     components: bool = True  # election, global clock, checkpoints, sync worker, recorder
     sessions_dir: Path | None = None  # recordings (default: the data dir's sessions/)
+    #: folders besides the data dir that paths from Redis may name (chosen locally, e.g. record --out)
+    allowed_roots: list[Path] = field(default_factory=list)
 
 
 class _RateMeter:
@@ -116,6 +120,7 @@ class Node:
     """
 
     def __init__(self, config: NodeConfig) -> None:
+        validate_id(config.node_id, "node id")
         self.config = config
         self.keys = config.keys
         self.node_id = config.node_id
@@ -293,13 +298,21 @@ class Node:
         return task
 
     async def _run_device(self, d: Device, stop: asyncio.Event) -> None:
-        try:
-            await d.run(self.sink, stop)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            d.set_state(DeviceState.ERROR, f"{type(exc).__name__}: {exc}")
-            log.exception("node: device %s failed", d.device_id)
+        """Run ``d``; a crash (a bug in its transport) is logged, counted and the device restarted
+        with backoff until the node stops."""
+        backoff = Backoff(0.5, 10.0)
+        while not stop.is_set():
+            try:
+                await d.run(self.sink, stop)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.counters["device_crashes"] = self.counters.get("device_crashes", 0) + 1
+                d.set_state(DeviceState.ERROR, f"crashed: {type(exc).__name__}: {exc}")
+                log.critical("node %s: device %s crashed; restarting it", self.node_id, d.device_id, exc_info=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff.next_delay())
 
     # -- device failures ----------------------------------------------------------------------
     def report_devices(self) -> None:
@@ -538,12 +551,22 @@ class Node:
         await publish("done", {"progress": "1", "found": json.dumps(rows, default=str)})
         await self._event("discover", cid, True, f"{len(rows)} devices found")
 
-    def connect(self, uri: str, stop: asyncio.Event) -> tuple[bool, str]:
-        """Open and start the device(s) of ``uri`` (``sim:lab`` expands); (ok, message)."""
+    def allowed_roots(self) -> list[Path]:
+        """Folders that paths received through Redis may name (:func:`paths.allowed_roots`)."""
+        extra = [self.config.sessions_dir] if self.config.sessions_dir else []
+        return paths.allowed_roots([*extra, *self.config.allowed_roots])
+
+    def connect(self, uri: str, stop: asyncio.Event, untrusted: bool = True) -> tuple[bool, str]:
+        """Open and start the device(s) of ``uri`` (``sim:lab`` expands); (ok, message).
+        ``untrusted`` (it came through Redis): files it names must lie in :meth:`allowed_roots`."""
+        roots = self.allowed_roots() if untrusted else None
         try:
             uris = expand_uri(DeviceURI.parse(uri))
-            devices = [open_device(u) for u in uris]
+            devices = [open_device(u, roots) for u in uris]
         except DeviceError as exc:
+            if "outside the folders" in str(exc) or "not a serial port" in str(exc):
+                self.counters["refused_commands"] = self.counters.get("refused_commands", 0) + 1
+                log.error("node %s: REFUSED a connect from Redis: %s", self.node_id, exc)
             return False, str(exc)
         started = []
         for d in devices:
@@ -591,11 +614,28 @@ class Node:
                 await self.redis.delete(self.keys.device(device_id))
         return True, f"disconnected {device_id}"
 
-    def _component_ended(self, task: asyncio.Task[None]) -> None:
-        """A component must run until the node stops: say loudly when one crashed."""
-        if not task.cancelled() and task.exception() is not None:
-            self.counters["component_crashes"] = self.counters.get("component_crashes", 0) + 1
-            log.error("node %s: component %s crashed", self.node_id, task.get_name(), exc_info=task.exception())
+    async def _supervise(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event) -> None:
+        """Run a component until the node stops; a crash is logged, counted and the component
+        started again (backoff 0.5 → 10 s)."""
+        backoff = Backoff(0.5, 10.0)
+        while not stop.is_set():
+            try:
+                await run(stop)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.counters["component_crashes"] = self.counters.get("component_crashes", 0) + 1
+                log.critical("node %s: component %s crashed; restarting it", self.node_id, name, exc_info=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff.next_delay())
+
+    def _thread_died(self, args: threading.ExceptHookArgs) -> None:
+        """``threading.excepthook``: a background thread ended by an exception is never silent."""
+        self.counters["thread_deaths"] = self.counters.get("thread_deaths", 0) + 1
+        name = args.thread.name if args.thread is not None else "?"
+        log.critical("node %s: thread %s died: %s", self.node_id, name, args.exc_value,
+                     exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # fmt: skip
 
     async def _watch_parent(self, stop: asyncio.Event) -> None:
         pid = self.config.parent_pid
@@ -611,6 +651,7 @@ class Node:
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
+        threading.excepthook = self._thread_died
         infos = self.sensor_infos()
         await asyncio.to_thread(self.publisher.add_sensors, infos)
         self.publisher.start()
@@ -629,9 +670,8 @@ class Node:
             from .components import COMPONENTS
 
             for factory in COMPONENTS:
-                task = asyncio.create_task(factory(self)(stop), name=factory.__name__)
-                task.add_done_callback(self._component_ended)
-                tasks.append(task)
+                supervised = self._supervise(factory.__name__, factory(self), stop)
+                tasks.append(asyncio.create_task(supervised, name=factory.__name__))
         try:
             await stop.wait()
         finally:

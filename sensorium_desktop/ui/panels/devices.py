@@ -132,7 +132,9 @@ class DevicesPanel(QtWidgets.QWidget):
             self.message.setText("No devices yet: start a node or the simulated lab.")
             self.message.setStyleSheet("")
         else:
-            self.message.setText(f"{tree.device_count()} devices, {len(tree.sensors)} sensors")
+            offline = sum(r.stale for rows in tree.groups.values() for r in rows)
+            hint = f" ({offline} offline: right-click → Forget)" if offline else ""
+            self.message.setText(f"{tree.device_count() - offline} devices{hint}, {len(tree.sensors)} sensors")
             self.message.setStyleSheet("")
         seen_devices: set[str] = set()
         seen_sensors: set[str] = set()
@@ -319,7 +321,10 @@ class DevicesPanel(QtWidgets.QWidget):
             menu.addAction("Connect", lambda: self.connect_uri(str(uri)))
         elif did:
             node = str(item.data(0, NODE_ROLE))
-            menu.addAction("Disconnect", lambda: self.disconnect_device(str(did), node))
+            if item.text(2) == "offline":
+                menu.addAction("Forget", lambda: self.forget_device(str(did)))
+            else:
+                menu.addAction("Disconnect", lambda: self.disconnect_device(str(did), node))
         if not menu.isEmpty():
             menu.exec(self.tree.viewport().mapToGlobal(pos))
 
@@ -327,6 +332,12 @@ class DevicesPanel(QtWidgets.QWidget):
         if self.control is not None:
             self.message.setText(f"disconnecting {device_id}…")
             self._run(self.control.disconnect(device_id, node_id))
+
+    def forget_device(self, device_id: str) -> None:
+        """Take an offline device (and its sensors) out of the lab's registry."""
+        if self.control is not None:
+            self.message.setText(f"forgetting {device_id}…")
+            self._run(self.control.forget(device_id))
 
     def sensor_item(self, sensor_id: str) -> QtWidgets.QTreeWidgetItem | None:
         return self._sensors.get(sensor_id)
