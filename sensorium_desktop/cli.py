@@ -21,6 +21,7 @@ from . import __version__, exitcodes
 if TYPE_CHECKING:
     from .bus.connection import RedisEndpoint
     from .config import Config
+    from .worker.rcs import RcsOptions
     from .worker.record import RecordOutcome
 
 log = logging.getLogger("sensorium")
@@ -130,6 +131,7 @@ def _gui_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quit-after", type=float, default=None, metavar="S", help="close after S seconds")
     p.add_argument("--screenshot", type=Path, default=None, help="save a window screenshot before quitting")
     p.add_argument("--select", action="append", default=[], metavar="SENSOR", help="plot this sensor at start")
+    _remote_args(p)
 
 
 def _run_gui(args: argparse.Namespace, simulate: bool) -> int:
@@ -144,6 +146,11 @@ def _run_gui(args: argparse.Namespace, simulate: bool) -> int:
         node_args += ["--device", uri]
     if args.node_id:
         node_args += ["--node-id", args.node_id]
+    if args.rcs_port is not None:
+        node_args += ["--rcs-port", str(args.rcs_port)]
+    if args.labrecorder_config is not None:
+        node_args += ["--labrecorder-config", str(args.labrecorder_config.resolve())]
+    node_args += ["--remote-bind", args.remote_bind]
     opts = GuiOptions(
         redis_url=args.redis_url,
         prefix=args.prefix,
@@ -194,6 +201,36 @@ def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-interval", type=float, default=10.0, help="seconds between checkpoints (leader)")
     p.add_argument("--attention", default=None, choices=["none", "low", "medium", "high"],
                    help="attention assumed when no viewer says otherwise (backpressure; config: none)")  # fmt: skip
+    _remote_args(p)
+
+
+def _remote_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rcs-port", type=int, default=None, metavar="P",
+                   help="LabRecorder remote control port (default 22345, or RCSPort of --labrecorder-config; "
+                        "0 = off)")  # fmt: skip
+    p.add_argument("--remote-bind", default="127.0.0.1", metavar="HOST",
+                   help="address the remote controls listen on (default loopback; 0.0.0.0 opens them to the "
+                        "lab network)")  # fmt: skip
+    p.add_argument("--labrecorder-config", type=Path, default=None, metavar="FILE",
+                   help="read a LabRecorder.cfg: StudyRoot, PathTemplate, SessionBlocks, RequiredStreams, "
+                        "RCSPort, RCSEnabled, AutoStart")  # fmt: skip
+
+
+def _rcs_options(args: argparse.Namespace) -> RcsOptions | None:
+    """Remote-control options from the flags (None after logging why, for a bad config file)."""
+    from .worker.rcs import DEFAULT_PORT, LabRecorderConfig, RcsOptions
+
+    cfg = LabRecorderConfig()
+    if args.labrecorder_config is not None:
+        try:
+            cfg = LabRecorderConfig.parse(args.labrecorder_config.read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError) as exc:
+            log.error("--labrecorder-config %s: %s", args.labrecorder_config, exc)
+            return None
+    port = args.rcs_port if args.rcs_port is not None else cfg.rcs_port or DEFAULT_PORT
+    if args.rcs_port is None and cfg.rcs_enabled is False:
+        port = 0
+    return RcsOptions(port, args.remote_bind, cfg)
 
 
 def _valid_node_id(node_id: str | None) -> bool:
@@ -235,7 +272,11 @@ def cmd_node(args: argparse.Namespace) -> int:
     endpoint = _open_endpoint(args)
     if endpoint is None:
         return exitcodes.FAILED
+    rcs = _rcs_options(args)
+    if rcs is None:
+        return exitcodes.USAGE
     cfg = NodeConfig(
+        rcs=rcs,
         redis_url=endpoint.url,
         keys=endpoint.keys,
         node_id=args.node_id or default_node_id(),

@@ -208,3 +208,25 @@ def test_warm_window_depends_on_the_attribute_type(
     pub.stop()
     assert c.xlen(keys.stream("dev-ecg")) <= 101
     assert c.xlen(keys.stream("dev-temperature")) == 301
+
+
+def test_a_sensor_first_seen_at_runtime_is_anchored_before_its_first_append(
+    private_server: RedisServer, keys: Keys, tmp_path: Path
+) -> None:
+    """A sensor the publisher never saw in ``add_sensors`` (a device announcing it at runtime)
+    whose stream already holds an earlier run's batches: its first batches must follow them,
+    not be taken for duplicates ("dup") and dropped."""
+    earlier = _publisher(private_server, keys, tmp_path / "earlier")
+    batches = [_batch(i) for i in range(20)]
+    for b in batches[:10]:
+        earlier.publish(b)
+    earlier.stop()
+    pub = StreamPublisher(private_server.url, keys, "n1", tmp_path / "fresh")  # no local state, no add_sensors
+    pub.start()
+    wait_for(lambda: pub.connected, message="connected")
+    for b in batches[10:]:
+        pub.publish(b)
+    wait_for(lambda: pub.queue_depth == 0 and pub.stats["published_batches"] == 10, message="published")
+    pub.stop()
+    assert pub.stats["duplicate_batches"] == 0
+    _check_complete(private_server, keys, batches)

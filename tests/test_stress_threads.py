@@ -105,3 +105,40 @@ def test_soak_sensors_announced_while_publishing_through_two_redis_restarts(
     private_server: RedisServer, keys: Keys, tmp_path: Path
 ) -> None:
     _run(private_server, keys, tmp_path, 180.0)
+
+
+def test_publisher_survives_sensors_added_during_every_send(
+    private_server: RedisServer, keys: Keys, tmp_path: Path
+) -> None:
+    """The race of the issue given chances: a thousand sensors, a producer adding a new one with
+    every other batch and a tiny GIL switch interval, so inserts land while the publisher thread
+    walks its per-sensor table (a RuntimeError there ended the thread for good). Every new sensor
+    is anchored to its stream before its first append; every sample arrives."""
+    import sys
+
+    deaths: list[str] = []
+    previous_hook, previous_interval = threading.excepthook, sys.getswitchinterval()
+    threading.excepthook = lambda args: deaths.append(str(args.exc_value))
+    pub = StreamPublisher(private_server.url, keys, "race", tmp_path / "spill", warm_seconds=3600.0)
+    pub.add_sensors([SensorInfo(f"r-{i}", "signal", "r") for i in range(1000)])
+    pub.start()
+    one = np.zeros((1, 1), np.float32)
+    published: Counter[str] = Counter()
+    sys.setswitchinterval(1e-6)
+    try:
+        deadline = time.monotonic() + 2.0
+        n = 0
+        while time.monotonic() < deadline:
+            sid = f"new-{n}" if n % 2 else f"r-{n % 1000}"
+            t = np.array([time.time()])
+            pub.publish(SampleBatch(sid, "signal", t, one, t))
+            published[sid] += 1
+            n += 1
+    finally:
+        sys.setswitchinterval(previous_interval)
+    assert pub._thread is not None and pub._thread.is_alive(), f"publisher thread died: {deaths}"
+    wait_for(lambda: pub.queue_depth == 0, timeout=120, message="drain")
+    pub.stop()
+    threading.excepthook = previous_hook
+    assert not deaths and pub.stats["thread_errors"] == 0
+    assert pub.stats["published_samples"] == sum(published.values())

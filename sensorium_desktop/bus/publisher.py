@@ -619,11 +619,15 @@ class StreamPublisher:
                 self._client.close()
         self._client = None
 
-    def _reconcile(self, c: redis.Redis) -> None:
-        """Learn the streams' tops: anchor provisional numbering, queue lost batches first."""
+    def _reconcile(self, c: redis.Redis, only: set[str] | None = None) -> None:
+        """Learn the streams' tops: anchor provisional numbering, queue lost batches first
+        (``only``: just these sensors, e.g. the ones first seen at runtime)."""
         with self._lock:
-            items = list(self._sensors.items())
-        tops = {sid: _stream_top(c, self.keys.stream(sid)) for sid, _ in items}
+            items = [(sid, st) for sid, st in self._sensors.items() if only is None or sid in only]
+        pipe = c.pipeline(transaction=False)
+        for sid, _ in items:
+            pipe.xrevrange(self.keys.stream(sid), "+", "-", count=1)
+        tops = {sid: _top_of(entries) for (sid, _), entries in zip(items, pipe.execute(), strict=True)}
         resend: list[PublishRecord] = []
         with self._lock:
             shifts: dict[str, tuple[int, int]] = {}
@@ -660,15 +664,17 @@ class StreamPublisher:
                     self.stats["unrecoverable_batches"] += gone
                 st.top_seq = top_seq
 
+            anchored = {sid for sid, _ in items}
+
             def fix(r: PublishRecord) -> PublishRecord:
-                if not r.confirmed:
+                if not r.confirmed and r.sensor_id in anchored:  # others wait for their own anchoring
                     s, i = shifts.get(r.sensor_id, (0, 0))
                     r.seq += s
                     r.first_index += i
                     r.confirmed = True
                 return r
 
-            if any(not r.confirmed for r in pending):
+            if any(not r.confirmed and r.sensor_id in anchored for r in pending):
                 if len(self._spill):
                     self._spill.rewrite(fix)
                 for r in self._queue:
@@ -702,6 +708,15 @@ class StreamPublisher:
         if not recs:
             return
         assert self._client is not None
+        with self._lock:
+            unanchored = {r.sensor_id for r in recs if not self._sensors[r.sensor_id].confirmed}
+            if unanchored and source != "spill":  # spill records stay in the file until consumed
+                self._put_back_locked(recs, source)
+        if unanchored:
+            # a sensor first seen at runtime (or numbered while Redis was away): learn its stream's
+            # top before its first append, or an earlier run's batches would make ours "dup"s
+            self._reconcile(self._client, unanchored)
+            return
         done = 0
         try:
             done = self._send(self._client, recs)
@@ -711,15 +726,19 @@ class StreamPublisher:
         finally:
             if done < len(recs) and source != "spill":  # unsent records go back in front, in order
                 with self._lock:
-                    target = self._resend if source == "resend" else self._queue
-                    for rec in reversed(recs[done:]):
-                        target.appendleft(rec)
-                        if source == "memory":
-                            self._queue_bytes += rec.nbytes
+                    self._put_back_locked(recs[done:], source)
         if source == "spill":
             with self._lock:
                 self._spill.consume(spill_end, spill_n)
             self._stop.wait(sum(r.nbytes for r in recs) / self.drain_rate)
+
+    def _put_back_locked(self, recs: list[PublishRecord], source: str) -> None:
+        """Return taken records to the front of their queue, in order."""
+        target = self._resend if source == "resend" else self._queue
+        for rec in reversed(recs):
+            target.appendleft(rec)
+            if source == "memory":
+                self._queue_bytes += rec.nbytes
 
     def _send(self, c: redis.Redis, recs: list[PublishRecord]) -> int:
         """Append ``recs`` in one pipeline; returns how many are done. Raises :class:`_Lost`
@@ -796,7 +815,11 @@ def _fields(rec: PublishRecord, node_id: str, now: float) -> dict[str, object]:
 
 def _stream_top(c: redis.Redis, key: str) -> tuple[int, int, int]:
     """(seq, next sample index, ms) of the newest entry of a stream, or (-1, 0, 0)."""
-    entries = c.xrevrange(key, "+", "-", count=1)
+    return _top_of(c.xrevrange(key, "+", "-", count=1))
+
+
+def _top_of(entries: list) -> tuple[int, int, int]:
+    """(seq, next sample index, ms) of an ``XREVRANGE … COUNT 1`` answer, or (-1, 0, 0)."""
     if not entries:
         return -1, 0, 0
     entry_id, fields = entries[0]

@@ -41,6 +41,7 @@ class Session:
     task: str = ""
     run: str = ""
     notes: str = ""
+    acquisition: str = ""
     sensors: list[str] = field(default_factory=list)
     state: str = "idle"
     created: float = field(default_factory=time.time)
@@ -56,11 +57,9 @@ class Session:
     @property
     def bids_name(self) -> str:
         """``sub-<p>_ses-<s>_task-<t>_run-<r>`` with the entities that are set."""
-        parts = [
-            f"{key}-{bids_label(val)}"
-            for key, val in (("sub", self.participant), ("ses", self.session), ("task", self.task), ("run", self.run))
-            if bids_label(val)
-        ]
+        entities = (("sub", self.participant), ("ses", self.session), ("task", self.task),
+                    ("acq", self.acquisition), ("run", self.run))  # fmt: skip
+        parts = [f"{key}-{bids_label(val)}" for key, val in entities if bids_label(val)]
         return "_".join(parts) or self.session_id
 
     def add_sensors(self, sensor_ids: list[str]) -> list[str]:

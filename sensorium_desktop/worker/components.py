@@ -29,6 +29,7 @@ from ..bus.sessions import Session
 from ..core.ids import validate_id
 from ..paths import confine
 from ..recording.recorder import SessionRecorder
+from .rcs import rcs
 from .sync_worker import WorkerConfig, worker_main
 
 if TYPE_CHECKING:
@@ -307,4 +308,4 @@ def _mark_failed(c: redis.Redis, node: Node, session: Session, error: str) -> No
 
 
 #: The components every node runs, in start order.
-COMPONENTS: list[Component] = [election, global_clock, checkpoints, sync_worker, recorder]
+COMPONENTS: list[Component] = [election, global_clock, checkpoints, sync_worker, recorder, rcs]
