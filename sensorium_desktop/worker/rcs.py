@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,8 @@ DEFAULT_PORT = 22345
 MAX_LINE_BYTES = 64 * 1024
 #: A client that does not read its ``OK``s for this long is disconnected (s).
 WRITE_TIMEOUT_S = 5.0
+#: Kernel send buffer per client (bytes): small, so unread replies block the writer early.
+SEND_BUFFER_BYTES = 16 * 1024
 BIDS_TEMPLATE = "sub-%p/ses-%s/%m/sub-%p_ses-%s_task-%b[_acq-%a]_run-%r_%m.xdf"
 LEGACY_TEMPLATE = "exp%n/block_%b.xdf"
 FIELD_PATTERN = re.compile(r"{(\w+?):([^}]*)}")
@@ -430,6 +433,10 @@ class RcsServer:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # replies are tiny: a client that never reads them is found out soon
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         local = str(peer[0]) in ("127.0.0.1", "::1", "localhost")
         self.control.clients += 1
         try:
@@ -448,7 +455,10 @@ class RcsServer:
                 reply = await self.control.handle(line, local) if raw.strip() else b"OK"
                 writer.write(reply)
                 await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
-        except (TimeoutError, ConnectionError, OSError) as exc:
+        except TimeoutError:
+            log.warning("rcs: client %s does not read its replies: disconnected", peer[0])
+            writer.transport.abort()  # close() would wait to flush to a client that never reads
+        except (ConnectionError, OSError) as exc:
             log.info("rcs: client %s dropped (%s)", peer[0], type(exc).__name__)
         finally:
             self.control.clients -= 1
