@@ -150,7 +150,7 @@ def _run_gui(args: argparse.Namespace, simulate: bool) -> int:
         node_args += ["--rcs-port", str(args.rcs_port)]
     if args.labrecorder_config is not None:
         node_args += ["--labrecorder-config", str(args.labrecorder_config.resolve())]
-    node_args += ["--remote-bind", args.remote_bind]
+    node_args += ["--remote-bind", args.remote_bind, "--pupil-port", str(args.pupil_port)]
     opts = GuiOptions(
         redis_url=args.redis_url,
         prefix=args.prefix,
@@ -208,6 +208,8 @@ def _remote_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rcs-port", type=int, default=None, metavar="P",
                    help="LabRecorder remote control port (default 22345, or RCSPort of --labrecorder-config; "
                         "0 = off)")  # fmt: skip
+    p.add_argument("--pupil-port", type=int, default=50020, metavar="P",
+                   help="Pupil Remote port (Pupil Capture's protocol; 0 = off)")  # fmt: skip
     p.add_argument("--remote-bind", default="127.0.0.1", metavar="HOST",
                    help="address the remote controls listen on (default loopback; 0.0.0.0 opens them to the "
                         "lab network)")  # fmt: skip
@@ -272,11 +274,14 @@ def cmd_node(args: argparse.Namespace) -> int:
     endpoint = _open_endpoint(args)
     if endpoint is None:
         return exitcodes.FAILED
+    from .worker.pupil_remote import PupilOptions
+
     rcs = _rcs_options(args)
     if rcs is None:
         return exitcodes.USAGE
     cfg = NodeConfig(
         rcs=rcs,
+        pupil=PupilOptions(args.pupil_port, args.remote_bind),
         redis_url=endpoint.url,
         keys=endpoint.keys,
         node_id=args.node_id or default_node_id(),

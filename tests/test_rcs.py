@@ -204,3 +204,30 @@ def test_rename_old_takes_the_next_free_number(tmp_path: Path) -> None:
     (tmp_path / "a_old1.xdf").write_text("0")
     assert rename_old(p) == tmp_path / "a_old2.xdf" and not p.exists()
     assert rename_old(p) is None
+
+
+@pytest.mark.gui
+def test_the_window_shows_the_remote_controls(qtbot, redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:
+    from conftest import AsyncRunner
+    from test_gui_panels import make_window, pump
+
+    from sensorium_desktop.worker.pupil_remote import PupilOptions
+
+    rcs_port, pupil_port = free_port(), free_port()
+    node = NodeThread(redis_server.url, keys, ["sim:room"], node_id="remote-gui", sessions_dir=tmp_path,
+                      rcs=RcsOptions(rcs_port), pupil=PupilOptions(pupil_port)).start()  # fmt: skip
+    arun = AsyncRunner()
+    try:
+        win = make_window(qtbot, redis_server.url, keys, tmp_path / "s.ini")
+        s = Client(rcs_port)
+        s.send("select none")
+        qtbot.waitUntil(lambda: (pump(arun, win), f"LabRecorder 127.0.0.1:{rcs_port} (1 client)"
+                                 in win.status_remote.text())[1], timeout=15000)  # fmt: skip
+        assert f"Pupil {pupil_port}" in win.status_remote.text()
+        tip = win.status_remote.toolTip()
+        assert "last command 'select none'" in tip and f"Pupil Remote port {pupil_port}" in tip
+        win.statusBar().grab().save(str(tmp_path / "statusbar.png"))
+        s.close()
+    finally:
+        arun.close()
+        node.stop()

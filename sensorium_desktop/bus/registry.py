@@ -159,6 +159,14 @@ async def forget_device(c: redis.asyncio.Redis, keys: Keys, device_id: str, now:
     return d.sensor_ids
 
 
+async def live_sensors_async(c: redis.asyncio.Redis, keys: Keys, now: float | None = None) -> list[SensorInfo]:
+    """Registered sensors whose device reports now (an offline device's would record nothing)."""
+    now = time.time() if now is None else now
+    devices = await list_devices_async(c, keys)
+    online = {sid for d in devices if now - d.updated <= OFFLINE_AFTER_S for sid in d.sensor_ids}
+    return [s for s in await list_sensors_async(c, keys) if s.sensor_id in online]
+
+
 def set_latest(c: redis.Redis, keys: Keys, sensor_id: str, t: float, value: str, node_id: str) -> bool:
     """Store the latest reading if ``t`` is newer than the stored one (atomic LWW)."""
     return bool(c.eval(LWW_SCRIPT, 1, keys.latest(sensor_id), repr(t), value, node_id))

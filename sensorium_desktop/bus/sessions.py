@@ -165,12 +165,20 @@ async def host_global_offset(c: redis.asyncio.Redis, keys: Keys) -> float | None
 
 
 async def add_marker(
-    c: redis.asyncio.Redis, keys: Keys, session_id: str, label: str, source: str, t_host: float | None = None
+    c: redis.asyncio.Redis,
+    keys: Keys,
+    session_id: str,
+    label: str,
+    source: str,
+    t_host: float | None = None,
+    extra: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Append a marker to a session; returns what was stored."""
+    """Append a marker to a session at host time ``t_host`` (s; default now), mapped to the
+    global clock; ``extra`` fields (e.g. the sender's own timestamp) are stored with it."""
     t = host_time() if t_host is None else t_host
     offset = await host_global_offset(c, keys)
     marker = {
+        **(extra or {}),
         "label": label,
         "source": source,
         "t_host": repr(t),

@@ -142,7 +142,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_nodes = QtWidgets.QLabel()
         self.status_recording = QtWidgets.QLabel("not recording")
         self.status_recording.setObjectName("statusRecording")
-        for w in (self.status_redis, self.status_role, self.status_nodes, self.status_rate, self.status_recording):
+        self.status_remote = QtWidgets.QLabel("remote: –")
+        self.status_remote.setObjectName("statusRemote")
+        for w in (self.status_redis, self.status_role, self.status_nodes, self.status_rate, self.status_remote,
+                  self.status_recording):  # fmt: skip
             self.statusBar().addPermanentWidget(w)
 
     def _actions(self) -> None:
@@ -285,6 +288,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.status_redis.setStyleSheet("color: #c62828")
         self.status_nodes.setText(f"Nodes: {len(s.nodes)}")
         self.status_rate.setText(f"{s.samples_per_s:,.0f} samples/s")
+        text, details = s.remote_text()
+        self.status_remote.setText(text)
+        self.status_remote.setToolTip(details or "no remote control runs (sensorium node --rcs-port / --pupil-port)")
 
     def show_role(self, snap: LabSnapshot) -> None:
         nodes = snap.status.get("nodes") or {}

@@ -37,6 +37,34 @@ class StatusSummary:
     samples_per_s: float = 0.0
     updated: float = 0.0
 
+    def remote_controls(self) -> list[tuple[str, dict]]:
+        """(node, summary) of every remote-control server the nodes report (LabRecorder, Pupil)."""
+        out = []
+        for nid, tele in sorted(self.nodes.items()):
+            servers = tele.get("remote_control") if isinstance(tele, dict) else None
+            out += [(nid, r) for r in servers or [] if isinstance(r, dict)]
+        return out
+
+    def remote_text(self) -> tuple[str, str]:
+        """One status-bar line about the remote controls, and a tooltip with the details."""
+        short, lines = [], []
+        for nid, r in self.remote_controls():
+            if r.get("server") == "LabRecorder RCS":
+                n = r.get("clients", 0)
+                short.append(f"LabRecorder {r.get('listening') or 'starting'} ({n} client{'' if n == 1 else 's'})")
+                lines.append(f"{nid}: LabRecorder RCS {r.get('listening')}, {r.get('clients', 0)} clients, "
+                             f"state {r.get('state')}, last command {r.get('last_command') or '–'!r}"
+                             f"{', file ' + str(r['file']) if r.get('file') else ''}"
+                             f"{', ' + str(r['error']) if r.get('error') else ''}")  # fmt: skip
+            elif r.get("server") == "Pupil Remote":
+                ports = r.get("ports") or {}
+                short.append(f"Pupil {ports.get('remote') or 'off'}")
+                lines.append(f"{nid}: Pupil Remote port {ports.get('remote')}, backbone PUB {ports.get('pub')} "
+                             f"SUB {ports.get('sub')}, {r.get('annotations', 0)} annotations recorded, "
+                             f"{r.get('annotations_unrecorded', 0)} while nothing recorded, last command "
+                             f"{r.get('last_command') or '–'!r}")  # fmt: skip
+        return ("remote: " + " · ".join(short) if short else "remote: off"), "\n".join(lines)
+
 
 class AppModel:
     """Owns the headless models and the asyncio tasks that keep them current."""

@@ -43,6 +43,7 @@ from ..core.ids import make_id, validate_id
 from ..core.samples import SampleBatch, SensorInfo
 from ..devices import Device, DeviceError, DeviceState, DeviceURI, discover_all, open_device
 from ..devices.simulated import expand_uri
+from .pupil_remote import PupilOptions, PupilRemote
 from .rcs import RcsOptions, RemoteControl
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,9 @@ class NodeConfig:
     sessions_dir: Path | None = None  # recordings (default: the data dir's sessions/)
     #: folders besides the data dir that paths from Redis may name (chosen locally, e.g. record --out)
     allowed_roots: list[Path] = field(default_factory=list)
-    #: LabRecorder remote control (None or port 0: off)
+    #: LabRecorder remote control and Pupil Remote (None or port 0: off)
     rcs: RcsOptions | None = None
+    pupil: PupilOptions | None = None
 
 
 class _RateMeter:
@@ -176,8 +178,9 @@ class Node:
         self.delivered: set[str] = set()
         #: sensor id → wall time (s) of the last batch received from its device
         self.last_data: dict[str, float] = {}
-        #: the LabRecorder remote control while it runs (see :mod:`.rcs`)
+        #: the remote controls while they run (see :mod:`.rcs`, :mod:`.pupil_remote`)
         self.rcs: RemoteControl | None = None
+        self.pupil: PupilRemote | None = None
 
     # -- registry ---------------------------------------------------------------------------
     def sensor_infos(self) -> list[SensorInfo]:
@@ -399,7 +402,7 @@ class Node:
             "batch_flushes": self.batcher.flushes,
             "counters": self.counters,
             "device_errors": self.device_errors,
-            "remote_control": self.rcs.summary() if self.rcs is not None else {},
+            "remote_control": [r.summary() for r in (self.rcs, self.pupil) if r is not None],
             **self.state,
         }
         pipe.set(self.keys.telemetry(self.node_id), json.dumps(telemetry, default=str), ex=30)

@@ -34,7 +34,7 @@ import redis
 
 from .. import paths
 from ..bus.connection import async_client
-from ..bus.registry import OFFLINE_AFTER_S, list_devices_async, list_sensors_async
+from ..bus.registry import live_sensors_async
 from ..bus.sessions import Session, global_now, new_session_id, recording_status, save_session, start_recording
 from ..bus.sessions import stop_recording as stop_session
 from ..core.samples import SensorInfo
@@ -274,11 +274,7 @@ class RemoteControl:
         return paths.data_dir() / "labrecorder"
 
     async def live_sensors(self) -> list[SensorInfo]:
-        """Registered sensors whose device reports now (offline ones would record nothing)."""
-        now = time.time()
-        online = {sid for d in await list_devices_async(self.c, self.node.keys) if now - d.updated <= OFFLINE_AFTER_S
-                  for sid in d.sensor_ids}  # fmt: skip
-        return [s for s in await list_sensors_async(self.c, self.node.keys) if s.sensor_id in online]
+        return await live_sensors_async(self.c, self.node.keys)
 
     async def select(self, line: str) -> None:
         words = line.split(None, 1)
