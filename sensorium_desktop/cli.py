@@ -637,6 +637,38 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _marker_args(p: argparse.ArgumentParser) -> None:
+    _redis_args(p)
+    p.add_argument("text", help="the marker's label")
+
+
+@command("marker", "put a marker into every session being recorded (exit 1 when nothing records)")
+@arguments(_marker_args)
+def cmd_marker(args: argparse.Namespace) -> int:
+    from .bus.sessions import mark_recordings
+
+    endpoint = _open_endpoint(args)
+    if endpoint is None:
+        return exitcodes.FAILED
+
+    async def mark() -> list[str]:
+        c = endpoint.async_client()
+        try:
+            return await mark_recordings(c, endpoint.keys, args.text, "cli")
+        finally:
+            await c.aclose()
+
+    try:
+        sessions = asyncio.run(mark())
+    finally:
+        endpoint.close()
+    if not sessions:
+        log.error("marker %r not stored: no session is being recorded", args.text)
+        return exitcodes.FAILED
+    print(f"marker {args.text!r} in {', '.join(sessions)}")
+    return exitcodes.OK
+
+
 def _forget_args(p: argparse.ArgumentParser) -> None:
     _redis_args(p)
     p.add_argument("device_ids", nargs="*", metavar="DEVICE_ID", help="devices to forget (as `status` lists them)")

@@ -5,7 +5,9 @@ LabRecorder.cfg, and bad clients that must never block the node or another clien
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import pyxdf
-from conftest import NodeThread, RedisServer, free_port, wait_for
+from conftest import NodeThread, RedisServer, free_port, sensorium, wait_for
 
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.recording.xdf import xdf_stream_key
@@ -55,8 +57,11 @@ def lab(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> Iterator[tuple
     node.stop()
 
 
-def test_labrecorder_readme_client_records_at_the_bids_path(lab: tuple[NodeThread, int], tmp_path: Path) -> None:
+def test_labrecorder_readme_client_records_at_the_bids_path(
+    lab: tuple[NodeThread, int], tmp_path: Path, redis_server: RedisServer, keys: Keys
+) -> None:
     _node, port = lab
+    redis_url = redis_server.url
     root = tmp_path / "study"
     s = Client(port)
     try:
@@ -64,7 +69,12 @@ def test_labrecorder_readme_client_records_at_the_bids_path(lab: tuple[NodeThrea
                       f"{{acquisition:A}} {{modality:EEG}}") == b"OK"  # fmt: skip
         assert s.send("select all") == b"OK"
         assert s.send("start") == b"OK"
-        time.sleep(2.5)
+        time.sleep(1.0)
+        assert s.send("marker go") == b"OK"  # extension: one marker inbox
+        cli = subprocess.run(sensorium("marker", "from the cli", "--prefix", keys.prefix), capture_output=True,
+                             text=True, timeout=60, env=dict(os.environ, SENSORIUM_REDIS_URL=redis_url))  # fmt: skip
+        assert cli.returncode == 0, cli.stderr
+        time.sleep(1.5)
         st = s.status()
         assert st["recording"] and st["samples"] > 0 and set(st["sensors"]) >= SENSORS
         assert s.send("stop") == b"OK"
@@ -75,6 +85,8 @@ def test_labrecorder_readme_client_records_at_the_bids_path(lab: tuple[NodeThrea
         by_key = {xdf_stream_key(x): x for x in streams}
         assert set(by_key) >= SENSORS
         assert len(by_key["sim-chest-ecg"]["time_stamps"]) > 500
+        markers = [m[0] for x in streams if x["info"]["type"][0] == "Markers" for m in x["time_series"]]
+        assert "go" in markers and "from the cli" in markers
         # again with the same name: the first file is kept as _old1, never overwritten
         first = path.stat().st_size
         assert s.send("start") == b"OK"
@@ -105,6 +117,7 @@ def test_a_selection_is_what_start_records(lab: tuple[NodeThread, int], tmp_path
         keys_in_file = {xdf_stream_key(x) for x in pyxdf.load_xdf(str(path))[0]}
         assert {"sim-chest-ecg", "sim-room-temperature"} <= keys_in_file and "sim-chest-hr" not in keys_in_file
         assert s.send("select no-such-sensor") == b"OK" and "no such sensor" in s.status()["error"]
+        assert s.send("marker nobody records") == b"OK" and s.status()["error"] == "marker: nothing records"
     finally:
         s.close()
 
@@ -231,3 +244,10 @@ def test_the_window_shows_the_remote_controls(qtbot, redis_server: RedisServer, 
     finally:
         arun.close()
         node.stop()
+
+
+def test_marker_cli_fails_when_nothing_records(redis_server: RedisServer, keys: Keys) -> None:
+    env = dict(os.environ, SENSORIUM_REDIS_URL=redis_server.url)
+    run = subprocess.run(sensorium("marker", "lost?", "--prefix", keys.prefix + "-idle"), capture_output=True,
+                         text=True, timeout=60, env=env)  # fmt: skip
+    assert run.returncode == 1 and "not stored: no session is being recorded" in run.stderr

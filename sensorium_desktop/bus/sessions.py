@@ -190,6 +190,23 @@ async def add_marker(
     return marker
 
 
+async def mark_recordings(
+    c: redis.asyncio.Redis,
+    keys: Keys,
+    label: str,
+    source: str,
+    t_host: float | None = None,
+    extra: dict[str, str] | None = None,
+) -> list[str]:
+    """Add a marker to every session being recorded (the lab's one marker inbox); returns
+    their ids (empty: nothing records, the marker is not stored)."""
+    t = host_time() if t_host is None else t_host
+    recording = [s.session_id for s in await list_sessions(c, keys) if s.state == "recording"]
+    for sid in recording:
+        await add_marker(c, keys, sid, label, source, t, extra)
+    return recording
+
+
 async def read_markers(c: redis.asyncio.Redis, keys: Keys, session_id: str) -> list[dict[str, str]]:
     return [
         {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}

@@ -31,10 +31,9 @@ from ..bus.connection import async_client
 from ..bus.registry import live_sensors_async
 from ..bus.sessions import (
     Session,
-    add_marker,
     bids_label,
     global_now,
-    list_sessions,
+    mark_recordings,
     new_session_id,
     save_session,
     start_recording,
@@ -169,15 +168,12 @@ class PupilRemote:
             self.counters["bad_messages"] += 1
             log.warning("pupil remote: malformed annotation ignored: %s", exc)
             return
-        recording = [s for s in await list_sessions(self.c, self.node.keys) if s.state == "recording"]
-        if not recording:
+        extra = {"pupil_timestamp": repr(stamp), "duration": repr(duration)}
+        if await mark_recordings(self.c, self.node.keys, label, "pupil", stamp - self.offset, extra):
+            self.counters["annotations"] += 1
+        else:
             self.counters["annotations_unrecorded"] += 1
             log.info("pupil remote: annotation %r while nothing records: not stored", label)
-            return
-        extra = {"pupil_timestamp": repr(stamp), "duration": repr(duration)}
-        for s in recording:
-            await add_marker(self.c, self.node.keys, s.session_id, label, "pupil", stamp - self.offset, extra)
-        self.counters["annotations"] += 1
 
     async def backbone(self, xsub: zmq.asyncio.Socket) -> None:
         """Forward everything clients publish to subscribers; act on annotations."""

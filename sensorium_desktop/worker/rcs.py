@@ -35,7 +35,15 @@ import redis
 from .. import paths
 from ..bus.connection import async_client
 from ..bus.registry import live_sensors_async
-from ..bus.sessions import Session, global_now, new_session_id, recording_status, save_session, start_recording
+from ..bus.sessions import (
+    Session,
+    global_now,
+    mark_recordings,
+    new_session_id,
+    recording_status,
+    save_session,
+    start_recording,
+)
 from ..bus.sessions import stop_recording as stop_session
 from ..core.samples import SensorInfo
 from ..paths import OutsideRootsError, confine
@@ -243,6 +251,9 @@ class RemoteControl:
                 await self.stop()
             elif s == "update":
                 pass  # the registry is always current
+            elif s.startswith("marker "):  # extension: a marker into every session being recorded
+                if not await mark_recordings(self.c, self.node.keys, s.removeprefix("marker ").strip(), "rcs"):
+                    self.error = "marker: nothing records"
             elif s.startswith("regexselect "):
                 await self.select_regex(s.removeprefix("regexselect ").strip())
             elif "filename" in s:
