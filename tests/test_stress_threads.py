@@ -101,6 +101,7 @@ def test_sensors_announced_while_publishing_through_two_redis_restarts(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_soak_sensors_announced_while_publishing_through_two_redis_restarts(
     private_server: RedisServer, keys: Keys, tmp_path: Path
 ) -> None:
