@@ -11,7 +11,7 @@ for a in "$@"; do
   if [ "$a" = "--slow" ]; then markers=(); else args+=("$a"); fi
 done
 echo "test: ruff"
-.venv/bin/ruff check sensorium_desktop tests benchmarks
+.venv/bin/ruff check sensorium_desktop sensorium tests benchmarks
 echo "test: pytest"
 set +e
 QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest "${markers[@]}" ${args[@]+"${args[@]}"}
