@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import signal
@@ -96,6 +97,15 @@ class RedisServer:
 def make_server(directory: Path) -> RedisServer:
     binary, _ = find_redis_server()
     return RedisServer(directory, free_port(), uuid.uuid4().hex, binary)
+
+
+@pytest.fixture(autouse=True)
+def collect_qt_garbage(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a window test, collect its garbage now, in the main thread while Qt is alive:
+    otherwise Qt wrappers are destroyed by a later collection in whatever thread triggers it."""
+    yield
+    if request.node.get_closest_marker("gui") is not None:
+        gc.collect()
 
 
 @pytest.fixture(scope="session")
