@@ -232,6 +232,7 @@ def test_the_window_shows_the_remote_controls(qtbot, redis_server: RedisServer, 
     arun = AsyncRunner()
     try:
         win = make_window(qtbot, redis_server.url, keys, tmp_path / "s.ini")
+        wait_for(lambda: node.node.rcs is not None and node.node.rcs.listening, 20, message="rcs listening")
         s = Client(rcs_port)
         s.send("select none")
         qtbot.waitUntil(lambda: (pump(arun, win), f"LabRecorder 127.0.0.1:{rcs_port} (1 client)"
