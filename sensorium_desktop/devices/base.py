@@ -34,6 +34,10 @@ class DeviceError(RuntimeError):
     """A device cannot be opened or used; the message is shown to the operator."""
 
 
+class UntrustedUriError(DeviceError):
+    """A URI received through Redis names something this PC does not open for others."""
+
+
 class DeviceState(enum.StrEnum):
     IDLE = "idle"
     CONNECTING = "connecting"
@@ -290,7 +294,7 @@ class Transport(abc.ABC):
         """Create the device for ``uri`` (raises :class:`DeviceError` for a bad URI)."""
 
     def check_untrusted(self, uri: DeviceURI, roots: list[Path]) -> None:
-        """Refuse (:class:`DeviceError`) a URI that came through Redis (another process or PC)
+        """Refuse (:class:`UntrustedUriError`) a URI that came through Redis (another process or PC)
         and names files outside ``roots`` or anything else this PC must not open for others.
         Transports whose URIs name no local files keep this default (accept)."""
         return None

@@ -43,6 +43,7 @@ from .base import (
     ProgressCallback,
     ThreadedDevice,
     Transport,
+    UntrustedUriError,
     register_transport,
 )
 
@@ -294,4 +295,4 @@ class CameraTransport(Transport):
             if record and record != "0":
                 confine(record, roots, "camera record= file")
         except OutsideRootsError as exc:
-            raise DeviceError(f"{uri}: {exc}") from exc
+            raise UntrustedUriError(f"{uri}: {exc}") from exc

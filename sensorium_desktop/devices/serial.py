@@ -33,6 +33,7 @@ from .base import (
     ProgressCallback,
     ThreadedDevice,
     Transport,
+    UntrustedUriError,
     register_transport,
 )
 
@@ -195,4 +196,4 @@ class SerialTransport(Transport):
         except OSError:
             is_device = False
         if not is_device:
-            raise DeviceError(f"{uri}: {port!r} is not a serial port (only /dev/… or a character device)")
+            raise UntrustedUriError(f"{uri}: {port!r} is not a serial port (only /dev/… or a character device)")

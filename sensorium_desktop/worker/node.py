@@ -41,7 +41,7 @@ from ..core.health import stale_after
 from ..core.hostclock import host_time
 from ..core.ids import make_id, validate_id
 from ..core.samples import SampleBatch, SensorInfo
-from ..devices import Device, DeviceError, DeviceState, DeviceURI, discover_all, open_device
+from ..devices import Device, DeviceError, DeviceState, DeviceURI, UntrustedUriError, discover_all, open_device
 from ..devices.simulated import expand_uri
 from .pupil_remote import PupilOptions, PupilRemote
 from .rcs import RcsOptions, RemoteControl
@@ -195,8 +195,9 @@ class Node:
         infos = self.sensor_infos()
         register_sensors(c, self.keys, infos)
         pipe = c.pipeline(transaction=False)
+        live = self.live_rates(time.time())
         for d in self.devices:
-            pipe.hset(self.keys.device(d.device_id), mapping=self._device_status(d).to_mapping())
+            pipe.hset(self.keys.device(d.device_id), mapping=self._device_status(d, live).to_mapping())
             pipe.sadd(self.keys.devices, d.device_id)
         pipe.execute()
 
@@ -210,10 +211,10 @@ class Node:
             out[sid] = 0.0 if limit is not None and silent > limit else rate
         return out
 
-    def _device_status(self, d: Device) -> DeviceStatus:
+    def _device_status(self, d: Device, live: dict[str, float]) -> DeviceStatus:
+        """Registry entry of ``d``; ``live``: :meth:`live_rates` (computed once per write)."""
         transport = d.uri.scheme if d.uri.scheme != "sim" else "simulated"
         health = d.health.to_dict()
-        live = self.live_rates(time.time())
         health["rates"] = {s.sensor_id: round(live.get(s.sensor_id, 0.0), 3) for s in d.sensors()}
         health["last_data"] = {sid: self.last_data[sid] for sid in health["rates"] if sid in self.last_data}
         health["nominal"] = {s.sensor_id: s.nominal_rate for s in d.sensors()}
@@ -385,15 +386,16 @@ class Node:
         if c is None:
             return
         pipe = c.pipeline(transaction=False)
+        live = self.live_rates(time.time())
         for d in self.devices:
-            pipe.hset(self.keys.device(d.device_id), mapping=self._device_status(d).to_mapping())
+            pipe.hset(self.keys.device(d.device_id), mapping=self._device_status(d, live).to_mapping())
             pipe.sadd(self.keys.devices, d.device_id)
         telemetry = {
             "node": self.node_id,
             "pid": os.getpid(),
             "time": now,
             "cpu_percent": cpu_percent,
-            "rates": self.live_rates(now),
+            "rates": live,
             "queue_depth": self.publisher.queue_depth,
             "spilled": self.publisher.spilled,
             "connected": self.publisher.connected,
@@ -509,9 +511,13 @@ class Node:
                 self.discovering = asyncio.create_task(self._discover(cid, args))
             return
         if op == "connect":
-            ok, message = self.connect(str(args.get("uri", "")), stop)
-            if ok:
-                ok, message = await self._first_outcome(message.removeprefix("connected ").split(", "))
+            uri = str(args.get("uri", ""))
+            try:
+                started = self.start_uri(uri, stop, self.allowed_roots())
+            except DeviceError as exc:
+                ok, message = False, str(exc)
+            else:
+                ok, message = await self._first_outcome(started) if started else (False, f"{uri} is already connected")
         else:
             ok, message = await self.disconnect(str(args.get("device_id", "")))
         await self._event(op, cid, ok, message)
@@ -565,18 +571,16 @@ class Node:
         extra = [self.config.sessions_dir] if self.config.sessions_dir else []
         return paths.allowed_roots([*extra, *self.config.allowed_roots])
 
-    def connect(self, uri: str, stop: asyncio.Event, untrusted: bool = True) -> tuple[bool, str]:
-        """Open and start the device(s) of ``uri`` (``sim:lab`` expands); (ok, message).
-        ``untrusted`` (it came through Redis): files it names must lie in :meth:`allowed_roots`."""
-        roots = self.allowed_roots() if untrusted else None
+    def start_uri(self, uri: str, stop: asyncio.Event, untrusted_roots: list[Path] | None) -> list[str]:
+        """Open and start the device(s) of ``uri`` (``sim:lab`` expands); the ids started (none
+        when already connected). ``untrusted_roots``: it came through Redis, so files it names
+        must lie in these folders. Raises :class:`DeviceError` (the message is the reason)."""
         try:
-            uris = expand_uri(DeviceURI.parse(uri))
-            devices = [open_device(u, roots) for u in uris]
-        except DeviceError as exc:
-            if "outside the folders" in str(exc) or "not a serial port" in str(exc):
-                self.counters["refused_commands"] = self.counters.get("refused_commands", 0) + 1
-                log.error("node %s: REFUSED a connect from Redis: %s", self.node_id, exc)
-            return False, str(exc)
+            devices = [open_device(u, untrusted_roots) for u in expand_uri(DeviceURI.parse(uri))]
+        except UntrustedUriError as exc:
+            self.counters["refused_commands"] = self.counters.get("refused_commands", 0) + 1
+            log.error("node %s: REFUSED a connect from Redis: %s", self.node_id, exc)
+            raise
         started = []
         for d in devices:
             if any(x.device_id == d.device_id for x in self.devices):
@@ -586,7 +590,7 @@ class Node:
             self._sensors_changed(d)  # sensors known up front are registered now, the rest when announced
             self._start_device(d, stop)
             started.append(d.device_id)
-        return bool(started), f"connected {', '.join(started)}" if started else f"{uri} is already connected"
+        return started
 
     async def _first_outcome(self, device_ids: list[str], timeout: float = CONNECT_VERDICT_S) -> tuple[bool, str]:
         """Wait up to ``timeout`` s for just-connected devices to stream or fail; (ok, message)
