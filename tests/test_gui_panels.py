@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 
@@ -154,6 +155,17 @@ def test_metadata_gives_a_bids_name_and_markers_are_stored(
     # stamped when set, on the host clock (monotonic-anchored: allow for NTP slewing of the wall clock)
     assert all(before - 0.5 <= float(m["t_host"]) <= after + 0.5 for m in markers)
     assert "marker #3" in panel.marker_log.text()
+    assert {m["source"] for m in markers} == {"window"}
+    # the list shows every source's markers of the current session, with their source
+    redis_server.client().xadd(keys.markers(sid), {"label": "flip 1", "source": "lsl:PsychoPy", "t_global": "1.0",
+                                                   "t_original": "12.5", "clock_original": "lsl"})  # fmt: skip
+    pump(arun, window)
+    rows = [[panel.marker_list.topLevelItem(i).text(c) for c in range(3)]
+            for i in range(panel.marker_list.topLevelItemCount())]  # fmt: skip
+    assert [(r[1], r[2]) for r in rows] == [("3", "window"), ("door knock", "window"), ("marker", "window"),
+                                            ("flip 1", "lsl:PsychoPy")]  # fmt: skip
+    assert "12.5 (lsl clock)" in panel.marker_list.topLevelItem(3).toolTip(1)
+    panel.grab().save(os.environ.get("SENSORIUM_TEST_SHOT", "/dev/null/x.png"))
     # a new session continues the numbering of runs
     panel.new_session()
     pump(arun, window)

@@ -86,7 +86,7 @@ def test_psychopy_style_client_records_annotations_at_their_time(
         ]
         assert len(markers) == 1 and markers[0]["label"] == "stimulus on" and markers[0]["source"] == "pupil"
         assert abs(float(markers[0]["t_host"]) - stamped_host) < 0.005  # within 5 ms of when it was stamped
-        assert float(markers[0]["pupil_timestamp"]) == annotation["timestamp"]
+        assert float(markers[0]["t_original"]) == annotation["timestamp"]
         state = keys.recording(session.session_id)
         wait_for(lambda: c.hget(state, "state") == b"complete", 30, message="recorded")
         out = export_recording(tmp_path / session.session_id, "xdf", tmp_path / "pupil.xdf")

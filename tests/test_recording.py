@@ -112,7 +112,8 @@ def make_recording(directory: Path, seconds: float = 12.0, compact: bool = False
             writer.add_json(RecordKind.CLOCK, {"time": t0 + step / 4, "clocks": {},
                                                "hostoffsets": {"n1": {"offset": "0.25"}}})  # fmt: skip
         if step in (5, 30):
-            marker = {"label": f"stim {step}", "t_global": repr(t0 + step / 4 + 0.25), "t_host": repr(t0 + step / 4)}
+            marker = {"label": f"stim {step}", "t_global": repr(t0 + step / 4 + 0.25), "t_host": repr(t0 + step / 4),
+                      "source": "window", "t_original": repr(t0 + step / 4), "clock_original": "host"}  # fmt: skip
             writer.add_json(RecordKind.MARKER, marker | {"clock": "global", "id": f"{step}-0"})
         writer.flush()
     writer.close()
@@ -135,7 +136,7 @@ def test_xdf_export_reads_back_identical_with_pyxdf(tmp_path: Path) -> None:
     streams, header = pyxdf.load_xdf(str(tmp_path / "out.xdf"), dejitter_timestamps=False)
     assert header["info"]["version"] == ["1.0"]
     by_name = {xdf_stream_key(s): s for s in streams}
-    assert set(by_name) == {"amp-eeg", "chest-ecg", "app-note", "mute-hr", "Markers"}
+    assert set(by_name) == {"amp-eeg", "chest-ecg", "app-note", "mute-hr", "Markers", "MarkerSources"}
     for sid in ("amp-eeg", "chest-ecg"):
         s = by_name[sid]
         exp = _expected(sent[sid])
@@ -159,6 +160,12 @@ def test_xdf_export_reads_back_identical_with_pyxdf(tmp_path: Path) -> None:
     markers = by_name["Markers"]
     assert [m[0] for m in markers["time_series"]] == ["stim 5", "stim 30"]
     assert np.allclose(markers["time_stamps"], [1_795_000_000.0 + 5 / 4 + 0.25, 1_795_000_000.0 + 30 / 4 + 0.25])
+    sources = by_name["MarkerSources"]
+    assert np.array_equal(sources["time_stamps"], markers["time_stamps"])
+    assert [c["label"][0] for c in sources["info"]["desc"][0]["channels"][0]["channel"]] == [
+        "source", "t_original", "clock_original", "duration"]  # fmt: skip
+    assert [(m[0], float(m[1]), m[2]) for m in sources["time_series"]] == [
+        ("window", 1_795_000_000.0 + 5 / 4, "host"), ("window", 1_795_000_000.0 + 30 / 4, "host")]  # fmt: skip
     # default pyxdf settings (clock sync on) read the same times: our ClockOffsets are identities
     synced, _ = pyxdf.load_xdf(str(tmp_path / "out.xdf"), dejitter_timestamps=False)
     s2 = {xdf_stream_key(s): s for s in synced}

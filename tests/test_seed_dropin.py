@@ -6,6 +6,8 @@ prefix)."""
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -84,3 +86,64 @@ def test_malformed_observations_are_skipped_and_counted(seed: tuple[redis.Redis,
     engine = SyncEngine(url, "n", 5)
     [g] = engine.step()
     assert [m["sensor_id"] for m in g["members"]] == ["ok"] and engine.skipped == 2
+
+
+def test_seed_observations_reach_our_engine_once(seed: tuple[redis.Redis, str]) -> None:
+    """Scripts writing the seed's ``obs:*`` keys feed our engine too: each key is imported into
+    the lab's observations stream exactly once, however many importers run at once."""
+    from sensorium_desktop.bus.engine import SyncEngine as OurEngine
+    from sensorium_desktop.bus.keys import Keys
+    from sensorium_desktop.bus.seed_import import SeedImporter
+
+    c, url = seed
+    prefix = f"imp{uuid.uuid4().hex[:6]}"
+    for sid, t in (("cam-1", 10.0), ("imu-1", 10.02), ("mic-1", 9.98)):
+        ingest(c, sid, t, 0.01)
+    c.setex("obs:bad:1", 60, "{not json")
+    c.setex("obs:nan:2", 60, json.dumps({"sensor_id": "nan", "t_local": "NaN", "sigma": 0.01}))
+    keys = Keys(prefix)
+    importers = [SeedImporter(keys) for _ in range(4)]
+    plain = redis.Redis.from_url(url)
+    threads = [threading.Thread(target=imp.run, args=(plain,)) for imp in importers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(i.stats.imported for i in importers) == 3 and sum(i.stats.malformed for i in importers) == 2
+    entries = plain.xrange(keys.observations)
+    assert sorted(e[b"sensor"].decode() for _i, e in entries) == ["cam-1", "imu-1", "mic-1"]
+    assert {e[b"node"] for _i, e in entries} == {b"seed"}
+    assert importers[0].run(plain) == 0  # consumed: a later pass imports nothing again
+    # the seed drop-in still re-reads them (its semantics), our engine groups them once
+    assert len(SyncEngine(url, "seed-node", 5).step()[0]["members"]) == 3
+    ours = OurEngine(url, "our-node", prefix=prefix, use_global_clock=False)
+    try:
+        ingest(c, "eeg-1", 10.01, 0.01)  # written after the first import: picked up by step()
+        groups = ours.step()
+        members = sorted(m["sensor_id"] for g in groups for m in g["members"])
+        assert members == ["cam-1", "eeg-1", "imu-1", "mic-1"]
+        assert ours.step() == []
+        assert ours.seed_importer is not None and ours.seed_importer.stats.imported == 1
+    finally:
+        ours.close()
+    # a mark lives as long as its observation (plus a margin), never forever
+    assert 60_000 < plain.pttl(keys.seed_import_mark("obs:cam-1:10000000000")) <= 120_000
+
+
+def test_the_sync_worker_imports_seed_observations(seed: tuple[redis.Redis, str]) -> None:
+    from sensorium_desktop.worker.sync_worker import SyncWorker, WorkerConfig
+
+    c, url = seed
+    worker = SyncWorker(WorkerConfig(url, f"w{uuid.uuid4().hex[:6]}", "seed-worker"))
+    try:
+        worker.refresh_registry()
+        ingest(c, "cam-1", 10.0, 0.01)
+        ingest(c, "imu-1", 10.02, 0.02)
+        worker.import_seed()
+        worker.read(block_ms=500)
+        assert sorted(o.sensor_id for o in worker.pending) == ["cam-1", "imu-1"]
+        assert worker.stats.seed_imported == 2
+        worker.import_seed()
+        assert worker.read(block_ms=50) == 0 and worker.stats.seed_imported == 2
+    finally:
+        worker.c.close()

@@ -32,6 +32,7 @@ from ..core.sync import SyncCore
 from .connection import RedisEndpoint, open_endpoint
 from .election import Elector, StaleTermError, fenced_exec
 from .globalclock import GlobalClockProbe
+from .seed_import import SeedImporter
 
 
 class SyncEngine:
@@ -46,6 +47,7 @@ class SyncEngine:
         prefix: str | None = None,
         params: AssociationParams | None = None,
         use_global_clock: bool = True,
+        import_seed: bool = True,
     ) -> None:
         import socket
 
@@ -57,6 +59,8 @@ class SyncEngine:
         self.core = SyncCore(params)
         self.probe = GlobalClockProbe() if use_global_clock else None
         self._cursor_key = self.keys.observations + f":read:{self.node_id}"
+        #: observations written the seed library's way (``obs:*``) join ours, each once
+        self.seed_importer = SeedImporter(self.keys) if import_seed else None
 
     # -- API --------------------------------------------------------------------------------
     def configure_sensor(self, sensor_id: str, fixed_latency: float = 0.0, **clock_options: Any) -> None:
@@ -97,6 +101,8 @@ class SyncEngine:
             self.probe.probe(self.c)
             est = self.probe.estimate()
             offset = est.offset if est else 0.0
+        if self.seed_importer is not None:
+            self.seed_importer.run(self.c)
         last = self.c.get(self._cursor_key)
         start = "(" + last.decode() if last else "-"
         entries = self.c.xrange(self.keys.observations, start, "+")

@@ -54,6 +54,10 @@ class Keys:
     def observations(self) -> str:
         return self._k("observations")
 
+    def seed_import_mark(self, seed_key: str) -> str:
+        """Set once a seed library ``obs:*`` key was imported into :attr:`observations`."""
+        return self._k("seedobs", seed_key)
+
     @property
     def global_clock(self) -> str:
         return self._k("globalclock")

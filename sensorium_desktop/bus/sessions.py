@@ -174,10 +174,13 @@ async def add_marker(
     extra: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Append a marker to a session at host time ``t_host`` (s; default now), mapped to the
-    global clock; ``extra`` fields (e.g. the sender's own timestamp) are stored with it."""
+    global clock; ``extra`` fields are stored with it (``t_original``: the sender's own
+    timestamp, in its ``clock_original``; default the host time it was stamped at)."""
     t = host_time() if t_host is None else t_host
     offset = await host_global_offset(c, keys)
     marker = {
+        "t_original": repr(t),
+        "clock_original": "host",
         **(extra or {}),
         "label": label,
         "source": source,

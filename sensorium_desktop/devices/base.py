@@ -214,11 +214,18 @@ class ThreadedDevice(Device):
 
         known: set[str] = {i.sensor_id for i in self.sensors()}
 
+        def announce_new() -> None:
+            """Runs in the loop: register sensors the device now describes (on opening, as an
+            LSL inlet does, or with the first sample of a new stream), before their data."""
+            fresh = {i.sensor_id for i in self.sensors()} - known
+            if fresh:
+                known.update(fresh)
+                self.announce_sensors()
+
         def deliver(batches: list[SampleBatch]) -> None:
             for b in batches:
                 if b.sensor_id not in known:  # a self-describing device found a new stream
-                    known.update(i.sensor_id for i in self.sensors())
-                    self.announce_sensors()
+                    announce_new()
                 self.count_samples(b)
                 sink(b)
 
@@ -235,6 +242,7 @@ class ThreadedDevice(Device):
                 continue
             backoff.reset()
             self.set_state(DeviceState.STREAMING)
+            loop.call_soon_threadsafe(announce_new)  # a silent stream (markers) is recordable too
             try:
                 while not halt.is_set():
                     batches = self.read_link()

@@ -15,6 +15,9 @@ import numpy as np
 
 from .reader import ExportOptions, Recording
 
+#: markers.csv: global time (s), the sender's own time and its clock, host time, what and from where.
+MARKER_COLUMNS = ("t_global", "t_original", "clock_original", "t_host", "clock", "label", "source", "duration",
+                  "sensor_id", "host")  # fmt: skip
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -72,12 +75,12 @@ def export_csv(
         if progress is not None:
             progress(0.8 * (i + 1) / n_sensors, f"CSV {sid}")
     markers = out_dir / "markers.csv"
+    marker_times = rec.marker_times(clock)
     with open(markers, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["t_global", "t_host", "clock", "label", "source", "host"])
-        for m in rec.markers:
-            w.writerow([m.get("t_global", ""), m.get("t_host", ""), m.get("clock", ""), m.get("label", ""),
-                        m.get("source", ""), m.get("host", "")])  # fmt: skip
+        w.writerow(MARKER_COLUMNS)
+        for m, t in zip(rec.markers, marker_times, strict=True):
+            w.writerow([repr(float(t))] + [m.get(col, "") for col in MARKER_COLUMNS[1:]])
     written.append(markers)
     written.append(_write_slices(rec, out_dir / "slices.csv", global_times))
     summary = {**rec.meta, "clock_model": clock, "warnings": rec.warnings, "losses": rec.losses,

@@ -212,6 +212,28 @@ class Recording:
             self.warn(f"{sensor_id}: no host→global offset recorded for node {data.info.node_id!r}; host clock used")
         return host + offset
 
+    def marker_times(self, mode: str = "refined") -> np.ndarray:
+        """Global time (s) of each of :attr:`markers`, shape (n,): a marker taken from a
+        recorded marker sensor (an LSL marker stream) gets its sample's time under the
+        ``mode`` clock, as that stream's own samples do; others keep the time stored."""
+        times = np.array([_float(m.get("t_global")) for m in self.markers], dtype=np.float64)
+        by_sensor: dict[str, list[int]] = {}
+        for i, m in enumerate(self.markers):
+            if m.get("sensor_id") in self.sensors and "t_original" in m:
+                by_sensor.setdefault(str(m["sensor_id"]), []).append(i)
+        for sid, idx in by_sensor.items():
+            device = self.sensors[sid].device_times
+            if device.size == 0:
+                continue
+            original = np.array([_float(self.markers[i]["t_original"]) for i in idx])
+            pos = np.clip(np.searchsorted(device, original), 1, max(device.size - 1, 1))
+            nearest = np.where(np.abs(device[pos - 1] - original) <= np.abs(device[pos] - original), pos - 1, pos)
+            nearest = np.clip(nearest, 0, device.size - 1)
+            exact = np.abs(device[nearest] - original) <= 1e-9 * np.maximum(1.0, np.abs(original))
+            chosen = np.array(idx)[exact]
+            times[chosen] = self.global_times(sid, mode)[nearest[exact]]
+        return times
+
     def warn(self, message: str) -> None:
         if message not in self.warnings:
             self.warnings.append(message)
@@ -411,9 +433,9 @@ def load_recording(directory: Path, progress: Progress | None = None, trim: bool
     rec.losses = find_losses(rec, meta, index_summary(directory)["samples"])
     for loss in rec.losses:
         rec.warn(describe_loss(loss))
-    rec.markers = _unique_by_id(rec.markers)  # re-delivered after a recorder crash
+    rec.markers = _unique_by_id(rec.markers, "derived_id")  # re-delivered after a recorder crash
     rec.groups = _unique_by_id(rec.groups)
-    rec.markers.sort(key=lambda m: float(m.get("t_global", 0.0)))
+    rec.markers.sort(key=lambda m: _float(m.get("t_global")))
     if trim:
         rec.trim_to_bounds()
     return rec
@@ -470,11 +492,20 @@ def _clock(t: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1000):03d}"
 
 
-def _unique_by_id(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _float(value: Any) -> float:
+    """A stored time as float (s); 0.0 when missing or unreadable."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _unique_by_id(items: list[dict[str, Any]], prefer: str = "") -> list[dict[str, Any]]:
+    """``items`` without repeats of one ``prefer`` field (when set) or ``id``."""
     seen: set[str] = set()
     out = []
     for item in items:
-        key = str(item.get("id", id(item)))
+        key = str(item.get(prefer) or item.get("id", id(item)))
         if key not in seen:
             seen.add(key)
             out.append(item)

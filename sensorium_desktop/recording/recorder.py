@@ -32,8 +32,10 @@ from ..bus.keys import Keys
 from ..bus.registry import list_sensors
 from ..bus.sessions import Session
 from ..bus.streams import GapTracker, decode_entry
+from ..core.clockdomain import MEASURED, domain_kind
 from ..core.codec import CodecError
 from ..core.delta import DELTA_ATTRIBUTES
+from ..core.samples import SampleBatch, SensorInfo
 from .spool import SPOOL_VERSION, RecordKind, SpoolError, SpoolFullError, SpoolWriter, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ DRAIN_MARGIN_S = 0.25
 READ_COUNT = 500
 #: groups of events this long before the session started are not part of it (s)
 GROUP_MARGIN_S = 2.0
+#: Sensors whose samples are event markers: each sample also joins the session's marker stream.
+MARKER_ATTRIBUTES = frozenset({"marker"})
 
 
 def _s(v: Any) -> str:
@@ -98,6 +102,8 @@ class SessionRecorder(threading.Thread):
         self.gaps = GapTracker()  # per-sensor seq continuity, seeded from the spool on resume
         self.last_arrival: dict[str, float] = {}
         self._acks: dict[str, list[bytes]] = {}
+        self._derived_markers: list[dict[str, str]] = []  # from marker sensors, not yet in Redis
+        self._host_offsets: dict[str, float] = {}  # node → host→global offset (s), from the last snapshot
         self._created: set[str] = set()
         self._pending_from: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -417,6 +423,11 @@ class SessionRecorder(threading.Thread):
         offsets = {node: {_s(k): _s(v) for k, v in h.items()}
                    for node, h in zip(nodes, res[len(self.sensor_ids):], strict=True) if h}  # fmt: skip
         self.writer.add_json(RecordKind.CLOCK, {"time": time.time(), "clocks": clocks, "hostoffsets": offsets})  # type: ignore[union-attr]
+        for node, h in offsets.items():
+            try:
+                self._host_offsets[node] = float(h["offset"])
+            except (KeyError, ValueError):
+                continue
 
     def _read(self, c: redis.Redis, pending: bool) -> int:
         """Read one round (pending entries first); returns entries handled."""
@@ -438,12 +449,25 @@ class SessionRecorder(threading.Thread):
                     self._warn(f"{key}: entry {_s(eid)} was trimmed from Redis before it was recorded")
                     continue
                 self._handle(key, _s(eid), fields)
+        self._publish_derived_markers(c)
         return handled
+
+    def _publish_derived_markers(self, c: redis.Redis) -> None:
+        """Put the marker sensors' samples into the session's marker stream (the one inbox;
+        kept for the next round if Redis fails, deduplicated by ``derived_id`` on reading)."""
+        if not self._derived_markers:
+            return
+        pipe = c.pipeline(transaction=False)
+        for marker in self._derived_markers:
+            pipe.xadd(self.keys.markers(self.session.session_id), marker)
+        pipe.execute()
+        self._derived_markers = []
 
     def _handle(self, key: str, eid: str, fields: dict[bytes, bytes]) -> None:
         assert self.writer is not None
         if key == self.keys.markers(self.session.session_id):
-            self.writer.add_json(RecordKind.MARKER, {_s(k): _s(v) for k, v in fields.items()} | {"id": eid})
+            marker = {_s(k): _s(v) for k, v in fields.items() if k != b"id"}
+            self.writer.add_json(RecordKind.MARKER, {"id": eid} | marker)
             return
         if key == self.keys.groups:
             try:
@@ -481,6 +505,32 @@ class SessionRecorder(threading.Thread):
             self.last_arrival[sid] = float(batch.t_arrival[-1])
         use_delta = self.session.compact and batch.attribute in DELTA_ATTRIBUTES
         self.writer.add_batch(batch, eid, use_delta)
+        if batch.attribute in MARKER_ATTRIBUTES and batch.values.dtype == object and len(batch):
+            self._derived_markers.extend(self._markers_of(batch))
+
+    def _markers_of(self, batch: SampleBatch) -> list[dict[str, str]]:
+        """One session marker per sample of a marker sensor (an LSL marker outlet, …): its
+        label, the source, the sample's own timestamp and its global time as known now
+        (measured clock domains exactly, others at arrival; exports refine it)."""
+        raw = self.infos.get(batch.sensor_id)
+        info = SensorInfo.from_json(json.dumps(raw)) if raw else None
+        source = f"{info.transport}:{info.device_name}" if info else batch.sensor_id
+        measured = info is not None and domain_kind(info) == MEASURED and batch.t_local is not None
+        t_local = batch.t_local if batch.t_local is not None else batch.t_arrival
+        t_host = t_local + (info.clock_offset or 0.0) if measured and info else batch.t_arrival  # type: ignore[operator]
+        offset = self._host_offsets.get(info.node_id if info else "", None)
+        t_global = t_host + (offset or 0.0)
+        labels = batch.values[:, 0]
+        host = socket.gethostname()
+        return [
+            {"label": str(labels[i]), "source": source, "sensor_id": batch.sensor_id,
+             "t_original": repr(float(t_local[i])),
+             "clock_original": (info.clock_domain or info.transport) if info and batch.t_local is not None else "host",
+             "t_host": repr(float(t_host[i])), "t_global": repr(float(t_global[i])),
+             "clock": "global" if offset is not None else "host", "host": host,
+             "derived_id": f"{batch.sensor_id}:{batch.seq}:{i}"}
+            for i in range(len(batch))
+        ]  # fmt: skip
 
     def _warn(self, message: str) -> None:
         log.warning("recorder %s: %s", self.session.session_id, message)

@@ -337,16 +337,36 @@ def streams_from_recording(rec: Recording, clock: str = "refined", timestamps: s
         out.append(XdfStream(number, ident["name"], ident["type"], ident["source_id"], fmt, info.nominal_rate,
                              labels, units, times, values, desc, off_t, off_v, t_global, ident["created_at"],
                              ident["uid"], ident["hostname"], ident["source_desc"], off_g))  # fmt: skip
-    marker_times = np.array([float(m.get("t_global", 0.0)) for m in rec.markers])
-    marker_values = np.empty((len(rec.markers), 1), dtype=object)
-    marker_values[:, 0] = [str(m.get("label", "")) for m in rec.markers]
+    out.extend(_marker_streams(rec, clock, len(out) + 1))
+    return out
+
+
+#: Channels of the companion stream that says where each marker came from (same timestamps).
+MARKER_SOURCE_CHANNELS = ("source", "t_original", "clock_original", "duration")
+
+
+def _marker_streams(rec: Recording, clock: str, first_id: int) -> list[XdfStream]:
+    """The session's one ``Markers`` stream (a single ``label`` channel, as every XDF importer
+    expects) and, when it holds any, ``MarkerSources``: per marker its source, the sender's
+    own timestamp and clock, and its duration (s), at the same times."""
+    times = rec.marker_times(clock)
+    labels = np.empty((len(rec.markers), 1), dtype=object)
+    labels[:, 0] = [str(m.get("label", "")) for m in rec.markers]
     clock_note = (
         "<synchronization>" + _el("timestamps", "global") + _el("clock_model", "marker-time") + "</synchronization>"
     )
     session_id = str(rec.meta.get("session_id", ""))
-    out.append(XdfStream(len(out) + 1, "Markers", "Markers", f"sensorium:{session_id}:markers",
-                         "string", 0.0, ["label"], [""], marker_times, marker_values, clock_note,
-                         created_at=float(rec.meta.get("started") or 0.0),
+    started, hostname = float(rec.meta.get("started") or 0.0), str(rec.meta.get("hostname", ""))
+    streams = [XdfStream(first_id, "Markers", "Markers", f"sensorium:{session_id}:markers", "string", 0.0,
+                         ["label"], [""], times, labels, clock_note, created_at=started,
                          uid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"sensorium:{session_id}/markers")),
-                         hostname=str(rec.meta.get("hostname", ""))))  # fmt: skip
-    return out
+                         hostname=hostname)]  # fmt: skip
+    if rec.markers:
+        sources = np.array([[str(m.get(col, "")) for col in MARKER_SOURCE_CHANNELS] for m in rec.markers], dtype=object)
+        source_id = f"sensorium:{session_id}:marker-sources"
+        streams.append(XdfStream(first_id + 1, "MarkerSources", "MarkerSources", source_id, "string", 0.0,
+                                 list(MARKER_SOURCE_CHANNELS), ["", "s", "", "s"], times, sources,
+                                 clock_note + _el("describes", "Markers"), created_at=started,
+                                 uid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"sensorium:{session_id}/marker-sources")),
+                                 hostname=hostname))  # fmt: skip
+    return streams

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -26,6 +28,32 @@ from .base import Event
 log = logging.getLogger(__name__)
 
 METADATA_FIELDS = ("participant", "session", "task", "run", "notes")
+#: Markers kept per session for the list (the newest; the recording holds them all).
+MARKERS_KEPT = 2000
+MARKERS_READ = 500
+
+
+@dataclass(frozen=True)
+class MarkerRow:
+    """One marker of a session as the list shows it: global time (s), what, from where
+    (``window``, ``cli``, ``rcs``, ``pupil``, ``lsl:<stream>``…) and the sender's own time."""
+
+    entry_id: str
+    t_global: float
+    label: str
+    source: str
+    t_original: str = ""
+    clock_original: str = ""
+    clock: str = ""
+
+    @classmethod
+    def from_fields(cls, entry_id: str, f: dict[str, str]) -> MarkerRow:
+        try:
+            t = float(f.get("t_global", "nan"))
+        except ValueError:
+            t = math.nan
+        return cls(entry_id, t, f.get("label", ""), f.get("source", "?"), f.get("t_original", ""),
+                   f.get("clock_original", ""), f.get("clock", ""))  # fmt: skip
 
 
 class SessionsModel:
@@ -45,6 +73,10 @@ class SessionsModel:
         self.changed = Event()
         self.error = Event()
         self.c: redis.asyncio.Redis | None = None
+        #: session id → its newest markers (``markers_changed`` fires with the session id)
+        self.markers: dict[str, list[MarkerRow]] = {}
+        self._marker_cursor: dict[str, str] = {}
+        self.markers_changed = Event()
 
     def session(self, session_id: str) -> Session | None:
         return self.sessions.get(session_id)
@@ -66,7 +98,32 @@ class SessionsModel:
         if self.current not in self.sessions:
             self.current = found[-1].session_id if found else None
         self.changed.emit(found)
+        if self.current is not None:
+            await self.refresh_markers(self.current)
         return found
+
+    async def refresh_markers(self, session_id: str) -> list[MarkerRow]:
+        """Read the session's markers added since the last call (every source: window, CLI,
+        remote controls, LSL marker streams) into :attr:`markers`."""
+        if self.c is None:
+            return self.markers.get(session_id, [])
+        rows = self.markers.setdefault(session_id, [])
+        cursor = self._marker_cursor.get(session_id)
+        try:
+            entries = await self.c.xrange(self.keys.markers(session_id), f"({cursor}" if cursor else "-", "+",
+                                          count=MARKERS_READ)  # fmt: skip
+        except (redis.RedisError, OSError) as exc:
+            self.error.emit(f"markers of {session_id}: Redis unreachable: {exc}")
+            return rows
+        for eid, fields in entries:
+            entry_id = eid.decode() if isinstance(eid, bytes) else str(eid)
+            decoded = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
+            rows.append(MarkerRow.from_fields(entry_id, decoded))
+            self._marker_cursor[session_id] = entry_id
+        if entries:
+            del rows[:-MARKERS_KEPT]
+            self.markers_changed.emit(session_id)
+        return rows
 
     async def _save(self, s: Session) -> bool:
         if self.c is None:
@@ -200,9 +257,10 @@ class SessionsModel:
             self.error.emit("create a session before setting markers")
             return None
         try:
-            m = await add_marker(self.c, self.keys, sid, label, self.viewer_id)
+            m = await add_marker(self.c, self.keys, sid, label, "window", extra={"viewer": self.viewer_id})
         except (redis.RedisError, OSError) as exc:
             self.error.emit(f"marker {label!r} not stored: {exc}")
             return None
         self.markers_set[sid] = self.markers_set.get(sid, 0) + 1
+        await self.refresh_markers(sid)
         return m

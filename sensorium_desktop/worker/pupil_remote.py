@@ -168,7 +168,7 @@ class PupilRemote:
             self.counters["bad_messages"] += 1
             log.warning("pupil remote: malformed annotation ignored: %s", exc)
             return
-        extra = {"pupil_timestamp": repr(stamp), "duration": repr(duration)}
+        extra = {"t_original": repr(stamp), "clock_original": "pupil", "duration": repr(duration)}
         if await mark_recordings(self.c, self.node.keys, label, "pupil", stamp - self.offset, extra):
             self.counters["annotations"] += 1
         else:

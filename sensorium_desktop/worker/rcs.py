@@ -417,6 +417,7 @@ class RcsServer:
     def __init__(self, control: RemoteControl) -> None:
         self.control = control
         self.server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()  # one per connected client
 
     async def start(self) -> bool:
         o = self.control.options
@@ -437,6 +438,10 @@ class RcsServer:
             self.server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 2.0)
+        handlers, self._handlers = set(self._handlers), set()
+        for task in handlers:  # connected clients end with the node, not after its loop is gone
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
@@ -445,6 +450,9 @@ class RcsServer:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         local = str(peer[0]) in ("127.0.0.1", "::1", "localhost")
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         self.control.clients += 1
         try:
             while True:
@@ -468,6 +476,7 @@ class RcsServer:
         except (ConnectionError, OSError) as exc:
             log.info("rcs: client %s dropped (%s)", peer[0], type(exc).__name__)
         finally:
+            self._handlers.discard(task)  # type: ignore[arg-type]
             self.control.clients -= 1
             writer.close()
             with contextlib.suppress(Exception):

@@ -36,6 +36,7 @@ from ..bus.election import StaleTermError, fenced_exec, read_leader
 from ..bus.globalclock import OffsetEstimate, read_offsets
 from ..bus.keys import Keys
 from ..bus.registry import list_sensors
+from ..bus.seed_import import SeedImporter
 from ..bus.streams import decode_entry
 from ..core.association import AssociationParams, group_observations
 from ..core.attributes import SYNC_EVENT_ATTRIBUTES
@@ -69,6 +70,7 @@ class WorkerConfig:
     step_interval: float = 0.5
     telemetry_interval: float = 1.0
     log_level: str = "INFO"
+    seed_import: bool = True  # import the seed library's obs:* keys (each once, lab-wide)
 
 
 @dataclass
@@ -96,6 +98,8 @@ class WorkerStats:
     term: int = 0
     started: float = field(default_factory=time.time)
     rebuilt_batches: int = 0
+    seed_imported: int = 0
+    seed_malformed: int = 0
 
 
 def _flat(mapping: dict[str, Any]) -> list[str]:
@@ -140,6 +144,7 @@ class SyncWorker:
         self.pending: list[_Obs] = []
         self.offsets: dict[str, OffsetEstimate] = {}
         self.stats = WorkerStats()
+        self.seed_importer = SeedImporter(self.keys) if cfg.seed_import else None
         self._stop = False
         self._to_ack: dict[str, list[bytes]] = {}
         self._last_pub = 0.0
@@ -390,6 +395,14 @@ class SyncWorker:
             o.sensor_id, o.node, o.t_local[mask], o.sigma[mask], [k for k, m in zip(o.keys, mask, strict=True) if m]
         )
 
+    def import_seed(self) -> None:
+        """Observations scripts wrote the seed's way join the observations stream (read next)."""
+        if self.seed_importer is None:
+            return
+        self.seed_importer.run(self.c)
+        self.stats.seed_imported = self.seed_importer.stats.imported
+        self.stats.seed_malformed = self.seed_importer.stats.malformed
+
     def write_telemetry(self) -> None:
         self.stats.lag_s = max(0.0, host_time() - self._last_pub) if self._last_pub else 0.0
         clocks = {
@@ -424,6 +437,7 @@ class SyncWorker:
                 self.ack()
                 now = time.monotonic()
                 if now >= next_step:
+                    self.import_seed()
                     self.step()
                     next_step = now + self.cfg.step_interval
                 if now >= next_tele:

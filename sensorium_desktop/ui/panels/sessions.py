@@ -3,6 +3,8 @@ session; remove with Delete or by dragging them out), BIDS metadata, markers."""
 
 from __future__ import annotations
 
+import math
+import time
 from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -131,6 +133,14 @@ class SessionsPanel(QtWidgets.QWidget):
         self.marker_button.clicked.connect(lambda: self.marker("marker"))
         self.marker_log = QtWidgets.QLabel("")
         self.marker_log.setObjectName("markerLog")
+        self.marker_list = QtWidgets.QTreeWidget()
+        self.marker_list.setObjectName("markerList")
+        self.marker_list.setHeaderLabels(["time", "marker", "source"])
+        self.marker_list.setRootIsDecorated(False)
+        self.marker_list.setUniformRowHeights(True)
+        self.marker_list.setMinimumHeight(90)
+        self.marker_list.setToolTip("The current session's markers from every source: this window, the CLI, "
+                                    "LabRecorder/Pupil remote control and LSL marker streams")  # fmt: skip
         markers = QtWidgets.QHBoxLayout()
         markers.addWidget(self.marker_text, 1)
         markers.addWidget(self.marker_button)
@@ -144,6 +154,7 @@ class SessionsPanel(QtWidgets.QWidget):
         layout.addLayout(form)
         layout.addLayout(markers)
         layout.addWidget(self.marker_log)
+        layout.addWidget(self.marker_list, 1)
         self.tree.sensorsDropped.connect(self._dropped)
         self.tree.sensorsRemoved.connect(lambda sid, ids: window.spawn(self.model.remove_sensors(sid, ids)))
         self.tree.currentItemChanged.connect(self._current_changed)
@@ -151,6 +162,7 @@ class SessionsPanel(QtWidgets.QWidget):
         self.tree.customContextMenuRequested.connect(self._context_menu)
         self.fields["notes"].textChanged.connect(self._notes_changed)  # type: ignore[union-attr]
         self.model.changed.connect(self.show_sessions)
+        self.model.markers_changed.connect(self._markers_changed)
         self.model.error.connect(lambda msg: self.hint.setText(f"⚠ {msg}"))
         self._notes_timer = QtCore.QTimer(self, singleShot=True, interval=800)
         self._notes_timer.timeout.connect(self._save_metadata)
@@ -219,6 +231,12 @@ class SessionsPanel(QtWidgets.QWidget):
         if item is not None:
             self.model.current = str(item.data(0, SESSION_ROLE))
             self._load_form()
+            self.show_markers()
+            self.window.spawn(self.model.refresh_markers(self.model.current))
+
+    def _markers_changed(self, session_id: str) -> None:
+        if session_id == self.model.current:
+            self.show_markers()
 
     def _notes_changed(self) -> None:
         if not self._loading:
@@ -283,6 +301,33 @@ class SessionsPanel(QtWidgets.QWidget):
         else:
             self.hint.setText("Create a session, then drag sensors from the device tree onto it.")
         self._load_form()
+
+    def show_markers(self) -> None:
+        """The current session's markers, oldest first, times from its start (s)."""
+        s = self.model.session(self.model.current or "")
+        rows = self.model.markers.get(self.model.current or "", [])
+        at_end = self.marker_list.verticalScrollBar().value() >= self.marker_list.verticalScrollBar().maximum()
+        self.marker_list.clear()
+        origin = s.started if s and s.started else None
+        items = []
+        for m in rows:
+            when = f"+{m.t_global - origin:.3f} s" if origin is not None else clock_text(m.t_global)
+            item = QtWidgets.QTreeWidgetItem([when, m.label, m.source])
+            item.setToolTip(1, f"{m.label}\nglobal {m.t_global:.6f} s ({m.clock or '?'} clock)"
+                               f"\nsender's time {m.t_original or '?'} ({m.clock_original or '?'} clock)")  # fmt: skip
+            items.append(item)
+        self.marker_list.addTopLevelItems(items)
+        for col in (0, 2):
+            self.marker_list.resizeColumnToContents(col)
+        if at_end:
+            self.marker_list.scrollToBottom()
+
+
+def clock_text(t: float) -> str:
+    """``HH:MM:SS.mmm`` local time of ``t`` (s, epoch-based global clock); ``?`` if not finite."""
+    if not math.isfinite(t):
+        return "?"
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int((t % 1) * 1000):03d}"
 
 
 PANEL = PanelSpec("sessions", "Sessions", QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, SessionsPanel)
