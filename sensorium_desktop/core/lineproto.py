@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .attributes import PayloadError, layout, payload_rows
-from .ids import InvalidIdError, validate_attribute_id
+from .attributes import layout
+from .measurements import MeasurementError, decode_measurement
 
 PROTOCOLS = ("auto", "csv", "json", "numbers")
 MAX_LINE_BYTES = 64 * 1024
@@ -410,26 +410,10 @@ class LineDecoder:
         return out
 
     def _measurement(self, m: object) -> tuple[str, np.ndarray, np.ndarray] | None:
-        if not isinstance(m, dict):
-            self._reject("payload_invalid", f"measurement must be an object, got {type(m).__name__}")
-            return None
-        attr, payload, ts = m.get("attribute_id"), m.get("payload"), m.get("timestamp")
         try:
-            validate_attribute_id(attr if isinstance(attr, str) else "")
-        except InvalidIdError as exc:
-            self._reject("payload_invalid", f"attribute_id {attr!r}: {exc}")
+            decoded = decode_measurement(m)
+        except MeasurementError as exc:
+            untimed = exc.reason == "bad_timestamp" or exc.fields == ("timestamp",)
+            self._reject("bad_timestamp" if untimed else "payload_invalid", str(exc))
             return None
-        if isinstance(ts, bool) or not isinstance(ts, int | float) or not np.isfinite(ts):
-            self._reject("bad_timestamp", f"{attr}: timestamp {ts!r} is not a finite number of ms")
-            return None
-        try:
-            vals = payload_rows(attr, payload)
-        except PayloadError as exc:
-            self._reject("payload_invalid", str(exc))
-            return None
-        n = vals.shape[0]
-        t0 = float(ts) / 1000.0
-        if n == 1:
-            return attr, vals, np.array([t0])
-        rate = payload.get("sample_rate", 512.0) if isinstance(payload, dict) else 512.0
-        return attr, vals, t0 + np.arange(n) / float(rate or 512.0)
+        return decoded.attribute, decoded.values, decoded.t_device

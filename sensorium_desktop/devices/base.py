@@ -165,6 +165,10 @@ class Device(abc.ABC):
         and keep trying or return. ``sink`` is called from the node's event loop.
         """
 
+    def details(self) -> dict[str, Any]:
+        """Transport-specific facts for the device tree (address, attention, …); default none."""
+        return {}
+
     def latest_preview(self) -> tuple[str, bytes, float] | None:
         """(sensor id, JPEG bytes, host time s) of a low-rate preview image, for devices with one."""
         return None

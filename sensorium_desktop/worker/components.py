@@ -29,6 +29,7 @@ from ..bus.sessions import Session
 from ..core.ids import validate_id
 from ..paths import confine
 from ..recording.recorder import SessionRecorder
+from .ingest import ingest
 from .pupil_remote import pupil_remote
 from .rcs import rcs
 from .sync_worker import WorkerConfig, worker_main
@@ -309,4 +310,4 @@ def _mark_failed(c: redis.Redis, node: Node, session: Session, error: str) -> No
 
 
 #: The components every node runs, in start order.
-COMPONENTS: list[Component] = [election, global_clock, checkpoints, sync_worker, recorder, rcs, pupil_remote]
+COMPONENTS: list[Component] = [election, global_clock, checkpoints, sync_worker, recorder, rcs, pupil_remote, ingest]

@@ -42,7 +42,9 @@ from ..core.hostclock import host_time
 from ..core.ids import make_id, validate_id
 from ..core.samples import SampleBatch, SensorInfo
 from ..devices import Device, DeviceError, DeviceState, DeviceURI, UntrustedUriError, discover_all, open_device
+from ..devices.network import IngestHub
 from ..devices.simulated import expand_uri
+from .ingest import IngestOptions, IngestServer
 from .pupil_remote import PupilOptions, PupilRemote
 from .rcs import RcsOptions, RemoteControl
 
@@ -84,6 +86,8 @@ class NodeConfig:
     #: LabRecorder remote control and Pupil Remote (None or port 0: off)
     rcs: RcsOptions | None = None
     pupil: PupilOptions | None = None
+    #: network ingest endpoint (Sensocto WebSocket + HTTP JSON); None: off
+    ingest: IngestOptions | None = None
 
 
 class _RateMeter:
@@ -135,6 +139,12 @@ class Node:
         self.clock_probe: GlobalClockProbe | None = None
         self.devices: list[Device] = []
         self.device_errors: list[tuple[str, str]] = []
+        #: the network sensors' hub (before devices open: ``ws:`` URIs are answered by it)
+        self.ingest_hub: IngestHub | None = None
+        self._run_stop: asyncio.Event | None = None
+        if config.ingest is not None:
+            self.ingest_hub = IngestHub(self.adopt_device)
+            self.ingest_hub.activate()
         for text in config.devices:
             try:
                 uris = expand_uri(DeviceURI.parse(text))
@@ -181,6 +191,7 @@ class Node:
         #: the remote controls while they run (see :mod:`.rcs`, :mod:`.pupil_remote`)
         self.rcs: RemoteControl | None = None
         self.pupil: PupilRemote | None = None
+        self.ingest: IngestServer | None = None
 
     # -- registry ---------------------------------------------------------------------------
     def sensor_infos(self) -> list[SensorInfo]:
@@ -218,6 +229,9 @@ class Node:
         health["rates"] = {s.sensor_id: round(live.get(s.sensor_id, 0.0), 3) for s in d.sensors()}
         health["last_data"] = {sid: self.last_data[sid] for sid in health["rates"] if sid in self.last_data}
         health["nominal"] = {s.sensor_id: s.nominal_rate for s in d.sensors()}
+        details = d.details()
+        if details:
+            health["details"] = details
         return DeviceStatus(
             device_id=d.device_id,
             name=d.name,
@@ -404,7 +418,7 @@ class Node:
             "batch_flushes": self.batcher.flushes,
             "counters": self.counters,
             "device_errors": self.device_errors,
-            "remote_control": [r.summary() for r in (self.rcs, self.pupil) if r is not None],
+            "remote_control": [r.summary() for r in (self.rcs, self.pupil, self.ingest) if r is not None],
             **self.state,
         }
         pipe.set(self.keys.telemetry(self.node_id), json.dumps(telemetry, default=str), ex=30)
@@ -663,7 +677,18 @@ class Node:
                 await asyncio.wait_for(stop.wait(), 0.5)
 
     # -- lifecycle --------------------------------------------------------------------------
+    def adopt_device(self, d: Device) -> None:
+        """Start a device that came to the node on its own (a network client joined)."""
+        if self._run_stop is None:
+            return  # opened before the node runs: started with the others
+        if d not in self.devices:
+            self.devices.append(d)
+        d.on_sensors_changed = self._sensors_changed
+        self._sensors_changed(d)
+        self._start_device(d, self._run_stop)
+
     async def run(self, stop: asyncio.Event) -> None:
+        self._run_stop = stop
         threading.excepthook = self._thread_died
         infos = self.sensor_infos()
         await asyncio.to_thread(self.publisher.add_sensors, infos)
@@ -694,6 +719,8 @@ class Node:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.gather(*self._background, return_exceptions=True)
+            if self.ingest_hub is not None:
+                self.ingest_hub.deactivate()
             for sid in list(self._anchoring):  # not anchored yet: numbered provisionally, never lost
                 for batch in self._anchoring.pop(sid):
                     self.batcher.add(batch, host_time())
