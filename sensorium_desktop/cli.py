@@ -21,6 +21,7 @@ from . import __version__, exitcodes
 if TYPE_CHECKING:
     from .bus.connection import RedisEndpoint
     from .config import Config
+    from .worker.ingest import IngestOptions
     from .worker.rcs import RcsOptions
     from .worker.record import RecordOutcome
 
@@ -132,6 +133,7 @@ def _gui_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--screenshot", type=Path, default=None, help="save a window screenshot before quitting")
     p.add_argument("--select", action="append", default=[], metavar="SENSOR", help="plot this sensor at start")
     _remote_args(p)
+    _ingest_args(p)
 
 
 def _run_gui(args: argparse.Namespace, simulate: bool) -> int:
@@ -151,6 +153,10 @@ def _run_gui(args: argparse.Namespace, simulate: bool) -> int:
     if args.labrecorder_config is not None:
         node_args += ["--labrecorder-config", str(args.labrecorder_config.resolve())]
     node_args += ["--remote-bind", args.remote_bind, "--pupil-port", str(args.pupil_port)]
+    if args.ingest:
+        node_args += ["--ingest", args.ingest]
+        if args.ingest_token:
+            os.environ["SENSORIUM_INGEST_TOKEN"] = args.ingest_token  # not on the node's command line
     opts = GuiOptions(
         redis_url=args.redis_url,
         prefix=args.prefix,
@@ -202,6 +208,7 @@ def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attention", default=None, choices=["none", "low", "medium", "high"],
                    help="attention assumed when no viewer says otherwise (backpressure; config: none)")  # fmt: skip
     _remote_args(p)
+    _ingest_args(p)
 
 
 def _remote_args(p: argparse.ArgumentParser) -> None:
@@ -216,6 +223,31 @@ def _remote_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labrecorder-config", type=Path, default=None, metavar="FILE",
                    help="read a LabRecorder.cfg: StudyRoot, PathTemplate, SessionBlocks, RequiredStreams, "
                         "RCSPort, RCSEnabled, AutoStart")  # fmt: skip
+
+
+def _ingest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ingest", default=None, metavar="HOST:PORT",
+                   help="accept network sensors: Sensocto clients (ws://HOST:PORT/socket/websocket) and HTTP "
+                        "JSON (POST /api/measurements); loopback unless HOST says otherwise (then a token is "
+                        "required)")  # fmt: skip
+    p.add_argument("--ingest-token", default=None, metavar="TOKEN",
+                   help="token network clients must present (also SENSORIUM_INGEST_TOKEN or ingest_token in the "
+                        "config)")  # fmt: skip
+
+
+def _ingest_options(args: argparse.Namespace) -> IngestOptions | None:
+    """The ingest endpoint the flags ask for (None: off); raises ValueError for a bad HOST:PORT."""
+    from .worker.ingest import IngestOptions
+
+    if not getattr(args, "ingest", None):
+        return None
+    token = args.ingest_token or os.environ.get("SENSORIUM_INGEST_TOKEN", "")
+    return IngestOptions.parse(args.ingest, token)
+
+
+def _without_ingest_uris(args: argparse.Namespace, devices: list[str]) -> list[str]:
+    """``devices`` less the ``ws:`` URIs this node's ingest endpoint will answer."""
+    return [u for u in devices if not (getattr(args, "ingest", None) and u.startswith("ws:"))]
 
 
 def _rcs_options(args: argparse.Namespace) -> RcsOptions | None:
@@ -267,7 +299,12 @@ def cmd_node(args: argparse.Namespace) -> int:
     devices = list(args.device)
     if args.simulate:
         devices.insert(0, "sim:lab")
-    if args.parent_pid is None and _bad_device_uris(devices):  # under the window, it shows them
+    if args.parent_pid is None and _bad_device_uris(_without_ingest_uris(args, devices)):  # the window shows them
+        return exitcodes.USAGE
+    try:
+        ingest = _ingest_options(args)
+    except ValueError as exc:
+        log.error("%s", exc)
         return exitcodes.USAGE
     if not _valid_node_id(args.node_id):
         return exitcodes.USAGE
@@ -282,6 +319,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     cfg = NodeConfig(
         rcs=rcs,
         pupil=PupilOptions(args.pupil_port, args.remote_bind),
+        ingest=ingest,
         redis_url=endpoint.url,
         keys=endpoint.keys,
         node_id=args.node_id or default_node_id(),
@@ -401,6 +439,7 @@ def _record_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name}", default="", help=f"BIDS metadata: {name}")
     p.add_argument("--compact", action="store_true", help="delta-encode ecg/respiration in the spool (0.01 steps)")
     p.add_argument("--node-id", default=None)
+    _ingest_args(p)
 
 
 @command("record", "record a session headless (e.g. --simulate --duration 10 --out DIR) and exit")
@@ -414,7 +453,12 @@ def cmd_record(args: argparse.Namespace) -> int:
         log.error("%s exists and is not empty; recordings are never overwritten", args.out)
         return exitcodes.USAGE
     devices = (["sim:lab"] if args.simulate else []) + list(args.device)
-    if _bad_device_uris(devices) or not _valid_node_id(args.node_id):
+    if _bad_device_uris(_without_ingest_uris(args, devices)) or not _valid_node_id(args.node_id):
+        return exitcodes.USAGE
+    try:
+        ingest = _ingest_options(args)
+    except ValueError as exc:
+        log.error("%s", exc)
         return exitcodes.USAGE
     endpoint = _open_endpoint(args)
     if endpoint is None:
@@ -424,7 +468,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     if out is None:
         out = paths.sessions_dir() / time.strftime("%Y%m%d-%H%M%S")
     cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=node_id, devices=devices,
-                     allowed_roots=[out.resolve()])  # fmt: skip
+                     allowed_roots=[out.resolve()], ingest=ingest)  # fmt: skip
     req = RecordRequest(args.duration, out.resolve(), args.sensors, args.participant, args.session, args.task,
                         args.run, args.notes, args.compact)  # fmt: skip
 
@@ -862,6 +906,10 @@ def apply_config(args: argparse.Namespace, cfg: Config) -> None:
         args.attention = cfg.attention
     if hasattr(args, "device") and not args.device and cfg.devices and args.command in ("node", "gui"):
         args.device = list(cfg.devices)
+    if hasattr(args, "ingest") and args.ingest is None and cfg.ingest:
+        args.ingest = cfg.ingest
+    if hasattr(args, "ingest_token") and args.ingest_token is None and cfg.ingest_token:
+        args.ingest_token = cfg.ingest_token
 
 
 @command("config", "show the configuration file in use and the effective settings")

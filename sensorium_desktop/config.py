@@ -34,6 +34,9 @@ class Config:
     #: folders (besides the data directory) that session folders and device files named by
     #: other PCs through Redis may use; anything else is refused and logged
     allowed_roots: list[str] = field(default_factory=list)
+    #: network ingest endpoint ``HOST:PORT`` ("" = off) and the token its clients must present
+    ingest: str = ""
+    ingest_token: str = ""
     source: str = ""  # the file it came from ("" = defaults)
 
 

@@ -42,6 +42,8 @@ from .base import (
 log = logging.getLogger(__name__)
 
 HTTP_CONNECTOR = "http"
+#: Batches kept for a sensor that joined before the node started its device (then delivered).
+MAX_EARLY_BATCHES = 10_000
 
 
 class NetworkSensor(Device):
@@ -60,6 +62,8 @@ class NetworkSensor(Device):
         self._infos: dict[str, SensorInfo] = {}  # attribute → its stream
         self._sink: BatchSink | None = None
         self._running = False
+        self._stopped = False  # the node or the operator stopped it: data is counted, not kept
+        self._early: list[SampleBatch] = []  # arrived between the join and the node starting it
         self.attached = 0  # connections holding this sensor now
         self.dropped_not_running = 0  # samples that arrived while the operator had it disconnected
         self.set_state(DeviceState.CONNECTING, "waiting for the client to join")
@@ -70,11 +74,15 @@ class NetworkSensor(Device):
 
     async def run(self, sink: BatchSink, stop: asyncio.Event) -> None:
         """Receive what the endpoint pushes until ``stop``; the client's presence sets the state."""
-        self._sink, self._running = sink, True
+        self._sink, self._running, self._stopped = sink, True, False
+        early, self._early = self._early, []
+        for batch in early:
+            self.count_samples(batch)
+            sink(batch)
         try:
             await stop.wait()
         finally:
-            self._sink, self._running = None, False
+            self._sink, self._running, self._stopped = None, False, True
             self.set_state(DeviceState.STOPPED, "disconnected by the operator")
 
     def details(self) -> dict[str, Any]:
@@ -129,7 +137,7 @@ class NetworkSensor(Device):
 
     def ingest(self, measurements: Iterable[Measurement], t_arrival: float) -> int:
         """Deliver decoded measurements (one client message) as one batch per attribute;
-        returns the samples delivered (0 while the operator has the device disconnected)."""
+        returns the samples taken (none while the operator has the device disconnected)."""
         by_attr: dict[str, list[Measurement]] = {}
         for m in measurements:
             by_attr.setdefault(m.attribute, []).append(m)
@@ -144,7 +152,11 @@ class NetworkSensor(Device):
                 values = values.astype(info.channel_format, copy=False)
             batch = SampleBatch(info.sensor_id, attr, np.full(values.shape[0], t_arrival), values, t_local)
             if self._sink is None:
-                self.dropped_not_running += len(batch)
+                if self._stopped or len(self._early) >= MAX_EARLY_BATCHES:
+                    self.dropped_not_running += len(batch)
+                else:
+                    self._early.append(batch)
+                    delivered += len(batch)
                 continue
             self.count_samples(batch)
             self._sink(batch)
@@ -204,8 +216,9 @@ class IngestHub:
             uri = DeviceURI("ws", f"{connector_id}/{client_sensor_id}")
             dev = self.devices[client_sensor_id] = NetworkSensor(uri, connector_id, client_sensor_id)
             self.add_device(dev)
-        elif not dev._running:
-            self.add_device(dev)  # the operator disconnected it; the client is back: resume
+        elif dev._stopped:
+            dev._stopped = False  # the operator disconnected it; the client is back: resume
+            self.add_device(dev)
         return dev
 
     def summary(self) -> dict[str, Any]:

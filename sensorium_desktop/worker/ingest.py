@@ -471,10 +471,13 @@ class IngestServer:
                     self.note("malformed", f"{peer}: binary frame ignored (Phoenix JSON is text)")
                 elif msg.type == WSMsgType.ERROR:
                     exc = ws.exception()
-                    kind = "oversized" if "too big" in str(exc).lower() or ws.close_code == 1009 else "ws_errors"
-                    self.note(kind, f"{peer}: {exc} (frame limit {self.options.max_frame_bytes} bytes)")
+                    big = getattr(exc, "code", None) == 1009 or ws.close_code == 1009 or "exceeds limit" in str(exc)
+                    self.note("oversized" if big else "ws_errors",
+                              f"{peer}: {exc} (frame limit {self.options.max_frame_bytes} bytes)")  # fmt: skip
                     break
                 else:  # CLOSE, CLOSING, CLOSED
+                    if ws.close_code == 1009:
+                        self.note("oversized", f"{peer}: frame over {self.options.max_frame_bytes} bytes: closed")
                     break
         except (ConnectionError, RuntimeError) as exc:
             log.info("ingest: %s dropped (%s)", peer, exc)
