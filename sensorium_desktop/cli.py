@@ -133,7 +133,7 @@ def _gui_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--screenshot", type=Path, default=None, help="save a window screenshot before quitting")
     p.add_argument("--select", action="append", default=[], metavar="SENSOR", help="plot this sensor at start")
     _remote_args(p)
-    _ingest_args(p)
+    _network_ingest_args(p)
 
 
 def _run_gui(args: argparse.Namespace, simulate: bool) -> int:
@@ -208,7 +208,7 @@ def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attention", default=None, choices=["none", "low", "medium", "high"],
                    help="attention assumed when no viewer says otherwise (backpressure; config: none)")  # fmt: skip
     _remote_args(p)
-    _ingest_args(p)
+    _network_ingest_args(p)
 
 
 def _remote_args(p: argparse.ArgumentParser) -> None:
@@ -225,7 +225,7 @@ def _remote_args(p: argparse.ArgumentParser) -> None:
                         "RCSPort, RCSEnabled, AutoStart")  # fmt: skip
 
 
-def _ingest_args(p: argparse.ArgumentParser) -> None:
+def _network_ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ingest", default=None, metavar="HOST:PORT",
                    help="accept network sensors: Sensocto clients (ws://HOST:PORT/socket/websocket) and HTTP "
                         "JSON (POST /api/measurements); loopback unless HOST says otherwise (then a token is "
@@ -439,7 +439,7 @@ def _record_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name}", default="", help=f"BIDS metadata: {name}")
     p.add_argument("--compact", action="store_true", help="delta-encode ecg/respiration in the spool (0.01 steps)")
     p.add_argument("--node-id", default=None)
-    _ingest_args(p)
+    _network_ingest_args(p)
 
 
 @command("record", "record a session headless (e.g. --simulate --duration 10 --out DIR) and exit")

@@ -384,3 +384,55 @@ def test_the_sensocto_python_sdk_records_into_xdf(
     assert configs[0].timestamp > 0 and configs[0].recommended_batch_window > 0  # parsed by the SDK's pydantic model
     assert configs[-1].attention_level.value == "high", configs  # the recording holds its sensors
     assert configs[-1].recommended_batch_window == 100 and configs[-1].recommended_batch_size == 1
+
+
+def test_record_waits_for_a_network_sensor_and_records_it(redis_server: RedisServer, tmp_path: Path) -> None:
+    """``sensorium record --ingest … --device ws:C/S``: the client joins after the command
+    starts; what it sends during the recording is in the session."""
+    import os
+    import subprocess
+    import threading
+
+    from conftest import sensorium
+
+    from sensorium_desktop.recording.reader import load_recording
+
+    port = free_port()
+    out = tmp_path / "rec"
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, SENSORIUM_REDIS_URL=redis_server.url, SENSORIUM_INGEST_TOKEN=TOKEN,
+               SENSORIUM_DATA_DIR=str(tmp_path / "data"))  # fmt: skip
+    proc = subprocess.Popen(sensorium("record", "--prefix", prefix, "--ingest", f"127.0.0.1:{port}", "--device",
+                                      "ws:conn-1/cli-sensor", "--duration", "6", "--out", str(out)),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    sent: list[int] = []
+
+    async def client() -> None:
+        for _ in range(100):
+            try:
+                ws = await websockets.connect(f"ws://127.0.0.1:{port}/socket/websocket")
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        async with ws:
+            ph = Phoenix(ws)
+            topic = "sensocto:sensor:cli-sensor"
+            params = sensor_params("cli-sensor", attributes=["heartrate"])  # a declared, silent ecg: exit 3
+            assert (await ph.call(topic, "phx_join", params))["status"] == "ok"
+            await asyncio.sleep(1.5)
+            for i in range(40):
+                await ph.push(topic, "measurement", {"attribute_id": "heartrate", "payload": {"bpm": 50 + i},
+                                                     "timestamp": int(time.time() * 1000)})  # fmt: skip
+                sent.append(50 + i)
+                await asyncio.sleep(0.05)
+            await ph.call(topic, "ping", {})
+
+    t = threading.Thread(target=lambda: asyncio.run(client()))
+    t.start()
+    t.join(60)
+    _stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-3000:]
+    rec = load_recording(out)
+    hr = rec.sensors["ws-cli-sensor-heartrate"]
+    assert hr.values[:, 0].tolist() == sent
+    assert hr.info.device_name == "Chest" and hr.info.transport == "ws"
