@@ -436,3 +436,52 @@ def test_record_waits_for_a_network_sensor_and_records_it(redis_server: RedisSer
     hr = rec.sensors["ws-cli-sensor-heartrate"]
     assert hr.values[:, 0].tolist() == sent
     assert hr.info.device_name == "Chest" and hr.info.transport == "ws"
+
+
+@pytest.mark.gui
+def test_window_shows_network_clients_under_their_connector(
+    ingest_node: tuple[NodeThread, int], qtbot, arun, redis_server: RedisServer, keys: Keys, tmp_path: Path
+) -> None:
+    """The device tree: Network clients → connector name → sensor, with address, attention
+    and backpressure state (screenshot: SENSORIUM_TEST_SHOT)."""
+    import os
+    import threading
+
+    from test_gui_panels import make_window, pump
+
+    _node, port = ingest_node
+    joined, release = threading.Event(), threading.Event()
+
+    async def client() -> None:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/socket/websocket") as ws:
+            ph = Phoenix(ws)
+            topic = "sensocto:sensor:win-sensor"
+            params = sensor_params("win-sensor", attributes=["heartrate"])
+            assert (await ph.call(topic, "phx_join", params))["status"] == "ok"
+            for i in range(20):
+                await ph.push(topic, "measurement", {"attribute_id": "heartrate", "payload": {"bpm": 60 + i},
+                                                     "timestamp": int(time.time() * 1000)})  # fmt: skip
+                await asyncio.sleep(0.05)
+            joined.set()
+            while not release.is_set():
+                await ph.call("phoenix", "heartbeat", {})
+                await asyncio.sleep(0.2)
+
+    t = threading.Thread(target=lambda: asyncio.run(client()), daemon=True)
+    t.start()
+    try:
+        assert joined.wait(20)
+        window = make_window(qtbot, redis_server.url, keys, tmp_path / "settings.ini")
+        time.sleep(1.2)  # the node's status write
+        pump(arun, window)
+        panel = window.panels["devices"]
+        conn = panel._connectors["Phone A"]
+        assert conn.parent().text(0) == "Network clients"
+        dev = conn.child(0)
+        assert dev.text(0) == "Chest" and dev.text(1).startswith("attention ") and dev.text(2) == "streaming"
+        assert "from 127.0.0.1" in dev.toolTip(0)
+        assert dev.child(0).text(0).startswith("heartrate")
+        panel.grab().save(os.environ.get("SENSORIUM_TEST_SHOT", "/dev/null/x.png"))
+    finally:
+        release.set()
+        t.join(10)

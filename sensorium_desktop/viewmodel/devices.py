@@ -22,6 +22,7 @@ TRANSPORTS: tuple[tuple[str, str], ...] = (
     ("serial", "Serial"),
     ("camera", "Cameras"),
     ("lsl", "LSL streams"),
+    ("ws", "Network clients"),
     ("simulated", "Simulated"),
 )
 #: How long the window waits for a node to answer a connect or disconnect (s).
@@ -71,10 +72,30 @@ class DeviceRow:
             parts.append(f"battery {h['battery']:.0f}%")
         if h.get("rssi") is not None:
             parts.append(f"RSSI {h['rssi']:.0f} dBm")
+        net = self.network
+        if net:
+            parts.append(f"from {net.get('address') or '?'}")
         errors = h.get("errors") or {}
         if errors:
             parts.append(", ".join(f"{k}: {v}" for k, v in sorted(errors.items())))
         return " · ".join(parts)
+
+
+    @property
+    def network(self) -> dict[str, Any]:
+        """A network client's connector, address, attention and backpressure ({} otherwise)."""
+        details = self.status.health.get("details") or {}
+        return details if self.status.transport == "ws" and isinstance(details, dict) else {}
+
+    @property
+    def backpressure_text(self) -> str:
+        """``attention high · 100 ms × 1`` or ``paused (attention low)`` for a network client."""
+        net = self.network
+        if not net or not net.get("attention"):
+            return ""
+        if net.get("paused"):
+            return f"paused (attention {net['attention']})"
+        return f"attention {net['attention']} · {net.get('batch_window_ms')} ms × {net.get('batch_size')}"
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ NODE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 4
 URI_ROLE = QtCore.Qt.ItemDataRole.UserRole + 5
 FAILED_ROLE = QtCore.Qt.ItemDataRole.UserRole + 6  # URI of a connect the node refused
 GROUP_OF_SCHEME = {"sim": "simulated"}
-KNOWN_SCHEMES = ("sim", "ble", "serial", "camera", "lsl")
+KNOWN_SCHEMES = ("sim", "ble", "serial", "camera", "lsl", "ws")
 #: sensor health state → the device-state colour it is drawn in (green, amber, red)
 SENSOR_STATE_COLOUR = {"ok": "streaming", "stale": "reconnecting", "no data": "error", "waiting": "connecting"}
 
@@ -108,6 +108,7 @@ class DevicesPanel(QtWidgets.QWidget):
         self._groups: dict[str, QtWidgets.QTreeWidgetItem] = {}
         self._devices: dict[str, QtWidgets.QTreeWidgetItem] = {}
         self._sensors: dict[str, QtWidgets.QTreeWidgetItem] = {}
+        self._connectors: dict[str, QtWidgets.QTreeWidgetItem] = {}  # network connector name → item
         for key, label in TRANSPORTS:
             item = QtWidgets.QTreeWidgetItem([label, "", ""])
             item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsSelectable & ~QtCore.Qt.ItemFlag.ItemIsDragEnabled)
@@ -115,6 +116,16 @@ class DevicesPanel(QtWidgets.QWidget):
             self._groups[key] = item
         self.tree.itemSelectionChanged.connect(self._on_selection)
         model.changed.connect(self.show_tree)
+
+    def _connector(self, group: QtWidgets.QTreeWidgetItem, name: str) -> QtWidgets.QTreeWidgetItem:
+        """The item a network connector's sensors hang under (made on first use)."""
+        item = self._connectors.get(name)
+        if item is None:
+            item = self._connectors[name] = QtWidgets.QTreeWidgetItem(group, [name, "", "connector"])
+            item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsSelectable & ~QtCore.Qt.ItemFlag.ItemIsDragEnabled)
+            item.setExpanded(True)
+            group.setExpanded(True)
+        return item
 
     def _group(self, transport: str) -> QtWidgets.QTreeWidgetItem:
         if transport not in self._groups:
@@ -149,8 +160,14 @@ class DevicesPanel(QtWidgets.QWidget):
                 did = row.status.device_id
                 seen_devices.add(did)
                 ditem = self._devices.get(did)
+                parent = self._connector(group, row.network["connector"]) if row.network.get("connector") else group
+                if ditem is not None and ditem.parent() is not parent:  # renamed connector: move it
+                    old = ditem.parent()
+                    if old is not None:
+                        old.removeChild(ditem)
+                    parent.addChild(ditem)
                 if ditem is None:
-                    ditem = QtWidgets.QTreeWidgetItem(group)
+                    ditem = QtWidgets.QTreeWidgetItem(parent)
                     ditem.setData(0, DEVICE_ROLE, did)
                     ditem.setData(0, NODE_ROLE, row.status.node_id)
                     ditem.setData(0, URI_ROLE, row.status.uri)
@@ -161,6 +178,7 @@ class DevicesPanel(QtWidgets.QWidget):
                     group.setExpanded(True)
                     ditem.setExpanded(True)
                 ditem.setText(0, row.status.name)
+                ditem.setText(1, row.backpressure_text)
                 ditem.setText(2, row.state)
                 ditem.setForeground(2, state_brush(row.state))
                 ditem.setToolTip(0, f"{row.status.uri}\nnode {row.status.node_id}\n{row.detail}")
@@ -194,6 +212,11 @@ class DevicesPanel(QtWidgets.QWidget):
             parent = item.parent()
             if parent is not None:
                 parent.removeChild(item)
+        for key, item in list(self._connectors.items()):
+            if item.childCount() == 0:
+                self._connectors.pop(key)
+                if item.parent() is not None:
+                    item.parent().removeChild(item)
 
         self._drop_available_connected()
 
