@@ -28,6 +28,7 @@ def main() -> int:
 
     from sensorium_desktop.bus.connection import async_client, open_endpoint
     from sensorium_desktop.bus.keys import Keys
+    from sensorium_desktop.bus.sessions import mark_recordings
     from sensorium_desktop.ui.app import make_app
     from sensorium_desktop.ui.main_window import MainWindow
     from sensorium_desktop.viewmodel.app import AppModel
@@ -74,7 +75,11 @@ def main() -> int:
         model.sessions.recorder_node = "lab-pc-1"
         loop.run_until_complete(model.sessions.start_recording(sid))
         sessions.marker("eyes closed")  # type: ignore[attr-defined]
-        pump(args.seconds)
+        pump(args.seconds / 2)
+        for label, source in (("stimulus on", "pupil"), ("block 2", "rcs"), ("from the shell", "cli")):
+            loop.run_until_complete(mark_recordings(c, Keys("shots"), label, source))  # the other inboxes
+            pump(1.0)
+        pump(args.seconds / 2 - 3)
         args.out.mkdir(parents=True, exist_ok=True)
         win.grab().save(str(args.out / "main-window.png"))
         for name in ("devices", "sessions", "gaze", "skeleton", "sync", "election", "backpressure"):

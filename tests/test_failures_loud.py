@@ -134,7 +134,7 @@ def test_cli_errors_name_the_object_and_the_reason(tmp_path: Path) -> None:
     run = run_cli(env, "devices", "--transport", "foo", "--timeout", "0.5")
     assert (
         run.returncode == exitcodes.USAGE
-        and "unknown transport 'foo' (known: ble, camera, lsl, serial, sim)" in run.stderr
+        and "unknown transport 'foo' (known: ble, camera, lsl, serial, sim, ws)" in run.stderr
     )
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -5,6 +5,7 @@ speaking Sensocto's Phoenix protocol exactly as its SDKs do, the Sensocto Python
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -277,6 +278,20 @@ def test_bad_clients_never_hold_up_a_good_one(
         except websockets.ConnectionClosed:
             pass
 
+    async def flood() -> None:
+        async with websockets.connect(url) as ws:
+            async def read() -> None:
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    async for _ in ws:
+                        pass
+
+            reader = asyncio.create_task(read())
+            heartbeat = json.dumps({"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": "1"})
+            for _ in range(12_000):
+                await ws.send(heartbeat)
+            await asyncio.sleep(0.5)
+            reader.cancel()
+
     async def half_open() -> None:
         _reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /socket/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")  # never finished
@@ -284,7 +299,7 @@ def test_bad_clients_never_hold_up_a_good_one(
         writer.close()
 
     async def all_at_once() -> tuple[float, int | None]:
-        results = await asyncio.gather(good_client(150), garbage(), oversized(), never_reads(), half_open(),
+        results = await asyncio.gather(good_client(150), garbage(), oversized(), never_reads(), half_open(), flood(),
                                        return_exceptions=True)  # fmt: skip
         assert not isinstance(results[0], BaseException), results[0]
         return results[0], results[2] if not isinstance(results[2], BaseException) else None  # type: ignore[return-value]
@@ -296,7 +311,7 @@ def test_bad_clients_never_hold_up_a_good_one(
     wait_for(lambda: sum(len(e.batch) for e in read_all(c, keys, f"ws-{good}-heartrate")) == 150, 15,
              message="every measurement of the good client")  # fmt: skip
     counters = node.node.ingest.counters  # type: ignore[union-attr]
-    assert counters["malformed"] >= 4 and counters["oversized"] >= 1
+    assert counters["malformed"] >= 4 and counters["oversized"] >= 1 and counters["rate_limited"] > 0
     assert node.node.ingest.summary()["clients"] <= 1  # type: ignore[union-attr]
 
 
@@ -485,3 +500,71 @@ def test_window_shows_network_clients_under_their_connector(
     finally:
         release.set()
         t.join(10)
+
+
+def test_a_paused_client_resumes_without_losing_data(
+    redis_server: RedisServer, keys: Keys, tmp_path: Path
+) -> None:
+    """Memory protection pauses an unwatched sensor (Sensocto's rule); the config says so at
+    once, and what the client queued meanwhile (with its own timestamps) arrives whole."""
+    from sensorium_desktop.core.backpressure import Attention, SystemLoad
+
+    port = free_port()
+    node = NodeThread(redis_server.url, keys, [], node_id="pause-node", attention_default=Attention.NONE,
+                      ingest=IngestOptions("127.0.0.1", port, TOKEN)).start()  # fmt: skip
+    pressure = {"memory": False}
+    node.node.load.assess = lambda *_a: (SystemLoad.NORMAL, pressure["memory"], 0.1)  # type: ignore[method-assign]
+    wait_for(lambda: node.node.ingest is not None and node.node.ingest.port, 20, message="ingest listening")
+    sid = f"p{uuid.uuid4().hex[:8]}"
+    topic = f"sensocto:sensor:{sid}"
+    sent: list[tuple[int, int]] = []
+
+    async def client() -> list[dict[str, Any]]:
+        configs: list[dict[str, Any]] = []
+        async with websockets.connect(f"ws://127.0.0.1:{port}/socket/websocket") as ws:
+            ph = Phoenix(ws)
+            params = sensor_params(sid, attributes=["heartrate"])
+            assert (await ph.call(topic, "phx_join", params))["status"] == "ok"
+            configs.append(await ph.next_push("backpressure_config"))
+            queue: list[dict[str, Any]] = []
+            paused = configs[-1]["paused"]
+            pressure["memory"] = True  # the node comes under memory pressure
+            queued_total, after_resume = 0, 0
+            for i in range(600):
+                m = {"attribute_id": "heartrate", "payload": {"bpm": 40 + i % 150}, "timestamp": 1_000_000 + i * 100}
+                sent.append((40 + i % 150, 1_000_000 + i * 100))
+                if paused:
+                    queue.append(m)  # a paused client queues locally, as the protocol asks
+                    queued_total += 1
+                    if queued_total >= 10:
+                        pressure["memory"] = False  # relieved
+                else:
+                    if queue:
+                        await ph.push(topic, "measurements_batch", queue)
+                        queue = []
+                    await ph.push(topic, "measurement", m)
+                    if queued_total:
+                        after_resume += 1
+                        if after_resume >= 10:
+                            break
+                with contextlib.suppress(TimeoutError):
+                    configs.append(await ph.next_push("backpressure_config", timeout=0.05))
+                    paused = configs[-1]["paused"]
+            if queue:
+                await ph.push(topic, "measurements_batch", queue)
+            await ph.call(topic, "ping", {})
+        return configs
+
+    try:
+        configs = run(client())
+    finally:
+        node.stop()
+    assert [c["paused"] for c in configs][:1] == [False]
+    assert any(c["paused"] and c["memory_protection_active"] for c in configs), configs
+    assert configs[-1]["paused"] is False
+    c = redis_server.client()
+    got = SampleBatch.concat([e.batch for e in read_all(c, keys, f"ws-{sid}-heartrate")])
+    pairs = sorted(zip(got.values[:, 0].astype(int).tolist(), (got.t_local * 1000).round().astype(int).tolist(),
+                       strict=True))  # fmt: skip
+    assert pairs == sorted(sent), "every queued measurement arrived with its own timestamp"
+    assert len(sent) > 20
