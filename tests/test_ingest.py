@@ -496,6 +496,8 @@ def test_window_shows_network_clients_under_their_connector(
         assert dev.text(0) == "Chest" and dev.text(1).startswith("attention ") and dev.text(2) == "streaming"
         assert "from 127.0.0.1" in dev.toolTip(0)
         assert dev.child(0).text(0).startswith("heartrate")
+        assert f"ingest 127.0.0.1:{port} (1 client)" in window.status_remote.text()
+        assert "refused nothing" in window.status_remote.toolTip()
         panel.grab().save(os.environ.get("SENSORIUM_TEST_SHOT", "/dev/null/x.png"))
     finally:
         release.set()

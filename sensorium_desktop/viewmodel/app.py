@@ -63,6 +63,16 @@ class StatusSummary:
                              f"SUB {ports.get('sub')}, {r.get('annotations', 0)} annotations recorded, "
                              f"{r.get('annotations_unrecorded', 0)} while nothing recorded, last command "
                              f"{r.get('last_command') or '–'!r}")  # fmt: skip
+            elif r.get("server") == "ingest":
+                n, counters = r.get("clients", 0), r.get("counters") or {}
+                short.append(f"ingest {r.get('listening') or 'starting'} ({n} client{'' if n == 1 else 's'})")
+                refused = {k: v for k, v in counters.items() if k not in ("measurements", "samples", "connections",
+                                                                           "sensor_joins", "backpressure_pushes",
+                                                                           "http_posts")}  # fmt: skip
+                lines.append(f"{nid}: network ingest {r.get('listening')}, {n} clients, "
+                             f"{counters.get('measurements', 0)} measurements ({counters.get('samples', 0)} samples), "
+                             f"refused {refused or 'nothing'}"
+                             f"{', last: ' + str(r['last_error']) if r.get('last_error') else ''}")  # fmt: skip
         return ("remote: " + " · ".join(short) if short else "remote: off"), "\n".join(lines)
 
 
