@@ -188,6 +188,85 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run_gui(args, True)
 
 
+def _open_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", type=Path, help="a session folder (or its session.json) or an XDF file")
+    p.add_argument("--quit-after", type=float, default=None, metavar="S", help="close after S seconds")
+    p.add_argument("--screenshot", type=Path, default=None, help="save the window before quitting")
+
+
+@command("open", "review a recording or any XDF file: plots, video, gaze, skeleton and markers on one timeline")
+@arguments(_open_args)
+def cmd_open(args: argparse.Namespace) -> int:
+    from .recording.review import ReviewError, open_review
+
+    try:
+        data = open_review(args.path)
+    except ReviewError as exc:
+        log.error("%s", exc)
+        return exitcodes.FAILED
+    for warning in data.warnings:
+        log.warning("%s", warning)
+    from PySide6 import QtCore
+
+    from .ui.app import make_app
+    from .ui.review_window import ReviewWindow
+
+    app = make_app()
+    app.setQuitOnLastWindowClosed(True)
+    win = ReviewWindow(data)
+    win.resize(1400, 850)
+    win.show()
+    if args.quit_after is not None:
+
+        def finish() -> None:
+            if args.screenshot is not None:
+                win.grab().save(str(args.screenshot))
+            win.close()
+            app.quit()
+
+        QtCore.QTimer.singleShot(int(args.quit_after * 1000), finish)
+    app.exec()
+    return exitcodes.OK
+
+
+def _replay_args(p: argparse.ArgumentParser) -> None:
+    _redis_args(p)
+    p.add_argument("path", type=Path, help="a session folder or an XDF file")
+    p.add_argument("--speed", type=float, default=1.0, help="replay speed (0.25–16; 1 = real time)")
+    p.add_argument("--loop", action="store_true", help="start over at the end (until Ctrl+C)")
+    p.add_argument("--delay", type=float, default=0.0, metavar="S", help="wait S s before the first sample")
+    p.add_argument("--node-id", default=None)
+
+
+@command("replay", "publish a recording's streams into the lab as live sensors (a node with replay:PATH)")
+@arguments(_replay_args)
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .recording.review import ReviewError, open_review
+    from .worker.node import NodeConfig, default_node_id, run_node
+
+    path = args.path.resolve()
+    try:
+        t0, t1 = open_review(path).span
+    except ReviewError as exc:
+        log.error("%s", exc)
+        return exitcodes.FAILED
+    uri = f"replay:{path}?speed={args.speed:g}&delay={args.delay:g}" + ("&loop=1" if args.loop else "")
+    if _bad_device_uris([uri]) or not _valid_node_id(args.node_id):
+        return exitcodes.USAGE
+    endpoint = _open_endpoint(args)
+    if endpoint is None:
+        return exitcodes.FAILED
+    duration = None if args.loop else args.delay + (t1 - t0) / args.speed + 3.0
+    log.info("replaying %s (%.1f s of recording at %g×)%s", path.name, t1 - t0, args.speed,
+             " in a loop" if args.loop else "")  # fmt: skip
+    cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=args.node_id or default_node_id(),
+                     devices=[uri], allowed_roots=[path.parent])  # fmt: skip
+    try:
+        return run_node(cfg, duration)
+    finally:
+        endpoint.close()
+
+
 # -----------------------------------------------------------------------------------------
 # Node and Redis
 # -----------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from .base import (
     register_transport,
 )
 
-TRANSPORT_MODULES = ("simulated", "serial", "ble", "camera", "lsl", "network")
+TRANSPORT_MODULES = ("simulated", "serial", "ble", "camera", "lsl", "network", "replay")
 
 for _name in TRANSPORT_MODULES:
     importlib.import_module(f"{__name__}.{_name}")

@@ -80,8 +80,10 @@ def export_recording(
     clock: str = "refined",
     progress: Progress | None = None,
     timestamps: str = "global",
+    time_range: tuple[float, float] | None = None,
 ) -> ExportResult:
-    """Export the recording in ``directory``; an existing output is renamed, never overwritten."""
+    """Export the recording in ``directory``; an existing output is renamed, never overwritten.
+    ``time_range`` (global s): only the samples and markers in it (a trimmed export)."""
     if fmt not in EXPORTERS:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(EXPORTERS)}")
     if clock not in CLOCK_MODES:
@@ -95,6 +97,8 @@ def export_recording(
         out = out / default_output(directory, fmt).name
     renamed = move_aside(out)
     rec = load_recording(directory, progress)
+    if time_range is not None:
+        rec.trim_to(*time_range)
 
     def later(frac: float, msg: str) -> None:
         if progress is not None:

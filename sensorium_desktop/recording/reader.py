@@ -125,6 +125,16 @@ class Recording:
         start, stop = self.meta.get("started"), self.meta.get("stopped")
         return (float(start) if start else -math.inf, float(stop) if stop else math.inf)
 
+    def trim_to(self, start: float, stop: float) -> None:
+        """Keep only the samples and markers in [start, stop] (global s, refined clock); the
+        session's bounds become that range."""
+        s0, s1 = self.bounds
+        self.meta["started"], self.meta["stopped"] = max(start, s0), min(stop, s1)
+        self.trim_to_bounds()
+        times = self.marker_times("refined")
+        self.markers = [m for m, t in zip(self.markers, times, strict=True) if start <= t <= stop]
+        self.warn(f"trimmed to {self.meta['stopped'] - self.meta['started']:.3f} s from {start:.3f} (global s)")
+
     def trim_to_bounds(self) -> None:
         """Keep exactly the samples whose (refined) global time lies in :attr:`bounds`: the
         clock is fitted on everything the spool holds, then the margins are cut."""

@@ -273,7 +273,10 @@ def stream_identity(rec: Recording, info: SensorInfo) -> dict[str, Any]:
                 "source_desc": str(ex.get("lsl_desc", ""))}  # fmt: skip
     siblings = sum(1 for d in rec.sensors.values() if d.info.device_id == info.device_id)
     name = display_name(info.device_name or info.device_id, info.attribute, siblings > 1)
-    return {"name": name, "type": content_type(info.attribute), "source_id": f"{info.node_id}:{info.sensor_id}",
+    if ex.get("replay_name"):  # a replayed stream keeps the name and type it had in its file
+        name = str(ex["replay_name"])
+    kind = str(ex.get("replay_type") or content_type(info.attribute))
+    return {"name": name, "type": kind, "source_id": f"{info.node_id}:{info.sensor_id}",
             "hostname": str(rec.meta.get("hostname", "")), "created_at": float(rec.meta.get("started") or 0.0),
             "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sensorium:{session_id}/{info.sensor_id}")),
             "source_desc": ""}  # fmt: skip

@@ -20,8 +20,15 @@ class _Bridge(QtCore.QObject):
 class ExportDialog(QtWidgets.QDialog):
     """Pick a recording directory and export it (never overwrites: old files are renamed)."""
 
-    def __init__(self, parent: QtWidgets.QWidget | None = None, directory: Path | None = None) -> None:
+    def __init__(
+        self,
+        parent: QtWidgets.QWidget | None = None,
+        directory: Path | None = None,
+        time_range: tuple[float, float] | None = None,
+    ) -> None:
         super().__init__(parent)
+        #: export only [start, end] (global s; from the review window's selection)
+        self.time_range = time_range
         self.setWindowTitle("Export recording")
         self.setObjectName("exportDialog")
         self.directory = QtWidgets.QLineEdit(str(directory or ""))
@@ -51,6 +58,8 @@ class ExportDialog(QtWidgets.QDialog):
         form.addRow("Recording", row)
         form.addRow("Format", self.format)
         form.addRow("Clock", self.clock)
+        if time_range is not None:
+            form.addRow("Range", QtWidgets.QLabel(f"{time_range[1] - time_range[0]:.3f} s selected in the review"))
         form.addRow(self.bar)
         form.addRow(self.message)
         form.addRow(self.buttons)
@@ -81,7 +90,8 @@ class ExportDialog(QtWidgets.QDialog):
 
         def work() -> None:
             try:
-                result: ExportResult | Exception = export_recording(directory, fmt, None, clock, progress)
+                result: ExportResult | Exception = export_recording(directory, fmt, None, clock, progress,
+                                                                      time_range=self.time_range)
             except Exception as exc:  # shown in the dialog, never a crash
                 result = exc
             self.bridge.finished.emit(result)

@@ -37,14 +37,21 @@ class PlotDropArea(QtWidgets.QWidget):
         layout.addWidget(plots)
 
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
-        if event.mimeData().hasFormat(SENSORS_MIME):
+        if event.mimeData().hasFormat(SENSORS_MIME) or event.mimeData().hasUrls():
             event.acceptProposedAction()
 
     def dragMoveEvent(self, event: QtGui.QDragMoveEvent) -> None:
-        if event.mimeData().hasFormat(SENSORS_MIME):
+        if event.mimeData().hasFormat(SENSORS_MIME) or event.mimeData().hasUrls():
             event.acceptProposedAction()
 
     def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        if event.mimeData().hasUrls() and not event.mimeData().hasFormat(SENSORS_MIME):
+            from .review_window import open_review_window  # a recording or XDF file: review it
+
+            event.acceptProposedAction()
+            for url in event.mimeData().urls():
+                open_review_window(Path(url.toLocalFile()), self)
+            return
         ids, _ = read_sensors(event.mimeData())
         if ids:
             event.acceptProposedAction()
@@ -148,6 +155,17 @@ class MainWindow(QtWidgets.QMainWindow):
                   self.status_recording):  # fmt: skip
             self.statusBar().addPermanentWidget(w)
 
+    def open_recording(self) -> None:
+        """File → Open: a session folder (its session.json) or an XDF file, in a review window."""
+        from .. import paths
+        from .review_window import open_review_window
+
+        chosen, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open a recording", str(paths.sessions_dir()), "Recordings (session.json *.xdf *.xdfz);;All files (*)"
+        )
+        if chosen:
+            open_review_window(Path(chosen), self)
+
     def _actions(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         quit_action = QtGui.QAction("&Quit", self)
@@ -165,6 +183,10 @@ class MainWindow(QtWidgets.QMainWindow):
         for a in (self.record_action, self.stop_action):
             a.setEnabled(False)
             session_menu.addAction(a)
+        open_action = QtGui.QAction("&Open recording or XDF…", self, shortcut=QtGui.QKeySequence.StandardKey.Open)
+        open_action.setToolTip("Review a session folder or any XDF file on one timeline (or drop it on the plots)")
+        open_action.triggered.connect(self.open_recording)
+        file_menu.addAction(open_action)
         file_menu.addAction(self.export_action)
         self.model.sessions.changed.connect(lambda _s: self.show_recording())
         if sessions is not None:

@@ -1,0 +1,80 @@
+"""Decimated min/max envelopes (pure numpy): draw any range of a long signal in O(pixels).
+
+:class:`Envelope` keeps a pyramid of per-block minima and maxima (block sizes 16, 64, 256, …
+samples). :meth:`Envelope.view` answers a time range with at most about ``max_points``
+points: the raw samples when few enough lie in the range, else the finest level that fits,
+as (t, lo, hi) so a plot can fill between the two curves and no spike is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+BASE_BLOCK = 16
+FACTOR = 4
+
+
+@dataclass(slots=True)
+class Level:
+    """One pyramid level: ``block`` samples per entry; (m,) start times, (m, c) lo/hi."""
+
+    block: int
+    t: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def _reduce(values: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block nanmin/nanmax of (n, c) ``values``; the last block may be short."""
+    n, c = values.shape
+    full = n // block
+    head = values[: full * block].reshape(full, block, c)
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.fmin.reduce(head, axis=1), np.fmax.reduce(head, axis=1)
+        if n > full * block:
+            tail = values[full * block :]
+            lo = np.vstack([lo, np.fmin.reduce(tail, axis=0, keepdims=True)])
+            hi = np.vstack([hi, np.fmax.reduce(tail, axis=0, keepdims=True)])
+    return lo, hi
+
+
+@dataclass(slots=True)
+class Envelope:
+    """The pyramid of one signal: ``times`` (n,) s ascending, ``values`` (n, c) numeric."""
+
+    times: np.ndarray
+    values: np.ndarray
+    levels: list[Level] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, times: np.ndarray, values: np.ndarray) -> Envelope:
+        t = np.asarray(times, dtype=np.float64)
+        v = np.asarray(values, dtype=np.float64)
+        if v.ndim == 1:
+            v = v.reshape(-1, 1)
+        env = cls(t, v)
+        block = BASE_BLOCK
+        if t.size > block:
+            lo, hi = _reduce(v, block)
+            env.levels.append(Level(block, t[::block], lo, hi))
+        while t.size > block * FACTOR:
+            block *= FACTOR
+            lo, hi = _reduce(lo, FACTOR)[0], _reduce(hi, FACTOR)[1]
+            env.levels.append(Level(block, t[::block], lo, hi))
+        return env
+
+    def view(self, t0: float, t1: float, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(t, lo, hi) over [t0, t1] with ≤ ~``max_points`` rows (lo == hi for raw samples);
+        one sample either side is included so lines reach the edges."""
+        i0 = max(int(np.searchsorted(self.times, t0, side="left")) - 1, 0)
+        i1 = min(int(np.searchsorted(self.times, t1, side="right")) + 1, self.times.size)
+        if i1 - i0 <= max_points or not self.levels:
+            v = self.values[i0:i1]
+            return self.times[i0:i1], v, v
+        for level in self.levels:
+            j0, j1 = i0 // level.block, -(-i1 // level.block)
+            if j1 - j0 <= max_points or level is self.levels[-1]:
+                return level.t[j0:j1], level.lo[j0:j1], level.hi[j0:j1]
+        raise AssertionError("unreachable")

@@ -1,0 +1,242 @@
+"""A recording opened for review: one of our session folders or any XDF file, as streams on
+one timeline (global seconds), with its markers, video and the clock it was put on.
+
+- Our sessions (a folder with ``session.json``): our refined clock models place every sample
+  (:func:`~sensorium_desktop.recording.reader.load_recording`); markers keep their sources;
+  a camera's frames are read from the session's video file at the frame's global time.
+- Other XDF files (LabRecorder's included): pyxdf with its clock synchronization, clock-reset
+  handling and dejitter, the way LSL users read them; string streams become marker lines
+  (source = the stream's name). Empty streams are listed with a warning.
+
+Whatever could not be read is named in :attr:`ReviewData.warnings`; a file that cannot be
+read at all raises :class:`ReviewError` with the reason — never a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.envelope import Envelope
+
+log = logging.getLogger(__name__)
+
+SESSION_FILE = "session.json"
+KIND_OF_ATTRIBUTE = {"video": "video", "eye_gaze": "gaze", "skeleton": "skeleton"}
+
+
+class ReviewError(Exception):
+    """The file or folder cannot be opened for review (the message says why)."""
+
+
+@dataclass
+class ReviewStream:
+    """One stream on the review timeline: ``times`` (n,) global s, ``values`` (n, c);
+    ``kind`` says which view draws it (signal, markers, text, video, gaze, skeleton)."""
+
+    key: str
+    name: str
+    kind: str
+    attribute: str
+    channel_names: tuple[str, ...]
+    units: tuple[str, ...]
+    times: np.ndarray
+    values: np.ndarray
+    nominal_rate: float = 0.0
+    video_path: Path | None = None
+    _envelope: Envelope | None = field(default=None, repr=False)
+
+    @property
+    def envelope(self) -> Envelope:
+        """Min/max pyramid of a numeric stream (built on first use)."""
+        if self._envelope is None:
+            self._envelope = Envelope.build(self.times, self.values.astype(np.float64, copy=False))
+        return self._envelope
+
+    def index_at(self, t: float) -> int:
+        """Index of the last sample at or before ``t`` (s); -1 before the first."""
+        return int(np.searchsorted(self.times, t, side="right")) - 1
+
+
+@dataclass
+class ReviewData:
+    """Everything the review window shows; ``clock`` says how times were made."""
+
+    path: Path
+    source: str  # "session" or "xdf"
+    clock: str
+    streams: dict[str, ReviewStream]
+    marker_times: np.ndarray
+    marker_labels: list[str]
+    marker_sources: list[str]
+    warnings: list[str] = field(default_factory=list)
+    session_dir: Path | None = None
+
+    @property
+    def span(self) -> tuple[float, float]:
+        """[first, last] time of any sample or marker (s)."""
+        firsts = [s.times[0] for s in self.streams.values() if s.times.size]
+        lasts = [s.times[-1] for s in self.streams.values() if s.times.size]
+        if self.marker_times.size:
+            firsts.append(float(self.marker_times.min()))
+            lasts.append(float(self.marker_times.max()))
+        if not firsts:
+            return 0.0, 1.0
+        t0, t1 = float(min(firsts)), float(max(lasts))
+        return t0, max(t1, t0 + 1e-3)
+
+    def of_kind(self, kind: str) -> list[ReviewStream]:
+        return [s for s in self.streams.values() if s.kind == kind]
+
+
+def open_review(path: str | Path) -> ReviewData:
+    """Open a session folder (or its ``session.json``) or an XDF file."""
+    p = Path(path)
+    if p.name == SESSION_FILE:
+        p = p.parent
+    if p.is_dir():
+        if not (p / SESSION_FILE).is_file():
+            raise ReviewError(f"{p}: not a recording (no {SESSION_FILE}) and not an XDF file")
+        return _open_session(p)
+    if not p.is_file():
+        raise ReviewError(f"{p}: no such file or folder")
+    return _open_xdf(p)
+
+
+def _open_session(directory: Path) -> ReviewData:
+    from .reader import load_recording
+
+    try:
+        rec = load_recording(directory)
+    except (OSError, ValueError) as exc:
+        raise ReviewError(f"{directory}: cannot read the recording: {exc}") from exc
+    streams: dict[str, ReviewStream] = {}
+    for sid, data in rec.sensors.items():
+        info = data.info
+        times = rec.global_times(sid, "refined")
+        kind = KIND_OF_ATTRIBUTE.get(info.attribute, "text" if data.values.dtype == object else "signal")
+        video = None
+        if kind == "video":
+            rel = info.extra.get("session_video") or info.extra.get("video_file")
+            video = (directory / rel) if rel and not Path(rel).is_absolute() else (Path(rel) if rel else None)
+            if video is None or not video.exists():
+                rec.warn(f"{sid}: its video file {rel or '(none recorded)'} is not there; frames cannot be shown")
+                video = None
+        streams[sid] = ReviewStream(sid, info.device_name or sid, kind, info.attribute, tuple(info.channel_names),
+                                    tuple(info.units), times, data.values, info.nominal_rate, video)  # fmt: skip
+    times = rec.marker_times("refined")
+    order = np.argsort(times, kind="stable")
+    labels = [str(rec.markers[i].get("label", "")) for i in order]
+    sources = [str(rec.markers[i].get("source", "")) for i in order]
+    return ReviewData(directory, "session", "our refined clock models (sync worker's fit over the whole recording)",
+                      streams, times[order], labels, sources, list(rec.warnings), directory)  # fmt: skip
+
+
+class _Collect(logging.Handler):
+    """Keeps what pyxdf says while it reads (damaged chunks, clock resets)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _open_xdf(path: Path) -> ReviewData:
+    import pyxdf
+
+    collect = _Collect()
+    pylog = logging.getLogger("pyxdf")
+    pylog.addHandler(collect)
+    try:
+        loaded, _header = pyxdf.load_xdf(str(path), synchronize_clocks=True, handle_clock_resets=True,
+                                         dejitter_timestamps=True)  # fmt: skip
+    except Exception as exc:  # pyxdf raises anything from struct.error to IndexError on bad input
+        raise ReviewError(f"{path.name}: cannot be read as XDF: {type(exc).__name__}: {exc}") from exc
+    finally:
+        pylog.removeHandler(collect)
+    warnings = [f"{path.name}: {m}" for m in dict.fromkeys(collect.messages)]
+    streams: dict[str, ReviewStream] = {}
+    m_times: list[np.ndarray] = []
+    m_labels: list[str] = []
+    m_sources: list[str] = []
+    sources_of_ours = next((s for s in loaded if _info(s, "type") == "MarkerSources"), None)
+    for s in loaded:
+        name, stype, fmt = _info(s, "name"), _info(s, "type"), _info(s, "channel_format")
+        if stype == "MarkerSources":
+            continue
+        times = np.asarray(s.get("time_stamps", []), dtype=np.float64).reshape(-1)
+        series = s.get("time_series", [])
+        labels, units = _channels(s)
+        key = _unique(streams, _key(s))
+        if times.size == 0:
+            warnings.append(f"{name} ({stype}): no samples")
+        if fmt == "string":
+            values = np.empty((times.size, max(len(labels), 1)), dtype=object)
+            if times.size:
+                values[:] = [list(row) for row in series]
+            kind = "markers"
+            m_times.append(times)
+            m_labels.extend(str(v) for v in values[:, 0])
+            if stype == "Markers" and sources_of_ours is not None and _info(sources_of_ours, "name") == "MarkerSources":
+                m_sources.extend(str(row[0]) for row in sources_of_ours.get("time_series", []))
+                m_sources.extend([name] * (times.size - len(sources_of_ours.get("time_series", []))))
+            else:
+                m_sources.extend([name] * times.size)
+        else:
+            values = np.asarray(series).reshape(times.size, -1) if times.size else np.zeros((0, 1))
+            kind = "signal"
+        if len(labels) != values.shape[1]:
+            labels = tuple(f"ch{i + 1}" for i in range(values.shape[1]))
+            units = ("",) * values.shape[1]
+        streams[key] = ReviewStream(key, name, kind, stype, labels, units, times, values, _rate(s))
+    times = np.concatenate(m_times) if m_times else np.zeros(0)
+    order = np.argsort(times, kind="stable")
+    return ReviewData(path, "xdf", "pyxdf: clock synchronization, clock-reset handling and dejitter", streams,
+                      times[order], [m_labels[i] for i in order], [m_sources[i] for i in order], warnings)  # fmt: skip
+
+
+def _info(s: dict[str, Any], key: str) -> str:
+    try:
+        return str(s["info"][key][0])
+    except (KeyError, IndexError, TypeError):
+        return ""
+
+
+def _rate(s: dict[str, Any]) -> float:
+    try:
+        rate = float(s["info"]["nominal_srate"][0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return 0.0
+    return rate if math.isfinite(rate) else 0.0
+
+
+def _channels(s: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    try:
+        chans = s["info"]["desc"][0]["channels"][0]["channel"]
+        labels = tuple(str((c.get("label") or [""])[0]) for c in chans)
+        units = tuple(str((c.get("unit") or [""])[0]) for c in chans)
+        return labels, units
+    except (KeyError, IndexError, TypeError):
+        return (), ()
+
+
+def _key(s: dict[str, Any]) -> str:
+    from .xdf import xdf_stream_key
+
+    return xdf_stream_key(s)
+
+
+def _unique(existing: dict[str, Any], key: str) -> str:
+    if key not in existing:
+        return key
+    n = 2
+    while f"{key} ({n})" in existing:
+        n += 1
+    return f"{key} ({n})"

@@ -1,0 +1,373 @@
+"""The review window: one recording (ours or any XDF file) on one timeline — plots, the camera
+frame at the cursor with the gaze trail and the skeleton over it, markers as labelled lines,
+playback 0.25×–4×, frame steps, marker jumps, zoom and pan, trim and export.
+
+Keys: Space play/pause · ←/→ one frame (Shift: ten) · PgUp/PgDn previous/next marker ·
++/− zoom · Home/End start/end · [ / ] set the selection's start/end at the cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ..core.pose import POSE_CONNECTIONS
+from ..recording.review import ReviewData, ReviewError, open_review
+from ..viewmodel.review import SPEEDS, ReviewModel
+
+log = logging.getLogger(__name__)
+
+MAX_PLOTS = 12
+MAX_CHANNELS_DRAWN = 32
+MAX_MARKER_LINES = 200
+PLAY_TICK_MS = 30
+PALETTE = ("#1565c0", "#2e7d32", "#c62828", "#6a1b9a", "#ef6c00", "#00838f", "#4e342e", "#37474f")
+
+
+def gapless(x: np.ndarray) -> np.ndarray:
+    """Which points connect to the next: not across a gap of over 20 median spacings (a
+    clock reset, a pause in the recording)."""
+    if x.size < 3:
+        return np.ones(x.size, dtype=bool)
+    d = np.diff(x)
+    step = np.median(d[d > 0]) if np.any(d > 0) else 0.0
+    return np.append(d <= 20 * step, True) if step > 0 else np.ones(x.size, dtype=bool)
+
+
+class VideoView(QtWidgets.QLabel):
+    """The camera frame at the cursor (read from the session's video file), with the gaze
+    trail and the skeleton drawn over it; a plain canvas when there is no video."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setMinimumSize(320, 240)
+        self.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.setObjectName("reviewVideo")
+        self._capture: object | None = None
+        self._path: Path | None = None
+        self._next_index = -1
+        self.frame_index: int | None = None
+        self._image: QtGui.QImage | None = None
+
+    def frame(self, path: Path | None, index: int | None) -> QtGui.QImage | None:
+        """The frame ``index`` of ``path`` (sequential reads when playing, seeks otherwise)."""
+        import cv2
+
+        if path is None or index is None:
+            return None
+        if path != self._path:
+            self._capture = cv2.VideoCapture(str(path))
+            self._path, self._next_index = path, 0
+        cap = self._capture
+        if index == self.frame_index and self._image is not None:
+            return self._image
+        if index != self._next_index:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, index)  # type: ignore[attr-defined]
+        ok, bgr = cap.read()  # type: ignore[attr-defined]
+        self._next_index = index + 1
+        if not ok or bgr is None:
+            return None
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        h, w, _ = rgb.shape
+        return QtGui.QImage(rgb.data, w, h, 3 * w, QtGui.QImage.Format.Format_RGB888).copy()
+
+    def show_at(self, model: ReviewModel) -> None:
+        index = model.video_frame()
+        path = model.video.video_path if model.video is not None else None
+        image = self.frame(path, index)
+        self.frame_index = index if image is not None else None
+        self._image = image
+        if image is None:
+            image = QtGui.QImage(640, 480, QtGui.QImage.Format.Format_RGB888)
+            image.fill(QtGui.QColor("#202020"))
+        canvas = image.copy()
+        painter = QtGui.QPainter(canvas)
+        painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
+        w, h = canvas.width(), canvas.height()
+        trail = model.gaze_trail()
+        if trail.size:
+            n = trail.shape[0]
+            for k, (x, y, conf) in enumerate(trail):
+                if not (np.isfinite(x) and np.isfinite(y)):
+                    continue
+                alpha = int(60 + 195 * (k + 1) / n)
+                painter.setPen(QtCore.Qt.PenStyle.NoPen)
+                painter.setBrush(QtGui.QColor(255, 80, 0, alpha if conf > 0.5 else alpha // 3))
+                r = 10 if k == n - 1 else 4
+                painter.drawEllipse(QtCore.QPointF(x * w, y * h), r, r)
+        pose = model.skeleton_pose()
+        if pose is not None:
+            painter.setPen(QtGui.QPen(QtGui.QColor(0, 230, 118), 3))
+            for a, b in POSE_CONNECTIONS:
+                if pose[a, 2] > 0.3 and pose[b, 2] > 0.3:
+                    painter.drawLine(QtCore.QPointF(pose[a, 0] * w, pose[a, 1] * h),
+                                     QtCore.QPointF(pose[b, 0] * w, pose[b, 1] * h))  # fmt: skip
+        if model.video is None and not trail.size and pose is None:
+            painter.setPen(QtGui.QColor("#9e9e9e"))
+            painter.drawText(canvas.rect(), QtCore.Qt.AlignmentFlag.AlignCenter, "no video, gaze or skeleton")
+        painter.end()
+        self.setPixmap(QtGui.QPixmap.fromImage(canvas).scaled(
+            self.size(), QtCore.Qt.AspectRatioMode.KeepAspectRatio,
+            QtCore.Qt.TransformationMode.SmoothTransformation))  # fmt: skip
+
+
+class ReviewWindow(QtWidgets.QMainWindow):
+    """See the module docstring."""
+
+    def __init__(self, data: ReviewData) -> None:
+        super().__init__()
+        self.data = data
+        self.model = ReviewModel(data)
+        self.setWindowTitle(f"Review — {data.path.name}")
+        self.setObjectName("reviewWindow")
+        self.setAcceptDrops(True)
+        self.plots: dict[str, pg.PlotItem] = {}
+        self._curves: dict[str, list[pg.PlotDataItem]] = {}
+        self._cursor_lines: list[pg.InfiniteLine] = []
+        self._marker_items: list[pg.InfiniteLine] = []
+        self._drawn_view: tuple[float, float] | None = None
+        self._syncing = False
+        self.layout_widget = pg.GraphicsLayoutWidget()
+        self.video = VideoView()
+        self._build_plots()
+        self.overview = pg.PlotWidget()
+        self.overview.setMaximumHeight(90)
+        self.overview.setMouseEnabled(x=False, y=False)
+        self.overview.hideAxis("left")
+        self.region = pg.LinearRegionItem(values=self.model.view, brush=(21, 101, 192, 40))
+        self.region.sigRegionChanged.connect(self._region_moved)
+        self.overview.addItem(self.region)
+        self.overview_cursor = pg.InfiniteLine(self.model.cursor, pen=pg.mkPen("#c62828", width=2))
+        self.overview.addItem(self.overview_cursor)
+        self._draw_overview()
+        self.play_button = QtWidgets.QPushButton("Play")
+        self.play_button.clicked.connect(lambda: self.model.play())
+        self.speed = QtWidgets.QComboBox()
+        self.speed.addItems([f"{s:g}×" for s in SPEEDS])
+        self.speed.setCurrentIndex(SPEEDS.index(1.0))
+        self.speed.currentIndexChanged.connect(lambda i: self.model.set_speed(SPEEDS[i]))
+        buttons = []
+        controls_spec = (
+            ("◀◀ marker", "previous marker (PgUp)", lambda: self.model.jump_marker(-1)),
+            ("◀", "one frame back (←)", lambda: self.model.step(-1)),
+            ("▶", "one frame on (→)", lambda: self.model.step(1)),
+            ("marker ▶▶", "next marker (PgDn)", lambda: self.model.jump_marker(1)),
+            ("Export range…", "trim to the selection ([ and ]) and export", self.export_range),
+        )
+        for text, tip, action in controls_spec:
+            b = QtWidgets.QPushButton(text)
+            b.setToolTip(tip)
+            b.clicked.connect(action)
+            buttons.append(b)
+        self.time_label = QtWidgets.QLabel()
+        self.time_label.setObjectName("reviewTime")
+        self.clock_label = QtWidgets.QLabel(f"clock: {data.clock}")
+        self.clock_label.setObjectName("reviewClock")
+        self.clock_label.setToolTip("\n".join(data.warnings) or "read without warnings")
+        controls = QtWidgets.QHBoxLayout()
+        controls.addWidget(self.play_button)
+        controls.addWidget(self.speed)
+        for b in buttons:
+            controls.addWidget(b)
+        controls.addWidget(self.time_label, 1)
+        controls.addWidget(self.clock_label)
+        split = QtWidgets.QSplitter()
+        split.addWidget(self.layout_widget)
+        split.addWidget(self.video)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        central = QtWidgets.QWidget()
+        box = QtWidgets.QVBoxLayout(central)
+        box.addWidget(split, 1)
+        box.addWidget(self.overview)
+        box.addLayout(controls)
+        if data.warnings:
+            warn = QtWidgets.QLabel("⚠ " + "; ".join(data.warnings[:3]) + (" …" if len(data.warnings) > 3 else ""))
+            warn.setObjectName("reviewWarnings")
+            warn.setWordWrap(True)
+            warn.setToolTip("\n".join(data.warnings))
+            box.addWidget(warn)
+        self.setCentralWidget(central)
+        self.timer = QtCore.QTimer(self, interval=PLAY_TICK_MS)
+        self.timer.timeout.connect(self._tick)
+        self._last_tick = time.monotonic()
+        self.timer.start()
+        self.model.changed.connect(self._changed)
+        self.render()
+
+    # -- building ---------------------------------------------------------------------------
+    def _build_plots(self) -> None:
+        signals = self.model.signals()[:MAX_PLOTS]
+        first: pg.PlotItem | None = None
+        for row, stream in enumerate(signals):
+            plot = self.layout_widget.addPlot(row=row, col=0)
+            plot.setLabel("left", stream.name[:24])
+            plot.showGrid(x=True, y=True, alpha=0.2)
+            plot.setClipToView(True)
+            if first is None:
+                first = plot
+            else:
+                plot.setXLink(first)
+            plot.sigXRangeChanged.connect(self._plot_moved)
+            self.plots[stream.key] = plot
+            n = min(stream.values.shape[1], MAX_CHANNELS_DRAWN)
+            self._curves[stream.key] = [plot.plot(pen=pg.mkPen(PALETTE[i % len(PALETTE)], width=1)) for i in range(n)]
+            line = pg.InfiniteLine(self.model.cursor, movable=True, pen=pg.mkPen("#c62828", width=2))
+            line.sigPositionChanged.connect(self._cursor_dragged)
+            plot.addItem(line)
+            self._cursor_lines.append(line)
+        if not signals:
+            self.layout_widget.addLabel("no numeric streams", row=0, col=0)
+
+    def _draw_overview(self) -> None:
+        signals = self.model.signals()
+        if signals:
+            t, lo, hi = signals[0].envelope.view(self.model.start, self.model.end, 1500)
+            x = np.repeat(t, 2)
+            y = np.column_stack([lo[:, 0], hi[:, 0]]).ravel()
+            self.overview.plot(x, y, pen=pg.mkPen("#607d8b"), connect=gapless(x))
+        for t in self.data.marker_times[:2000]:
+            self.overview.addItem(pg.InfiniteLine(float(t), pen=pg.mkPen("#ef6c00", width=1)))
+        self.overview.setXRange(self.model.start, self.model.end, padding=0)
+
+    # -- following the model ----------------------------------------------------------------
+    def _changed(self, _reason: str) -> None:
+        self.render()
+
+    def render(self) -> None:
+        """Every view to the model's cursor and range."""
+        m = self.model
+        self._syncing = True
+        try:
+            if self._drawn_view != m.view:
+                self._draw_signals()
+                self._draw_markers()
+                self.region.setRegion(m.view)
+                self._drawn_view = m.view
+            for line in self._cursor_lines:
+                line.setValue(m.cursor)
+            self.overview_cursor.setValue(m.cursor)
+        finally:
+            self._syncing = False
+        self.video.show_at(m)
+        self.play_button.setText("Pause" if m.playing else "Play")
+        sel = f" · selection {m.time_text(m.selection[0])} – {m.time_text(m.selection[1])}" if m.selection else ""
+        frame = f" · frame {self.video.frame_index}" if self.video.frame_index is not None else ""
+        self.time_label.setText(f"{m.time_text()} of {m.end - m.start:.1f} s · {m.speed:g}×{frame}{sel}")
+
+    def _draw_signals(self) -> None:
+        m = self.model
+        for stream in m.signals()[:MAX_PLOTS]:
+            t, lo, hi = m.plot(stream, 2000)
+            raw = lo is hi
+            x = t if raw else np.repeat(t, 2)
+            connect = gapless(x)
+            for i, curve in enumerate(self._curves[stream.key]):
+                y = lo[:, i] if raw else np.column_stack([lo[:, i], hi[:, i]]).ravel()
+                curve.setData(x, np.asarray(y, dtype=np.float64), connect=connect)
+            self.plots[stream.key].setXRange(m.view[0], m.view[1], padding=0)
+
+    def _draw_markers(self) -> None:
+        for item in self._marker_items:
+            item.getViewBox().removeItem(item) if item.getViewBox() is not None else None
+        self._marker_items = []
+        plots = list(self.plots.values())
+        if not plots:
+            return
+        for k, mk in enumerate(self.model.markers_in_view()[:MAX_MARKER_LINES]):
+            for j, plot in enumerate(plots):
+                line = pg.InfiniteLine(mk.t, pen=pg.mkPen("#ef6c00", width=1, style=QtCore.Qt.PenStyle.DashLine),
+                                       label=f"{mk.label} ({mk.source})" if j == 0 else None,
+                                       labelOpts={"position": 0.9 - 0.1 * (k % 5), "color": "#ef6c00"})  # fmt: skip
+                plot.addItem(line)
+                self._marker_items.append(line)
+
+    # -- user input -------------------------------------------------------------------------
+    def _cursor_dragged(self, line: pg.InfiniteLine) -> None:
+        if not self._syncing:
+            self.model.set_cursor(float(line.value()), follow=False)
+
+    def _plot_moved(self, _plot: object, rng: tuple[float, float]) -> None:
+        if not self._syncing:
+            self.model.view = self.model._clamp(*rng)
+            self._drawn_view = None
+            self.render()
+
+    def _region_moved(self) -> None:
+        if not self._syncing:
+            t0, t1 = self.region.getRegion()
+            self.model.set_view(float(t0), float(t1))
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        dt, self._last_tick = now - self._last_tick, now
+        if self.model.playing:
+            self.model.advance(dt)
+
+    def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:
+        m, key, shift = self.model, event.key(), bool(event.modifiers() & QtCore.Qt.KeyboardModifier.ShiftModifier)
+        K = QtCore.Qt.Key
+        actions = {
+            K.Key_Space: lambda: m.play(), K.Key_Right: lambda: m.step(10 if shift else 1),
+            K.Key_Left: lambda: m.step(-10 if shift else -1), K.Key_PageDown: lambda: m.jump_marker(1),
+            K.Key_PageUp: lambda: m.jump_marker(-1), K.Key_Plus: lambda: m.zoom(0.5), K.Key_Equal: lambda: m.zoom(0.5),
+            K.Key_Minus: lambda: m.zoom(2.0), K.Key_Home: lambda: m.set_cursor(m.start),
+            K.Key_End: lambda: m.set_cursor(m.end),
+            K.Key_BracketLeft: lambda: m.select(m.cursor, m.selection[1] if m.selection else m.end),
+            K.Key_BracketRight: lambda: m.select(m.selection[0] if m.selection else m.start, m.cursor),
+        }  # fmt: skip
+        action = actions.get(QtCore.Qt.Key(key))
+        if action is None:
+            super().keyPressEvent(event)
+            return
+        action()
+
+    def export_range(self) -> None:
+        """Trim the session to the selection (or the visible range) and export it."""
+        from .export_dialog import ExportDialog
+
+        if self.data.session_dir is None:
+            self.clock_label.setText("export: replay this XDF file (sensorium replay) and record it, then trim that")
+            return
+        t0, t1 = self.model.selection or self.model.view
+        dialog = ExportDialog(self, self.data.session_dir, time_range=(t0, t1))
+        dialog.show()
+        self._export_dialog = dialog
+
+    # -- drag a file onto the window to open it ---------------------------------------------
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        for url in event.mimeData().urls():
+            open_review_window(Path(url.toLocalFile()), self)
+
+
+_OPEN: list[ReviewWindow] = []
+_OPEN_ERRORS: list[QtWidgets.QMessageBox] = []
+
+
+def open_review_window(path: Path, parent: QtWidgets.QWidget | None = None) -> ReviewWindow | None:
+    """Open ``path`` in a new review window; a clear message (no window) when it cannot be read."""
+    try:
+        data = open_review(path)
+    except ReviewError as exc:
+        log.error("%s", exc)
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, "Cannot open", str(exc),
+                                    parent=parent)  # fmt: skip
+        box.setObjectName("reviewOpenError")
+        box.open()  # not modal to the application: the operator reads it, nothing waits on it
+        _OPEN_ERRORS.append(box)
+        return None
+    win = ReviewWindow(data)
+    win.resize(1400, 850)
+    win.show()
+    _OPEN.append(win)
+    win.destroyed.connect(lambda *_: _OPEN.remove(win) if win in _OPEN else None)
+    return win
