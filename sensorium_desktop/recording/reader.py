@@ -236,9 +236,9 @@ class Recording:
             if device.size == 0:
                 continue
             original = np.array([_float(self.markers[i]["t_original"]) for i in idx])
-            pos = np.clip(np.searchsorted(device, original), 1, max(device.size - 1, 1))
-            nearest = np.where(np.abs(device[pos - 1] - original) <= np.abs(device[pos] - original), pos - 1, pos)
-            nearest = np.clip(nearest, 0, device.size - 1)
+            right = np.clip(np.searchsorted(device, original), 0, device.size - 1)
+            left = np.clip(right - 1, 0, device.size - 1)
+            nearest = np.where(np.abs(device[left] - original) <= np.abs(device[right] - original), left, right)
             exact = np.abs(device[nearest] - original) <= 1e-9 * np.maximum(1.0, np.abs(original))
             chosen = np.array(idx)[exact]
             times[chosen] = self.global_times(sid, mode)[nearest[exact]]

@@ -123,6 +123,8 @@ class ReviewWindow(QtWidgets.QMainWindow):
         super().__init__()
         self.data = data
         self.model = ReviewModel(data)
+        #: plots draw seconds from the start (epoch-sized values lose precision in the view)
+        self.x0 = self.model.start
         self.setWindowTitle(f"Review — {data.path.name}")
         self.setObjectName("reviewWindow")
         self.setAcceptDrops(True)
@@ -139,10 +141,10 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self.overview.setMaximumHeight(90)
         self.overview.setMouseEnabled(x=False, y=False)
         self.overview.hideAxis("left")
-        self.region = pg.LinearRegionItem(values=self.model.view, brush=(21, 101, 192, 40))
+        self.region = pg.LinearRegionItem(values=self._x(self.model.view), brush=(21, 101, 192, 40))
         self.region.sigRegionChanged.connect(self._region_moved)
         self.overview.addItem(self.region)
-        self.overview_cursor = pg.InfiniteLine(self.model.cursor, pen=pg.mkPen("#c62828", width=2))
+        self.overview_cursor = pg.InfiniteLine(self.model.cursor - self.x0, pen=pg.mkPen("#c62828", width=2))
         self.overview.addItem(self.overview_cursor)
         self._draw_overview()
         self.play_button = QtWidgets.QPushButton("Play")
@@ -203,21 +205,24 @@ class ReviewWindow(QtWidgets.QMainWindow):
     # -- building ---------------------------------------------------------------------------
     def _build_plots(self) -> None:
         signals = self.model.signals()[:MAX_PLOTS]
-        first: pg.PlotItem | None = None
         for row, stream in enumerate(signals):
             plot = self.layout_widget.addPlot(row=row, col=0)
-            plot.setLabel("left", stream.name[:24])
+            unit = f" ({stream.units[0]})" if stream.units and stream.units[0] else ""
+            plot.setLabel("left", f"{stream.attribute or stream.name}{unit}"[:28])
+            plot.getAxis("left").setWidth(64)
+            plot.setToolTip(f"{stream.name} · {stream.key}")
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setClipToView(True)
-            if first is None:
-                first = plot
-            else:
-                plot.setXLink(first)
-            plot.sigXRangeChanged.connect(self._plot_moved)
+            plot.enableAutoRange(x=False)  # the model owns the range; only y follows the data
+            plot.setXRange(*self._x(self.model.view), padding=0)
+            if row == len(signals) - 1:
+                plot.setLabel("bottom", "s from the start")
+            vb = plot.getViewBox()
+            vb.sigRangeChangedManually.connect(lambda _mask, vb=vb: self._plot_moved(vb))
             self.plots[stream.key] = plot
             n = min(stream.values.shape[1], MAX_CHANNELS_DRAWN)
             self._curves[stream.key] = [plot.plot(pen=pg.mkPen(PALETTE[i % len(PALETTE)], width=1)) for i in range(n)]
-            line = pg.InfiniteLine(self.model.cursor, movable=True, pen=pg.mkPen("#c62828", width=2))
+            line = pg.InfiniteLine(self.model.cursor - self.x0, movable=True, pen=pg.mkPen("#c62828", width=2))
             line.sigPositionChanged.connect(self._cursor_dragged)
             plot.addItem(line)
             self._cursor_lines.append(line)
@@ -228,12 +233,21 @@ class ReviewWindow(QtWidgets.QMainWindow):
         signals = self.model.signals()
         if signals:
             t, lo, hi = signals[0].envelope.view(self.model.start, self.model.end, 1500)
-            x = np.repeat(t, 2)
+            x = np.repeat(t - self.x0, 2)
             y = np.column_stack([lo[:, 0], hi[:, 0]]).ravel()
             self.overview.plot(x, y, pen=pg.mkPen("#607d8b"), connect=gapless(x))
         for t in self.data.marker_times[:2000]:
-            self.overview.addItem(pg.InfiniteLine(float(t), pen=pg.mkPen("#ef6c00", width=1)))
-        self.overview.setXRange(self.model.start, self.model.end, padding=0)
+            self.overview.addItem(pg.InfiniteLine(float(t) - self.x0, pen=pg.mkPen("#ef6c00", width=1)))
+        self.overview.setXRange(0.0, self.model.end - self.x0, padding=0)
+
+    def _x(self, span: tuple[float, float]) -> tuple[float, float]:
+        """A (t0, t1) of global seconds as plot x (seconds from the start)."""
+        return span[0] - self.x0, span[1] - self.x0
+
+    def plotted_range(self, key: str) -> tuple[float, float]:
+        """The global-time range a plot shows (s)."""
+        lo, hi = self.plots[key].viewRange()[0]
+        return lo + self.x0, hi + self.x0
 
     # -- following the model ----------------------------------------------------------------
     def _changed(self, _reason: str) -> None:
@@ -247,11 +261,11 @@ class ReviewWindow(QtWidgets.QMainWindow):
             if self._drawn_view != m.view:
                 self._draw_signals()
                 self._draw_markers()
-                self.region.setRegion(m.view)
+                self.region.setRegion(self._x(m.view))
                 self._drawn_view = m.view
             for line in self._cursor_lines:
-                line.setValue(m.cursor)
-            self.overview_cursor.setValue(m.cursor)
+                line.setValue(m.cursor - self.x0)
+            self.overview_cursor.setValue(m.cursor - self.x0)
         finally:
             self._syncing = False
         self.video.show_at(m)
@@ -265,12 +279,12 @@ class ReviewWindow(QtWidgets.QMainWindow):
         for stream in m.signals()[:MAX_PLOTS]:
             t, lo, hi = m.plot(stream, 2000)
             raw = lo is hi
-            x = t if raw else np.repeat(t, 2)
+            x = (t if raw else np.repeat(t, 2)) - self.x0
             connect = gapless(x)
             for i, curve in enumerate(self._curves[stream.key]):
                 y = lo[:, i] if raw else np.column_stack([lo[:, i], hi[:, i]]).ravel()
                 curve.setData(x, np.asarray(y, dtype=np.float64), connect=connect)
-            self.plots[stream.key].setXRange(m.view[0], m.view[1], padding=0)
+            self.plots[stream.key].setXRange(*self._x(m.view), padding=0)
 
     def _draw_markers(self) -> None:
         for item in self._marker_items:
@@ -281,7 +295,8 @@ class ReviewWindow(QtWidgets.QMainWindow):
             return
         for k, mk in enumerate(self.model.markers_in_view()[:MAX_MARKER_LINES]):
             for j, plot in enumerate(plots):
-                line = pg.InfiniteLine(mk.t, pen=pg.mkPen("#ef6c00", width=1, style=QtCore.Qt.PenStyle.DashLine),
+                pen = pg.mkPen("#ef6c00", width=1, style=QtCore.Qt.PenStyle.DashLine)
+                line = pg.InfiniteLine(mk.t - self.x0, pen=pen,
                                        label=f"{mk.label} ({mk.source})" if j == 0 else None,
                                        labelOpts={"position": 0.9 - 0.1 * (k % 5), "color": "#ef6c00"})  # fmt: skip
                 plot.addItem(line)
@@ -290,18 +305,18 @@ class ReviewWindow(QtWidgets.QMainWindow):
     # -- user input -------------------------------------------------------------------------
     def _cursor_dragged(self, line: pg.InfiniteLine) -> None:
         if not self._syncing:
-            self.model.set_cursor(float(line.value()), follow=False)
+            self.model.set_cursor(float(line.value()) + self.x0, follow=False)
 
-    def _plot_moved(self, _plot: object, rng: tuple[float, float]) -> None:
+    def _plot_moved(self, vb: pg.ViewBox) -> None:
+        """The operator dragged or wheeled a plot: every view takes its range."""
         if not self._syncing:
-            self.model.view = self.model._clamp(*rng)
-            self._drawn_view = None
-            self.render()
+            lo, hi = vb.viewRange()[0]
+            self.model.set_view(lo + self.x0, hi + self.x0)
 
     def _region_moved(self) -> None:
         if not self._syncing:
             t0, t1 = self.region.getRegion()
-            self.model.set_view(float(t0), float(t1))
+            self.model.set_view(float(t0) + self.x0, float(t1) + self.x0)
 
     def _tick(self) -> None:
         now = time.monotonic()

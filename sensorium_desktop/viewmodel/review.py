@@ -135,7 +135,9 @@ class ReviewModel:
 
     # -- what the views show ----------------------------------------------------------------
     def signals(self) -> list[ReviewStream]:
-        return [s for s in self.data.streams.values() if s.kind == "signal" and s.times.size]
+        """Numeric streams with samples, the fastest first (ECG, EEG before temperature)."""
+        found = [s for s in self.data.streams.values() if s.kind == "signal" and s.times.size]
+        return sorted(found, key=lambda s: -(s.nominal_rate or (s.times.size - 1) / max(s.times[-1] - s.times[0], 1.0)))
 
     def plot(self, stream: ReviewStream, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(t, lo, hi) of ``stream`` over the visible range (decimated envelope)."""
