@@ -51,7 +51,9 @@ class Envelope:
     @classmethod
     def build(cls, times: np.ndarray, values: np.ndarray) -> Envelope:
         t = np.asarray(times, dtype=np.float64)
-        v = np.asarray(values, dtype=np.float64)
+        v = np.asarray(values)
+        if v.dtype.kind != "f":
+            v = v.astype(np.float64)
         if v.ndim == 1:
             v = v.reshape(-1, 1)
         env = cls(t, v)
@@ -78,3 +80,27 @@ class Envelope:
             if j1 - j0 <= max_points or level is self.levels[-1]:
                 return level.t[j0:j1], level.lo[j0:j1], level.hi[j0:j1]
         raise AssertionError("unreachable")
+
+
+def stacked_raster(lo: np.ndarray, hi: np.ndarray, rows_per_channel: int) -> np.ndarray:
+    """A stacked multichannel view as an image: (c·rows, m) bool, channel 0 in the top band;
+    each of the ``m`` columns filled from its ``lo`` to its ``hi`` (both (m, c)), scaled per
+    channel to that channel's min..max over the columns. NaN columns stay empty.
+
+    Vectorized (one broadcast comparison per band): O(image), no per-channel drawing calls.
+    """
+    m, c = lo.shape
+    rows = max(int(rows_per_channel), 2)
+    if m == 0 or c == 0:
+        return np.zeros((c * rows, m), dtype=bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cmin, cmax = np.nanmin(lo, axis=0), np.nanmax(hi, axis=0)
+        span = np.where(cmax > cmin, cmax - cmin, 1.0)
+        top = np.floor((cmax - hi) / span * (rows - 1))
+        bottom = np.floor((cmax - lo) / span * (rows - 1))
+    bad = ~(np.isfinite(top) & np.isfinite(bottom))
+    top = np.where(bad, rows, top).astype(np.int32)  # bad: an empty span
+    bottom = np.where(bad, -1, bottom).astype(np.int32)
+    r = np.arange(rows, dtype=np.int32)[None, :, None]
+    band = (r >= top.T[:, None, :]) & (r <= bottom.T[:, None, :])  # (c, rows, m)
+    return band.reshape(c * rows, m)

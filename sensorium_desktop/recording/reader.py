@@ -141,16 +141,21 @@ class Recording:
         start, stop = self.bounds
         if not (math.isfinite(start) or math.isfinite(stop)):
             return
+        kept: dict[str, np.ndarray] = {}
         for sid, data in list(self.sensors.items()):
             if not len(data):
                 continue
             tg = self.global_times(sid, "refined")
             keep = (tg >= start) & (tg <= stop)
-            if keep.all():
-                continue
-            self.sensors[sid] = data.select(keep)
-            self._global_cache[(sid, "refined")] = tg[keep]
-        self._host_cache.clear()
+            self._global_cache[(sid, "refined")] = tg if keep.all() else tg[keep]
+            if not keep.all():
+                self.sensors[sid] = data.select(keep)
+                kept[sid] = keep
+        for (domain, mode), times in list(self._host_cache.items()):  # the fit stays; its samples are cut
+            if mode == "refined":
+                self._host_cache[(domain, mode)] = {sid: t[kept[sid]] if sid in kept else t for sid, t in times.items()}
+            else:
+                del self._host_cache[(domain, mode)]
 
     def host_offset(self, node_id: str, t_host: np.ndarray) -> tuple[np.ndarray, bool]:
         """host → global offset (s) for ``node_id`` at host times; (offsets, known).
@@ -220,7 +225,9 @@ class Recording:
         offset, known = self.host_offset(data.info.node_id, data.t_arrival)
         if not known:
             self.warn(f"{sensor_id}: no host→global offset recorded for node {data.info.node_id!r}; host clock used")
-        return host + offset
+        out = host + offset
+        self._global_cache[(sensor_id, mode)] = out
+        return out
 
     def marker_times(self, mode: str = "refined") -> np.ndarray:
         """Global time (s) of each of :attr:`markers`, shape (n,): a marker taken from a

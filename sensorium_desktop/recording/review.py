@@ -55,7 +55,8 @@ class ReviewStream:
     def envelope(self) -> Envelope:
         """Min/max pyramid of a numeric stream (built on first use)."""
         if self._envelope is None:
-            self._envelope = Envelope.build(self.times, self.values.astype(np.float64, copy=False))
+            floating = self.values.dtype.kind == "f"  # float32 stays float32: no copy of a long recording
+            self._envelope = Envelope.build(self.times, self.values if floating else self.values.astype(np.float64))
         return self._envelope
 
     def index_at(self, t: float) -> int:

@@ -16,14 +16,18 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from ..core.envelope import stacked_raster
 from ..core.pose import POSE_CONNECTIONS
-from ..recording.review import ReviewData, ReviewError, open_review
+from ..recording.review import ReviewData, ReviewError, ReviewStream, open_review
 from ..viewmodel.review import SPEEDS, ReviewModel
 
 log = logging.getLogger(__name__)
 
 MAX_PLOTS = 12
 MAX_CHANNELS_DRAWN = 32
+#: Streams with more channels are drawn stacked (a band per channel, as EEG viewers do),
+#: rasterized from the envelope in numpy: one image per range, whatever the channel count.
+STACK_ABOVE = 4
 MAX_MARKER_LINES = 200
 PLAY_TICK_MS = 30
 PALETTE = ("#1565c0", "#2e7d32", "#c62828", "#6a1b9a", "#ef6c00", "#00838f", "#4e342e", "#37474f")
@@ -130,8 +134,9 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self.setAcceptDrops(True)
         self.plots: dict[str, pg.PlotItem] = {}
         self._curves: dict[str, list[pg.PlotDataItem]] = {}
+        self._stacked: dict[str, pg.ImageItem] = {}  # stream → its stacked raster
         self._cursor_lines: list[pg.InfiniteLine] = []
-        self._marker_items: list[pg.InfiniteLine] = []
+        self._marker_pool: dict[str, list[pg.InfiniteLine]] = {}  # plot → its marker lines
         self._drawn_view: tuple[float, float] | None = None
         self._syncing = False
         self.layout_widget = pg.GraphicsLayoutWidget()
@@ -213,7 +218,10 @@ class ReviewWindow(QtWidgets.QMainWindow):
             plot.setToolTip(f"{stream.name} · {stream.key}")
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setClipToView(True)
-            plot.enableAutoRange(x=False)  # the model owns the range; only y follows the data
+            plot.disableAutoRange()  # the model owns x; y is fitted to each range's envelope
+            for axis in ("left", "bottom"):  # axes are drawn once per range, not per cursor move
+                plot.getAxis(axis).setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            plot.getAxis("bottom").setStyle(maxTickLevel=1, maxTextLevel=0)  # labelled major ticks only
             plot.setXRange(*self._x(self.model.view), padding=0)
             if row == len(signals) - 1:
                 plot.setLabel("bottom", "s from the start")
@@ -221,7 +229,21 @@ class ReviewWindow(QtWidgets.QMainWindow):
             vb.sigRangeChangedManually.connect(lambda _mask, vb=vb: self._plot_moved(vb))
             self.plots[stream.key] = plot
             n = min(stream.values.shape[1], MAX_CHANNELS_DRAWN)
+            if stream.values.shape[1] > STACK_ABOVE:
+                image = pg.ImageItem(axisOrder="row-major")
+                image.setLookupTable(np.array([[0, 0, 0, 0], [100, 181, 246, 255]], dtype=np.uint8))
+                plot.addItem(image)
+                self._stacked[stream.key] = image
+                names = stream.channel_names
+                c = stream.values.shape[1]
+                step = max(1, c // 16)
+                plot.getAxis("left").setTicks([[(c - i - 0.5, names[i]) for i in range(0, c, step)]])
+                plot.setLabel("left", stream.name[:28])
+                plot.setYRange(0, c, padding=0)
+                n = 0
             self._curves[stream.key] = [plot.plot(pen=pg.mkPen(PALETTE[i % len(PALETTE)], width=1)) for i in range(n)]
+            for curve in self._curves[stream.key]:  # drawn once per range: cursor moves only blit them
+                curve.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
             line = pg.InfiniteLine(self.model.cursor - self.x0, movable=True, pen=pg.mkPen("#c62828", width=2))
             line.sigPositionChanged.connect(self._cursor_dragged)
             plot.addItem(line)
@@ -239,6 +261,14 @@ class ReviewWindow(QtWidgets.QMainWindow):
         for t in self.data.marker_times[:2000]:
             self.overview.addItem(pg.InfiniteLine(float(t) - self.x0, pen=pg.mkPen("#ef6c00", width=1)))
         self.overview.setXRange(0.0, self.model.end - self.x0, padding=0)
+        if signals:
+            with np.errstate(invalid="ignore"):
+                y0, y1 = float(np.nanmin(lo[:, 0])), float(np.nanmax(hi[:, 0]))
+            if np.isfinite(y0) and np.isfinite(y1) and y1 > y0:
+                self.overview.setYRange(y0, y1, padding=0.05)
+        self.overview.getPlotItem().disableAutoRange()  # hundreds of marker lines: no bounds to gather per paint
+        self.overview.getPlotItem().getAxis("bottom").setCacheMode(
+            QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)  # its range never changes  # fmt: skip
 
     def _x(self, span: tuple[float, float]) -> tuple[float, float]:
         """A (t0, t1) of global seconds as plot x (seconds from the start)."""
@@ -277,30 +307,62 @@ class ReviewWindow(QtWidgets.QMainWindow):
     def _draw_signals(self) -> None:
         m = self.model
         for stream in m.signals()[:MAX_PLOTS]:
-            t, lo, hi = m.plot(stream, 2000)
+            width_px = int(self.plots[stream.key].getViewBox().width()) or 800
+            if stream.key in self._stacked:
+                self._draw_stacked(stream, width_px)
+                continue
+            t, lo, hi = m.plot(stream, max(200, width_px))  # one min/max pair per pixel column
             raw = lo is hi
             x = (t if raw else np.repeat(t, 2)) - self.x0
-            connect = gapless(x)
+            connect: str | np.ndarray = gapless(x) if raw else "pairs"  # envelopes: one bar per pixel column
             for i, curve in enumerate(self._curves[stream.key]):
                 y = lo[:, i] if raw else np.column_stack([lo[:, i], hi[:, i]]).ravel()
-                curve.setData(x, np.asarray(y, dtype=np.float64), connect=connect)
-            self.plots[stream.key].setXRange(*self._x(m.view), padding=0)
+                curve.setData(x, np.asarray(y, dtype=np.float64), connect=connect, skipFiniteCheck=True)
+            plot = self.plots[stream.key]
+            plot.setXRange(*self._x(m.view), padding=0)
+            with np.errstate(invalid="ignore"):
+                y0, y1 = float(np.nanmin(lo)) if lo.size else 0.0, float(np.nanmax(hi)) if hi.size else 1.0
+            if np.isfinite(y0) and np.isfinite(y1):
+                plot.setYRange(y0, y1 if y1 > y0 else y0 + 1.0, padding=0.05)
+
+    def _draw_stacked(self, stream: ReviewStream, width_px: int) -> None:
+        """Rasterize the visible range: one envelope bin per pixel column, a band per channel."""
+        m = self.model
+        plot = self.plots[stream.key]
+        c = stream.values.shape[1]
+        t0, t1 = m.view
+        edges = np.linspace(t0, t1, max(width_px, 2) + 1)
+        t, lo, hi = m.plot(stream, max(width_px, 2) * 2)
+        col = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, edges.size - 2)
+        cols = edges.size - 1
+        lo_px = np.full((cols, c), np.nan)
+        hi_px = np.full((cols, c), np.nan)
+        np.fmin.at(lo_px, col, np.asarray(lo, dtype=np.float64))
+        np.fmax.at(hi_px, col, np.asarray(hi, dtype=np.float64))
+        rows = max(4, int(plot.getViewBox().height() or 400) // c)
+        image = stacked_raster(lo_px, hi_px, rows)
+        item = self._stacked[stream.key]
+        item.setImage(image[::-1].astype(np.uint8), levels=(0, 1), autoLevels=False)
+        item.setRect(QtCore.QRectF(t0 - self.x0, 0.0, t1 - t0, float(c)))
+        plot.setXRange(*self._x(m.view), padding=0)
 
     def _draw_markers(self) -> None:
-        for item in self._marker_items:
-            item.getViewBox().removeItem(item) if item.getViewBox() is not None else None
-        self._marker_items = []
-        plots = list(self.plots.values())
-        if not plots:
-            return
-        for k, mk in enumerate(self.model.markers_in_view()[:MAX_MARKER_LINES]):
-            for j, plot in enumerate(plots):
+        """Marker lines in the visible range, reusing the line items (one pool per plot)."""
+        shown = self.model.markers_in_view()[:MAX_MARKER_LINES]
+        for j, (key, plot) in enumerate(self.plots.items()):
+            pool = self._marker_pool.setdefault(key, [])
+            while len(pool) < len(shown):
                 pen = pg.mkPen("#ef6c00", width=1, style=QtCore.Qt.PenStyle.DashLine)
-                line = pg.InfiniteLine(mk.t - self.x0, pen=pen,
-                                       label=f"{mk.label} ({mk.source})" if j == 0 else None,
-                                       labelOpts={"position": 0.9 - 0.1 * (k % 5), "color": "#ef6c00"})  # fmt: skip
+                where = {"position": 0.9 - 0.1 * (len(pool) % 5), "color": "#ef6c00"}
+                line = pg.InfiniteLine(0.0, pen=pen, label="" if j == 0 else None, labelOpts=where)
                 plot.addItem(line)
-                self._marker_items.append(line)
+                pool.append(line)
+            for k, line in enumerate(pool):
+                if k < len(shown):
+                    line.setValue(shown[k].t - self.x0)
+                    if getattr(line, "label", None) is not None:
+                        line.label.setFormat(f"{shown[k].label} ({shown[k].source})")
+                line.setVisible(k < len(shown))
 
     # -- user input -------------------------------------------------------------------------
     def _cursor_dragged(self, line: pg.InfiniteLine) -> None:
