@@ -214,6 +214,21 @@ def test_review_window_follows_the_cursor_and_the_keyboard(av_session: Path, qtb
     assert m.cursor > m.start + 1.0  # 4× real time
     qtbot.keyClick(win, QtCore.Qt.Key.Key_Space)
     assert not m.playing
+    heat = m.gaze_heat()
+    assert heat is not None and heat.max() == 1.0  # the gaze heatmap over the frame
+    # a file dropped on the window opens in a window of its own
+    from PySide6 import QtGui
+
+    from sensorium_desktop.ui import review_window
+
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(XDF_DIR / "minimal.xdf"))])
+    before = len(review_window._OPEN)
+    drop = QtGui.QDropEvent(QtCore.QPointF(10, 10), QtCore.Qt.DropAction.CopyAction, mime,
+                            QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    win.dropEvent(drop)
+    assert len(review_window._OPEN) == before + 1 and review_window._OPEN[-1].data.path.name == "minimal.xdf"
+    review_window._OPEN[-1].close()
     shot = os.environ.get("SENSORIUM_TEST_SHOT")
     if shot:
         m.set_cursor(float(m.data.marker_times[1]))
@@ -233,3 +248,28 @@ def test_trimmed_export_holds_only_the_selection(av_session: Path, tmp_path: Pat
     assert len(ecg) == int(np.sum((full >= t0) & (full <= t1)))
     meta = json.loads((av_session / "session.json").read_text())
     assert meta["state"] == "complete"  # the session itself is untouched
+    csv_dir = export_recording(av_session, "csv", tmp_path / "trim-csv", time_range=(t0, t1)).files[0].parent
+    t_csv = np.loadtxt(csv_dir / "sim-chest-ecg.csv", delimiter=",", skiprows=1, usecols=0)
+    assert t_csv.min() >= t0 and t_csv.max() <= t1 and len(t_csv) == len(ecg)
+
+
+@pytest.mark.slow
+def test_clock_resets_replayed_fast_and_recorded_again(tmp_path: Path) -> None:
+    """The 573 s file with clock resets at 16×: every sample and value again."""
+    src = XDF_DIR / "clock_resets.xdf"
+    out = tmp_path / "rec"
+    env = dict(os.environ, SENSORIUM_DATA_DIR=str(tmp_path / "data"))
+    r = subprocess.run(sensorium("record", "--device", f"replay:{src}?speed=16&delay=2", "--duration", "40",
+                                 "--out", str(out), "--prefix", "rpclk"),
+                       capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    export_recording(out, "xdf", tmp_path / "again.xdf")
+    ref, _ = pyxdf.load_xdf(str(src))
+    again, _ = pyxdf.load_xdf(str(tmp_path / "again.xdf"), synchronize_clocks=False, dejitter_timestamps=False)
+    by_name = {s["info"]["name"][0]: s for s in again}
+    for s in ref:
+        got = by_name[s["info"]["name"][0]]
+        if s["info"]["channel_format"][0] == "string":
+            assert [list(x) for x in got["time_series"]] == [list(x) for x in s["time_series"]]
+        else:
+            np.testing.assert_array_equal(np.asarray(got["time_series"]), np.asarray(s["time_series"]))

@@ -93,6 +93,15 @@ class VideoView(QtWidgets.QLabel):
         painter = QtGui.QPainter(canvas)
         painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
         w, h = canvas.width(), canvas.height()
+        heat = model.gaze_heat()
+        if heat is not None and heat.max() > 0:  # where the eyes were over the last seconds
+            rgba = np.zeros((heat.shape[1], heat.shape[0], 4), np.uint8)
+            rgba[..., 0] = 255
+            rgba[..., 1] = (200 * (1 - heat.T)).astype(np.uint8)
+            rgba[..., 3] = (170 * heat.T).astype(np.uint8)
+            overlay = QtGui.QImage(rgba.data, rgba.shape[1], rgba.shape[0], 4 * rgba.shape[1],
+                                   QtGui.QImage.Format.Format_RGBA8888)  # fmt: skip
+            painter.drawImage(QtCore.QRectF(0, 0, w, h), overlay)
         trail = model.gaze_trail()
         if trail.size:
             n = trail.shape[0]

@@ -11,11 +11,13 @@ import numpy as np
 from ..core.pose import N_LANDMARKS
 from ..recording.review import ReviewData, ReviewStream
 from .base import Event
+from .gaze import GazeHeatmap
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0)
 DEFAULT_VIEW_S = 30.0
 MIN_VIEW_S = 0.01
 GAZE_TRAIL_S = 1.0
+HEAT_WINDOW_S = 4.0
 FALLBACK_FRAME_S = 1 / 30
 
 
@@ -163,6 +165,19 @@ class ReviewModel:
         if vals.shape[1] < 3:
             vals = np.hstack([vals, np.ones((vals.shape[0], 3 - vals.shape[1]))])
         return vals[:, :3]
+
+    def gaze_heat(self, seconds: float = HEAT_WINDOW_S) -> np.ndarray | None:
+        """(nx, ny) heat in [0, 1] of where the gaze was in the ``seconds`` before the cursor
+        (the live panel's confidence-weighted, decaying heatmap, replayed); None without gaze."""
+        trail = self.gaze_trail(seconds)
+        if self.gaze is None or not trail.size:
+            return None
+        i1 = self.gaze.index_at(self.cursor + 1e-9) + 1
+        times = self.gaze.times[i1 - trail.shape[0] : i1]
+        heat = GazeHeatmap()
+        ok = np.isfinite(trail).all(axis=1)
+        heat.add(times[ok], trail[ok, 0], trail[ok, 1], trail[ok, 2])
+        return heat.image()
 
     def skeleton_pose(self) -> np.ndarray | None:
         """(33, 3) x, y, visibility of the pose at the cursor, or None."""
