@@ -9,14 +9,14 @@ the recorder, the LSL bridge and tests run on real data. String streams replay a
 sensors (a recording of the replay puts them in its marker inbox); a camera's frame-index
 stream is not replayed (its frames stay in the original session's video file).
 
-All streams share one clock domain; at speed 1 its offset to host time is *measured* (the
-moment the replay starts), so a replay recorded again keeps the file's relative timing.
+Device time is the file time divided by ``speed`` (the timeline as played); all streams share
+one clock domain whose offset to host time is *measured* (the moment the replay starts), so a
+replay recorded again keeps the file's relative timing (scaled by 1/``speed``).
 ``loop=1`` starts over at the end (device time keeps increasing by the file's span).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -126,10 +126,9 @@ class ReplayDevice(ThreadedDevice):
         self._host_t0 = host_time() + self.delay
         self._round = 0
         self._pos = [0] * len(self._streams)
-        if math.isclose(self.speed, 1.0):  # measured: host = file time + this offset
-            offset = self._host_t0 - self._file_t0
-            for info in self._infos:
-                info.clock_offset, info.clock_sigma = offset, 1e-6
+        offset = self._host_t0 - self._file_t0 / self.speed  # measured: host = device time + offset
+        for info in self._infos:
+            info.clock_offset, info.clock_sigma = offset, 1e-6
 
     def close_link(self) -> None:
         return None
@@ -145,7 +144,7 @@ class ReplayDevice(ThreadedDevice):
             if i1 <= i0:
                 continue
             self._pos[k] = i1
-            t_local = times[i0:i1] + self._round * self._period()
+            t_local = (times[i0:i1] + self._round * self._period()) / self.speed  # on the replay's timeline
             out.append(SampleBatch(info.sensor_id, info.attribute, np.full(i1 - i0, now), values[i0:i1], t_local))
         if all(p >= t.size for p, (_, t, _) in zip(self._pos, self._streams, strict=True)):
             if not self.loop:
