@@ -72,9 +72,10 @@ def write_session(directory: Path, minutes: float, channels: int, rate: float) -
             writer.flush()
     writer.close()
     video.release()
+    infos = [json.loads(eeg.to_json()), json.loads(cam.to_json())]
     write_json_atomic(directory / "session.json", {
         "session_id": "bench", "bids_name": "sub-bench", "state": "complete", "started": t0, "stopped": t0 + seconds,
-        "sensors": ["amp-eeg", "cam-video"], "sensor_infos": [json.loads(eeg.to_json()), json.loads(cam.to_json())]})  # fmt: skip
+        "sensors": ["amp-eeg", "cam-video"], "sensor_infos": infos})  # fmt: skip
 
 
 def main() -> int:

@@ -98,6 +98,7 @@ class SeedImporter:
     def __init__(self, keys: Keys) -> None:
         self.keys = keys
         self.stats = SeedImportStats()
+        self._import_once: Any = None  # the Lua script, registered on the first client
 
     def run(self, c: redis.Redis) -> int:
         """One pass over the seed's observation keys; returns how many were imported now."""
@@ -117,6 +118,8 @@ class SeedImporter:
             pipe.pttl(key)
         replies = pipe.execute()
         now = host_time()
+        if self._import_once is None:
+            self._import_once = c.register_script(_IMPORT_ONCE)
         imported = 0
         for key, raw, pttl in zip(fresh, replies[::2], replies[1::2], strict=True):
             if raw is None:  # expired meanwhile
@@ -126,12 +129,13 @@ class SeedImporter:
             try:
                 fields = observation_fields(raw, now) | {"id": name}
             except SeedObservationError as exc:
-                if c.eval(_IMPORT_ONCE, 2, self._mark(key), self.keys.observations, ttl, "malformed"):
+                if self._import_once(keys=[self._mark(key), self.keys.observations], args=[ttl, "malformed"], client=c):
                     self.stats.malformed += 1
                     log.warning("seed import: %s skipped: %s", name, exc)
                 continue
             args = [v for kv in fields.items() for v in kv]
-            if c.eval(_IMPORT_ONCE, 2, self._mark(key), self.keys.observations, ttl, "ok", *args) == 1:
+            marks = [self._mark(key), self.keys.observations]
+            if self._import_once(keys=marks, args=[ttl, "ok", *args], client=c) == 1:
                 imported += 1
         self.stats.imported += imported
         return imported
