@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bids import export_bids
 from .csvexport import export_csv
 from .reader import CLOCK_MODES, ExportOptions, Progress, Recording, load_recording
 from .spool import SESSION_FILE, not_a_recording
@@ -35,7 +36,10 @@ def export_xdf(rec: Recording, out: Path, options: ExportOptions, progress: Prog
 EXPORTERS: dict[str, tuple[Exporter, str]] = {
     "xdf": (export_xdf, ".xdf"),
     "csv": (export_csv, ""),
+    "bids": (export_bids, ""),
 }
+#: formats written into an existing folder (a BIDS root grows by one run), never moved aside
+APPENDING_FORMATS = frozenset({"bids"})
 
 
 @dataclass
@@ -95,7 +99,7 @@ def export_recording(
     out = Path(out) if out is not None else default_output(directory, fmt)
     if out.is_dir() and EXPORTERS[fmt][1]:
         out = out / default_output(directory, fmt).name
-    renamed = move_aside(out)
+    renamed = None if fmt in APPENDING_FORMATS else move_aside(out)
     rec = load_recording(directory, progress)
     if time_range is not None:
         rec.trim_to(*time_range)
