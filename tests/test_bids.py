@@ -67,8 +67,9 @@ def record(redis_server: RedisServer, keys: Keys, devices: list[str], tmp: Path,
 
 
 def test_simulated_session_is_valid_bids(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:
-    rec = record(redis_server, keys, ["sim:chest", "sim:belt", "sim:room"], tmp_path,
-                 {"participant": "P01", "session": "S1", "task": "rest", "run": "1"})  # fmt: skip
+    devices = ["sim:chest", "sim:belt", "sim:room", "sim:wrist", "sim:pose", "sim:eyes"]
+    rec = record(redis_server, keys, devices, tmp_path, {"participant": "P01", "session": "S1", "task": "rest",
+                                                         "run": "1"})  # fmt: skip
     root = tmp_path / "bids"
     r = subprocess.run(sensorium("export", str(rec), "--format", "bids", "-o", str(root)), capture_output=True,
                        text=True, timeout=120)  # fmt: skip
@@ -83,6 +84,15 @@ def test_simulated_session_is_valid_bids(redis_server: RedisServer, keys: Keys, 
     assert events[0].split("\t") == ["onset", "duration", "trial_type", "value", "source"]
     assert [e.split("\t")[2] for e in events[1:]] == ["go", "stop"]
     assert float(events[2].split("\t")[0]) - float(events[1].split("\t")[0]) == pytest.approx(1.0, abs=0.2)
+    motion = root / "sub-P01" / "ses-S1" / "motion"
+    imu = motion / "sub-P01_ses-S1_task-rest_tracksys-simwristimu_run-1_channels.tsv"
+    rows = [r.split("\t") for r in imu.read_text().splitlines()]
+    assert rows[0] == ["name", "component", "type", "tracked_point", "units"]
+    assert rows[1][:3] == ["acc_x", "x", "ACCEL"] and {r[2] for r in rows[1:]} >= {"ACCEL", "GYRO"}
+    pose = json.loads((motion / "sub-P01_ses-S1_task-rest_tracksys-simposeskeleton_run-1_motion.json").read_text())
+    assert pose["POSChannelCount"] == 66 and pose["SamplingFrequency"] == 30.0
+    gaze = json.loads((beh / "sub-P01_ses-S1_task-rest_run-1_recording-simeyeseyegaze_physio.json").read_text())
+    assert gaze["PhysioType"] == "eyetrack" and gaze["Columns"][:3] == ["timestamp", "x_coordinate", "y_coordinate"]
     scans = (root / "sub-P01" / "ses-S1" / "sub-P01_ses-S1_scans.tsv").read_text()
     assert "beh/sub-P01_ses-S1_task-rest_run-1_recording-simchestecg_physio.tsv.gz" in scans
     # the same run again: refused, nothing overwritten

@@ -36,6 +36,11 @@ from .reader import ExportOptions, Recording
 
 BIDS_VERSION = "1.10.0"
 EEG_ATTRIBUTES = frozenset({"eeg"})
+#: attribute → motion channel type per channel-name prefix (BIDS motion datatype)
+MOTION_ATTRIBUTES = frozenset({"imu", "accelerometer", "gyroscope", "magnetometer", "skeleton", "quaternion", "euler"})
+MOTION_TYPES = {"acc": "ACCEL", "gyro": "GYRO", "mag": "MAGN", "accelerometer": "ACCEL", "gyroscope": "GYRO",
+                "magnetometer": "MAGN", "quaternion": "ORNT", "euler": "ORNT"}  # fmt: skip
+GAZE_ATTRIBUTES = frozenset({"eye_gaze"})
 _LABEL = re.compile(r"[^A-Za-z0-9]+")
 
 
@@ -105,10 +110,14 @@ def export_bids(
     others = [sid for sid, d in rec.sensors.items() if sid not in eeg and len(d) and d.values.dtype != object]
     for i, sid in enumerate(others):
         if progress is not None:
-            progress(0.2 + 0.6 * i / max(len(others), 1), f"physio {sid}")
-        written += _write_physio(rec, sid, folder, base, t_zero, clock, sync)
+            progress(0.2 + 0.6 * i / max(len(others), 1), f"BIDS {sid}")
+        attribute = rec.sensors[sid].info.attribute
+        if attribute in MOTION_ATTRIBUTES:
+            written += _write_motion(rec, sid, sess_dir / "motion", ents, t_zero, clock, sync)
+        else:
+            written += _write_physio(rec, sid, folder, base, t_zero, clock, sync)
     written += _write_events(rec, folder, base, t_zero, clock)
-    written.append(_append_scans(sess_dir, sub, ses, [p for p in written if p.parent == folder], meta))
+    written.append(_append_scans(sess_dir, sub, ses, [p for p in written if p.parent.parent == sess_dir], meta))
     return written
 
 
@@ -222,13 +231,17 @@ def _write_physio(rec: Recording, sid: str, folder: Path, base: str, t_zero: flo
         return []
     rate = info.nominal_rate or round(1.0 / float(np.median(np.diff(t))), 6)
     grid, values = _uniform(t, data.values, rate)
+    gaze = info.attribute in GAZE_ATTRIBUTES
     name = f"{base}_recording-{label(sid)}_physio"
+    if gaze:  # BIDS eye tracking: a timestamp column first
+        values = np.column_stack([grid, values])
     tsv = folder / f"{name}.tsv.gz"
     with open(tsv, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
         np.savetxt(gz, values, fmt="%.9g", delimiter="\t")  # no name, no time in the header (BIDS asks)
     columns = [label(c) or f"ch{i + 1}" for i, c in enumerate(info.channel_names)]
     sidecar: dict[str, Any] = {
-        "TaskName": str(rec.meta.get("task") or "recording"), "PhysioType": "generic",
+        "TaskName": str(rec.meta.get("task") or "recording"),
+        "PhysioType": "eyetrack" if gaze else "generic",
         "SamplingFrequency": rate, "StartTime": float(grid[0] - t_zero), "Columns": columns,
         "Resampling": (f"linear interpolation of the recorded samples onto a uniform {rate:g} Hz grid from the first "
                        "sample (global clock); BIDS physio needs a constant rate"),
@@ -236,6 +249,16 @@ def _write_physio(rec: Recording, sid: str, folder: Path, base: str, t_zero: flo
     }  # fmt: skip
     for c, u in zip(columns, info.units, strict=False):
         sidecar[c] = {"Units": u or "n/a"}
+    if gaze:  # BIDS eye tracking: timestamp, then the gaze columns by their names
+        columns = ["timestamp", "x_coordinate", "y_coordinate", *columns[2:]]
+        sidecar.update({"Columns": columns, "RecordedEye": "cyclopean", "SampleCoordinateSystem": "custom",
+                        "SampleCoordinateSystemDescription": "normalized coordinates of the tracker's scene image "
+                        "or screen: (0, 0) top left, (1, 1) bottom right", "SampleCoordinateUnits": "n/a",
+                        "EnvironmentCoordinates": "top-left",
+                        "timestamp": {"Units": "s", "Description": "global clock time of the sample (Sensorium)"},
+                        "x_coordinate": {"Units": "n/a", "Description": "horizontal gaze, 0 = left, 1 = right"},
+                        "y_coordinate": {"Units": "n/a", "Description": "vertical gaze, 0 = top, 1 = bottom"},
+                        })  # fmt: skip
     return [tsv, _write_json(folder / f"{name}.json", sidecar)]
 
 
@@ -264,7 +287,62 @@ def _append_scans(sess_dir: Path, sub: str, ses: str | None, files: list[Path], 
             rows = [r for r in csv.reader(f, delimiter="\t")][1:]
     started = float(meta.get("started") or time.time())
     acq = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started))
-    data_files = [p for p in files if p.name.endswith((".vhdr", "_physio.tsv.gz"))]
+    data_files = [p for p in files if p.name.endswith((".vhdr", "_physio.tsv.gz", "_motion.tsv"))]
     for p in data_files:
         rows.append([f"{p.parent.name}/{p.name}", acq])
     return _write_tsv(scans, ["filename", "acq_time"], rows)
+
+
+def _write_motion(rec: Recording, sid: str, folder: Path, ents: list[tuple[str, str]], t_zero: float, clock: str,
+                  sync: dict[str, Any]) -> list[Path]:  # fmt: skip
+    """IMU, orientation and skeleton streams as the BIDS ``motion`` datatype (one tracking system each)."""
+    from ..core.pose import LANDMARK_NAMES
+
+    data = rec.sensors[sid]
+    info = data.info
+    t = rec.global_times(sid, clock)
+    if t.size < 2:
+        rec.warn(f"BIDS: {sid} has {t.size} sample(s): no sampling rate, not written")
+        return []
+    rate = info.nominal_rate or round(1.0 / float(np.median(np.diff(t))), 6)
+    grid, values = _uniform(t, data.values, rate)
+    folder.mkdir(parents=True, exist_ok=True)
+    with_sys = []
+    for k, v in ents:
+        with_sys.append((k, v))
+        if k == "task":
+            with_sys.append(("tracksys", label(sid)))
+    base = "_".join(f"{k}-{v}" for k, v in with_sys)
+    tsv = folder / f"{base}_motion.tsv"
+    np.savetxt(tsv, values, fmt="%.9g", delimiter="\t")
+    rows = []
+    for name, unit in zip(info.channel_names, info.units, strict=True):
+        prefix, _, comp = name.rpartition("_") if "_" in name else ("", "", name)
+        if info.attribute == "skeleton":
+            point = LANDMARK_NAMES[int(prefix[2:])] if prefix[2:].isdigit() else prefix
+            kind, comp = ("POS", comp) if comp in ("x", "y") else ("MISC", "n/a")
+            rows.append([name, comp, kind, point, "n/a"])
+            continue
+        kind = MOTION_TYPES.get(prefix or info.attribute, "MISC")
+        comp = f"quat_{comp}" if info.attribute == "quaternion" else comp
+        rows.append([name, comp if comp in ("x", "y", "z", "quat_w", "quat_x", "quat_y", "quat_z") else "n/a", kind,
+                     label(info.device_name) or "device", _si(unit)])  # fmt: skip
+    channels = _write_tsv(folder / f"{base}_channels.tsv", ["name", "component", "type", "tracked_point", "units"],
+                          rows)  # fmt: skip
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r[2]] = counts.get(r[2], 0) + 1
+    sidecar = _write_json(folder / f"{base}_motion.json", {
+        "TaskName": str(rec.meta.get("task") or "recording"), "SamplingFrequency": rate,
+        "TrackingSystemName": info.device_name or info.device_id, "MotionChannelCount": len(rows),
+        **{f"{k}ChannelCount": n for k, n in counts.items()},
+        "RecordingDuration": float(grid[-1] - grid[0]), "StartTime": float(grid[0] - t_zero),
+        "Resampling": f"linear interpolation onto a uniform {rate:g} Hz grid from the first sample (global clock)",
+        "SensoriumSync": {"clock": clock, "sensor_id": sid, "attribute": info.attribute, **sync.get(sid, {})},
+    })  # fmt: skip
+    return [tsv, channels, sidecar]
+
+
+def _si(unit: str) -> str:
+    """Units as BIDS writes them (m/s^2, deg/s, uT …); n/a when none."""
+    return {"m/s^2": "m/s^2", "deg/s": "deg/s", "uT": "uT", "deg": "deg"}.get(unit, unit or "n/a")
