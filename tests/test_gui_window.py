@@ -108,3 +108,45 @@ def test_demo_command_runs_and_saves_a_screenshot(redis_server: RedisServer, key
     assert (demo / "spill").is_dir() and (demo / "redis" / "redis.conf").is_file()
     assert not (tmp_path / "data" / "spill").exists() and not (tmp_path / "data" / "redis").exists()
     assert f"{keys.prefix}-demo" in out.stderr
+
+
+@pytest.mark.gui
+def test_help_about_error_dialog_and_window_log(qtbot, redis_server: RedisServer, keys: Keys, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Help → About names versions, endpoint and paths; an unexpected exception is shown once
+    with its details and logged to the window's own log file."""
+    import logging
+
+    from sensorium_desktop import __version__
+    from sensorium_desktop.ui import desktop
+    from sensorium_desktop.ui.main_window import MainWindow
+    from sensorium_desktop.viewmodel.app import AppModel
+
+    monkeypatch.setenv("SENSORIUM_DATA_DIR", str(tmp_path / "data"))
+    win = MainWindow(AppModel(redis_server.url, keys, "about-test"))
+    qtbot.addWidget(win)
+    menus = [a.text() for a in win.menuBar().actions()]
+    assert "&Help" in menus
+    box = win.about()
+    text = box.text()
+    assert f"Sensorium Desktop: {__version__}" in text and "redis-server: " in text and "not found" not in text
+    assert str(tmp_path / "data") in text and "sensorium-gui.log" in text and redis_server.password not in text
+    box.close()
+    path = desktop.start_file_log()
+    logging.getLogger("sensorium_desktop.test").warning("written to the window log")
+    errors = desktop.ErrorDialogs(win)
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        errors.hook(ValueError, exc, exc.__traceback__)
+        errors.hook(ValueError, exc, exc.__traceback__)  # the same error again: one dialog
+    assert len(errors.dialogs) == 1 and "ValueError: boom" in errors.dialogs[0].text()
+    assert "raise ValueError" in errors.dialogs[0].detailedText()
+    for h in logging.getLogger().handlers:
+        h.flush()
+    logged = path.read_text(encoding="utf-8")
+    assert "written to the window log" in logged and "ValueError: boom" in logged
+    for h in list(logging.getLogger().handlers):
+        if getattr(h, "baseFilename", "") == str(path):
+            logging.getLogger().removeHandler(h)
+            h.close()

@@ -40,11 +40,11 @@ import numpy as np
 import redis
 
 from ..core.attributes import warm_seconds
+from ..core.backoff import Backoff
 from ..core.codec import encode_batch
 from ..core.framing import frame, pack_strings, scan_frames, unpack_strings
 from ..core.hostclock import host_time
 from ..core.samples import SampleBatch, SensorInfo
-from .connection import Backoff
 from .connection import client as make_client
 from .keys import Keys
 

@@ -45,18 +45,10 @@ def minmax_phase(values: np.ndarray) -> float | None:
 
 
 def analytic_phase(x: np.ndarray) -> np.ndarray:
-    """Instantaneous phase (radians) of a real signal via the FFT Hilbert transform."""
+    """Instantaneous phase (radians) of a real signal: the angle of its analytic signal
+    (``scipy.signal.hilbert`` of the mean-removed signal)."""
     x = np.asarray(x, dtype=np.float64)
-    n = x.size
-    spec = np.fft.fft(x - x.mean())
-    h = np.zeros(n)
-    if n % 2 == 0:
-        h[0] = h[n // 2] = 1.0
-        h[1 : n // 2] = 2.0
-    else:
-        h[0] = 1.0
-        h[1 : (n + 1) // 2] = 2.0
-    return np.angle(np.fft.ifft(spec * h))
+    return np.angle(signal.hilbert(x - x.mean()))
 
 
 def hilbert_phase(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, urlencode
 
-from ..bus.connection import Backoff
+from ..core.backoff import Backoff
 from ..core.ids import make_id
 from ..core.samples import SampleBatch, SensorInfo
 

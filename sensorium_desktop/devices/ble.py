@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..bus.connection import Backoff
 from ..core import gatt
+from ..core.backoff import Backoff
 from ..core.hostclock import host_time
 from ..core.ids import make_id
 from ..core.samples import SampleBatch, SensorInfo

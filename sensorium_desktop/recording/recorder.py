@@ -26,12 +26,12 @@ from typing import Any
 import redis
 
 from ..bus.attention import hold_for_recording, release_attention
-from ..bus.connection import Backoff
 from ..bus.connection import client as make_client
 from ..bus.keys import Keys
 from ..bus.registry import list_sensors
 from ..bus.sessions import Session
 from ..bus.streams import GapTracker, decode_entry
+from ..core.backoff import Backoff
 from ..core.clockdomain import MEASURED, domain_kind
 from ..core.codec import CodecError
 from ..core.delta import DELTA_ATTRIBUTES

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from .. import paths
 from ..bus.connection import RedisEndpoint, open_endpoint
@@ -41,6 +41,7 @@ def make_app() -> QtWidgets.QApplication:
     app.setApplicationName("Sensorium Desktop")
     app.setOrganizationName("Sensorium")
     app.setOrganizationDomain("sensorium.local")
+    QtGui.QGuiApplication.setDesktopFileName("sensorium-desktop")  # Wayland matches the icon by it
     app.setQuitOnLastWindowClosed(False)  # the model's run() ends the loop after closeEvent
     return app  # type: ignore[return-value]
 
@@ -71,6 +72,9 @@ def run_gui(opts: GuiOptions) -> int:
     from .main_window import MainWindow
 
     app = make_app()
+    from .desktop import ErrorDialogs, start_file_log
+
+    log.info("window log: %s", start_file_log())
     try:
         endpoint: RedisEndpoint = open_endpoint(opts.redis_url, opts.prefix)
     except RedisUnavailableError as exc:
@@ -89,6 +93,8 @@ def run_gui(opts: GuiOptions) -> int:
     if node is not None:  # Record goes to the node this window started
         model.sessions.recorder_node = node_id_of(opts.node_args)
     window = MainWindow(model)
+    errors = ErrorDialogs(window)
+    errors.install()
     window.show()
     app.processEvents()
     log.info("window shown %.2f s after launch (%s, key prefix %s, data dir %s)", time.time() - launched_at(),

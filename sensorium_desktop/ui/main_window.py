@@ -13,6 +13,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from ..core.backpressure import ViewState
 from ..viewmodel.app import AppModel, StatusSummary
 from ..viewmodel.lab import LabSnapshot
+from . import desktop
 from .mime import SENSORS_MIME, read_sensors
 from .panels import panel_specs
 from .panels.devices import DevicesPanel
@@ -174,7 +175,8 @@ class MainWindow(QtWidgets.QMainWindow):
         session_menu = self.menuBar().addMenu("&Session")
         sessions = self.panels.get("sessions")
         self.record_action = QtGui.QAction("&Record", self, shortcut=QtGui.QKeySequence("Ctrl+R"))
-        self.stop_action = QtGui.QAction("S&top", self, shortcut=QtGui.QKeySequence("Ctrl+."))
+        # Ctrl+Shift+R, not Ctrl+.: Cmd+. is Cancel on macOS
+        self.stop_action = QtGui.QAction("S&top", self, shortcut=QtGui.QKeySequence("Ctrl+Shift+R"))
         self.record_action.setToolTip("Record the current session (its sensors, markers and time slices)")
         self.record_action.triggered.connect(lambda: self.spawn(self.model.sessions.start_recording()))
         self.stop_action.triggered.connect(lambda: self.spawn(self.model.sessions.stop_recording()))
@@ -192,7 +194,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if sessions is not None:
             new_action = QtGui.QAction("&New session", self, shortcut=QtGui.QKeySequence("Ctrl+N"))
             new_action.triggered.connect(sessions.new_session)  # type: ignore[attr-defined]
-            marker_action = QtGui.QAction("&Marker", self, shortcut=QtGui.QKeySequence("Ctrl+M"))
+            # Ctrl+K, not Ctrl+M: Cmd+M minimizes on macOS
+            marker_action = QtGui.QAction("&Marker", self, shortcut=QtGui.QKeySequence("Ctrl+K"))
             marker_action.triggered.connect(lambda: sessions.marker("marker"))  # type: ignore[attr-defined]
             session_menu.addActions([new_action, marker_action])
             for n in range(1, 10):  # number keys: numbered markers
@@ -201,6 +204,19 @@ class MainWindow(QtWidgets.QMainWindow):
                 a.triggered.connect(lambda _=False, n=n: self._number_marker(n))
                 self.addAction(a)
         file_menu.addAction(quit_action)
+        help_menu = self.menuBar().addMenu("&Help")
+        about = help_menu.addAction("&About Sensorium Desktop")
+        about.triggered.connect(lambda: self.about())
+        help_menu.addAction("About &Qt").triggered.connect(QtWidgets.QApplication.aboutQt)
+        log_action = help_menu.addAction("Open the &log folder")
+        log_action.triggered.connect(lambda: QtGui.QDesktopServices.openUrl(
+            QtCore.QUrl.fromLocalFile(str(desktop.log_file().parent))))  # fmt: skip
+
+    def about(self) -> QtWidgets.QMessageBox:
+        """Help → About: versions, the Redis endpoint, data/config/log paths."""
+        from ..bus.connection import mask_url
+
+        return desktop.show_about(self, mask_url(self.model.redis_url))
 
     def _number_marker(self, n: int) -> None:
         focus = QtWidgets.QApplication.focusWidget()

@@ -25,10 +25,11 @@ import numpy as np
 import redis
 
 from ..bus.attention import hold_attention, release_attention
-from ..bus.connection import Backoff, client
+from ..bus.connection import client
 from ..bus.keys import Keys
 from ..bus.registry import list_sensors
 from ..bus.streams import decode_entry, sensor_of_stream
+from ..core.backoff import Backoff
 from ..core.backpressure import Attention
 from ..core.clockdomain import ClockDomains
 from ..core.codec import CodecError

@@ -28,13 +28,14 @@ import redis.asyncio
 
 from .. import exitcodes, paths
 from ..bus.commands import EVENTS_MAXLEN, parse_command
-from ..bus.connection import Backoff, async_client
+from ..bus.connection import async_client
 from ..bus.election import Elector
 from ..bus.globalclock import GlobalClockProbe
 from ..bus.keys import Keys
 from ..bus.publisher import StreamPublisher
 from ..bus.registry import DeviceStatus, queue_sensor_registration, register_sensors
 from ..core.attributes import SYNC_EVENT_ATTRIBUTES
+from ..core.backoff import Backoff
 from ..core.backpressure import Attention, BackpressureConfig, LoadEstimator, compute_config
 from ..core.batching import Batcher
 from ..core.health import stale_after
