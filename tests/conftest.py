@@ -210,6 +210,52 @@ class NodeThread:
         self.thread.join(30)
 
 
+def with_async_redis(url: str, work):  # type: ignore[no-untyped-def]
+    """Run ``work(client)`` (a coroutine function) on a fresh async Redis client; its result."""
+    import asyncio
+
+    import redis.asyncio
+
+    async def go():  # type: ignore[no-untyped-def]
+        c = redis.asyncio.Redis.from_url(url)
+        try:
+            return await work(c)
+        finally:
+            await c.aclose()
+
+    return asyncio.run(go())
+
+
+def record_session(redis_server: RedisServer, keys: Keys, devices: list[str], sessions_dir: Path, session_id: str,
+                   markers: list[str], ready, node_id: str = "rec-node", settle_s: float = 0.0,
+                   **meta: str) -> Path:  # fmt: skip
+    """Record every sensor of a real node running ``devices`` once ``ready(client)`` holds (and
+    ``settle_s`` more), with a window marker each second (``markers``), stopped a second after
+    the last; the recording's folder."""
+    from sensorium_desktop.bus.sessions import Session, add_marker
+
+    node = NodeThread(redis_server.url, keys, devices, node_id=node_id, sessions_dir=sessions_dir).start()
+    c = redis_server.client()
+    try:
+        wait_for(lambda: ready(c), 20, message="the devices streaming")
+        time.sleep(settle_s)
+        sensors = [x.decode() for x in c.smembers(keys.sensors)]
+        s = Session(session_id, sensors=sensors, state="recording", recorder=node_id, started=time.time(), **meta)
+        c.hset(keys.sessions, session_id, s.to_json())
+        wait_for(lambda: c.hget(keys.recording(session_id), "state") == b"recording", 20, message="recording")
+        for label in markers:
+            time.sleep(1.0)
+            with_async_redis(redis_server.url,
+                             lambda ac, label=label: add_marker(ac, keys, session_id, label, "window"))  # fmt: skip
+        time.sleep(1.0)
+        s.state, s.stopped = "stopped", time.time()
+        c.hset(keys.sessions, session_id, s.to_json())
+        wait_for(lambda: c.hget(keys.recording(session_id), "state") == b"complete", 30, message="complete")
+    finally:
+        node.stop()
+    return sessions_dir / session_id
+
+
 @pytest.fixture
 def sim_node(redis_server: RedisServer, keys: Keys) -> Iterator[NodeThread]:
     """A node streaming sim:chest, sim:eyes and sim:pose into the session Redis."""

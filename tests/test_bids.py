@@ -3,7 +3,6 @@ by MNE and MNE-BIDS; ``sensorium_desktop.io.read_raw`` compared with the XDF exp
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -16,11 +15,10 @@ import numpy as np
 import pylsl
 import pytest
 import pyxdf
-import redis.asyncio
-from conftest import NodeThread, RedisServer, sensorium, wait_for
+import redis
+from conftest import RedisServer, record_session, sensorium
 
 from sensorium_desktop.bus.keys import Keys
-from sensorium_desktop.bus.sessions import Session, add_marker
 from sensorium_desktop.recording.export import export_recording
 
 VALIDATOR = shutil.which("bids-validator-deno") or str(Path(sys.executable).parent / "bids-validator-deno")
@@ -36,34 +34,12 @@ def validate(root: Path) -> tuple[list[dict], list[dict]]:
 
 
 def record(redis_server: RedisServer, keys: Keys, devices: list[str], tmp: Path, meta: dict[str, str]) -> Path:
-    node = NodeThread(redis_server.url, keys, devices, node_id="bids-node", sessions_dir=tmp / "sessions").start()
-    c = redis_server.client()
-    try:
-        wait_for(lambda: c.scard(keys.sensors) >= 2 and c.xlen(keys.stream(next(iter(
-            x.decode() for x in c.smembers(keys.sensors))))) > 3, 20, message="streams")  # fmt: skip
-        time.sleep(1.0)
-        sensors = [s.decode() for s in c.smembers(keys.sensors)]
-        s = Session("bidsrec", sensors=sensors, state="recording", recorder="bids-node", started=time.time(), **meta)
-        c.hset(keys.sessions, "bidsrec", s.to_json())
-        wait_for(lambda: c.hget(keys.recording("bidsrec"), "state") == b"recording", 20, message="recording")
+    def ready(c: redis.Redis) -> bool:
+        ids = [x.decode() for x in c.smembers(keys.sensors)]
+        return len(ids) >= 2 and c.xlen(keys.stream(ids[0])) > 3
 
-        async def mark(label: str) -> None:
-            ac = redis.asyncio.Redis.from_url(redis_server.url)
-            try:
-                await add_marker(ac, keys, "bidsrec", label, "window")
-            finally:
-                await ac.aclose()
-
-        for label in ("go", "stop"):
-            time.sleep(1.0)
-            asyncio.run(mark(label))
-        time.sleep(1.0)
-        s.state, s.stopped = "stopped", time.time()
-        c.hset(keys.sessions, "bidsrec", s.to_json())
-        wait_for(lambda: c.hget(keys.recording("bidsrec"), "state") == b"complete", 30, message="complete")
-    finally:
-        node.stop()
-    return tmp / "sessions" / "bidsrec"
+    return record_session(redis_server, keys, devices, tmp / "sessions", "bidsrec", ["go", "stop"], ready,
+                          node_id="bids-node", settle_s=1.0, **meta)  # fmt: skip
 
 
 def test_simulated_session_is_valid_bids(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:

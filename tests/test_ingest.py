@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import pyxdf
 import websockets
-from conftest import NodeThread, RedisServer, free_port, wait_for
+from conftest import NodeThread, RedisServer, free_port, wait_for, with_async_redis
 
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.bus.registry import list_devices, list_sensors
@@ -370,22 +370,15 @@ def test_the_sensocto_python_sdk_records_into_xdf(
     wait_for(lambda: f"{dev}-heartrate" in {s.sensor_id for s in list_sensors(c, keys)}, 10, message="registered")
     session = Session("sdk-session", sensors=[f"{dev}-heartrate", f"{dev}-ecg"])
 
-    async def control(action: str) -> None:
-        ac = redis.asyncio.Redis.from_url(redis_server.url)
-        try:
-            if action == "start":
-                await save_session(ac, keys, session)
-                await start_recording(ac, keys, session, "ingest-node")
-            else:
-                await stop_recording(ac, keys, session)
-        finally:
-            await ac.aclose()
+    async def start(ac: redis.asyncio.Redis) -> None:
+        await save_session(ac, keys, session)
+        await start_recording(ac, keys, session, "ingest-node")
 
-    run(control("start"))
+    with_async_redis(redis_server.url, start)
     time.sleep(1.5)
     run(sdk("stream", sensor_id))
     time.sleep(1.0)
-    run(control("stop"))
+    with_async_redis(redis_server.url, lambda ac: stop_recording(ac, keys, session))
     rec_dir = wait_for(lambda: next(iter((Path(node.node.config.sessions_dir or ".")).glob("*/session.json")), None),
                        30, message="recorded")  # fmt: skip
     wait_for(lambda: json.loads(rec_dir.read_text())["state"] == "complete", 30, message="complete")

@@ -4,7 +4,6 @@ each with its source and its sender's own timestamp, and are exported to XDF and
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import os
 import socket
@@ -17,9 +16,8 @@ import msgpack
 import numpy as np
 import pylsl
 import pyxdf
-import redis.asyncio
 import zmq
-from conftest import NodeThread, RedisServer, free_port, sensorium, wait_for
+from conftest import NodeThread, RedisServer, free_port, sensorium, wait_for, with_async_redis
 
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.bus.registry import live_sensors_async
@@ -41,6 +39,7 @@ def test_every_marker_source_lands_in_one_session_stream(redis_server: RedisServ
     name = f"Stim{uuid.uuid4().hex[:6]}"
     outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "Markers", 1, 0, pylsl.cf_string, f"psychopy-{name}"))
     rcs_port, pupil_port = free_port(), free_port()
+    url = redis_server.url
     node = NodeThread(redis_server.url, keys, ["sim:room", f"lsl:{name}"], node_id="inbox-node",
                       sessions_dir=tmp_path / "sessions", rcs=RcsOptions(rcs_port),
                       pupil=PupilOptions(pupil_port)).start()  # fmt: skip
@@ -53,15 +52,17 @@ def test_every_marker_source_lands_in_one_session_stream(redis_server: RedisServ
         lsl_dev = next(d for d in node.node.devices if d.uri.scheme == "lsl")
         wait_for(lambda: lsl_dev.sensors(), 15, message="the LSL marker stream described")
         lsl_sid = lsl_dev.sensors()[0].sensor_id
-        wait_for(lambda: lsl_sid in asyncio.run(_live(redis_server, keys)), 15, message="the LSL sensor online")
+        live_ids = lambda: {x.sensor_id for x in with_async_redis(url, lambda ac: live_sensors_async(ac, keys))}  # noqa: E731
+        wait_for(lambda: lsl_sid in live_ids(), 15, message="the LSL sensor online")
         rcs = socket.create_connection(("127.0.0.1", rcs_port), timeout=20)
         root = tmp_path / "study"
         assert rcs_send(rcs, f"filename {{root:{root}}} {{participant:P1}} {{task:inbox}} {{modality:beh}}") == b"OK"
         assert rcs_send(rcs, "select all") == b"OK"
         assert rcs_send(rcs, "start") == b"OK"
-        wait_for(lambda: any(s.state == "recording" for s in asyncio.run(_sessions(redis_server, keys))), 20,
-                 message="recording")  # fmt: skip
-        session_id = next(s.session_id for s in asyncio.run(_sessions(redis_server, keys)) if s.state == "recording")
+        recording = lambda: [x for x in with_async_redis(url, lambda ac: list_sessions(ac, keys))  # noqa: E731
+                             if x.state == "recording"]  # fmt: skip
+        wait_for(recording, 20, message="recording")
+        session_id = recording()[0].session_id
         time.sleep(1.0)
         # LSL: stamped 0.2 s before it is pushed, as a stimulus script stamps its flip
         lsl_stamps = [pylsl.local_clock() - 0.2]
@@ -73,7 +74,7 @@ def test_every_marker_source_lands_in_one_session_stream(redis_server: RedisServ
         cli = subprocess.run(sensorium("marker", "from cli", "--prefix", keys.prefix), capture_output=True, text=True,
                              timeout=60, env=dict(os.environ, SENSORIUM_REDIS_URL=redis_server.url))  # fmt: skip
         assert cli.returncode == 0, cli.stderr
-        asyncio.run(_window_marker(redis_server, keys, session_id))
+        with_async_redis(url, lambda ac: add_marker(ac, keys, session_id, "from window", "window"))
         req = ctx.socket(zmq.REQ)
         req.setsockopt(zmq.RCVTIMEO, 10_000)
         req.connect(f"tcp://127.0.0.1:{pupil_port}")
@@ -86,7 +87,7 @@ def test_every_marker_source_lands_in_one_session_stream(redis_server: RedisServ
         pub.send_string("annotation", flags=zmq.SNDMORE)
         pub.send(msgpack.packb({"topic": "annotation", "label": "from pupil", "timestamp": pupil_now,
                                 "duration": 0.25}, use_bin_type=True))  # fmt: skip
-        live = lambda: {m["source"] for m in asyncio.run(_markers(redis_server, keys, session_id))}  # noqa: E731
+        live = lambda: {m["source"] for m in with_async_redis(url, lambda ac: read_markers(ac, keys, session_id))}  # noqa: E731
         wanted = {f"lsl:{name}", "rcs", "cli", "window", "pupil"}
         wait_for(lambda: wanted <= live(), 20, message="every source in the live marker stream")
         assert rcs_send(rcs, "stop") == b"OK"
@@ -132,35 +133,3 @@ def test_every_marker_source_lands_in_one_session_stream(redis_server: RedisServ
     assert rows["flip 2"]["source"] == f"lsl:{name}" and rows["from pupil"]["duration"] == "0.25"
     assert np.isclose(float(rows["flip 1"]["t_global"]), t_of["flip 1"], atol=1e-6)
     assert float(rows["flip 1"]["t_original"]) == float(by_label["flip 1"]["t_original"])
-
-
-async def _sessions(redis_server: RedisServer, keys: Keys) -> list:
-    c = redis.asyncio.Redis.from_url(redis_server.url)
-    try:
-        return await list_sessions(c, keys)
-    finally:
-        await c.aclose()
-
-
-async def _live(redis_server: RedisServer, keys: Keys) -> set[str]:
-    c = redis.asyncio.Redis.from_url(redis_server.url)
-    try:
-        return {s.sensor_id for s in await live_sensors_async(c, keys)}
-    finally:
-        await c.aclose()
-
-
-async def _markers(redis_server: RedisServer, keys: Keys, session_id: str) -> list[dict[str, str]]:
-    c = redis.asyncio.Redis.from_url(redis_server.url)
-    try:
-        return await read_markers(c, keys, session_id)
-    finally:
-        await c.aclose()
-
-
-async def _window_marker(redis_server: RedisServer, keys: Keys, session_id: str) -> None:
-    c = redis.asyncio.Redis.from_url(redis_server.url)
-    try:
-        await add_marker(c, keys, session_id, "from window", "window")
-    finally:
-        await c.aclose()

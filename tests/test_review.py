@@ -7,18 +7,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pyxdf
-from conftest import NodeThread, RedisServer, sensorium, wait_for
+from conftest import RedisServer, record_session, sensorium
 from PySide6 import QtCore
 from test_camera import frame_of, write_video
 
 from sensorium_desktop.bus.keys import Keys
-from sensorium_desktop.bus.sessions import Session
 from sensorium_desktop.recording.export import export_recording
 from sensorium_desktop.recording.reader import load_recording
 from sensorium_desktop.recording.review import ReviewError, open_review
@@ -119,42 +117,13 @@ def test_a_replay_recorded_again_exports_the_same_samples(name: str, speed: floa
 def av_session(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Path:
     """A recorded session with a camera (MJPG, 30 fps), an eye tracker, a pose camera, ECG and
     three markers."""
-    import asyncio
-
-    import redis.asyncio
-
-    from sensorium_desktop.bus.sessions import add_marker
-
     tmp = tmp_path_factory.mktemp("av")
     keys = Keys(f"av{os.getpid()}")
     src = write_video(tmp / "lab.avi", 240, 30.0, "MJPG")
     devices = [f"camera:{src}?record={tmp / 'cam.avi'}", "sim:eyes", "sim:pose", "sim:chest"]
-    node = NodeThread(redis_server.url, keys, devices, node_id="av-node", sessions_dir=tmp / "sessions").start()
-    c = redis_server.client()
-    try:
-        wait_for(lambda: c.scard(keys.sensors) >= 8 and c.xlen(keys.stream("sim-chest-ecg")) > 3, 20, message="lab")
-        sensors = [s.decode() for s in c.smembers(keys.sensors)]
-        s = Session("avrec", sensors=sensors, state="recording", recorder="av-node", started=time.time())
-        c.hset(keys.sessions, "avrec", s.to_json())
-        wait_for(lambda: c.hget(keys.recording("avrec"), "state") == b"recording", 20, message="recording")
-
-        async def mark(label: str) -> None:
-            ac = redis.asyncio.Redis.from_url(redis_server.url)
-            try:
-                await add_marker(ac, keys, "avrec", label, "window")
-            finally:
-                await ac.aclose()
-
-        for label in ("first", "second", "third"):
-            time.sleep(1.0)
-            asyncio.run(mark(label))
-        time.sleep(1.0)
-        s.state, s.stopped = "stopped", time.time()
-        c.hset(keys.sessions, "avrec", s.to_json())
-        wait_for(lambda: c.hget(keys.recording("avrec"), "state") == b"complete", 30, message="complete")
-    finally:
-        node.stop()
-    return tmp / "sessions" / "avrec"
+    return record_session(redis_server, keys, devices, tmp / "sessions", "avrec", ["first", "second", "third"],
+                          lambda c: c.scard(keys.sensors) >= 8 and c.xlen(keys.stream("sim-chest-ecg")) > 3,
+                          node_id="av-node")  # fmt: skip
 
 
 def test_session_opens_with_video_gaze_skeleton_and_markers(av_session: Path) -> None:
