@@ -125,7 +125,7 @@ class NetworkSensor(Device):
             info = SensorInfo(
                 sensor_id=make_id(self.device_id, attribute), attribute=attribute, device_id=self.device_id,
                 device_name=self.name, transport="ws", uri=str(self.uri), channel_names=names, units=units,
-                channel_format=fmt, nominal_rate=_rate(attribute, metadata), has_clock=True,
+                channel_format=fmt, nominal_rate=_rate(metadata), has_clock=True,
                 clock_domain=make_id("ws", self.connector_id),
                 extra={"connector_id": self.connector_id, "connector_name": self.connector_name,
                        "client_sensor_id": self.client_sensor_id, "sensor_type": self.sensor_type,
@@ -181,7 +181,7 @@ def _first_payload_layout(group: list[Measurement]) -> dict[str, Any]:
     return hints
 
 
-def _rate(attribute: str, metadata: dict[str, Any] | None) -> float:
+def _rate(metadata: dict[str, Any] | None) -> float:
     rate = (metadata or {}).get("sample_rate") or (metadata or {}).get("sampling_rate")
     if isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0:
         return float(round(rate, 6))

@@ -39,7 +39,6 @@ from .base import (
 
 SPEED_RANGE = (0.25, 16.0)
 READ_PERIOD_S = 0.02
-XDF_TYPE_ATTRIBUTES = {"markers": "marker", "stringmarker": "marker"}
 
 
 def _attribute_for(stream_attribute: str, source: str, string: bool) -> str:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.samples import SensorInfo
 from .reader import ExportOptions, Recording
 
 BIDS_VERSION = "1.10.0"
@@ -221,16 +222,25 @@ def _uniform(t: np.ndarray, values: np.ndarray, rate: float) -> tuple[np.ndarray
     return grid, np.column_stack([np.interp(grid, t, v[:, k]) for k in range(v.shape[1])])
 
 
-def _write_physio(rec: Recording, sid: str, folder: Path, base: str, t_zero: float, clock: str,
-                  sync: dict[str, Any]) -> list[Path]:  # fmt: skip
+def _on_grid(rec: Recording, sid: str, clock: str) -> tuple[SensorInfo, float, np.ndarray, np.ndarray] | None:
+    """A stream at a constant rate (its nominal rate, else its median one): (info, rate Hz,
+    grid (m,) global s, values (m, c)); None (with a warning) when it has under two samples."""
     data = rec.sensors[sid]
-    info = data.info
     t = rec.global_times(sid, clock)
     if t.size < 2:
         rec.warn(f"BIDS: {sid} has {t.size} sample(s): no sampling rate, not written")
-        return []
-    rate = info.nominal_rate or round(1.0 / float(np.median(np.diff(t))), 6)
+        return None
+    rate = data.info.nominal_rate or round(1.0 / float(np.median(np.diff(t))), 6)
     grid, values = _uniform(t, data.values, rate)
+    return data.info, rate, grid, values
+
+
+def _write_physio(rec: Recording, sid: str, folder: Path, base: str, t_zero: float, clock: str,
+                  sync: dict[str, Any]) -> list[Path]:  # fmt: skip
+    gridded = _on_grid(rec, sid, clock)
+    if gridded is None:
+        return []
+    info, rate, grid, values = gridded
     gaze = info.attribute in GAZE_ATTRIBUTES
     name = f"{base}_recording-{label(sid)}_physio"
     if gaze:  # BIDS eye tracking: a timestamp column first
@@ -298,14 +308,10 @@ def _write_motion(rec: Recording, sid: str, folder: Path, ents: list[tuple[str, 
     """IMU, orientation and skeleton streams as the BIDS ``motion`` datatype (one tracking system each)."""
     from ..core.pose import LANDMARK_NAMES
 
-    data = rec.sensors[sid]
-    info = data.info
-    t = rec.global_times(sid, clock)
-    if t.size < 2:
-        rec.warn(f"BIDS: {sid} has {t.size} sample(s): no sampling rate, not written")
+    gridded = _on_grid(rec, sid, clock)
+    if gridded is None:
         return []
-    rate = info.nominal_rate or round(1.0 / float(np.median(np.diff(t))), 6)
-    grid, values = _uniform(t, data.values, rate)
+    info, rate, grid, values = gridded
     folder.mkdir(parents=True, exist_ok=True)
     with_sys = []
     for k, v in ents:

@@ -156,6 +156,8 @@ class Recording:
                 self._host_cache[(domain, mode)] = {sid: t[kept[sid]] if sid in kept else t for sid, t in times.items()}
             else:
                 del self._host_cache[(domain, mode)]
+        for key in [k for k in self._global_cache if k[1] != "refined"]:  # other modes: fitted again on what is left
+            del self._global_cache[key]
 
     def host_offset(self, node_id: str, t_host: np.ndarray) -> tuple[np.ndarray, bool]:
         """host → global offset (s) for ``node_id`` at host times; (offsets, known).

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from ..core.envelope import Envelope
+from .spool import SESSION_FILE
 
 log = logging.getLogger(__name__)
 
-SESSION_FILE = "session.json"
 KIND_OF_ATTRIBUTE = {"video": "video", "eye_gaze": "gaze", "skeleton": "skeleton"}
 
 

@@ -187,7 +187,7 @@ class Connection:
         await self.send(encode(frame, "phx_reply", {"status": status, "response": response}, frame.ref))
 
     async def error(self, frame: Frame, reason: str, **extra: Any) -> None:
-        self.server.count(f"refused_{reason}")
+        self.server.count(f"refused_{reason.replace(' ', '_')}")  # counter names without spaces
         await self.reply(frame, "error", {"reason": reason, **extra})
 
     async def handle(self, text: str) -> None:
