@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, exitcodes
 
@@ -734,7 +734,7 @@ def _devices_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--timeout", type=float, default=5.0, help="discovery time per transport (s)")
     p.add_argument("--transport", action="append", default=None,
-                   help="only these transports (sim, serial, ble, camera, lsl; repeatable)")  # fmt: skip
+                   help="only these transports (URI schemes: see `sensorium plugins`; repeatable)")  # fmt: skip
 
 
 @command("devices", "discover devices on every transport and print their URIs")
@@ -758,6 +758,45 @@ def cmd_devices(args: argparse.Namespace) -> int:
         state = "" if d.available else f"  [unavailable: {d.error}]"
         print(f"{d.uri:<48} {d.transport:<10} {d.name}{state}")
     return 0
+
+
+def _plugins_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("plugins", "list the transports, exporters, panels and node components (built-in and installed "
+         "packages'), import each and say which fail (exit 1 when one does)")  # fmt: skip
+@arguments(_plugins_args)
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .plugins import PluginInfo
+
+    rows: list[PluginInfo] = []
+    for registry in plugin_registries():
+        registry.load_all()
+        rows += registry.infos()
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+    else:
+        for r in rows:
+            where = f"{r.distribution} {r.version}".strip()
+            state = f"  FAILED: {r.error}" if r.error else ""
+            print(f"{r.kind:<11} {r.name:<14} {where:<26} {r.target}{state}")
+    failed = [r for r in rows if r.error]
+    for r in failed:
+        log.error("plugin %s %r: %s", r.kind, r.name, r.error)
+    return exitcodes.FAILED if failed else 0
+
+
+def plugin_registries() -> list[Any]:
+    """The four registries (importing the window's panels needs Qt: present wherever the app is)."""
+    from .devices import TRANSPORTS
+    from .recording.export import EXPORTERS
+    from .ui.panels import PANELS
+    from .worker.components import COMPONENTS
+
+    return [TRANSPORTS, EXPORTERS, PANELS, COMPONENTS]
 
 
 def _marker_args(p: argparse.ArgumentParser) -> None:

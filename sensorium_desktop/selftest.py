@@ -53,6 +53,17 @@ class SelfTest:
         return ok
 
     # -- checks -----------------------------------------------------------------------------
+    def plugins(self) -> str:
+        from .cli import plugin_registries
+
+        counts, failed = [], []
+        for registry in plugin_registries():
+            counts.append(f"{len(registry.load_all())} {registry.kind}")
+            failed += [f"{registry.kind} {name}: {why}" for name, why in registry.errors.items()]
+        if failed:
+            raise RuntimeError("; ".join(failed))
+        return ", ".join(counts)
+
     def redis(self) -> str:
         from .bus.connection import open_endpoint
         from .bus.embedded import find_redis_server
@@ -201,7 +212,8 @@ class SelfTest:
         os.environ["SENSORIUM_DATA_DIR"] = data
         os.environ.pop("SENSORIUM_REDIS_URL", None)
         try:
-            steps = [("embedded Redis", self.redis), ("node child with the simulated lab", self.node),
+            steps = [("plugins (entry points)", self.plugins),
+                     ("embedded Redis", self.redis), ("node child with the simulated lab", self.node),
                      (f"record {RECORD_S:g} s with a marker", self.record), ("export XDF", self.export),
                      ("read the XDF back with pyxdf", self.read_back), ("operator window", self.window)]  # fmt: skip
             for name, fn in steps:

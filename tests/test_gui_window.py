@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import AsyncRunner, NodeThread, RedisServer, sensorium
+from PySide6 import QtCore, QtWidgets
 
 from sensorium_desktop.bus.connection import async_client
 from sensorium_desktop.bus.keys import Keys
@@ -150,3 +151,25 @@ def test_help_about_error_dialog_and_window_log(qtbot, redis_server: RedisServer
         if getattr(h, "baseFilename", "") == str(path):
             logging.getLogger().removeHandler(h)
             h.close()
+
+
+def test_panel_actions_come_from_the_panel_spec(window, qtbot, monkeypatch) -> None:
+    """The sessions panel's spec puts New session / Marker into the Session menu and the digit
+    keys onto the window; a digit typed into a text field is not a marker."""
+    panel = window.panels["sessions"]
+    marked: list[str] = []
+    monkeypatch.setattr(panel, "marker", marked.append)
+    session_menu = window.menus["&Session"]
+    texts = {a.text(): a for a in session_menu.actions()}
+    assert {"&Record", "S&top", "&New session", "&Marker"} <= set(texts)
+    assert texts["&Marker"].shortcut().toString() == "Ctrl+K"
+    texts["&Marker"].trigger()
+    window.activateWindow()
+    window.plots.setFocus()
+    qtbot.keyClick(window.plots, QtCore.Qt.Key.Key_3)
+    field = QtWidgets.QLineEdit(window.panels["sessions"])
+    field.show()
+    field.setFocus()
+    qtbot.waitUntil(field.hasFocus, timeout=2000)
+    qtbot.keyClick(field, QtCore.Qt.Key.Key_4)
+    assert marked == ["marker", "3"] and field.text() == "4"

@@ -1,12 +1,12 @@
-"""Device transports: one module per transport, registered in one place.
+"""Device transports: one module per transport, each registered by one entry point.
 
-To add a transport, write ``devices/<name>.py`` with a ``@register_transport`` class and
-add its module name to ``TRANSPORT_MODULES``.
+To add a transport, write a module with a :class:`Transport` subclass and name it in the
+``sensorium_desktop.transports`` entry-point group (this project's pyproject.toml for the
+built-ins, a lab's own package for theirs; see :mod:`sensorium_desktop.plugins`). Nothing is
+imported here: a transport's module (and cv2, bleak, pylsl) loads when its scheme is used.
 """
 
 from __future__ import annotations
-
-import importlib
 
 from .base import (
     TRANSPORTS,
@@ -20,13 +20,7 @@ from .base import (
     UntrustedUriError,
     discover_all,
     open_device,
-    register_transport,
 )
-
-TRANSPORT_MODULES = ("simulated", "serial", "ble", "camera", "lsl", "network", "replay")
-
-for _name in TRANSPORT_MODULES:
-    importlib.import_module(f"{__name__}.{_name}")
 
 
 def uri_errors(texts: list[str]) -> list[tuple[str, str]]:
@@ -56,6 +50,5 @@ __all__ = [
     "UntrustedUriError",
     "discover_all",
     "open_device",
-    "register_transport",
     "uri_errors",
 ]

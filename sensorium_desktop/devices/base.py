@@ -1,9 +1,9 @@
 """The one device interface every transport implements, device URIs and the registry.
 
 discover → describe → connect → stream sample batches → disconnect. A transport is one
-module in this package that defines a :class:`Transport` subclass decorated with
-:func:`register_transport`; :mod:`sensorium_desktop.devices` imports the modules listed in
-``TRANSPORT_MODULES`` (one registration line per transport).
+module (here or in a lab's own package) that defines a :class:`Transport` subclass, plus one
+entry point in the ``sensorium_desktop.transports`` group naming it (see
+:mod:`sensorium_desktop.plugins`); it is imported when its scheme is first used.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 from ..core.backoff import Backoff
 from ..core.ids import make_id
 from ..core.samples import SampleBatch, SensorInfo
+from ..plugins import PluginError, PluginRegistry
 
 log = logging.getLogger(__name__)
 
@@ -312,13 +313,18 @@ class Transport(abc.ABC):
         return None
 
 
-TRANSPORTS: dict[str, type[Transport]] = {}
+def _check_transport(name: str, obj: object) -> type[Transport]:
+    if not (isinstance(obj, type) and issubclass(obj, Transport)):
+        raise TypeError(f"{obj!r} is not a Transport subclass")
+    if getattr(obj, "scheme", None) != name:
+        raise TypeError(f"{obj.__name__}.scheme is {getattr(obj, 'scheme', None)!r}, its entry point says {name!r}")
+    if not getattr(obj, "label", ""):
+        raise TypeError(f"{obj.__name__} has no label")
+    return obj
 
 
-def register_transport(cls: type[Transport]) -> type[Transport]:
-    """Class decorator: make ``cls`` reachable by its URI scheme."""
-    TRANSPORTS[cls.scheme] = cls
-    return cls
+#: URI scheme → transport class, from the ``sensorium_desktop.transports`` entry points
+TRANSPORTS: PluginRegistry[type[Transport]] = PluginRegistry("transports", _check_transport)
 
 
 def open_device(uri: str | DeviceURI, untrusted_roots: list[Path] | None = None) -> Device:
@@ -326,10 +332,13 @@ def open_device(uri: str | DeviceURI, untrusted_roots: list[Path] | None = None)
     through Redis; files it names must lie inside these folders (see
     :meth:`Transport.check_untrusted`)."""
     parsed = uri if isinstance(uri, DeviceURI) else DeviceURI.parse(uri)
-    cls = TRANSPORTS.get(parsed.scheme)
-    if cls is None:
+    try:
+        cls = TRANSPORTS.load(parsed.scheme)
+    except PluginError as exc:
+        if parsed.scheme in TRANSPORTS:
+            raise DeviceError(f"transport {parsed.scheme!r} cannot be used: {exc}") from exc
         known = ", ".join(sorted(TRANSPORTS))
-        raise DeviceError(f"unknown device transport {parsed.scheme!r} in {uri} (known: {known})")
+        raise DeviceError(f"unknown device transport {parsed.scheme!r} in {uri} (known: {known})") from exc
     transport = cls()
     if untrusted_roots is not None:
         transport.check_untrusted(parsed, untrusted_roots)
@@ -342,7 +351,10 @@ async def discover_all(
     schemes: list[str] | None = None,
 ) -> list[DeviceDescriptor]:
     """Run every transport's discovery concurrently; a failing transport yields an error entry."""
-    chosen = [TRANSPORTS[s] for s in (schemes or sorted(TRANSPORTS)) if s in TRANSPORTS]
+    wanted = [s for s in (schemes or sorted(TRANSPORTS)) if s in TRANSPORTS]
+    chosen = [cls for cls in map(TRANSPORTS.get, wanted) if cls is not None]
+    broken = [DeviceDescriptor(f"{s}:", s, s, available=False, error=f"transport did not load: {TRANSPORTS.errors[s]}")
+              for s in wanted if s in TRANSPORTS.errors]  # fmt: skip
 
     async def one(cls: type[Transport]) -> list[DeviceDescriptor]:
         def report(frac: float, msg: str) -> None:
@@ -355,7 +367,7 @@ async def discover_all(
             return [DeviceDescriptor(f"{cls.scheme}:", cls.scheme, cls.label, available=False, error=str(exc))]
 
     results: list[Awaitable[list[DeviceDescriptor]]] = [one(c) for c in chosen]
-    found: list[DeviceDescriptor] = []
+    found: list[DeviceDescriptor] = list(broken)
     for group in await asyncio.gather(*results):
         found.extend(group)
     return found

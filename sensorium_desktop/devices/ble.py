@@ -46,7 +46,6 @@ from .base import (
     DeviceURI,
     ProgressCallback,
     Transport,
-    register_transport,
 )
 
 log = logging.getLogger(__name__)
@@ -384,7 +383,6 @@ class BleDevice(Device):
 Scanner = Callable[[float, list[str] | None], Awaitable[list[tuple[str, str, list[str], int | None]]]]
 
 
-@register_transport
 class BleTransport(Transport):
     scheme = "ble"
     label = "Bluetooth LE"

@@ -44,7 +44,6 @@ from .base import (
     ThreadedDevice,
     Transport,
     UntrustedUriError,
-    register_transport,
 )
 
 PREVIEW_WIDTH = 320
@@ -255,7 +254,6 @@ def _linux_cameras() -> list[tuple[str, str]]:
     return out
 
 
-@register_transport
 class CameraTransport(Transport):
     scheme = "camera"
     label = "Camera"

@@ -36,7 +36,6 @@ from .base import (
     ProgressCallback,
     ThreadedDevice,
     Transport,
-    register_transport,
 )
 
 log = logging.getLogger(__name__)
@@ -265,7 +264,6 @@ class LslDevice(ThreadedDevice):
         return [SampleBatch(info.sensor_id, info.attribute, np.full(len(stamps), t_arrival), values, t_local)]
 
 
-@register_transport
 class LslTransport(Transport):
     scheme = "lsl"
     label = "LSL"

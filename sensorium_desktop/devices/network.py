@@ -36,7 +36,6 @@ from .base import (
     DeviceURI,
     ProgressCallback,
     Transport,
-    register_transport,
 )
 
 log = logging.getLogger(__name__)
@@ -225,7 +224,6 @@ class IngestHub:
         return {"devices": len(self.devices), "joined": sum(1 for d in self.devices.values() if d.attached)}
 
 
-@register_transport
 class NetworkTransport(Transport):
     scheme = "ws"
     label = "Network (Sensocto, HTTP)"

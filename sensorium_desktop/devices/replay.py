@@ -34,7 +34,6 @@ from .base import (
     ThreadedDevice,
     Transport,
     UntrustedUriError,
-    register_transport,
 )
 
 SPEED_RANGE = (0.25, 16.0)
@@ -159,7 +158,6 @@ class ReplayDevice(ThreadedDevice):
         return self._span + 1e-3
 
 
-@register_transport
 class ReplayTransport(Transport):
     scheme = "replay"
     label = "Replay"

@@ -34,7 +34,6 @@ from .base import (
     ThreadedDevice,
     Transport,
     UntrustedUriError,
-    register_transport,
 )
 
 DEFAULT_BAUD = 115200
@@ -151,7 +150,6 @@ class SerialDevice(ThreadedDevice):
         return out
 
 
-@register_transport
 class SerialTransport(Transport):
     scheme = "serial"
     label = "Serial"

@@ -35,7 +35,6 @@ from .base import (
     DeviceURI,
     ProgressCallback,
     Transport,
-    register_transport,
 )
 
 TICK_S = 0.01
@@ -664,7 +663,6 @@ def expand_uri(uri: DeviceURI) -> list[DeviceURI]:
     return [uri]
 
 
-@register_transport
 class SimulatedTransport(Transport):
     scheme = "sim"
     label = "Simulated"

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..core.samples import SensorInfo
+from .export import ExporterSpec
 from .reader import ExportOptions, Recording
 
 BIDS_VERSION = "1.10.0"
@@ -352,3 +353,6 @@ def _write_motion(rec: Recording, sid: str, folder: Path, ents: list[tuple[str, 
 def _si(unit: str) -> str:
     """Units as BIDS writes them (m/s^2, deg/s, uT …); n/a when none."""
     return {"m/s^2": "m/s^2", "deg/s": "deg/s", "uT": "uT", "deg": "deg"}.get(unit, unit or "n/a")
+
+
+EXPORTER = ExporterSpec(export_bids, "", "BIDS (EEG BrainVision, physio, motion, events)", appends=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .export import ExporterSpec
 from .reader import ExportOptions, Recording
 
 #: markers.csv: global time (s), the sender's own time and its clock, host time, what and from where.
@@ -130,3 +131,6 @@ def _value_at(rec: Recording, sensor_id: str, t_local: Any) -> str:
     if abs(x[k] - float(t_local)) > 1e-6:
         return ""
     return str(data.values[k, 0])
+
+
+EXPORTER = ExporterSpec(export_csv, "", "CSV folder (one file per sensor, markers.csv)")

@@ -1,7 +1,9 @@
 """Exporting recordings: the exporter registry, output names and never overwriting.
 
-An exporter is ``fn(recording, output path, clock mode, progress) -> files written``;
-adding a format is one function and one line in :data:`EXPORTERS`.
+An exporter is an :class:`ExporterSpec` named by an entry point in the
+``sensorium_desktop.exporters`` group (the entry point's name is the format); its ``write`` is
+``fn(recording, output path, options, progress) -> files written``. The built-ins (XDF, CSV,
+BIDS) are registered that way too (see :mod:`sensorium_desktop.plugins`).
 """
 
 from __future__ import annotations
@@ -13,33 +15,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bids import export_bids
-from .csvexport import export_csv
+from ..plugins import PluginRegistry
 from .reader import CLOCK_MODES, ExportOptions, Progress, Recording, load_recording
 from .spool import SESSION_FILE, not_a_recording
-from .xdf import streams_from_recording, write_xdf
 
 log = logging.getLogger(__name__)
 
 Exporter = Callable[[Recording, Path, ExportOptions, Progress | None], list[Path]]
 
 
-def export_xdf(rec: Recording, out: Path, options: ExportOptions, progress: Progress | None) -> list[Path]:
-    streams = streams_from_recording(rec, options.clock, options.timestamps)
-    started = rec.meta.get("started")
-    write_xdf(out, streams, str(rec.meta.get("session_id", "")), progress,
-              started=float(started) if started else None, hostname=str(rec.meta.get("hostname", "")))  # fmt: skip
-    return [out]
+@dataclass(frozen=True, slots=True)
+class ExporterSpec:
+    """One export format. ``write(recording, out, options, progress)`` writes ``out`` and returns
+    the files written (progress: fraction 0..1, message). ``suffix``: the output file's (".xdf");
+    "" = the output is a folder. ``appends``: written into an existing folder (a BIDS root
+    grows by one run) instead of moving an old output aside."""
+
+    write: Exporter
+    suffix: str
+    title: str
+    appends: bool = False
 
 
-#: format name → (exporter, file suffix; "" = a directory)
-EXPORTERS: dict[str, tuple[Exporter, str]] = {
-    "xdf": (export_xdf, ".xdf"),
-    "csv": (export_csv, ""),
-    "bids": (export_bids, ""),
-}
-#: formats written into an existing folder (a BIDS root grows by one run), never moved aside
-APPENDING_FORMATS = frozenset({"bids"})
+def _check_exporter(name: str, obj: object) -> ExporterSpec:
+    if not isinstance(obj, ExporterSpec):
+        raise TypeError(f"{obj!r} is not an ExporterSpec")
+    if not callable(obj.write):
+        raise TypeError(f"exporter {name!r}: write is not callable")
+    return obj
+
+
+#: format name → exporter, from the ``sensorium_desktop.exporters`` entry points
+EXPORTERS: PluginRegistry[ExporterSpec] = PluginRegistry("exporters", _check_exporter)
 
 
 @dataclass
@@ -60,7 +67,7 @@ def default_output(directory: Path, fmt: str) -> Path:
 
     meta = read_session_file(directory)
     name = str(meta.get("bids_name") or meta.get("session_id") or directory.name)
-    suffix = EXPORTERS[fmt][1]
+    suffix = EXPORTERS[fmt].suffix
     return directory / (f"{name}_physio{suffix}" if suffix else f"{name}_{fmt}")
 
 
@@ -90,6 +97,7 @@ def export_recording(
     ``time_range`` (global s): only the samples and markers in it (a trimmed export)."""
     if fmt not in EXPORTERS:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(EXPORTERS)}")
+    exporter = EXPORTERS[fmt]
     if clock not in CLOCK_MODES:
         raise ValueError(f"clock must be one of {CLOCK_MODES}")
     directory = Path(directory)
@@ -97,9 +105,9 @@ def export_recording(
         raise FileNotFoundError(not_a_recording(directory))
     started = time.perf_counter()
     out = Path(out) if out is not None else default_output(directory, fmt)
-    if out.is_dir() and EXPORTERS[fmt][1]:
+    if out.is_dir() and exporter.suffix:
         out = out / default_output(directory, fmt).name
-    renamed = None if fmt in APPENDING_FORMATS else move_aside(out)
+    renamed = None if exporter.appends else move_aside(out)
     rec = load_recording(directory, progress)
     if time_range is not None:
         rec.trim_to(*time_range)
@@ -108,7 +116,7 @@ def export_recording(
         if progress is not None:
             progress(0.5 + 0.5 * frac, msg)
 
-    files = EXPORTERS[fmt][0](rec, out, ExportOptions(clock, timestamps), later)
+    files = exporter.write(rec, out, ExportOptions(clock, timestamps), later)
     if not rec.sensors:
         rec.warn("the session has no sensors")
     elif all(len(d) == 0 for d in rec.sensors.values()):

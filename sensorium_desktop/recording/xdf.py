@@ -31,7 +31,8 @@ import numpy as np
 
 from ..core.contenttypes import content_type, display_name
 from ..core.samples import SensorInfo
-from .reader import Recording
+from .export import ExporterSpec
+from .reader import ExportOptions, Progress, Recording
 
 BOUNDARY = bytes.fromhex("43A546DCCBF5410FB30ED5467383CBE4")
 CHUNK_SECONDS = 5.0
@@ -373,3 +374,15 @@ def _marker_streams(rec: Recording, clock: str, first_id: int) -> list[XdfStream
                                  uid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"sensorium:{session_id}/marker-sources")),
                                  hostname=hostname))  # fmt: skip
     return streams
+
+
+def export_xdf(rec: Recording, out: Path, options: ExportOptions, progress: Progress | None) -> list[Path]:
+    """Write the recording as one XDF file at ``out`` (every sensor a stream, markers too)."""
+    streams = streams_from_recording(rec, options.clock, options.timestamps)
+    started = rec.meta.get("started")
+    write_xdf(out, streams, str(rec.meta.get("session_id", "")), progress,
+              started=float(started) if started else None, hostname=str(rec.meta.get("hostname", "")))  # fmt: skip
+    return [out]
+
+
+EXPORTER = ExporterSpec(export_xdf, ".xdf", "XDF (LabRecorder, pyxdf, EEGLAB, MNE)")

@@ -36,7 +36,10 @@ class ExportDialog(QtWidgets.QDialog):
         browse = QtWidgets.QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         self.format = QtWidgets.QComboBox()
-        self.format.addItems(list(EXPORTERS))
+        for name, spec in EXPORTERS.load_all().items():
+            self.format.addItem(name, name)
+            self.format.setItemData(self.format.count() - 1, spec.title, QtCore.Qt.ItemDataRole.ToolTipRole)
+        self.format.setCurrentText("xdf")
         self.clock = QtWidgets.QComboBox()
         self.clock.addItems(["refined", "causal"])
         self.clock.setToolTip("refined: non-causal clock fit over the whole recording; causal: what the live view used")

@@ -15,7 +15,7 @@ from ..viewmodel.app import AppModel, StatusSummary
 from ..viewmodel.lab import LabSnapshot
 from . import desktop
 from .mime import SENSORS_MIME, read_sensors
-from .panels import panel_specs
+from .panels import PanelAction, panel_specs
 from .panels.devices import DevicesPanel
 from .panels.plots import LivePlotPanel
 
@@ -86,7 +86,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.view_menu = self.menuBar().addMenu("&View")
         self._add_dock("devices", "Devices", self.devices_panel, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         tabs: list[tuple[str, str]] = []
-        for spec in panel_specs():
+        self.panel_specs = panel_specs()
+        for spec in self.panel_specs:
             widget = spec.build(self)
             self.panels[spec.name] = widget
             self._add_dock(spec.name, spec.title, widget, spec.area)
@@ -173,7 +174,6 @@ class MainWindow(QtWidgets.QMainWindow):
         quit_action.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         session_menu = self.menuBar().addMenu("&Session")
-        sessions = self.panels.get("sessions")
         self.record_action = QtGui.QAction("&Record", self, shortcut=QtGui.QKeySequence("Ctrl+R"))
         # Ctrl+Shift+R, not Ctrl+.: Cmd+. is Cancel on macOS
         self.stop_action = QtGui.QAction("S&top", self, shortcut=QtGui.QKeySequence("Ctrl+Shift+R"))
@@ -191,26 +191,18 @@ class MainWindow(QtWidgets.QMainWindow):
         file_menu.addAction(open_action)
         file_menu.addAction(self.export_action)
         self.model.sessions.changed.connect(lambda _s: self.show_recording())
-        if sessions is not None:
-            new_action = QtGui.QAction("&New session", self, shortcut=QtGui.QKeySequence("Ctrl+N"))
-            new_action.triggered.connect(sessions.new_session)  # type: ignore[attr-defined]
-            # Ctrl+K, not Ctrl+M: Cmd+M minimizes on macOS
-            marker_action = QtGui.QAction("&Marker", self, shortcut=QtGui.QKeySequence("Ctrl+K"))
-            marker_action.triggered.connect(lambda: sessions.marker("marker"))  # type: ignore[attr-defined]
-            session_menu.addActions([new_action, marker_action])
-            for n in range(1, 10):  # number keys: numbered markers
-                a = QtGui.QAction(f"Marker {n}", self, shortcut=QtGui.QKeySequence(str(n)))
-                a.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
-                a.triggered.connect(lambda _=False, n=n: self._number_marker(n))
-                self.addAction(a)
         file_menu.addAction(quit_action)
-        help_menu = self.menuBar().addMenu("&Help")
+        self.help_menu = help_menu = self.menuBar().addMenu("&Help")
         about = help_menu.addAction("&About Sensorium Desktop")
         about.triggered.connect(lambda: self.about())
         help_menu.addAction("About &Qt").triggered.connect(QtWidgets.QApplication.aboutQt)
         log_action = help_menu.addAction("Open the &log folder")
         log_action.triggered.connect(lambda: QtGui.QDesktopServices.openUrl(
             QtCore.QUrl.fromLocalFile(str(desktop.log_file().parent))))  # fmt: skip
+        self.menus = {"&File": file_menu, "&Session": session_menu, "&View": self.view_menu, "&Help": help_menu}
+        for spec in self.panel_specs:
+            for pa in spec.actions:
+                self._add_panel_action(pa, self.panels[spec.name])
 
     def about(self) -> QtWidgets.QMessageBox:
         """Help → About: versions, the Redis endpoint, data/config/log paths."""
@@ -218,13 +210,32 @@ class MainWindow(QtWidgets.QMainWindow):
 
         return desktop.show_about(self, mask_url(self.model.redis_url))
 
-    def _number_marker(self, n: int) -> None:
+    def _add_panel_action(self, pa: PanelAction, panel: QtWidgets.QWidget) -> QtGui.QAction:
+        """Put a panel's action into its menu (made after the window's own if missing) or, with
+        no menu, onto the window as a shortcut."""
+        action = QtGui.QAction(pa.text, self)
+        action.setToolTip(pa.tip)
+        if pa.shortcut:
+            action.setShortcut(QtGui.QKeySequence(pa.shortcut))
+        bare_key = bool(pa.shortcut) and not any(m in pa.shortcut for m in ("Ctrl+", "Alt+", "Meta+"))
+        action.triggered.connect(lambda _=False: self._run_panel_action(pa, panel, bare_key))
+        if pa.menu:
+            menu = self.menus.get(pa.menu)
+            if menu is None:
+                menu = self.menus[pa.menu] = QtWidgets.QMenu(pa.menu, self)
+                self.menuBar().insertMenu(self.help_menu.menuAction(), menu)
+            menu.addAction(action)
+        else:
+            action.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+            self.addAction(action)
+        return action
+
+    @staticmethod
+    def _run_panel_action(pa: PanelAction, panel: QtWidgets.QWidget, bare_key: bool) -> None:
         focus = QtWidgets.QApplication.focusWidget()
-        if isinstance(focus, QtWidgets.QLineEdit | QtWidgets.QPlainTextEdit | QtWidgets.QAbstractSpinBox):
+        if bare_key and isinstance(focus, QtWidgets.QLineEdit | QtWidgets.QPlainTextEdit | QtWidgets.QAbstractSpinBox):
             return  # typing a digit into a field is not a marker
-        sessions = self.panels.get("sessions")
-        if sessions is not None:
-            sessions.marker(str(n))  # type: ignore[attr-defined]
+        pa.run(panel)
 
     # -- async work from Qt slots -------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -1,7 +1,9 @@
-"""Node components beside acquisition: election, global clock, checkpoints, sync worker.
+"""Node components beside acquisition: election, global clock, checkpoints, sync worker, recorder.
 
-Each component is ``factory(node) -> coroutine function(stop_event)``; :data:`COMPONENTS`
-is the registry the node runs (adding a component = one function + one line).
+Each component is ``factory(node) -> coroutine function(stop_event)``, named by an entry point
+in the ``sensorium_desktop.components`` group (:data:`COMPONENTS`; these, the LabRecorder
+remote control, Pupil Remote and the network ingest are registered that way, as a lab's own
+component would be). The node runs every one, each supervised (restarted after a crash).
 """
 
 from __future__ import annotations
@@ -28,10 +30,8 @@ from ..bus.registry import list_sensors
 from ..bus.sessions import Session
 from ..core.ids import validate_id
 from ..paths import confine
+from ..plugins import PluginRegistry
 from ..recording.recorder import SessionRecorder
-from .ingest import ingest
-from .pupil_remote import pupil_remote
-from .rcs import rcs
 from .sync_worker import WorkerConfig, worker_main
 
 if TYPE_CHECKING:
@@ -309,5 +309,11 @@ def _mark_failed(c: redis.Redis, node: Node, session: Session, error: str) -> No
         log.error("recorder: session %s not updated after failure: %s", session.session_id, exc)
 
 
-#: The components every node runs, in start order.
-COMPONENTS: list[Component] = [election, global_clock, checkpoints, sync_worker, recorder, rcs, pupil_remote, ingest]
+def _check_component(name: str, obj: object) -> Component:
+    if not callable(obj):
+        raise TypeError(f"{obj!r} is not callable (a component is factory(node) -> async fn(stop_event))")
+    return obj  # type: ignore[return-value]  # a callable's signature cannot be checked at run time
+
+
+#: component name → factory, from the ``sensorium_desktop.components`` entry points (start order)
+COMPONENTS: PluginRegistry[Component] = PluginRegistry("components", _check_component)

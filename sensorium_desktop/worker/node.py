@@ -708,9 +708,16 @@ class Node:
         if self.config.components:
             from .components import COMPONENTS
 
-            for factory in COMPONENTS:
-                supervised = self._supervise(factory.__name__, factory(self), stop)
-                tasks.append(asyncio.create_task(supervised, name=factory.__name__))
+            for name, factory in COMPONENTS.load_all().items():
+                try:
+                    run = factory(self)
+                except Exception:  # a lab's component must not keep the node from starting
+                    self.counters["component_crashes"] = self.counters.get("component_crashes", 0) + 1
+                    log.critical("node %s: component %s could not be set up", self.node_id, name, exc_info=True)
+                    continue
+                tasks.append(asyncio.create_task(self._supervise(name, run, stop), name=name))
+            if COMPONENTS.errors:
+                self.counters["plugin_errors"] = len(COMPONENTS.errors)
         try:
             await stop.wait()
         finally:

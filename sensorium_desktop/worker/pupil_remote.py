@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 import redis
-import zmq
-import zmq.asyncio
 
 from .. import __version__
 from ..bus.connection import async_client
@@ -42,6 +40,8 @@ from ..bus.sessions import (
 from ..core.hostclock import host_time
 
 if TYPE_CHECKING:
+    import zmq.asyncio
+
     from .node import Node
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ class PupilRemote:
         self.counters = {"requests": 0, "annotations": 0, "annotations_unrecorded": 0, "bad_messages": 0}
         self.ports: dict[str, int] = {}
         self.last_command = ""
+        import zmq.asyncio  # here, not at the top: the node imports this module whether Pupil Remote is on or off
+
         self.ctx = zmq.asyncio.Context.instance()
         self.c = async_client(node.config.redis_url)
 
@@ -200,6 +202,8 @@ class PupilRemote:
             await rep.send_string(answer)
 
     async def run(self, stop: asyncio.Event) -> None:
+        import zmq
+
         o = self.options
         rep = self.ctx.socket(zmq.REP)
         xsub = self.ctx.socket(zmq.XSUB)

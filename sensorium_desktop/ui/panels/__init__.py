@@ -1,32 +1,63 @@
-"""Dockable panels. A panel is one module here defining ``PANEL = PanelSpec(...)``, plus its
-name in ``PANEL_MODULES`` (one registration line per panel)."""
+"""Dockable panels. A panel is one module defining ``PANEL = PanelSpec(...)``, plus one entry
+point naming it in the ``sensorium_desktop.panels`` group (see :mod:`sensorium_desktop.plugins`);
+the built-ins here are registered the same way."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6 import QtCore, QtWidgets
 
 if TYPE_CHECKING:
     from ..main_window import MainWindow
 
-PANEL_MODULES = ("sessions", "gaze", "skeleton", "sync", "election", "backpressure")
+from ...plugins import PluginRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class PanelAction:
+    """A command a panel puts into the window: ``run(panel widget)`` when ``text`` is chosen in
+    the window menu ``menu`` (made if missing; "" = no menu, only the ``shortcut``). A shortcut
+    without Ctrl/Alt (a digit) is ignored while the operator types into a text field."""
+
+    menu: str
+    text: str
+    run: Callable[[Any], None]
+    shortcut: str = ""
+    tip: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class PanelSpec:
-    """``name`` (object name, settings key), ``title``, where it docks, and how to build it."""
+    """``name`` (object name, settings key), ``title``, where it docks, how to build it from the
+    window (``build(window) -> QWidget``) and the ``actions`` it contributes to the window's
+    menus. A panel showing lab state connects its ``render(snapshot)`` to the model's signal
+    in ``build``; it never overrides ``QWidget.show``."""
 
     name: str
     title: str
     area: QtCore.Qt.DockWidgetArea
     build: Callable[[MainWindow], QtWidgets.QWidget]
     tab_with: str = ""
+    #: docks are added by (order, name): the built-ins use 10…60, a lab's panel 100 by default
+    order: int = 100
+    actions: tuple[PanelAction, ...] = ()
+
+
+def _check_panel(name: str, obj: object) -> PanelSpec:
+    if not isinstance(obj, PanelSpec):
+        raise TypeError(f"{obj!r} is not a PanelSpec")
+    if obj.name != name:
+        raise TypeError(f"PanelSpec.name is {obj.name!r}, its entry point says {name!r}")
+    return obj
+
+
+#: panel name → spec, from the ``sensorium_desktop.panels`` entry points
+PANELS: PluginRegistry[PanelSpec] = PluginRegistry("panels", _check_panel)
 
 
 def panel_specs() -> list[PanelSpec]:
-    """Every registered panel, in ``PANEL_MODULES`` order."""
-    return [importlib.import_module(f"{__name__}.{m}").PANEL for m in PANEL_MODULES]
+    """Every panel that loads, by (order, name)."""
+    return sorted(PANELS.load_all().values(), key=lambda spec: (spec.order, spec.name))

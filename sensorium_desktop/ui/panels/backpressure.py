@@ -27,9 +27,9 @@ class BackpressurePanel(QtWidgets.QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.summary)
         layout.addWidget(self.table, 1)
-        window.model.lab.changed.connect(self.show)
+        window.model.lab.changed.connect(self.render)
 
-    def show(self, snap: LabSnapshot) -> None:  # type: ignore[override]
+    def render(self, snap: LabSnapshot) -> None:
         nodes = (snap.status.get("nodes") or {}).values()
         queues = ", ".join(
             f"{n['telemetry'].get('node', '?')}: queue {n['telemetry'].get('queue_depth', 0)}, "
@@ -54,5 +54,4 @@ class BackpressurePanel(QtWidgets.QWidget):
 
 
 PANEL = PanelSpec(
-    "backpressure", "Backpressure", QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, BackpressurePanel, "sync"
-)
+    "backpressure", "Backpressure", QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, BackpressurePanel, "sync", order=60)

@@ -26,9 +26,9 @@ class ElectionPanel(QtWidgets.QWidget):
         layout.addWidget(self.summary)
         layout.addWidget(self.checkpoint)
         layout.addWidget(self.table, 1)
-        window.model.lab.changed.connect(self.show)
+        window.model.lab.changed.connect(self.render)
 
-    def show(self, snap: LabSnapshot) -> None:  # type: ignore[override]
+    def render(self, snap: LabSnapshot) -> None:
         st = snap.status
         nodes = st.get("nodes") or {}
         if snap.error:
@@ -64,4 +64,5 @@ class ElectionPanel(QtWidgets.QWidget):
         self.table.set_rows(rows, colours)
 
 
-PANEL = PanelSpec("election", "Election", QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, ElectionPanel, "sync")
+PANEL = PanelSpec(
+    "election", "Election", QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, ElectionPanel, "sync", order=50)

@@ -201,4 +201,4 @@ class GazePanel(QtWidgets.QWidget):
         return float(v[-1, 0]) if v.size else None
 
 
-PANEL = PanelSpec("gaze", "Gaze", QtCore.Qt.DockWidgetArea.RightDockWidgetArea, GazePanel)
+PANEL = PanelSpec("gaze", "Gaze", QtCore.Qt.DockWidgetArea.RightDockWidgetArea, GazePanel, order=20)

@@ -13,7 +13,7 @@ from ...bus.sessions import Session
 from ...viewmodel.sessions import METADATA_FIELDS
 from ..mime import SENSORS_MIME, SESSION_SENSORS_MIME, read_sensors, sensors_mime
 from ..widgets import empty_label
-from . import PanelSpec
+from . import PanelAction, PanelSpec
 
 if TYPE_CHECKING:
     from ..main_window import MainWindow
@@ -330,4 +330,18 @@ def clock_text(t: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int((t % 1) * 1000):03d}"
 
 
-PANEL = PanelSpec("sessions", "Sessions", QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, SessionsPanel)
+def _numbered_marker(n: int) -> PanelAction:
+    return PanelAction("", f"Marker {n}", lambda panel: panel.marker(str(n)), str(n), f"marker {n!r} (digit key)")
+
+
+PANEL = PanelSpec(
+    "sessions", "Sessions", QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, SessionsPanel, order=10,
+    actions=(
+        PanelAction("&Session", "&New session", SessionsPanel.new_session, "Ctrl+N",
+                    "a new session: next run number, the same sensors"),
+        # Ctrl+K, not Ctrl+M: Cmd+M minimizes on macOS
+        PanelAction("&Session", "&Marker", lambda panel: panel.marker("marker"), "Ctrl+K",
+                    "put a marker into every session being recorded"),
+        *(_numbered_marker(n) for n in range(1, 10)),
+    ),
+)  # fmt: skip

@@ -97,4 +97,4 @@ class SkeletonPanel(QtWidgets.QWidget):
                           symbolPen=None, pxMode=True)  # fmt: skip
 
 
-PANEL = PanelSpec("skeleton", "Skeleton", QtCore.Qt.DockWidgetArea.RightDockWidgetArea, SkeletonPanel, "gaze")
+PANEL = PanelSpec("skeleton", "Skeleton", QtCore.Qt.DockWidgetArea.RightDockWidgetArea, SkeletonPanel, "gaze", order=30)

@@ -120,7 +120,7 @@ class SyncPanel(QtWidgets.QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.summary)
         layout.addWidget(self.split, 1)
-        self.model.lab.changed.connect(self.show)
+        self.model.lab.changed.connect(self.render)
 
     def _fit_rows(self, n: int) -> None:
         """Give the table the height of all its rows (the residual plot takes the rest)."""
@@ -141,7 +141,7 @@ class SyncPanel(QtWidgets.QWidget):
             rings.append((t, v[:, 0].astype(np.float64) if v.size else v.reshape(-1)))
         return breathing_synchrony(rings), len(resp)
 
-    def show(self, snap: LabSnapshot) -> None:  # type: ignore[override]
+    def render(self, snap: LabSnapshot) -> None:
         self.kuramoto, n_resp = self._breathing()
         if math.isnan(self.kuramoto):
             kura = f"breathing sync: needs ≥ 2 respiration sensors with 20 s of data ({n_resp} now)"
@@ -193,4 +193,4 @@ class SyncPanel(QtWidgets.QWidget):
         self.legend.setText(head + "<table cellspacing=2>" + "".join(cells) + "</table>" if cells else head)
 
 
-PANEL = PanelSpec("sync", "Sync", QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, SyncPanel)
+PANEL = PanelSpec("sync", "Sync", QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, SyncPanel, order=40)

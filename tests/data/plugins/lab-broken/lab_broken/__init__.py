@@ -1,0 +1,3 @@
+"""Names the wrong things on purpose (tests/test_plugins.py)."""
+
+NotATransport = object()
