@@ -90,19 +90,19 @@ def run_node(url: str, prefix: str, devices: list[str], seconds: float, data: Pa
     keys = Keys(prefix)
     time.sleep(3.0)  # start-up, device warm-up, worker spawn
     tele0 = json.loads(c.get(keys.telemetry("bench")) or "{}")
-    worker_pid = tele0.get("worker_pid")
+    worker_pid = (tele0.get("state") or {}).get("worker_pid")
     redis_pid = int(c.info("server")["process_id"])
     t0 = time.monotonic()
     cpu0 = {"node": cpu_seconds(proc.pid), "worker": cpu_seconds(worker_pid) if worker_pid else 0.0,
             "redis": cpu_seconds(redis_pid)}  # fmt: skip
     pub0 = tele0.get("publisher", {}).get("published_samples", 0)
-    wtele0 = json.loads(c.get(keys.telemetry("bench") + ":worker") or "{}")
+    wtele0 = json.loads(c.get(keys.worker_telemetry("bench")) or "{}")
     time.sleep(seconds)
     elapsed = time.monotonic() - t0
     cpu1 = {"node": cpu_seconds(proc.pid), "worker": cpu_seconds(worker_pid) if worker_pid else 0.0,
             "redis": cpu_seconds(redis_pid)}  # fmt: skip
     tele1 = json.loads(c.get(keys.telemetry("bench")) or "{}")
-    wtele1 = json.loads(c.get(keys.telemetry("bench") + ":worker") or "{}")
+    wtele1 = json.loads(c.get(keys.worker_telemetry("bench")) or "{}")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     final = json.loads(c.get(keys.telemetry("bench")) or "{}")

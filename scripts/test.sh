@@ -12,6 +12,8 @@ for a in "$@"; do
 done
 echo "test: ruff"
 .venv/bin/ruff check sensorium_desktop sensorium tests benchmarks
+echo "test: mypy"
+.venv/bin/mypy
 echo "test: pytest"
 set +e
 QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest "${markers[@]}" ${args[@]+"${args[@]}"}

@@ -893,7 +893,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         c = endpoint.client()
         status = read_status(c, endpoint.keys)
-        print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))
+        print(json.dumps(status.to_dict(), indent=2, default=str) if args.json else format_status(status))
     finally:
         endpoint.close()
     return 0

@@ -92,7 +92,7 @@ class SelfTest:
                 raise RuntimeError(f"the node child exited with {node.proc.returncode if node.proc else '?'}")
             sensors = [s.sensor_id for s in list_sensors(c, endpoint.keys)]
             streaming = [s for s in sensors if c.xlen(endpoint.keys.stream(s)) > 0]
-            worker = c.get(endpoint.keys.telemetry("selftest-node") + ":worker")
+            worker = c.get(endpoint.keys.worker_telemetry("selftest-node"))
             if sensors and len(streaming) == len(sensors) and worker:
                 self.state["sensors"] = sensors
                 return f"pid {node.pid}, {len(sensors)} sensors streaming, sync worker running"

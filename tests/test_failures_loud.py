@@ -201,8 +201,8 @@ def test_a_sensor_that_stops_sending_is_stale_in_the_tree_and_in_status(
         _state, text = row_state()
         assert re.fullmatch(r"no data for \d+ s", text) and dev.health.state == DeviceState.STREAMING
         status = read_status(redis_server.client(), keys)
-        entry = next(s for s in status["sensors"] if s["sensor_id"] == sid)
-        assert entry["health"] in ("stale", "no data") and entry["rate"] == 0.0 and entry["silent_s"] >= 2.0
+        entry = next(s for s in status.sensors if s.sensor_id == sid)
+        assert entry.health in ("stale", "no data") and entry.rate == 0.0 and (entry.silent_s or 0) >= 2.0
         assert "no data for" in format_status(status)
     finally:
         node.stop()
@@ -235,8 +235,8 @@ def test_an_offline_device_never_shows_its_last_rate_as_ok(
     assert row.state == "offline"
     health = row.sensors[0].health
     assert (health.state, health.text, health.rate) == ("no data", "no data for 45 s", 0.0)
-    entry = next(s for s in read_status(c, keys)["sensors"] if s["sensor_id"] == "gone-ecg")
-    assert entry["health"] == "no data" and entry["health_text"] == "no data for 45 s" and entry["rate"] == 0.0
+    entry = next(s for s in read_status(c, keys).sensors if s.sensor_id == "gone-ecg")
+    assert entry.health == "no data" and entry.health_text == "no data for 45 s" and entry.rate == 0.0
 
 
 @pytest.mark.parametrize("flag", ["--json", ""])

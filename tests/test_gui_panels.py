@@ -412,9 +412,9 @@ def test_record_stop_and_export_from_the_window(
         assert Path(dialog.directory.text()) == tmp_path / sid
         dialog.start()
         assert dialog.wait(60)
-        qtbot.waitUntil(lambda: dialog.result is not None, timeout=5000)
-        assert not isinstance(dialog.result, Exception), dialog.result
-        out = dialog.result.files[0]
+        qtbot.waitUntil(lambda: dialog.outcome is not None, timeout=5000)
+        assert not isinstance(dialog.outcome, Exception), dialog.outcome
+        out = dialog.outcome.files[0]
         streams, _ = pyxdf.load_xdf(str(out))
         by_name = {xdf_stream_key(s): s for s in streams}
         assert len(by_name["sim-chest-ecg"]["time_stamps"]) > 500

@@ -26,12 +26,17 @@ from .keys import Keys
 
 log = logging.getLogger(__name__)
 
+#: KEYS: leader hash, term counter, my heartbeat, the heartbeat of the leader the caller saw
+#: (every key it touches is declared, as Redis Cluster requires); ARGV: my node id, my priority,
+#: the leader the caller saw ("" = none), since (s). Returns the new term; -1 a live leader
+#: outranks me, -2 my heartbeat expired, -3 the leader changed since the caller looked.
 CLAIM_SCRIPT = """
 local cur = redis.call('HMGET', KEYS[1], 'node', 'priority', 'term')
 if cur[1] == ARGV[1] then return tonumber(cur[3]) end
-if redis.call('EXISTS', ARGV[3] .. ARGV[1]) == 0 then return -2 end
+if (cur[1] or '') ~= ARGV[3] then return -3 end
+if redis.call('EXISTS', KEYS[3]) == 0 then return -2 end
 if cur[1] then
-  if redis.call('EXISTS', ARGV[3] .. cur[1]) == 1 then
+  if redis.call('EXISTS', KEYS[4]) == 1 then
     local p_cur, p_me = tonumber(cur[2]), tonumber(ARGV[2])
     if p_cur > p_me or (p_cur == p_me and cur[1] > ARGV[1]) then return -1 end
   end
@@ -41,6 +46,9 @@ redis.call('HSET', KEYS[1], 'node', ARGV[1], 'priority', ARGV[2], 'term', term, 
 return term
 """
 
+#: KEYS[1] the leader hash, KEYS[1 + k] the key command k writes (declared, as Redis Cluster
+#: requires); ARGV: node id, term, then per command: its argument count n, its name, its n - 1
+#: arguments after the key.
 FENCED_EXEC = """
 local cur = redis.call('HMGET', KEYS[1], 'node', 'term')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then
@@ -50,8 +58,8 @@ local i = 3
 local n_cmds = 0
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  local cmd = {}
-  for j = 1, n do cmd[j] = ARGV[i + j] end
+  local cmd = {ARGV[i + 1], KEYS[n_cmds + 2]}
+  for j = 2, n do cmd[j + 1] = ARGV[i + j] end
   redis.call(unpack(cmd))
   n_cmds = n_cmds + 1
   i = i + n + 1
@@ -65,14 +73,18 @@ class StaleTermError(RuntimeError):
 
 
 def fenced_exec(c: redis.Redis, keys: Keys, node_id: str, term: int, commands: list[list[object]]) -> int:
-    """Run ``commands`` (each ``[CMD, arg, ...]``) atomically iff ``node_id`` still leads in
-    ``term``; raises :class:`StaleTermError` otherwise."""
+    """Run ``commands`` (each ``[CMD, key, arg, ...]``: the key it writes comes first, as in
+    SET, HSET, XADD, DEL) atomically iff ``node_id`` still leads in ``term``; raises
+    :class:`StaleTermError` otherwise."""
     args: list[object] = [node_id, str(term)]
+    written: list[object] = []
     for cmd in commands:
-        args.append(len(cmd))
-        args.extend(cmd)
+        if len(cmd) < 2:
+            raise ValueError(f"fenced command {cmd!r} names no key")
+        written.append(cmd[1])
+        args += [len(cmd) - 1, cmd[0], *cmd[2:]]
     try:
-        return int(c.eval(FENCED_EXEC, 1, keys.leader, *args))
+        return int(c.eval(FENCED_EXEC, 1 + len(written), keys.leader, *written, *args))
     except redis.ResponseError as exc:
         if "STALE_TERM" in str(exc):
             raise StaleTermError(f"{node_id} (term {term}) may not write: {exc}") from exc
@@ -164,8 +176,9 @@ class Elector:
         # first; it may claim again on a later tick, in a new term
         lost = self.state.is_leader and leader != self.node_id
         if rightful == self.node_id and not lost and (leader != self.node_id or not leader_alive):
-            claimed = int(c.eval(CLAIM_SCRIPT, 2, self.keys.leader, self.keys.term, self.node_id,
-                                 self.priority, self.keys.heartbeat(""), repr(time.time())))  # fmt: skip
+            claimed = int(c.eval(CLAIM_SCRIPT, 4, self.keys.leader, self.keys.term, self.keys.heartbeat(self.node_id),
+                                 self.keys.heartbeat(leader or self.node_id), self.node_id, self.priority, leader,
+                                 repr(time.time())))  # fmt: skip
             if claimed > 0:
                 leader, term = self.node_id, claimed
         was_leader = self.state.is_leader

@@ -373,7 +373,7 @@ class _DirLock:
 
     def __enter__(self) -> _DirLock:
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        if os.name == "nt":  # pragma: no cover
+        if sys.platform == "win32":  # pragma: no cover
             import msvcrt
 
             msvcrt.locking(self.fd, msvcrt.LK_LOCK, 1)

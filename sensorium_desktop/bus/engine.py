@@ -58,7 +58,7 @@ class SyncEngine:
         self.elector = Elector(self.keys, self.node_id, priority, heartbeat_ttl)
         self.core = SyncCore(params)
         self.probe = GlobalClockProbe() if use_global_clock else None
-        self._cursor_key = self.keys.observations + f":read:{self.node_id}"
+        self._cursor_key = self.keys.observations_read(self.node_id)
         #: observations written the seed library's way (``obs:*``) join ours, each once
         self.seed_importer = SeedImporter(self.keys) if import_seed else None
 

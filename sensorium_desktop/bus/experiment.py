@@ -56,7 +56,7 @@ def run_experiment(seed: int = 42, redis_url: str | None = None) -> dict[str, An
         observe(DISTRACTOR, event, shift=0.3)
         groups = engine.step()
     finally:
-        engine.c.delete(*engine.c.keys(prefix + ":*") or [prefix])
+        engine.c.delete(*engine.c.keys(engine.keys.pattern) or [engine.keys.lab])
         engine.close()
     out = []
     for g in groups:

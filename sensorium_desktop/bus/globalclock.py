@@ -36,8 +36,8 @@ class OffsetEstimate:
     @classmethod
     def from_mapping(cls, m: dict[bytes, bytes]) -> OffsetEstimate | None:
         try:
-            return cls(*(float(m[k.encode()]) for k in ("offset", "rtt", "uncertainty")),
-                       int(float(m[b"probes"])), float(m[b"updated"]))  # fmt: skip
+            return cls(float(m[b"offset"]), float(m[b"rtt"]), float(m[b"uncertainty"]), int(float(m[b"probes"])),
+                       float(m[b"updated"]))  # fmt: skip
         except (KeyError, ValueError):
             return None
 

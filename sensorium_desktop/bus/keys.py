@@ -1,4 +1,9 @@
-"""The Redis key schema (documented in docs/redis-schema.md); every key under one prefix."""
+"""The Redis key schema (documented in docs/redis-schema.md); every key under one prefix.
+
+The prefix is a Redis Cluster hash tag (``{sensorium}:stream:…``): every key of one lab hashes
+to the same slot, so the Lua scripts and MULTI blocks that touch several keys (election,
+fenced leader writes, the publisher's append, the seed import) are valid on a cluster too.
+Every key is built here; nothing appends to a key elsewhere."""
 
 from __future__ import annotations
 
@@ -19,7 +24,12 @@ class Keys:
     prefix: str = DEFAULT_PREFIX
 
     def _k(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
+        return ":".join((f"{{{self.prefix}}}", *parts))
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN/KEYS pattern matching every key of this lab (braces are literal in globs)."""
+        return self._k("*")
 
     # sensors and devices
     @property
@@ -31,9 +41,6 @@ class Keys:
 
     def stream(self, sensor_id: str) -> str:
         return self._k("stream", sensor_id)
-
-    def latest(self, sensor_id: str) -> str:
-        return self._k("latest", sensor_id)
 
     @property
     def devices(self) -> str:
@@ -51,8 +58,17 @@ class Keys:
         return self._k("groups")
 
     @property
+    def groups_cursor(self) -> str:
+        """Global time (s) up to which the leader's sync worker has grouped observations."""
+        return self._k("groups", "cursor")
+
+    @property
     def observations(self) -> str:
         return self._k("observations")
+
+    def observations_read(self, node_id: str) -> str:
+        """How far ``node_id``'s :class:`SyncEngine` has read :attr:`observations` (a stream id)."""
+        return self._k("observations", "read", node_id)
 
     def seed_import_mark(self, seed_key: str) -> str:
         """Set once a seed library ``obs:*`` key was imported into :attr:`observations`."""
@@ -117,6 +133,10 @@ class Keys:
 
     def telemetry(self, node_id: str) -> str:
         return self._k("telemetry", node_id)
+
+    def worker_telemetry(self, node_id: str) -> str:
+        """The sync worker's statistics (JSON, :class:`core.status.WorkerStats`) of ``node_id``."""
+        return self._k("telemetry", node_id, "worker")
 
     def discovery(self, node_id: str) -> str:
         return self._k("discovery", node_id)

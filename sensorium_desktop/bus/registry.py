@@ -1,4 +1,4 @@
-"""Sensor and device registry in Redis, and the atomic last-writer-wins latest reading."""
+"""Sensor and device registry in Redis."""
 
 from __future__ import annotations
 
@@ -12,14 +12,6 @@ import redis.asyncio
 
 from ..core.samples import SensorInfo
 from .keys import Keys
-
-# Only a strictly newer timestamp replaces the latest reading (LWW, atomic in Redis).
-LWW_SCRIPT = """
-local cur = redis.call('HGET', KEYS[1], 't')
-if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 't', ARGV[1], 'v', ARGV[2], 'node', ARGV[3])
-return 1
-"""
 
 
 def sensor_mapping(info: SensorInfo) -> dict[str, str]:
@@ -88,15 +80,18 @@ class DeviceStatus:
         )
 
 
+def decode_sensor(m: dict[bytes, bytes] | None) -> SensorInfo | None:
+    """The sensor a ``<p>:sensor:<id>`` hash describes; None when it is missing or malformed."""
+    if not m or b"info" not in m:
+        return None
+    try:
+        return SensorInfo.from_json(m[b"info"])
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 def _decode_sensors(raw: list[Any]) -> list[SensorInfo]:
-    out = []
-    for m in raw:
-        if m and b"info" in m:
-            try:
-                out.append(SensorInfo.from_json(m[b"info"]))
-            except (ValueError, TypeError, KeyError):
-                continue
-    return out
+    return [info for info in map(decode_sensor, raw) if info is not None]
 
 
 def list_sensors(c: redis.Redis, keys: Keys) -> list[SensorInfo]:
@@ -165,8 +160,3 @@ async def live_sensors_async(c: redis.asyncio.Redis, keys: Keys, now: float | No
     devices = await list_devices_async(c, keys)
     online = {sid for d in devices if now - d.updated <= OFFLINE_AFTER_S for sid in d.sensor_ids}
     return [s for s in await list_sensors_async(c, keys) if s.sensor_id in online]
-
-
-def set_latest(c: redis.Redis, keys: Keys, sensor_id: str, t: float, value: str, node_id: str) -> bool:
-    """Store the latest reading if ``t`` is newer than the stored one (atomic LWW)."""
-    return bool(c.eval(LWW_SCRIPT, 1, keys.latest(sensor_id), repr(t), value, node_id))

@@ -103,14 +103,6 @@ async def save_session(c: redis.asyncio.Redis, keys: Keys, s: Session) -> None:
     await c.hset(keys.sessions, s.session_id, s.to_json())
 
 
-async def get_session(c: redis.asyncio.Redis, keys: Keys, session_id: str) -> Session | None:
-    raw = await c.hget(keys.sessions, session_id)
-    try:
-        return Session.from_json(raw) if raw else None
-    except (ValueError, TypeError):
-        return None
-
-
 async def global_now(c: redis.asyncio.Redis) -> float:
     """The lab's global clock now (s): the Redis server's ``TIME``, read in the middle of
     the round trip."""

@@ -54,7 +54,7 @@ class Member(NamedTuple):
     """One observation's membership of a group (``index``: position in the input)."""
 
     sensor_id: str
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index on purpose: a member's position
     probability: float
 
 
@@ -259,8 +259,8 @@ def _merge(
         # evict the worse duplicate of each sensor in the merged events
         touched = np.flatnonzero(np.isin(merged, mutual))
         mt = merged[touched]
-        tau_m = np.bincount(mt, weights=w[touched] * ts[touched], minlength=k)
-        tau_m /= np.maximum(np.bincount(mt, weights=w[touched], minlength=k), 1e-300)
+        tau_sum = np.bincount(mt, weights=w[touched] * ts[touched], minlength=k)
+        tau_m = tau_sum / np.maximum(np.bincount(mt, weights=w[touched], minlength=k), 1e-300)
         dup = touched[_duplicates(mt * n_s + ss[touched], np.abs(ts[touched] - tau_m[mt]))]
         merged[dup] = k + np.arange(dup.size)
         labels = merged

@@ -482,7 +482,7 @@ def payload_rows(attribute: str, payload: Any) -> np.ndarray:
     if attribute == "ecg":
         return np.asarray(data["values"], dtype=np.float64).reshape(-1, 1)
     if attribute == "imu":
-        row = []
+        row: list[float] = []
         for f in t.fields:
             vec = data.get(f.name) or {}
             row.extend(_num(vec.get(a)) for a in "xyz")

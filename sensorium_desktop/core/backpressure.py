@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from enum import IntEnum, StrEnum
+from typing import Any
 
 
 class Attention(IntEnum):
@@ -101,7 +103,7 @@ class BackpressureConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> BackpressureConfig:
+    def from_dict(cls, d: Mapping[str, Any]) -> BackpressureConfig:
         def flag(v: object) -> bool:
             return v in (True, 1, "1", "true", "True", b"1", b"true")
 
@@ -110,10 +112,10 @@ class BackpressureConfig:
             system_load=str(d["system_load"]),
             memory_protection_active=flag(d["memory_protection_active"]),
             paused=flag(d["paused"]),
-            recommended_batch_window=int(d["recommended_batch_window"]),  # type: ignore[arg-type]
-            recommended_batch_size=int(d["recommended_batch_size"]),  # type: ignore[arg-type]
-            load_multiplier=float(d["load_multiplier"]),  # type: ignore[arg-type]
-            timestamp=int(d["timestamp"]),  # type: ignore[arg-type]
+            recommended_batch_window=int(d["recommended_batch_window"]),
+            recommended_batch_size=int(d["recommended_batch_size"]),
+            load_multiplier=float(d["load_multiplier"]),
+            timestamp=int(d["timestamp"]),
         )
 
     def same_policy(self, other: BackpressureConfig | None) -> bool:

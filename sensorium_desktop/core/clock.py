@@ -580,7 +580,7 @@ class ClockModel:
         x = np.concatenate([h[0] for h in self._held])
         y = np.concatenate([h[1] for h in self._held])
         have_packets = all(h[2] is not None for h in self._held)
-        p = np.concatenate([h[2] for h in self._held]) if have_packets else None  # type: ignore[misc]
+        p = np.concatenate([h[2] for h in self._held]) if have_packets else None
         ep = self.epochs[-1]
         r = self._residual(x, y)
         fitting = np.flatnonzero(r <= self._fit_tol())

@@ -60,9 +60,10 @@ def encode_batch(batch: SampleBatch) -> bytes:
         parts = [lengths.tobytes(), b"".join(blobs)]
     else:
         dt = batch.values.dtype.newbyteorder("<") if batch.values.dtype.byteorder == ">" else batch.values.dtype
-        code = _CODES.get(dt.name)
-        if code is None:
+        known = _CODES.get(dt.name)
+        if known is None:
             raise CodecError(f"unsupported value dtype {batch.values.dtype}")
+        code = known
         parts = [np.ascontiguousarray(batch.values, dtype=_DTYPES[code]).tobytes()]
     if chans > 0xFFFF or n > 0xFFFFFFFF:
         raise CodecError(f"batch too large: {n} samples x {chans} channels")

@@ -11,8 +11,12 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mmap import mmap
 
 _FRAME = struct.Struct("<II")
 FRAME_OVERHEAD = _FRAME.size
@@ -80,7 +84,7 @@ def find_frame(buf: bytes | memoryview, start: int, first_bytes: frozenset[int] 
 
 
 def scan_frames_resync(
-    buf: bytes | memoryview, start: int = 0, first_bytes: frozenset[int] | None = None
+    buf: bytes | memoryview | mmap, start: int = 0, first_bytes: frozenset[int] | None = None
 ) -> Iterator[tuple[int, int, memoryview | None]]:
     """Like :func:`scan_frames`, but a torn or corrupt frame does not end the scan: the
     damaged bytes are reported and the scan resumes at the next intact frame

@@ -403,10 +403,10 @@ class LineDecoder:
                 acc[1].append(t_dev)
                 acc[2].append(np.full(vals.shape[0], t_arr))
         out = []
-        for attr, (vals, t_dev, t_arr) in rows.items():
-            v = np.concatenate(vals)
+        for attr, (value_parts, t_dev_parts, t_arr_parts) in rows.items():
+            v = np.concatenate(value_parts)
             self.counters["rows"] += v.shape[0]
-            out.append(DecodedRows(attr, layout(attr)[0], v, np.concatenate(t_arr), np.concatenate(t_dev)))
+            out.append(DecodedRows(attr, layout(attr)[0], v, np.concatenate(t_arr_parts), np.concatenate(t_dev_parts)))
         return out
 
     def _measurement(self, m: object) -> tuple[str, np.ndarray, np.ndarray] | None:

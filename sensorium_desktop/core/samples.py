@@ -105,7 +105,7 @@ class SampleBatch:
             return batches[0]
         first = batches[0]
         has_local = all(b.t_local is not None for b in batches)
-        tl = np.concatenate([b.t_local for b in batches]) if has_local else None  # type: ignore[misc]
+        tl = np.concatenate([b.t_local for b in batches]) if has_local else None
         return SampleBatch(
             first.sensor_id,
             first.attribute,

@@ -71,7 +71,8 @@ ENV_CHARS: dict[str, tuple[str, Callable[[bytes | bytearray], float]]] = {
 class GattClient(Protocol):
     """The part of ``bleak.BleakClient`` this module uses."""
 
-    services: Any
+    @property
+    def services(self) -> Any: ...
 
     @property
     def is_connected(self) -> bool: ...
@@ -115,7 +116,7 @@ async def _bleak_scan(timeout: float, service_uuids: list[str] | None) -> list[t
     """(address, name, advertised service UUIDs, RSSI) of each device seen."""
     from bleak import BleakScanner
 
-    found = await BleakScanner.discover(timeout, return_adv=True, service_uuids=service_uuids)
+    found = await BleakScanner.discover(timeout, return_adv=True, service_uuids=service_uuids)  # type: ignore[call-overload]  # service_uuids goes through bleak's **kwargs
     return [
         (dev.address, adv.local_name or dev.name or "", list(adv.service_uuids), adv.rssi)
         for dev, adv in found.values()
@@ -150,6 +151,7 @@ class BleDevice(Device):
         self.acc_range = uri.int_param("acc_range", 8)
         self.info: dict[str, str] = {}
         self._sensors: dict[str, SensorInfo] = {}
+        self._polled: list[tuple[str, Callable[[Any, bytearray], None]]] = []
         self._rr: collections.deque[float] = collections.deque(maxlen=RR_WINDOW)
         self._pmd_last_ns: dict[int, int] = {}
         self._pmd_responses: asyncio.Queue[gatt.PmdResponse] = asyncio.Queue()
@@ -321,7 +323,7 @@ class BleDevice(Device):
         """One connection; returns False when the node should stop trying (no Bluetooth)."""
         lost = asyncio.Event()
         loop = asyncio.get_running_loop()
-        self._polled: list[tuple[str, Callable[[Any, bytearray], None]]] = []
+        self._polled = []
 
         def on_disconnect(_client: Any) -> None:
             loop.call_soon_threadsafe(lost.set)
@@ -387,12 +389,12 @@ class BleTransport(Transport):
     scheme = "ble"
     label = "Bluetooth LE"
     #: Seams for tests (a scripted peripheral); production uses bleak.
-    client_factory: ClientFactory = staticmethod(_bleak_client)  # type: ignore[assignment]
-    scanner: Scanner = staticmethod(_bleak_scan)  # type: ignore[assignment]
+    client_factory: ClientFactory = staticmethod(_bleak_client)
+    scanner: Scanner = staticmethod(_bleak_scan)
 
     async def discover(self, timeout: float = 5.0, progress: ProgressCallback | None = None) -> list[DeviceDescriptor]:
         """Scan for ``timeout`` s; devices advertising a recognised service come first."""
-        scan = asyncio.create_task(type(self).scanner(timeout, None))
+        scan = asyncio.ensure_future(type(self).scanner(timeout, None))
         start = asyncio.get_running_loop().time()
         while not scan.done():
             if progress:

@@ -205,7 +205,7 @@ class CameraDevice(ThreadedDevice):
         if self.video_path is not None:
             if self._writer is None:
                 self.video_path.parent.mkdir(parents=True, exist_ok=True)
-                fourcc = cv2.VideoWriter_fourcc(*"MJPG")
+                fourcc = cv2.VideoWriter.fourcc(*"MJPG")
                 self._writer = cv2.VideoWriter(str(self.video_path), fourcc, self.source_fps, self.frame_size)
                 if not self._writer.isOpened():
                     self._writer = None

@@ -441,139 +441,160 @@ class SimulatedDevice(Device):
         )
 
     def _build_sensors(self, uri: DeviceURI) -> list[SimSensor]:
+        """The sensors of the simulated device ``uri`` names (one builder per kind)."""
+        builders = {
+            "chest": self._chest_sensors, "belt": self._belt_sensors, "wrist": self._wrist_sensors,
+            "eyes": self._eyes_sensors, "pose": self._pose_sensors, "room": self._room_sensors,
+            "eeg": self._eeg_sensors,
+        }  # fmt: skip
+        build = builders.get(self.key)
+        if build is None:
+            raise DeviceError(f"no simulated device {self.key!r}")
+        return build(uri)
+
+    def _chest_sensors(self, uri: DeviceURI) -> list[SimSensor]:
+        """Chest strap: ECG 512 Hz, heart rate and HRV events from the shared physiology."""
         phys = self.physiology
-        key = self.key
-        if key == "chest":
-            pkt = uri.int_param("packet", 16)
+        pkt = uri.int_param("packet", 16)
 
-            def ecg(s: SimSensor, t: np.ndarray) -> np.ndarray:
-                beats = phys.beats_between(float(t[0]) - 2.0, float(t[-1]) + 2.0)
-                wander = 0.06 * phys.breathing(t)
-                return (ecg_waveform(t, beats) + wander + s.rng.normal(0, 0.012, t.size)).reshape(-1, 1)
+        def ecg(s: SimSensor, t: np.ndarray) -> np.ndarray:
+            beats = phys.beats_between(float(t[0]) - 2.0, float(t[-1]) + 2.0)
+            wander = 0.06 * phys.breathing(t)
+            return (ecg_waveform(t, beats) + wander + s.rng.normal(0, 0.012, t.size)).reshape(-1, 1)
 
-            def hr_events(t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
-                beats = phys.beats_between(t0 - 3.0, t1)
-                if beats.size < 2:
-                    return np.empty(0), np.empty((0, 1))
-                rr = np.diff(beats)
-                sel = beats[1:] >= t0
-                return beats[1:][sel], (60.0 / rr[sel]).reshape(-1, 1)
+        def hr_events(t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+            beats = phys.beats_between(t0 - 3.0, t1)
+            if beats.size < 2:
+                return np.empty(0), np.empty((0, 1))
+            rr = np.diff(beats)
+            sel = beats[1:] >= t0
+            return beats[1:][sel], (60.0 / rr[sel]).reshape(-1, 1)
 
-            def hrv_events(t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
-                beats = phys.beats_between(t0 - 40.0, t1)
-                idx = np.arange(beats.size)
-                pts = np.flatnonzero((beats >= t0) & (np.round(phys.beat_phase(beats)) % 5 == 0) & (idx >= 31))
-                rows = []
-                for j in pts:
-                    rr = np.diff(beats[j - 31 : j + 1]) * 1000.0
-                    rows.append((math.sqrt(float(np.mean(np.diff(rr) ** 2))), float(np.std(rr, ddof=1))))
-                return beats[pts], np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+        def hrv_events(t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+            beats = phys.beats_between(t0 - 40.0, t1)
+            idx = np.arange(beats.size)
+            pts = np.flatnonzero((beats >= t0) & (np.round(phys.beat_phase(beats)) % 5 == 0) & (idx >= 31))
+            rows = []
+            for j in pts:
+                rr = np.diff(beats[j - 31 : j + 1]) * 1000.0
+                rows.append((math.sqrt(float(np.mean(np.diff(rr) ** 2))), float(np.std(rr, ddof=1))))
+            return beats[pts], np.asarray(rows, dtype=np.float64).reshape(-1, 2)
 
-            return [
-                RegularSensor(self._info("ecg", 512.0), ecg, pkt),
-                EventSensor(self._info("hr", 0.0), hr_events),
-                EventSensor(self._info("hrv", 0.0), hrv_events),
-            ]
-        if key == "belt":
+        return [
+            RegularSensor(self._info("ecg", 512.0), ecg, pkt),
+            EventSensor(self._info("hr", 0.0), hr_events),
+            EventSensor(self._info("hrv", 0.0), hrv_events),
+        ]
 
-            def resp(s: SimSensor, t: np.ndarray) -> np.ndarray:
-                return (512.0 + 180.0 * phys.breathing(t) + s.rng.normal(0, 2.0, t.size)).reshape(-1, 1)
+    def _belt_sensors(self, uri: DeviceURI) -> list[SimSensor]:
+        """Respiration belt: 25 Hz, following the shared breathing."""
+        phys = self.physiology
 
-            return [RegularSensor(self._info("respiration", 25.0), resp, uri.int_param("packet", 5))]
-        if key == "wrist":
+        def resp(s: SimSensor, t: np.ndarray) -> np.ndarray:
+            return (512.0 + 180.0 * phys.breathing(t) + s.rng.normal(0, 2.0, t.size)).reshape(-1, 1)
 
-            def imu(s: SimSensor, t: np.ndarray) -> np.ndarray:
-                w = 2 * math.pi * 0.9 * t
-                tilt = 0.35 * np.sin(w) + 0.1 * np.sin(2 * math.pi * 0.07 * t)
-                g = 9.81
-                acc = np.stack([g * np.sin(tilt), 0.8 * np.sin(2 * w), g * np.cos(tilt)], 1)
-                dtilt = 0.35 * 2 * math.pi * 0.9 * np.cos(w) * 180 / math.pi
-                gyro = np.stack([dtilt, 8 * np.sin(w + 1), 3 * np.cos(2 * w)], 1)
-                out = np.concatenate([acc, gyro], 1)
-                return out + s.rng.normal(0, 1, out.shape) * [0.05, 0.05, 0.05, 0.8, 0.8, 0.8]
+        return [RegularSensor(self._info("respiration", 25.0), resp, uri.int_param("packet", 5))]
 
-            names = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")
-            units = ("m/s^2",) * 3 + ("deg/s",) * 3
-            return [
-                RegularSensor(
-                    self._info("imu", 100.0, channel_names=names, units=units), imu, uri.int_param("packet", 10)
-                )
-            ]
-        if key == "eyes":
-            holder: dict[str, EyeModel] = {}
+    def _wrist_sensors(self, uri: DeviceURI) -> list[SimSensor]:
+        """Wrist IMU: accelerometer (m/s^2) and gyroscope (deg/s) at 100 Hz."""
 
-            def model(s: SimSensor) -> EyeModel:
-                if "m" not in holder:
-                    holder["m"] = EyeModel(np.random.default_rng(self.seed * 7 + 1), s.t_start)
-                return holder["m"]
+        def imu(s: SimSensor, t: np.ndarray) -> np.ndarray:
+            w = 2 * math.pi * 0.9 * t
+            tilt = 0.35 * np.sin(w) + 0.1 * np.sin(2 * math.pi * 0.07 * t)
+            g = 9.81
+            acc = np.stack([g * np.sin(tilt), 0.8 * np.sin(2 * w), g * np.cos(tilt)], 1)
+            dtilt = 0.35 * 2 * math.pi * 0.9 * np.cos(w) * 180 / math.pi
+            gyro = np.stack([dtilt, 8 * np.sin(w + 1), 3 * np.cos(2 * w)], 1)
+            out = np.concatenate([acc, gyro], 1)
+            return out + s.rng.normal(0, 1, out.shape) * [0.05, 0.05, 0.05, 0.8, 0.8, 0.8]
 
-            def gaze(s: SimSensor, t: np.ndarray) -> np.ndarray:
-                m = model(s)
-                xy = m.gaze(t) + s.rng.normal(0, 0.004, (t.size, 2))
-                blink = m.blink_mask(t)
-                conf = np.clip(0.95 + s.rng.normal(0, 0.02, t.size), 0, 1)
-                conf[blink] = 0.05
-                return np.column_stack([np.clip(xy, 0, 1), conf])
+        names = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")
+        units = ("m/s^2",) * 3 + ("deg/s",) * 3
+        return [
+            RegularSensor(self._info("imu", 100.0, channel_names=names, units=units), imu, uri.int_param("packet", 10))
+        ]
 
-            def aperture(s: SimSensor, t: np.ndarray) -> np.ndarray:
-                m = model(s)
-                base = 11.0 + 0.6 * np.sin(2 * math.pi * 0.05 * t)
-                closed = m.blink_mask(t)
-                lr = np.column_stack([base, base - 0.4]) + s.rng.normal(0, 0.15, (t.size, 2))
-                lr[closed] = 0.3
-                return np.clip(lr, 0, 25)
+    def _eyes_sensors(self, uri: DeviceURI) -> list[SimSensor]:
+        """Eye tracker: gaze 200 Hz, aperture 50 Hz, blinks, worn, and the flash trigger it sees."""
+        holder: dict[str, EyeModel] = {}
 
-            def blinks(t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
-                holder_sensor = self._sensors[0]
-                return model(holder_sensor).blink_events(t0, t1)
+        def model(s: SimSensor) -> EyeModel:
+            if "m" not in holder:
+                holder["m"] = EyeModel(np.random.default_rng(self.seed * 7 + 1), s.t_start)
+            return holder["m"]
 
-            def worn(s: SimSensor, t: np.ndarray) -> np.ndarray:
-                return np.ones((t.size, 1))
+        def gaze(s: SimSensor, t: np.ndarray) -> np.ndarray:
+            m = model(s)
+            xy = m.gaze(t) + s.rng.normal(0, 0.004, (t.size, 2))
+            blink = m.blink_mask(t)
+            conf = np.clip(0.95 + s.rng.normal(0, 0.02, t.size), 0, 1)
+            conf[blink] = 0.05
+            return np.column_stack([np.clip(xy, 0, 1), conf])
 
-            flash_sigma = {"timing_sigma": 1.0 / 200.0 / math.sqrt(12.0)}
-            return [
-                RegularSensor(self._info("eye_gaze", 200.0), gaze, uri.int_param("packet", 2)),
-                RegularSensor(self._info("eye_aperture", 50.0), aperture, 1),
-                EventSensor(self._info("eye_blink", 0.0), blinks),
-                RegularSensor(self._info("eye_worn", 1.0), worn, 1),
-                EventSensor(self._info("trigger", 0.0, channel_names=("flash",), units=("",), extra=flash_sigma),
-                            flash_observer(200.0, np.random.default_rng(self.seed + 5))),
-            ]  # fmt: skip
-        if key == "pose":
+        def aperture(s: SimSensor, t: np.ndarray) -> np.ndarray:
+            m = model(s)
+            base = 11.0 + 0.6 * np.sin(2 * math.pi * 0.05 * t)
+            closed = m.blink_mask(t)
+            lr = np.column_stack([base, base - 0.4]) + s.rng.normal(0, 0.15, (t.size, 2))
+            lr[closed] = 0.3
+            return np.clip(lr, 0, 25)
 
-            def pose(s: SimSensor, t: np.ndarray) -> np.ndarray:
-                return waving_figure(t, s.rng, phase=0.7 * self.participant)
+        def blinks(t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+            holder_sensor = self._sensors[0]
+            return model(holder_sensor).blink_events(t0, t1)
 
-            flash_sigma = {"timing_sigma": 1.0 / 30.0 / math.sqrt(12.0)}
-            return [
-                RegularSensor(self._info("skeleton", 30.0), pose, 1),
-                EventSensor(self._info("trigger", 0.0, channel_names=("flash",), units=("",), extra=flash_sigma),
-                            flash_observer(30.0, np.random.default_rng(self.seed + 5))),
-            ]  # fmt: skip
-        if key == "room":
+        def worn(s: SimSensor, t: np.ndarray) -> np.ndarray:
+            return np.ones((t.size, 1))
 
-            def temp(s: SimSensor, t: np.ndarray) -> np.ndarray:
-                return (22.4 + 0.3 * np.sin(2 * math.pi * t / 900.0) + s.rng.normal(0, 0.02, t.size)).reshape(-1, 1)
+        flash_sigma = {"timing_sigma": 1.0 / 200.0 / math.sqrt(12.0)}
+        return [
+            RegularSensor(self._info("eye_gaze", 200.0), gaze, uri.int_param("packet", 2)),
+            RegularSensor(self._info("eye_aperture", 50.0), aperture, 1),
+            EventSensor(self._info("eye_blink", 0.0), blinks),
+            RegularSensor(self._info("eye_worn", 1.0), worn, 1),
+            EventSensor(self._info("trigger", 0.0, channel_names=("flash",), units=("",), extra=flash_sigma),
+                        flash_observer(200.0, np.random.default_rng(self.seed + 5))),
+        ]  # fmt: skip
 
-            return [RegularSensor(self._info("temperature", 1.0), temp, 1)]
-        if key == "eeg":
-            channels = uri.int_param("channels", 32)
-            rate = uri.float_param("rate", 512.0)
-            if not 1 <= channels <= 1024 or not 1 <= rate <= 100_000:
-                raise DeviceError(f"{uri}: channels must be 1-1024 and rate 1-100000 Hz")
-            prng = np.random.default_rng(self.seed)
-            alpha_amp = prng.uniform(5, 20, channels)
-            alpha_phase = prng.uniform(0, 2 * math.pi, channels)
-            names = tuple(f"EEG{i + 1:02d}" for i in range(channels))
+    def _pose_sensors(self, uri: DeviceURI) -> list[SimSensor]:
+        """Pose camera: 33-landmark skeleton at 30 fps and the flash trigger it sees."""
 
-            def eeg(s: SimSensor, t: np.ndarray) -> np.ndarray:
-                env = 1.0 + 0.5 * np.sin(2 * math.pi * 0.1 * t)
-                alpha = np.sin(2 * math.pi * 10.0 * t[:, None] + alpha_phase) * (alpha_amp * env[:, None])
-                return alpha + s.rng.normal(0, 4.0, (t.size, channels))
+        def pose(s: SimSensor, t: np.ndarray) -> np.ndarray:
+            return waving_figure(t, s.rng, phase=0.7 * self.participant)
 
-            info = self._info("eeg", rate, channel_names=names, units=("uV",) * channels)
-            return [RegularSensor(info, eeg, uri.int_param("packet", 32))]
-        raise DeviceError(f"no simulated device {key!r}")
+        flash_sigma = {"timing_sigma": 1.0 / 30.0 / math.sqrt(12.0)}
+        return [
+            RegularSensor(self._info("skeleton", 30.0), pose, 1),
+            EventSensor(self._info("trigger", 0.0, channel_names=("flash",), units=("",), extra=flash_sigma),
+                        flash_observer(30.0, np.random.default_rng(self.seed + 5))),
+        ]  # fmt: skip
+
+    def _room_sensors(self, uri: DeviceURI) -> list[SimSensor]:
+        """Room sensor: temperature at 1 Hz."""
+
+        def temp(s: SimSensor, t: np.ndarray) -> np.ndarray:
+            return (22.4 + 0.3 * np.sin(2 * math.pi * t / 900.0) + s.rng.normal(0, 0.02, t.size)).reshape(-1, 1)
+
+        return [RegularSensor(self._info("temperature", 1.0), temp, 1)]
+
+    def _eeg_sensors(self, uri: DeviceURI) -> list[SimSensor]:
+        """EEG: ``channels`` (1-1024) at ``rate`` Hz (1-100000), alpha rhythm plus noise (uV)."""
+        channels = uri.int_param("channels", 32)
+        rate = uri.float_param("rate", 512.0)
+        if not 1 <= channels <= 1024 or not 1 <= rate <= 100_000:
+            raise DeviceError(f"{uri}: channels must be 1-1024 and rate 1-100000 Hz")
+        prng = np.random.default_rng(self.seed)
+        alpha_amp = prng.uniform(5, 20, channels)
+        alpha_phase = prng.uniform(0, 2 * math.pi, channels)
+        names = tuple(f"EEG{i + 1:02d}" for i in range(channels))
+
+        def eeg(s: SimSensor, t: np.ndarray) -> np.ndarray:
+            env = 1.0 + 0.5 * np.sin(2 * math.pi * 0.1 * t)
+            alpha = np.sin(2 * math.pi * 10.0 * t[:, None] + alpha_phase) * (alpha_amp * env[:, None])
+            return alpha + s.rng.normal(0, 4.0, (t.size, channels))
+
+        info = self._info("eeg", rate, channel_names=names, units=("uV",) * channels)
+        return [RegularSensor(info, eeg, uri.int_param("packet", 32))]
 
     # -- Device interface --------------------------------------------------------------------
     def sensors(self) -> list[SensorInfo]:

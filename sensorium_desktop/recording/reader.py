@@ -170,7 +170,7 @@ class Recording:
         for snap in self.clocks:
             est = snap.get("hostoffsets", {}).get(node_id)
             try:
-                off, sig = float(est["offset"]), float(est.get("uncertainty", 1e-4))  # type: ignore[index]
+                off, sig = float(est["offset"]), float(est.get("uncertainty", 1e-4))
             except (TypeError, KeyError, ValueError):
                 continue
             if math.isfinite(off):
@@ -354,7 +354,7 @@ def _concat_sensor(info: SensorInfo, parts: list[BatchRecord], warn: Callable[[s
     lengths = np.array([p.t_arrival.size for p in parts], dtype=np.int64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     t_arrival = np.concatenate([p.t_arrival for p in parts])
-    t_local = np.concatenate([p.t_local for p in parts]) if has_local else None  # type: ignore[misc]
+    t_local = np.concatenate([p.t_local for p in parts]) if has_local else None
     values = (
         np.concatenate([_pad(p.values, width) for p in parts])
         if len(widths) > 1
@@ -377,9 +377,33 @@ def _pad(values: np.ndarray, width: int) -> np.ndarray:
 
 def load_recording(directory: Path, progress: Progress | None = None, trim: bool = True) -> Recording:
     """Read a recording directory (does not modify it; run ``spool.recover`` first after a
-    crash). ``trim``: keep only the samples inside the recording's [start, stop] (global)."""
+    crash). ``trim``: keep only the samples inside the recording's [start, stop] (global).
+
+    Steps: the sensor descriptions session.json holds → every spool record → one array per
+    sensor → losses cross-checked against the index and session.json → markers and groups
+    de-duplicated and ordered → trimmed."""
     directory = Path(directory)
     meta = read_session_file(directory)
+    rec = Recording(directory, meta, {})
+    infos = _described_sensors(meta, directory)
+    batches = _read_spool(rec, infos, progress)
+    _assemble_sensors(rec, infos, batches)
+    for ev in rec.events:
+        if ev.get("level") in ("warning", "error"):
+            rec.warn(str(ev.get("message", ev)))
+    rec.losses = find_losses(rec, meta, index_summary(directory)["samples"])
+    for loss in rec.losses:
+        rec.warn(describe_loss(loss))
+    rec.markers = _unique_by_id(rec.markers, "derived_id")  # re-delivered after a recorder crash
+    rec.groups = _unique_by_id(rec.groups)
+    rec.markers.sort(key=lambda m: _float(m.get("t_global")))
+    if trim:
+        rec.trim_to_bounds()
+    return rec
+
+
+def _described_sensors(meta: dict[str, Any], directory: Path) -> dict[str, SensorInfo]:
+    """sensor id → description, from session.json (malformed ones are logged and skipped)."""
     infos: dict[str, SensorInfo] = {}
     for raw in meta.get("sensor_infos", []):
         try:
@@ -388,8 +412,18 @@ def load_recording(directory: Path, progress: Progress | None = None, trim: bool
             log.warning("%s: skipping a malformed sensor description: %s", directory, exc)
             continue
         infos[info.sensor_id] = info
-    rec = Recording(directory, meta, {})
-    batches: dict[str, list[BatchRecord]] = {sid: [] for sid in meta.get("sensors", [])}
+    return infos
+
+
+def _read_spool(
+    rec: Recording, infos: dict[str, SensorInfo], progress: Progress | None
+) -> dict[str, list[BatchRecord]]:
+    """Every spool record into ``rec`` (markers, clocks, groups, events), ``infos`` (sensor
+    records) and the returned batches per sensor; undecodable records are counted in a warning."""
+    directory = rec.directory
+    batches: dict[str, list[BatchRecord]] = {sid: [] for sid in rec.meta.get("sensors", [])}
+    lists = {RecordKind.MARKER: rec.markers, RecordKind.CLOCK: rec.clocks, RecordKind.GROUP: rec.groups,
+             RecordKind.EVENT: rec.events}  # fmt: skip
     bad = 0
     total = sum(p.stat().st_size for p in directory.glob("spool-*.sdr")) or 1
     seen = 0
@@ -417,28 +451,27 @@ def load_recording(directory: Path, progress: Progress | None = None, trim: bool
                 infos[info.sensor_id] = info
             except (ValueError, TypeError):
                 bad += 1
-        elif kind == RecordKind.MARKER:
-            rec.markers.append(obj)
-        elif kind == RecordKind.CLOCK:
-            rec.clocks.append(obj)
-        elif kind == RecordKind.GROUP:
-            rec.groups.append(obj)
-        elif kind == RecordKind.EVENT:
-            rec.events.append(obj)
+        elif kind in lists:
+            lists[RecordKind(kind)].append(obj)
     if bad:
         rec.warn(f"{bad} spool records could not be decoded and were skipped")
+    return batches
+
+
+def _assemble_sensors(rec: Recording, infos: dict[str, SensorInfo], batches: dict[str, list[BatchRecord]]) -> None:
+    """One :class:`SensorData` per sensor into ``rec.sensors``; a sensor without a description
+    gets generic channel names, one without samples is said to have sent none."""
     for sid, items in batches.items():
         info = infos.get(sid)
+        if info is None and not items:
+            rec.warn(f"{sid}: not described and sent no samples; left out")
+            continue
         if info is None:
-            if items:
-                b = items[0]
-                names = tuple(f"ch{i + 1}" for i in range(b.values.shape[1]))
-                fmt = "string" if b.values.dtype == object else b.values.dtype.name
-                info = SensorInfo(sid, b.attribute, sid, channel_names=names, channel_format=fmt)
-                rec.warn(f"{sid}: no sensor description recorded; generic channel names used")
-            else:
-                rec.warn(f"{sid}: not described and sent no samples; left out")
-                continue
+            first = items[0]
+            names = tuple(f"ch{i + 1}" for i in range(first.values.shape[1]))
+            fmt = "string" if first.values.dtype == object else first.values.dtype.name
+            info = SensorInfo(sid, first.attribute, sid, channel_names=names, channel_format=fmt)
+            rec.warn(f"{sid}: no sensor description recorded; generic channel names used")
         try:
             rec.sensors[sid] = _concat_sensor(info, items, rec.warn)
         except CodecError as exc:
@@ -446,25 +479,14 @@ def load_recording(directory: Path, progress: Progress | None = None, trim: bool
             continue
         if not items:
             rec.warn(f"{sid}: sent no samples during the recording")
-    for ev in rec.events:
-        if ev.get("level") in ("warning", "error"):
-            rec.warn(str(ev.get("message", ev)))
-    rec.losses = find_losses(rec, meta, index_summary(directory)["samples"])
-    for loss in rec.losses:
-        rec.warn(describe_loss(loss))
-    rec.markers = _unique_by_id(rec.markers, "derived_id")  # re-delivered after a recorder crash
-    rec.groups = _unique_by_id(rec.groups)
-    rec.markers.sort(key=lambda m: _float(m.get("t_global")))
-    if trim:
-        rec.trim_to_bounds()
-    return rec
 
 
 def find_losses(rec: Recording, meta: dict[str, Any], indexed: dict[str, int]) -> list[dict[str, Any]]:
     """Cross-check what was read with what the spool says it holds: per sensor, batches
     missing between intact ones (sequence gaps: where, in host time) and samples short of
     the larger of the index's and ``session.json``'s counts (a lost tail or head)."""
-    written = meta.get("samples") if isinstance(meta.get("samples"), dict) else {}
+    counted = meta.get("samples")
+    written: dict[str, Any] = counted if isinstance(counted, dict) else {}
     out = []
     for sid, data in rec.sensors.items():
         seqs, starts = data.batch_seq, data.batch_start

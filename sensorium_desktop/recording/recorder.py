@@ -517,7 +517,7 @@ class SessionRecorder(threading.Thread):
         source = f"{info.transport}:{info.device_name}" if info else batch.sensor_id
         measured = info is not None and domain_kind(info) == MEASURED and batch.t_local is not None
         t_local = batch.t_local if batch.t_local is not None else batch.t_arrival
-        t_host = t_local + (info.clock_offset or 0.0) if measured and info else batch.t_arrival  # type: ignore[operator]
+        t_host = t_local + (info.clock_offset or 0.0) if measured and info else batch.t_arrival
         offset = self._host_offsets.get(info.node_id if info else "", None)
         t_global = t_host + (offset or 0.0)
         labels = batch.values[:, 0]

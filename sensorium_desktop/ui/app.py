@@ -42,8 +42,9 @@ def make_app() -> QtWidgets.QApplication:
     app.setOrganizationName("Sensorium")
     app.setOrganizationDomain("sensorium.local")
     QtGui.QGuiApplication.setDesktopFileName("sensorium-desktop")  # Wayland matches the icon by it
+    assert isinstance(app, QtWidgets.QApplication), "a QCoreApplication without widgets already runs"
     app.setQuitOnLastWindowClosed(False)  # the model's run() ends the loop after closeEvent
-    return app  # type: ignore[return-value]
+    return app
 
 
 def launched_at() -> float:

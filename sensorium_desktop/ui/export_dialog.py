@@ -70,7 +70,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.bridge = _Bridge()
         self.bridge.progress.connect(self._progress)
         self.bridge.finished.connect(self._finished)
-        self.result: ExportResult | Exception | None = None
+        self.outcome: ExportResult | Exception | None = None
         self._thread: threading.Thread | None = None
 
     def _browse(self) -> None:
@@ -87,7 +87,7 @@ class ExportDialog(QtWidgets.QDialog):
         fmt, clock = self.format.currentText(), self.clock.currentText()
         self.export_button.setEnabled(False)
         self.message.setText("exporting…")
-        self.result = None
+        self.outcome = None
 
         progress = self.bridge.progress.emit
 
@@ -107,7 +107,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.message.setText(msg)
 
     def _finished(self, result: ExportResult | Exception) -> None:
-        self.result = result
+        self.outcome = result
         self.export_button.setEnabled(True)
         if isinstance(result, Exception):
             self.message.setText(f"⚠ export failed: {result}")

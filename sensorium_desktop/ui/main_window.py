@@ -185,7 +185,8 @@ class MainWindow(QtWidgets.QMainWindow):
         for a in (self.record_action, self.stop_action):
             a.setEnabled(False)
             session_menu.addAction(a)
-        open_action = QtGui.QAction("&Open recording or XDF…", self, shortcut=QtGui.QKeySequence.StandardKey.Open)
+        open_action = QtGui.QAction("&Open recording or XDF…", self)
+        open_action.setShortcut(QtGui.QKeySequence.StandardKey.Open)
         open_action.setToolTip("Review a session folder or any XDF file on one timeline (or drop it on the plots)")
         open_action.triggered.connect(self.open_recording)
         file_menu.addAction(open_action)
@@ -342,8 +343,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_remote.setToolTip(details or "no remote control runs (sensorium node --rcs-port / --pupil-port)")
 
     def show_role(self, snap: LabSnapshot) -> None:
-        nodes = snap.status.get("nodes") or {}
-        mine = [n for n, v in nodes.items() if v.get("info", {}).get("host") == QtCore.QSysInfo.machineHostName()]
+        here = QtCore.QSysInfo.machineHostName()
+        mine = [nid for nid, n in snap.status.nodes.items() if n.host == here]
         if not snap.leader:
             text = "no leader"
         elif snap.leader in mine:
@@ -356,7 +357,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- persistence -----------------------------------------------------------------------------
     def restore_layout(self) -> None:
-        if int(self.settings.value("window/version", 0) or 0) != SETTINGS_VERSION:
+        if int(str(self.settings.value("window/version", 0) or 0)) != SETTINGS_VERSION:
             return
         geometry = self.settings.value("window/geometry")
         state = self.settings.value("window/state")

@@ -11,12 +11,16 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..core.envelope import stacked_raster
+
+if TYPE_CHECKING:
+    import cv2
 from ..core.pose import POSE_CONNECTIONS
 from ..recording.review import ReviewData, ReviewError, ReviewStream, open_review
 from ..viewmodel.review import SPEEDS, ReviewModel
@@ -52,7 +56,7 @@ class VideoView(QtWidgets.QLabel):
         self.setMinimumSize(320, 240)
         self.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.setObjectName("reviewVideo")
-        self._capture: object | None = None
+        self._capture: cv2.VideoCapture | None = None
         self._path: Path | None = None
         self._next_index = -1
         self.frame_index: int | None = None
@@ -68,11 +72,13 @@ class VideoView(QtWidgets.QLabel):
             self._capture = cv2.VideoCapture(str(path))
             self._path, self._next_index = path, 0
         cap = self._capture
+        if cap is None:
+            return None
         if index == self.frame_index and self._image is not None:
             return self._image
         if index != self._next_index:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, index)  # type: ignore[attr-defined]
-        ok, bgr = cap.read()  # type: ignore[attr-defined]
+            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, bgr = cap.read()
         self._next_index = index + 1
         if not ok or bgr is None:
             return None
@@ -214,7 +220,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self._last_tick = time.monotonic()
         self.timer.start()
         self.model.changed.connect(self._changed)
-        self.render()
+        self.render_view()
 
     # -- building ---------------------------------------------------------------------------
     def _build_plots(self) -> None:
@@ -290,9 +296,9 @@ class ReviewWindow(QtWidgets.QMainWindow):
 
     # -- following the model ----------------------------------------------------------------
     def _changed(self, _reason: str) -> None:
-        self.render()
+        self.render_view()
 
-    def render(self) -> None:
+    def render_view(self) -> None:
         """Every view to the model's cursor and range."""
         m = self.model
         self._syncing = True

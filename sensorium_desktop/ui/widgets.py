@@ -41,7 +41,8 @@ class RowTable(QtWidgets.QTableWidget):
 
     def selected_key(self) -> str | None:
         items = self.selectedItems()
-        return self.item(items[0].row(), 0).text() if items else None
+        first = self.item(items[0].row(), 0) if items else None
+        return first.text() if first is not None else None
 
 
 def empty_label(text: str) -> QtWidgets.QLabel:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 import redis.asyncio
 
 from ..bus.connection import async_client, mask_url
 from ..bus.keys import Keys
+from ..core.status import Telemetry
 from .attention import AttentionModel
 from .base import Event
 from .devices import DeviceControl, DeviceTreeModel
@@ -33,17 +34,14 @@ class StatusSummary:
     redis_ok: bool = False
     redis_text: str = ""
     error: str = ""
-    nodes: dict[str, dict] = field(default_factory=dict)
+    nodes: dict[str, Telemetry] = field(default_factory=dict)
     samples_per_s: float = 0.0
     updated: float = 0.0
 
-    def remote_controls(self) -> list[tuple[str, dict]]:
-        """(node, summary) of every remote-control server the nodes report (LabRecorder, Pupil)."""
-        out = []
-        for nid, tele in sorted(self.nodes.items()):
-            servers = tele.get("remote_control") if isinstance(tele, dict) else None
-            out += [(nid, r) for r in servers or [] if isinstance(r, dict)]
-        return out
+    def remote_controls(self) -> list[tuple[str, dict[str, Any]]]:
+        """(node, summary) of every remote-control server the nodes report (LabRecorder, Pupil, ingest)."""
+        nodes = sorted(self.nodes.items())
+        return [(nid, r) for nid, tele in nodes for r in tele.remote_control if isinstance(r, dict)]
 
     def remote_text(self) -> tuple[str, str]:
         """One status-bar line about the remote controls, and a tooltip with the details."""
@@ -96,15 +94,16 @@ class AppModel:
     async def read_status(self, c: redis.asyncio.Redis) -> StatusSummary:
         s = StatusSummary(redis_text=mask_url(self.redis_url))
         try:
-            await c.ping()
-            s.redis_ok = True
             node_ids = sorted(x.decode() for x in await c.smembers(self.keys.nodes))
-            raws = [await c.get(self.keys.telemetry(n)) for n in node_ids]
-            for nid, raw in zip(node_ids, raws, strict=True):
-                if raw:
-                    with contextlib.suppress(ValueError):
-                        s.nodes[nid] = json.loads(raw)
-            s.samples_per_s = sum(sum(t.get("rates", {}).values()) for t in s.nodes.values())
+            s.redis_ok = True
+            pipe = c.pipeline(transaction=False)
+            for nid in node_ids:
+                pipe.get(self.keys.telemetry(nid))
+            for nid, raw in zip(node_ids, await pipe.execute(), strict=True):
+                tele = Telemetry.from_json(raw)
+                if tele is not None:
+                    s.nodes[nid] = tele
+            s.samples_per_s = sum(sum(t.rates.values()) for t in s.nodes.values())
         except (redis.RedisError, OSError) as exc:
             s.error = f"Redis unreachable: {exc}"
         s.updated = time.time()

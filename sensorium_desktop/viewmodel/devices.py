@@ -143,8 +143,8 @@ class DeviceTreeModel:
                 rows.append(SensorRow(sensors[sid], finite_or_zero(rates.get(sid)), sensors[sid].nominal_rate,
                                       silent, state))  # fmt: skip
             groups.setdefault(d.transport, []).append(DeviceRow(d, rows, stale))
-        for rows in groups.values():
-            rows.sort(key=lambda r: r.status.name.lower())
+        for device_rows in groups.values():
+            device_rows.sort(key=lambda r: r.status.name.lower())
         self.tree = DeviceTree(groups, sensors, "", now)
         self.changed.emit(self.tree)
         return self.tree

@@ -12,7 +12,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import redis
@@ -20,6 +19,8 @@ import redis
 from ..bus.connection import client
 from ..bus.keys import Keys
 from ..bus.status import read_backpressure, read_status
+from ..core.backpressure import BackpressureConfig
+from ..core.status import LabStatus
 from .base import Event
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,8 @@ class ClockRow:
 class LabSnapshot:
     """Everything the status panels show; ``error`` when Redis could not be read."""
 
-    status: dict[str, Any] = field(default_factory=dict)
-    backpressure: dict[str, dict[str, Any]] = field(default_factory=dict)
+    status: LabStatus = field(default_factory=LabStatus)
+    backpressure: dict[str, BackpressureConfig] = field(default_factory=dict)
     clocks: list[ClockRow] = field(default_factory=list)
     group_rate: float = 0.0
     error: str = ""
@@ -65,11 +66,11 @@ class LabSnapshot:
 
     @property
     def leader(self) -> str:
-        return str((self.status.get("leader") or {}).get("node", ""))
+        return self.status.leader
 
     @property
     def term(self) -> int:
-        return int(self.status.get("term") or 0)
+        return self.status.term
 
 
 def _f(d: dict[str, str], key: str) -> float:
@@ -97,11 +98,11 @@ class LabStatusModel:
         self._resets: dict[str, int] = {}
         self._client: redis.Redis | None = None
 
-    def _read(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    def _read(self) -> tuple[LabStatus, dict[str, BackpressureConfig]]:
         if self._client is None:
             self._client = client(self.redis_url, timeout=2.0, retries=0)
         status = read_status(self._client, self.keys)
-        bp = read_backpressure(self._client, self.keys, [s["sensor_id"] for s in status["sensors"]])
+        bp = read_backpressure(self._client, self.keys, [s.sensor_id for s in status.sensors])
         return status, bp
 
     async def refresh(self) -> LabSnapshot:
@@ -116,14 +117,14 @@ class LabStatusModel:
             self.changed.emit(snap)
             return snap
         clocks = []
-        for s in status["sensors"]:
-            c = s.get("clock") or {}
+        for s in status.sensors:
+            c = s.clock
             if not c:
                 continue
             updated = _f(c, "updated")
             row = ClockRow(
-                s["sensor_id"], s["attribute"], _f(c, "offset_mean"), _f(c, "drift"), _f(c, "uncertainty"),
-                _int(c, "resets"), float(s["rate"]), float(s["nominal_rate"]),
+                s.sensor_id, s.attribute, _f(c, "offset_mean"), _f(c, "drift"), _f(c, "uncertainty"),
+                _int(c, "resets"), s.rate, s.nominal_rate,
                 max(now - updated, 0.0) if math.isfinite(updated) else math.nan,
                 c.get("domain", ""), c.get("kind", "fitted"), _f(c, "latency"), _int(c, "late"),
             )  # fmt: skip
@@ -136,7 +137,7 @@ class LabStatusModel:
                 hist.append((now, row.offset))
                 while hist and now - hist[0][0] > HISTORY_S:
                     hist.popleft()
-        groups = int(status.get("groups") or 0)
+        groups = status.groups
         seen = self._groups_seen
         seen.append((now, groups))
         while now - seen[0][0] > GROUP_RATE_WINDOW_S:

@@ -133,19 +133,19 @@ class LiveStore:
         prefix = len(self.keys.stream(""))
         for key, entries in result or []:
             sid = (key.decode() if isinstance(key, bytes) else key)[prefix:]
-            sub = self.subs.get(sid)
-            if sub is None:
+            stream_sub = self.subs.get(sid)
+            if stream_sub is None:
                 continue
             for eid, fields in entries:
-                sub.last_id = eid.decode() if isinstance(eid, bytes) else str(eid)
+                stream_sub.last_id = eid.decode() if isinstance(eid, bytes) else str(eid)
                 try:
                     entry = decode_entry(sid, eid, fields)
                 except CodecError as exc:
                     self.errors[sid] = self.errors.get(sid, 0) + 1
-                    log.error("%s: malformed stream entry %s: %s", sid, sub.last_id, exc)
+                    log.error("%s: malformed stream entry %s: %s", sid, stream_sub.last_id, exc)
                     continue
                 if self.ingest(entry.batch):
-                    sub.latency = now - entry.t_published
+                    stream_sub.latency = now - entry.t_published
                     changed.add(sid)
         if changed:
             self.updated.emit(changed)

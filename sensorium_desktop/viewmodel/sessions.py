@@ -140,7 +140,10 @@ class SessionsModel:
 
     async def create(self, **metadata: str) -> Session:
         """A new session (becomes the current one)."""
-        s = Session(new_session_id(), **{k: v for k, v in metadata.items() if k in METADATA_FIELDS})
+        s = Session(new_session_id())
+        for k, v in metadata.items():
+            if k in METADATA_FIELDS:
+                setattr(s, k, v)
         self.current = s.session_id
         await self._save(s)
         return s

@@ -50,29 +50,26 @@ async def _sleep(stop: asyncio.Event, seconds: float) -> None:
 def election(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     """Heartbeats and bully election; keeps ``node.elector.state`` current."""
     info = {"pid": node.pid, "host": node.hostname}
-    node.elector = Elector(node.keys, node.node_id, node.config.priority, node.config.heartbeat_ttl, info)
+    elector = node.elector = Elector(node.keys, node.node_id, node.config.priority, node.config.heartbeat_ttl, info)
 
     async def run(stop: asyncio.Event) -> None:
         c = make_client(node.config.redis_url, timeout=2.0, retries=0)
-        elector = node.elector
         term_with_reference = 0
         try:
             while not stop.is_set():
                 try:
                     state = await asyncio.to_thread(elector.tick, c)
-                    node.state["leader"] = state.leader
-                    node.state["term"] = state.term
-                    node.state["is_leader"] = state.is_leader
+                    node.state.leader, node.state.term, node.state.is_leader = state.leader, state.term, state.is_leader
                     if state.is_leader and state.term != term_with_reference:
                         ref = {"reference": "redis-time", "leader": node.node_id, "term": str(state.term),
                                "since": repr(time.time())}  # fmt: skip
-                        hset = ["HSET", node.keys.global_clock, *[x for kv in ref.items() for x in kv]]
+                        hset: list[object] = ["HSET", node.keys.global_clock, *[x for kv in ref.items() for x in kv]]
                         await asyncio.to_thread(fenced_exec, c, node.keys, node.node_id, state.term, [hset])
                         term_with_reference = state.term
                 except StaleTermError as exc:
                     log.warning("node %s: %s", node.node_id, exc)
                 except (redis.RedisError, OSError) as exc:
-                    node.state["election_error"] = str(exc)
+                    node.state.election_error = str(exc)
                     log.debug("election tick failed: %s", exc)
                 await _sleep(stop, elector.check_interval)
         finally:
@@ -96,8 +93,9 @@ def global_clock(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
                     await asyncio.to_thread(probe.probe, c)
                     est = await asyncio.to_thread(probe.publish, c, node.keys, node.node_id)
                     if est is not None:
-                        node.state["host_offset"] = {"offset_s": est.offset, "rtt_s": est.rtt,
-                                                     "uncertainty_s": est.uncertainty}  # fmt: skip
+                        st = node.state
+                        st.host_offset_s, st.host_offset_rtt_s, st.host_offset_uncertainty_s = (
+                            est.offset, est.rtt, est.uncertainty)  # fmt: skip
                 except (redis.RedisError, OSError) as exc:
                     log.debug("clock probe failed: %s", exc)
                 await _sleep(stop, 5.0 if probe.samples else 0.2)
@@ -150,9 +148,9 @@ def _lead_checkpoint(node: Node, c: redis.Redis, term: int, seq: int) -> int:
     for s, h in zip(sensors, pipe.execute(), strict=True):
         if h:
             clocks[s.sensor_id] = {k.decode(): _num(v.decode()) for k, v in h.items()}
-    tele = c.get(node.keys.telemetry(node.node_id) + ":worker")
+    tele = c.get(node.keys.worker_telemetry(node.node_id))
     positions = json.loads(tele).get("positions", {}) if tele else {}
-    cursor_raw = c.get(node.keys.groups + ":cursor")
+    cursor_raw = c.get(node.keys.groups_cursor)
     sessions = {k.decode(): v.decode() for k, v in c.hgetall(node.keys.sessions).items()}
     body = cp.make_checkpoint(seq, term, node.node_id, clocks, positions, float(cursor_raw or 0.0), sessions)
     cp.propose(c, node.keys, node.node_id, term, body)
@@ -161,7 +159,8 @@ def _lead_checkpoint(node: Node, c: redis.Redis, term: int, seq: int) -> int:
     while True:
         res = cp.try_commit(c, node.keys, node.node_id, term, body, live)
         if res.committed:
-            node.state["checkpoint"] = {"id": body["id"], "acks": res.acks, "live": live}
+            node.state.checkpoint_id, node.state.checkpoint_acks = str(body["id"]), sorted(res.acks)
+            node.state.checkpoint_live = live
             node.counters["checkpoints_committed"] = node.counters.get("checkpoints_committed", 0) + 1
             return seq
         if time.monotonic() > deadline:
@@ -212,8 +211,7 @@ def sync_worker(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
                     proc = ctx.Process(target=worker_main, args=(asdict(cfg),), name=f"sync-worker-{node.node_id}",
                                        daemon=True)  # fmt: skip
                     proc.start()
-                    node.state["worker_pid"] = proc.pid
-                    node.state["worker_restarts"] = restarts
+                    node.state.worker_pid, node.state.worker_restarts = proc.pid, restarts
                 await _sleep(stop, 0.2)
         finally:
             if proc is not None and proc.is_alive():
@@ -234,7 +232,7 @@ def recorder(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
         c = make_client(node.config.redis_url, timeout=2.0, retries=0)
         running: dict[str, SessionRecorder] = {}
         failed: set[str] = set()
-        node.state["recordings"] = {}
+        node.state.recordings = {}
         try:
             while not stop.is_set():
                 try:
@@ -266,13 +264,13 @@ def recorder(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
                             running[sid] = rec
                             log.info("node %s records session %s into %s", node.node_id, sid, directory)
                     for sid, rec in list(running.items()):
-                        s = sessions.get(sid)
-                        if rec.is_alive() and (s is None or s.state != "recording"):
-                            rec.request_stop(s.stopped if s is not None else None)
-                        elif rec.is_alive() and s.sensors != rec.session.sensors:
-                            rec.update_sensors(s.sensors)
+                        wanted = sessions.get(sid)
+                        if rec.is_alive() and (wanted is None or wanted.state != "recording"):
+                            rec.request_stop(wanted.stopped if wanted is not None else None)
+                        elif rec.is_alive() and wanted is not None and wanted.sensors != rec.session.sensors:
+                            rec.update_sensors(wanted.sensors)
                 for sid, rec in list(running.items()):
-                    node.state["recordings"][sid] = rec.status.state
+                    node.state.recordings[sid] = rec.status.state
                     if not rec.is_alive():
                         running.pop(sid)
                         if rec.status.state == "failed":
@@ -312,7 +310,7 @@ def _mark_failed(c: redis.Redis, node: Node, session: Session, error: str) -> No
 def _check_component(name: str, obj: object) -> Component:
     if not callable(obj):
         raise TypeError(f"{obj!r} is not callable (a component is factory(node) -> async fn(stop_event))")
-    return obj  # type: ignore[return-value]  # a callable's signature cannot be checked at run time
+    return obj  # a callable's signature cannot be checked at run time
 
 
 #: component name → factory, from the ``sensorium_desktop.components`` entry points (start order)

@@ -40,6 +40,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -393,8 +394,8 @@ class IngestServer:
         default = self.node.config.attention_default
         levels = [self.node.attention.get(s.sensor_id, default) for s in dev.sensors()] or [default]
         state = self.node.state
-        return compute_config(max(levels, default=Attention.NONE), str(state.get("system_load", "normal")),
-                              bool(state.get("memory_protection", False)), int(time.time() * 1000))  # fmt: skip
+        return compute_config(max(levels, default=Attention.NONE), state.system_load or "normal",
+                              state.memory_protection, int(time.time() * 1000))  # fmt: skip
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> bool:
@@ -546,7 +547,7 @@ class IngestServer:
                 "last_error": self.last_error}  # fmt: skip
 
 
-def ingest(node: Node):  # type: ignore[no-untyped-def]
+def ingest(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     """Node component: the network ingest endpoint (off unless ``--ingest`` is given)."""
 
     async def run(stop: asyncio.Event) -> None:

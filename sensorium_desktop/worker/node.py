@@ -42,6 +42,7 @@ from ..core.health import stale_after
 from ..core.hostclock import host_time
 from ..core.ids import make_id, validate_id
 from ..core.samples import SampleBatch, SensorInfo
+from ..core.status import NodeState, Telemetry
 from ..devices import Device, DeviceError, DeviceState, DeviceURI, UntrustedUriError, discover_all, open_device
 from ..devices.network import IngestHub
 from ..devices.simulated import expand_uri
@@ -157,8 +158,8 @@ class Node:
                     self.devices.append(open_device(uri))
                 except DeviceError as exc:
                     self.device_errors.append((str(uri), str(exc)))
-        for uri, err in self.device_errors:
-            log.error("node %s: cannot open %s: %s", self.node_id, uri, err)
+        for named, err in self.device_errors:
+            log.error("node %s: cannot open %s: %s", self.node_id, named, err)
         spill = config.spill_dir or paths.spill_dir()
         self.publisher = StreamPublisher(config.redis_url, self.keys, self.node_id, spill)
         self.publisher.on_connect.append(self._register_all)
@@ -182,7 +183,7 @@ class Node:
             d.on_sensors_changed = self._sensors_changed
         self.bp_published: dict[str, BackpressureConfig] = {}
         self.counters: dict[str, int] = {"sink_errors": 0}
-        self.state: dict[str, object] = {}
+        self.state = NodeState()
         #: device id → the failure last reported on the console ("" once it streams again)
         self._failure_reported: dict[str, str] = {}
         #: devices that delivered at least one sample since the node started
@@ -405,24 +406,16 @@ class Node:
         for d in self.devices:
             pipe.hset(self.keys.device(d.device_id), mapping=self._device_status(d, live).to_mapping())
             pipe.sadd(self.keys.devices, d.device_id)
-        telemetry = {
-            "node": self.node_id,
-            "pid": os.getpid(),
-            "time": now,
-            "cpu_percent": cpu_percent,
-            "rates": live,
-            "queue_depth": self.publisher.queue_depth,
-            "spilled": self.publisher.spilled,
-            "connected": self.publisher.connected,
-            "latency_ms": self.publisher.latency_percentiles(),
-            "publisher": dict(self.publisher.stats),
-            "batch_flushes": self.batcher.flushes,
-            "counters": self.counters,
-            "device_errors": self.device_errors,
-            "remote_control": [r.summary() for r in (self.rcs, self.pupil, self.ingest) if r is not None],
-            **self.state,
-        }
-        pipe.set(self.keys.telemetry(self.node_id), json.dumps(telemetry, default=str), ex=30)
+        telemetry = Telemetry(
+            node=self.node_id, pid=os.getpid(), time=now, cpu_percent=cpu_percent, rates=live,
+            queue_depth=self.publisher.queue_depth, spilled=self.publisher.spilled, connected=self.publisher.connected,
+            latency_ms=self.publisher.latency_percentiles(), publisher=dict(self.publisher.stats),
+            batch_flushes=dict(self.batcher.flushes), counters=self.counters,
+            device_errors=[list(e) for e in self.device_errors],
+            remote_control=[r.summary() for r in (self.rcs, self.pupil, self.ingest) if r is not None],
+            state=self.state,
+        )  # fmt: skip
+        pipe.set(self.keys.telemetry(self.node_id), telemetry.to_json(), ex=30)
         for d in self.devices:
             preview = d.latest_preview()
             if preview is not None:
@@ -474,9 +467,8 @@ class Node:
         queue_fill = min(1.0, self.publisher.queue_depth / 1000.0)
         pending = sum(self.batcher.pending_messages(s.sensor_id) for s in self.sensor_infos())
         level, mem_protect, pressure = self.load.assess(queue_fill, min(1.0, pending / 1000.0), memory_fraction())
-        self.state["system_load"] = level.value
-        self.state["pressure"] = round(pressure, 3)
-        self.state["memory_protection"] = mem_protect
+        self.state.system_load, self.state.pressure = level.value, round(pressure, 3)
+        self.state.memory_protection = mem_protect
         self.attention = await self.read_attention()
         now_ms = int(time.time() * 1000)
         c = self.redis
@@ -663,7 +655,7 @@ class Node:
         self.counters["thread_deaths"] = self.counters.get("thread_deaths", 0) + 1
         name = args.thread.name if args.thread is not None else "?"
         log.critical("node %s: thread %s died: %s", self.node_id, name, args.exc_value,
-                     exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # fmt: skip
+                     exc_info=args.exc_value)  # fmt: skip
 
     async def _watch_parent(self, stop: asyncio.Event) -> None:
         pid = self.config.parent_pid
@@ -747,7 +739,7 @@ def run_node(config: NodeConfig, duration: float | None = None) -> int:
     :data:`~sensorium_desktop.exitcodes.FAILED` when no requested device ever delivered,
     ``PARTIAL`` when some did not, else ``OK``."""
 
-    async def main() -> None:
+    async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

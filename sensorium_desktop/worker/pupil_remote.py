@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -243,7 +244,7 @@ class PupilRemote:
                 await self.c.aclose()
 
 
-def pupil_remote(node: Node):  # type: ignore[no-untyped-def]
+def pupil_remote(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     """Node component: Pupil Remote (off when ``pupil`` is None or its port 0)."""
 
     async def run(stop: asyncio.Event) -> None:

@@ -26,6 +26,7 @@ import logging
 import re
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -221,7 +222,7 @@ class RemoteControl:
         self.clients = 0
         self.last_command = ""
         self.listening = ""
-        self._c = None  # type: ignore[var-annotated]
+        self._c = None
         self._finishing: asyncio.Task[None] | None = None
 
     @property
@@ -476,7 +477,7 @@ class RcsServer:
         except (ConnectionError, OSError) as exc:
             log.info("rcs: client %s dropped (%s)", peer[0], type(exc).__name__)
         finally:
-            self._handlers.discard(task)  # type: ignore[arg-type]
+            self._handlers.discard(task)
             self.control.clients -= 1
             writer.close()
             with contextlib.suppress(Exception):
@@ -493,7 +494,7 @@ async def _skip_line(reader: asyncio.StreamReader) -> None:
             await reader.readexactly(exc.consumed)
 
 
-def rcs(node: Node):  # type: ignore[no-untyped-def]
+def rcs(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     """Node component: LabRecorder remote control (off when ``rcs_port`` is 0)."""
 
     async def run(stop: asyncio.Event) -> None:

@@ -95,7 +95,7 @@ async def _wait_for_sensors(node: Node, c: object, wanted: list[str], timeout: f
     began = time.monotonic()
     deadline = began + timeout
     while True:
-        known = {s.sensor_id for s in await list_sensors_async(c, node.keys)}  # type: ignore[arg-type]
+        known = {s.sensor_id for s in await list_sensors_async(c, node.keys)}
         waited = time.monotonic() - began
         if (
             node.config.devices
@@ -125,20 +125,20 @@ async def _data_start(
     """Global time (s) by which every recorded sensor delivered its first sample since
     ``since`` (arrival minus the known latency, mapped with this host's global offset);
     sensors silent for ``FIRST_SAMPLE_TIMEOUT_S`` are not waited for."""
-    infos = {i.sensor_id: i.fixed_latency for i in await list_sensors_async(c, config.keys)}  # type: ignore[arg-type]
+    infos = {i.sensor_id: i.fixed_latency for i in await list_sensors_async(c, config.keys)}
     wanted = {sid: infos.get(sid, 0.0) for sid in sensors}
     deadline = time.monotonic() + FIRST_SAMPLE_TIMEOUT_S
     first: dict[str, float] = {}
     while not interrupted.is_set():
-        first = await first_sample_times(c, config.keys, wanted, since)  # type: ignore[arg-type]
+        first = await first_sample_times(c, config.keys, wanted, since)
         if len(first) == len(wanted) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.05)
     silent = sorted(set(wanted) - set(first))
     if silent:
         log.warning("no samples yet from %s; recording without waiting for them", ", ".join(silent))
-    offset = await host_global_offset(c, config.keys)  # type: ignore[arg-type]
-    return max(first.values()) + (offset or 0.0) if first else await global_now(c)  # type: ignore[arg-type]
+    offset = await host_global_offset(c, config.keys)
+    return max(first.values()) + (offset or 0.0) if first else await global_now(c)
 
 
 def record(

@@ -25,7 +25,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ from ..core.attributes import SYNC_EVENT_ATTRIBUTES
 from ..core.codec import CodecError
 from ..core.hostclock import host_time
 from ..core.samples import SensorInfo
+from ..core.status import WorkerStats
 from ..core.sync import SyncCore
 
 log = logging.getLogger(__name__)
@@ -80,26 +81,6 @@ class _Obs:
     t_local: np.ndarray
     sigma: np.ndarray
     keys: list[str]  # "<seq>:<row>" per observation, for traceability
-
-
-@dataclass
-class WorkerStats:
-    batches: int = 0
-    samples: int = 0
-    duplicates: int = 0
-    missing: int = 0
-    decode_errors: int = 0
-    groups_written: int = 0
-    slices_written: int = 0
-    stale_rejections: int = 0
-    observations_pending: int = 0
-    lag_s: float = 0.0
-    is_leader: bool = False
-    term: int = 0
-    started: float = field(default_factory=time.time)
-    rebuilt_batches: int = 0
-    seed_imported: int = 0
-    seed_malformed: int = 0
 
 
 def _flat(mapping: dict[str, Any]) -> list[str]:
@@ -143,7 +124,7 @@ class SyncWorker:
         self.cursor_ids: dict[str, str] = {}  # stream key → last id read (for XREADGROUP ">")
         self.pending: list[_Obs] = []
         self.offsets: dict[str, OffsetEstimate] = {}
-        self.stats = WorkerStats()
+        self.stats = WorkerStats(pid=os.getpid(), started=time.time())
         self.seed_importer = SeedImporter(self.keys) if cfg.seed_import else None
         self._stop = False
         self._to_ack: dict[str, list[bytes]] = {}
@@ -326,7 +307,7 @@ class SyncWorker:
         self.stats.term = term
         nodes = sorted({o.node for o in self.pending} | {self.cfg.node_id})
         self.offsets.update(read_offsets(self.c, self.keys, nodes))
-        raw = self.c.get(self.keys.groups + ":cursor")
+        raw = self.c.get(self.keys.groups_cursor)
         cursor = float(raw) if raw else -math.inf
         mapped = [(o, *self._global_of(o)) for o in self.pending]
         slice_end = cut_between_events(
@@ -367,7 +348,7 @@ class SyncWorker:
                 entry = {"t_global": repr(g.t_global), "sigma": repr(g.sigma), "term": term, "node": self.cfg.node_id,
                          "slice_end": repr(slice_end), "members": json.dumps(members)}  # fmt: skip
                 commands.append(["XADD", self.keys.groups, "MAXLEN", "~", "100000", "*", *_flat(entry)])
-        commands.append(["SET", self.keys.groups + ":cursor", repr(slice_end)])
+        commands.append(["SET", self.keys.groups_cursor, repr(slice_end)])
         for sid, st in self.core.state().items():
             if math.isfinite(float(st["alpha"])):
                 st["node"] = self.sensors[sid].node_id if sid in self.sensors else ""
@@ -412,9 +393,8 @@ class SyncWorker:
             for sid, st in self.core.state().items()
             if math.isfinite(float(st["alpha"]))
         }  # fmt: skip
-        data = {**asdict(self.stats), "pid": os.getpid(), "time": time.time(), "positions": self.last_seq,
-                "sensors": clocks}  # fmt: skip
-        self.c.set(self.keys.telemetry(self.cfg.node_id) + ":worker", json.dumps(data, default=float), ex=30)
+        self.stats.time, self.stats.positions, self.stats.sensors = time.time(), dict(self.last_seq), clocks
+        self.c.set(self.keys.worker_telemetry(self.cfg.node_id), self.stats.to_json(), ex=30)
 
     # -- loop -------------------------------------------------------------------------------
     def stop(self, *_: object) -> None:

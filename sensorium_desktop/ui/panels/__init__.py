@@ -33,8 +33,8 @@ class PanelAction:
 class PanelSpec:
     """``name`` (object name, settings key), ``title``, where it docks, how to build it from the
     window (``build(window) -> QWidget``) and the ``actions`` it contributes to the window's
-    menus. A panel showing lab state connects its ``render(snapshot)`` to the model's signal
-    in ``build``; it never overrides ``QWidget.show``."""
+    menus. A panel showing lab state connects its ``render_snapshot(snapshot)`` to the model's
+    signal in ``build``; it never overrides QWidget methods (``show``, ``render``, ``window``)."""
 
     name: str
     title: str

@@ -27,29 +27,25 @@ class BackpressurePanel(QtWidgets.QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.summary)
         layout.addWidget(self.table, 1)
-        window.model.lab.changed.connect(self.render)
+        window.model.lab.changed.connect(self.render_snapshot)
 
-    def render(self, snap: LabSnapshot) -> None:
-        nodes = (snap.status.get("nodes") or {}).values()
+    def render_snapshot(self, snap: LabSnapshot) -> None:
         queues = ", ".join(
-            f"{n['telemetry'].get('node', '?')}: queue {n['telemetry'].get('queue_depth', 0)}, "
-            f"spilled {n['telemetry'].get('spilled', 0)}, load {n['telemetry'].get('system_load', '?')}"
-            for n in nodes
-            if n.get("telemetry")
+            f"{nid}: queue {t.queue_depth}, spilled {t.spilled}, load {t.state.system_load or '?'}"
+            for nid, t in ((nid, n.telemetry) for nid, n in snap.status.nodes.items())
+            if t is not None
         )
         self.summary.setText(f"⚠ {snap.error}" if snap.error else (queues or "No node telemetry yet."))
         rows, colours = [], []
         now_ms = time.time() * 1000
         for sid, cfg in sorted(snap.backpressure.items()):
-            att = str(cfg.get("attention_level", "?"))
-            ts = cfg.get("timestamp")
-            age = f"{(now_ms - float(ts)) / 1000:.0f} s ago" if isinstance(ts, int | float) else ""
+            att = cfg.attention_level
             rows.append([
-                sid, att, str(cfg.get("system_load", "")), "yes" if cfg.get("memory_protection_active") else "no",
-                "PAUSED" if cfg.get("paused") else "no", str(cfg.get("recommended_batch_window", "")),
-                str(cfg.get("recommended_batch_size", "")), f"{float(cfg.get('load_multiplier', 1)):g}", age,
+                sid, att, cfg.system_load, "yes" if cfg.memory_protection_active else "no",
+                "PAUSED" if cfg.paused else "no", str(cfg.recommended_batch_window), str(cfg.recommended_batch_size),
+                f"{cfg.load_multiplier:g}", f"{(now_ms - cfg.timestamp) / 1000:.0f} s ago",
             ])  # fmt: skip
-            colours.append("#c62828" if cfg.get("paused") else ATTENTION_COLOURS.get(att))
+            colours.append("#c62828" if cfg.paused else ATTENTION_COLOURS.get(att))
         self.table.set_rows(rows, colours)
 
 

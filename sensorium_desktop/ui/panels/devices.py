@@ -203,20 +203,18 @@ class DevicesPanel(QtWidgets.QWidget):
                     sitem.setToolTip(0, f"{info.channel_count} channels: {', '.join(info.channel_names[:12])}"
                                         + (" …" if info.channel_count > 12 else ""))  # fmt: skip
         for sid in set(self._sensors) - seen_sensors:
-            item = self._sensors.pop(sid)
-            parent = item.parent()
-            if parent is not None:
-                parent.removeChild(item)
+            gone = self._sensors.pop(sid)
+            if (holder := gone.parent()) is not None:
+                holder.removeChild(gone)
         for did in set(self._devices) - seen_devices:
-            item = self._devices.pop(did)
-            parent = item.parent()
-            if parent is not None:
-                parent.removeChild(item)
+            gone = self._devices.pop(did)
+            if (holder := gone.parent()) is not None:
+                holder.removeChild(gone)
         for key, item in list(self._connectors.items()):
             if item.childCount() == 0:
                 self._connectors.pop(key)
-                if item.parent() is not None:
-                    item.parent().removeChild(item)
+                if (holder := item.parent()) is not None:
+                    holder.removeChild(item)
 
         self._drop_available_connected()
 
@@ -261,8 +259,8 @@ class DevicesPanel(QtWidgets.QWidget):
 
     def dismiss_failed(self, uri: str) -> None:
         item = self._failed.pop(uri, None)
-        if item is not None and item.parent() is not None:
-            item.parent().removeChild(item)
+        if item is not None and (parent := item.parent()) is not None:
+            parent.removeChild(item)
 
     def discover(self) -> None:
         if self.control is not None:
@@ -321,8 +319,8 @@ class DevicesPanel(QtWidgets.QWidget):
             self.dismiss_failed(uri)
         for uri in [u for u in self._available if u in connected]:
             item = self._available.pop(uri)
-            if item.parent() is not None:
-                item.parent().removeChild(item)
+            if (parent := item.parent()) is not None:
+                parent.removeChild(item)
 
     def _double_clicked(self, item: QtWidgets.QTreeWidgetItem, _col: int) -> None:
         uri = item.data(0, AVAILABLE_ROLE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -26,41 +27,39 @@ class ElectionPanel(QtWidgets.QWidget):
         layout.addWidget(self.summary)
         layout.addWidget(self.checkpoint)
         layout.addWidget(self.table, 1)
-        window.model.lab.changed.connect(self.render)
+        window.model.lab.changed.connect(self.render_snapshot)
 
-    def render(self, snap: LabSnapshot) -> None:
+    def render_snapshot(self, snap: LabSnapshot) -> None:
         st = snap.status
-        nodes = st.get("nodes") or {}
+        nodes = st.nodes
         if snap.error:
             self.summary.setText(f"⚠ {snap.error}")
         elif not nodes:
             self.summary.setText("No node has reported yet: start one (sensorium node) or the simulated lab.")
         else:
-            alive = sum(1 for n in nodes.values() if n.get("alive"))
+            alive = sum(1 for n in nodes.values() if n.alive)
             leader = snap.leader or "(none)"
             self.summary.setText(f"Leader <b>{leader}</b> · term <b>{snap.term}</b> · {alive}/{len(nodes)} nodes alive")
-        cp = st.get("checkpoint")
+        cp = st.checkpoint
         if cp:
-            age = time.time() - float(cp.get("committed_at") or time.time())
+            age = time.time() - (cp.committed_at if math.isfinite(cp.committed_at) else time.time())
             self.checkpoint.setText(
-                f"Last committed checkpoint <b>{cp.get('id')}</b> by {cp.get('leader')}, {age:.1f} s ago; "
-                f"ACKs {', '.join(cp.get('acks') or [])} of {cp.get('live_nodes', '?')} live nodes"
+                f"Last committed checkpoint <b>{cp.id}</b> by {cp.leader}, {age:.1f} s ago; "
+                f"ACKs {', '.join(cp.acks)} of {cp.live_nodes or '?'} live nodes"
             )
         else:
             self.checkpoint.setText("No checkpoint committed yet (the leader proposes one every few seconds).")
         rows, colours = [], []
         for nid, n in nodes.items():
             role = "leader" if nid == snap.leader else "follower"
-            age = n.get("heartbeat_age_s")
-            tele = n.get("telemetry") or {}
-            lag = (n.get("worker") or {}).get("lag_s")
+            beat = n.heartbeat_age_s
             rows.append([
-                nid, role, str(n.get("priority", n.get("info", {}).get("priority", "?"))),
-                f"{age:.1f} s ago" if age is not None else ("alive" if n.get("alive") else "DOWN"),
-                str(n.get("info", {}).get("host", "")), str(tele.get("queue_depth", "")),
-                f"{lag:.2f} s" if isinstance(lag, int | float) else "",
+                nid, role, str(n.priority if n.priority is not None else n.info.get("priority", "?")),
+                f"{beat:.1f} s ago" if beat is not None else ("alive" if n.alive else "DOWN"),
+                n.host, str(n.telemetry.queue_depth) if n.telemetry else "",
+                f"{n.worker.lag_s:.2f} s" if n.worker else "",
             ])  # fmt: skip
-            colours.append("#c62828" if not n.get("alive") else ("#1565c0" if role == "leader" else None))
+            colours.append("#c62828" if not n.alive else ("#1565c0" if role == "leader" else None))
         self.table.set_rows(rows, colours)
 
 

@@ -103,7 +103,7 @@ class SessionTree(QtWidgets.QTreeWidget):
 class SessionsPanel(QtWidgets.QWidget):
     def __init__(self, window: MainWindow) -> None:
         super().__init__()
-        self.window = window
+        self.main_window = window
         self.model = window.model.sessions
         self.tree = SessionTree()
         self.hint = empty_label("Create a session, then drag sensors from the device tree onto it.")
@@ -160,7 +160,7 @@ class SessionsPanel(QtWidgets.QWidget):
         self.tree.currentItemChanged.connect(self._current_changed)
         self.tree.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._context_menu)
-        self.fields["notes"].textChanged.connect(self._notes_changed)  # type: ignore[union-attr]
+        self.fields["notes"].textChanged.connect(self._notes_changed)
         self.model.changed.connect(self.show_sessions)
         self.model.markers_changed.connect(self._markers_changed)
         self.model.error.connect(lambda msg: self.hint.setText(f"⚠ {msg}"))
@@ -178,14 +178,15 @@ class SessionsPanel(QtWidgets.QWidget):
         s = self.model.session(session_id)
         menu = QtWidgets.QMenu(self)
         recording = s is not None and s.state == "recording"
-        record = menu.addAction("Record", lambda: self.window.spawn(self.model.start_recording(session_id)))
+        record = menu.addAction("Record", lambda: self.main_window.spawn(self.model.start_recording(session_id)))
         record.setEnabled(s is not None and bool(s.sensors) and s.state == "idle")
-        menu.addAction("Stop", lambda: self.window.spawn(self.model.stop_recording(session_id))).setEnabled(recording)
+        stop = menu.addAction("Stop", lambda: self.main_window.spawn(self.model.stop_recording(session_id)))
+        stop.setEnabled(recording)
         directory = self.model.recording_directory(session_id)
-        export = menu.addAction("Export recording…", lambda: self.window.export_recording(directory))
+        export = menu.addAction("Export recording…", lambda: self.main_window.export_recording(directory))
         export.setEnabled(directory is not None and not recording)
         menu.addSeparator()
-        delete = menu.addAction("Delete session", lambda: self.window.spawn(self.model.delete(session_id)))
+        delete = menu.addAction("Delete session", lambda: self.main_window.spawn(self.model.delete(session_id)))
         delete.setEnabled(not recording)
         return menu
 
@@ -201,17 +202,17 @@ class SessionsPanel(QtWidgets.QWidget):
         meta = {k: getattr(current, k) for k in ("participant", "session", "task")} if current else {}
         if current and current.run.isdigit():
             meta["run"] = f"{int(current.run) + 1:0{len(current.run)}d}"
-        self.window.spawn(self.model.create(**meta))
+        self.main_window.spawn(self.model.create(**meta))
 
     def _dropped(self, session_id: str, sensor_ids: list[str]) -> None:
         target = session_id or self.model.current
         if target is None:
             self.hint.setText("⚠ Create a session first, then drop sensors on it.")
             return
-        self.window.spawn(self.model.add_sensors(target, sensor_ids))
+        self.main_window.spawn(self.model.add_sensors(target, sensor_ids))
 
     def marker(self, label: str) -> None:
-        self.window.spawn(self._marker(label))
+        self.main_window.spawn(self._marker(label))
 
     async def _marker(self, label: str) -> None:
         m = await self.model.marker(label)
@@ -232,7 +233,7 @@ class SessionsPanel(QtWidgets.QWidget):
             self.model.current = str(item.data(0, SESSION_ROLE))
             self._load_form()
             self.show_markers()
-            self.window.spawn(self.model.refresh_markers(self.model.current))
+            self.main_window.spawn(self.model.refresh_markers(self.model.current))
 
     def _markers_changed(self, session_id: str) -> None:
         if session_id == self.model.current:
@@ -251,7 +252,7 @@ class SessionsPanel(QtWidgets.QWidget):
         }
         s = self.model.session(self.model.current)
         if s is not None and any(getattr(s, k) != v for k, v in meta.items()):
-            self.window.spawn(self.model.update_metadata(self.model.current, **meta))
+            self.main_window.spawn(self.model.update_metadata(self.model.current, **meta))
 
     # -- view --------------------------------------------------------------------------------
     def _load_form(self) -> None:
@@ -269,12 +270,9 @@ class SessionsPanel(QtWidgets.QWidget):
         self.bids.setText(s.bids_name if s else "")
 
     def show_sessions(self, sessions: list[Session]) -> None:
-        devices = self.window.model.devices
-        expanded = {
-            self.tree.topLevelItem(i).data(0, SESSION_ROLE)
-            for i in range(self.tree.topLevelItemCount())
-            if self.tree.topLevelItem(i).isExpanded()
-        }
+        devices = self.main_window.model.devices
+        tops = [self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount())]
+        expanded = {item.data(0, SESSION_ROLE) for item in tops if item is not None and item.isExpanded()}
         self.tree.clear()
         for s in sessions:
             item = QtWidgets.QTreeWidgetItem([f"{s.bids_name}", s.state])

@@ -77,7 +77,7 @@ class SyncPanel(QtWidgets.QWidget):
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__()
-        self.window = window
+        self.main_window = window
         self.model = window.model
         self.summary = empty_label("No clock states yet: the sync worker writes them once sensors stream.")
         self.table = RowTable(COLUMNS)
@@ -85,7 +85,8 @@ class SyncPanel(QtWidgets.QWidget):
         self.table.setTextElideMode(QtCore.Qt.TextElideMode.ElideRight)
         self.table.setWordWrap(False)
         for col, tip in enumerate(COLUMN_TIPS):
-            self.table.horizontalHeaderItem(col).setToolTip(tip)
+            if (header := self.table.horizontalHeaderItem(col)) is not None:
+                header.setToolTip(tip)
         self.table.verticalHeader().setDefaultSectionSize(18)
         self.table.verticalHeader().setMinimumSectionSize(16)
         self.plot = pg.PlotWidget(background="w")
@@ -120,7 +121,7 @@ class SyncPanel(QtWidgets.QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.summary)
         layout.addWidget(self.split, 1)
-        self.model.lab.changed.connect(self.render)
+        self.model.lab.changed.connect(self.render_snapshot)
 
     def _fit_rows(self, n: int) -> None:
         """Give the table the height of all its rows (the residual plot takes the rest)."""
@@ -141,7 +142,7 @@ class SyncPanel(QtWidgets.QWidget):
             rings.append((t, v[:, 0].astype(np.float64) if v.size else v.reshape(-1)))
         return breathing_synchrony(rings), len(resp)
 
-    def render(self, snap: LabSnapshot) -> None:
+    def render_snapshot(self, snap: LabSnapshot) -> None:
         self.kuramoto, n_resp = self._breathing()
         if math.isnan(self.kuramoto):
             kura = f"breathing sync: needs ≥ 2 respiration sensors with 20 s of data ({n_resp} now)"
@@ -160,13 +161,13 @@ class SyncPanel(QtWidgets.QWidget):
         self.table.set_rows([clock_cells(d, m) for d, m in rows], colours)
         for r in range(self.table.rowCount()):
             for col in ELIDE_WIDTHS:
-                item = self.table.item(r, col)
-                item.setToolTip(item.text())
-                item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignVCenter)
+                if (item := self.table.item(r, col)) is not None:
+                    item.setToolTip(item.text())
+                    item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignVCenter)
         for r, (_d, m) in enumerate(rows):
             origin = offset_origin(m[0].offset)
-            if abs(m[0].offset) >= 10.0 and origin:
-                self.table.item(r, 2).setToolTip(f"offset {m[0].offset:+.6f} s: the clock read 0 at {origin}")
+            if abs(m[0].offset) >= 10.0 and origin and (cell := self.table.item(r, 2)) is not None:
+                cell.setToolTip(f"offset {m[0].offset:+.6f} s: the clock read 0 at {origin}")
         for col, width in ELIDE_WIDTHS.items():
             if self.table.columnWidth(col) > width:
                 self.table.setColumnWidth(col, width)
