@@ -7,8 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-bundle}"
 scripts/setup.sh dist
+# the desktop entry and AppStream metadata the .deb installs (desktop-file-utils, appstream)
+desktop-file-validate resources/io.sensorium.Desktop.desktop
+appstreamcli validate --no-net --explain resources/io.sensorium.Desktop.metainfo.xml
 start=$(date +%s)
 rm -rf build/sensorium dist/sensorium
+mkdir -p build
+.venv/bin/python scripts/third_party_notices.py -o build/THIRD_PARTY_NOTICES.md
 .venv/bin/pyinstaller --noconfirm --log-level WARN sensorium.spec 2>&1 | grep -v -E "Ignoring icon|list_ports_osx|required via ctypes not found|libgtk-3|libgdk-3|pyqtgraph.opengl|_cdflib" || true
 [ -x dist/sensorium/sensorium ] || { echo "dist: the bundle was not built" >&2; exit 1; }
 built=$(date +%s)

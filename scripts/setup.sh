@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${1:-app}"
+dist_missing=()
 
 # Qt's xcb platform plugin and EGL, Xvfb for headless screenshots, D-Bus for BLE (bleak).
 apt_packages=(
@@ -45,6 +46,20 @@ else
   echo "setup: not a Debian/Ubuntu system; install the Qt xcb libraries and Xvfb yourself" >&2
 fi
 
+if [ "$profile" = "dist" ] && command -v dpkg >/dev/null 2>&1; then
+  # checks of the desktop entry and the AppStream metadata (scripts/dist.sh)
+  for p in desktop-file-utils appstream; do
+    dpkg -s "$p" >/dev/null 2>&1 || dist_missing+=("$p")
+  done
+  if [ ${#dist_missing[@]} -gt 0 ]; then
+    echo "setup: installing ${dist_missing[*]}"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${dist_missing[@]}" >/dev/null \
+      || { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+           $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${dist_missing[@]}" >/dev/null; }
+  fi
+fi
+
 PY="$(find_python)" || { echo "setup: Python >= 3.11 not found" >&2; exit 1; }
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $("$PY" --version)"
@@ -57,5 +72,6 @@ case "$profile" in
   *) echo "setup: unknown profile $profile (app, dev, dist)" >&2; exit 2 ;;
 esac
 echo "setup: installing sensorium-desktop ($profile) into .venv"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
+# constraints.txt pins every package (bumped on purpose: scripts/bump-constraints.sh)
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e "$spec"
 .venv/bin/sensorium --version

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sensorium {__version__}")
     parser.add_argument("--log-level", default=os.environ.get("SENSORIUM_LOG_LEVEL", "INFO"),
                         help="DEBUG, INFO, WARNING, ERROR")  # fmt: skip
+    parser.add_argument("--log-file", type=Path, default=os.environ.get("SENSORIUM_LOG_FILE") or None, metavar="PATH",
+                        help="also log to PATH, rotated (the window starts its node with <data dir>/logs/"
+                             "sensorium-node.log)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
     for c in COMMANDS.values():
         p = sub.add_parser(c.name, help=c.help, description=c.help)
@@ -111,11 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from .logfiles import LOG_FORMAT
+
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=LOG_FORMAT, stream=sys.stderr)
 
 
 # -----------------------------------------------------------------------------------------
@@ -1047,6 +1048,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    if args.log_file:
+        from .logfiles import add_rotating_file
+
+        add_rotating_file(Path(args.log_file))
     from .config import ConfigError, load_config
 
     try:

@@ -173,3 +173,32 @@ def test_panel_actions_come_from_the_panel_spec(window, qtbot, monkeypatch) -> N
     qtbot.waitUntil(field.hasFocus, timeout=2000)
     qtbot.keyClick(field, QtCore.Qt.Key.Key_4)
     assert marked == ["marker", "3"] and field.text() == "4"
+
+
+def test_log_viewer_shows_window_records_and_the_node_log(qtbot, tmp_path: Path) -> None:
+    import logging
+
+    from sensorium_desktop.ui.panels.logs import LogPanel
+    from sensorium_desktop.viewmodel.logs import LogModel
+
+    node_log = tmp_path / "sensorium-node.log"
+    node_log.write_text("2026-11-30 10:00:00,000 INFO    sensorium_desktop.worker.node: node lab-1: 3 devices\n")
+    panel = LogPanel(model=LogModel(node_log))
+    qtbot.addWidget(panel)
+    logging.getLogger("sensorium_desktop.test").warning("window says %s", "hello")
+    with open(node_log, "a") as f:
+        f.write("2026-11-30 10:00:01,500 ERROR   sensorium_desktop.devices.serial: /dev/ttyUSB7: no such port\n"
+                "Traceback (most recent call last):\n  File \"x.py\", line 1\nOSError: gone\n"
+                "2026-11-30 10:00:02,000 INFO    sensorium_desktop.worker.node: still going\n")  # fmt: skip
+    qtbot.waitUntil(lambda: "still going" in panel.text.toPlainText(), timeout=3000)
+    text = panel.text.toPlainText()
+    assert "[window] sensorium_desktop.test: window says hello" in text
+    assert "[node] sensorium_desktop.devices.serial: /dev/ttyUSB7: no such port" in text and "OSError: gone" in text
+    panel.level.setCurrentText("ERROR")
+    text = panel.text.toPlainText()
+    assert "no such port" in text and "OSError: gone" in text and "still going" not in text and "hello" not in text
+    panel.level.setCurrentText("DEBUG")
+    panel.filter.setText("ttyusb7")
+    assert panel.text.toPlainText().count("\n") == 3  # one record (its traceback lines with it)
+    assert "1 errors · 1 warnings" in panel.count.text()
+    panel.close()

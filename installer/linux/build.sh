@@ -12,12 +12,17 @@ bundle=dist/sensorium
 version="$("$bundle/sensorium" --version | awk '{print $2}')"
 arch="$(dpkg --print-architecture 2>/dev/null || uname -m)"
 sizes=(16 24 32 48 64 128 256 512)
+APP_ID=io.sensorium.Desktop  # desktop file, AppStream id and the window's setDesktopFileName
 
 install_tree() {  # $1: root, $2: prefix of the app (/opt/sensorium), $3: share dir
   local root="$1" app="$2" share="$3"
-  mkdir -p "$root$app" "$root$share/applications" "$root$share/icons/hicolor/scalable/apps" "$root$share/doc/sensorium"
+  mkdir -p "$root$app" "$root$share/applications" "$root$share/icons/hicolor/scalable/apps" "$root$share/doc/sensorium" \
+    "$root$share/metainfo"
   cp -a "$bundle/." "$root$app/"
-  sed "s|^Exec=.*|Exec=$app/sensorium-gui|" resources/sensorium.desktop > "$root$share/applications/sensorium.desktop"
+  sed "s|^Exec=.*|Exec=$app/sensorium-gui|" resources/$APP_ID.desktop > "$root$share/applications/$APP_ID.desktop"
+  cp resources/$APP_ID.metainfo.xml "$root$share/metainfo/"
+  cp LICENSE "$root$share/doc/sensorium/copyright"
+  cp "$bundle/_internal/THIRD_PARTY_NOTICES.md" "$root$share/doc/sensorium/"
   cp resources/sensorium.svg "$root$share/icons/hicolor/scalable/apps/sensorium.svg"
   for s in "${sizes[@]}"; do
     mkdir -p "$root$share/icons/hicolor/${s}x${s}/apps"
@@ -77,14 +82,14 @@ here="$(cd "$(dirname "$0")" && pwd)"
 prefix="${XDG_DATA_HOME:-$HOME/.local/share}"
 opt="$HOME/.local/opt/sensorium"
 if [ "${1:-}" = "--uninstall" ]; then
-  rm -rf "$opt" "$HOME/.local/bin/sensorium" "$HOME/.local/bin/sensorium-gui" "$prefix/applications/sensorium.desktop"
+  rm -rf "$opt" "$HOME/.local/bin/sensorium" "$HOME/.local/bin/sensorium-gui" "$prefix/applications/io.sensorium.Desktop.desktop"
   find "$prefix/icons/hicolor" -name 'sensorium.*' -delete 2>/dev/null || true
   echo "Sensorium Desktop removed (recordings in $prefix/sensorium are kept)"; exit 0
 fi
 mkdir -p "$opt" "$HOME/.local/bin" "$prefix/applications"
 cp -a "$here/sensorium/." "$opt/"
 cp -a "$here/share/icons" "$prefix/"
-sed "s|^Exec=.*|Exec=$opt/sensorium-gui|" "$here/share/applications/sensorium.desktop" > "$prefix/applications/sensorium.desktop"
+sed "s|^Exec=.*|Exec=$opt/sensorium-gui|" "$here/share/applications/io.sensorium.Desktop.desktop" > "$prefix/applications/io.sensorium.Desktop.desktop"
 ln -sf "$opt/sensorium" "$HOME/.local/bin/sensorium"
 ln -sf "$opt/sensorium-gui" "$HOME/.local/bin/sensorium-gui"
 command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database -q "$prefix/applications" || true

@@ -212,6 +212,24 @@ class SpillFile:
         self._read_offset = 0
         self._count = len(recs)
 
+    def prepend(self, recs: list[PublishRecord]) -> None:
+        """Atomically put ``recs`` before the unread records (they are older than all of them)."""
+        self._fh.flush()
+        self._fh.seek(self._read_offset)
+        rest = self._fh.read()
+        tmp = self.path.with_suffix(".rewrite")
+        with open(tmp, "wb") as f:
+            for r in recs:
+                f.write(frame(r.to_bytes()))
+            f.write(rest)
+            f.flush()
+            os.fsync(f.fileno())
+        self._fh.close()
+        os.replace(tmp, self.path)
+        self._fh = open(self.path, "ab+")  # noqa: SIM115
+        self._read_offset = 0
+        self._count += len(recs)
+
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             self.sync()
@@ -733,7 +751,15 @@ class StreamPublisher:
             self._stop.wait(sum(r.nbytes for r in recs) / self.drain_rate)
 
     def _put_back_locked(self, recs: list[PublishRecord], source: str) -> None:
-        """Return taken records to the front of their queue, in order."""
+        """Return taken records to the front of their queue, in order. Records taken from
+        memory go before the spill file when it filled meanwhile (the memory limit was hit
+        while they were in flight, e.g. a send blocked until its timeout): sent after the
+        spilled ones, a later batch would reach Redis first and theirs be refused as
+        duplicates — lost."""
+        if source == "memory" and len(self._spill):
+            self._spill.prepend(recs)
+            self.stats["spill_prepends"] += 1
+            return
         target = self._resend if source == "resend" else self._queue
         for rec in reversed(recs):
             target.appendleft(rec)

@@ -41,7 +41,7 @@ def make_app() -> QtWidgets.QApplication:
     app.setApplicationName("Sensorium Desktop")
     app.setOrganizationName("Sensorium")
     app.setOrganizationDomain("sensorium.local")
-    QtGui.QGuiApplication.setDesktopFileName("sensorium-desktop")  # Wayland matches the icon by it
+    QtGui.QGuiApplication.setDesktopFileName("io.sensorium.Desktop")  # Wayland matches the icon by it
     assert isinstance(app, QtWidgets.QApplication), "a QCoreApplication without widgets already runs"
     app.setQuitOnLastWindowClosed(False)  # the model's run() ends the loop after closeEvent
     return app

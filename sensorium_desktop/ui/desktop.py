@@ -14,30 +14,18 @@ from types import TracebackType
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from .. import __version__, paths
+from ..logfiles import GUI_LOG, NODE_LOG, add_rotating_file, log_path
 
 log = logging.getLogger(__name__)
 
-LOG_FILE = "sensorium-gui.log"
-LOG_BYTES = 2_000_000
-LOG_BACKUPS = 5
-
-
 def log_file() -> Path:
     """Where the window logs (``<data dir>/logs/sensorium-gui.log``, rotated)."""
-    return paths.logs_dir() / LOG_FILE
+    return log_path(GUI_LOG)
 
 
 def start_file_log() -> Path:
     """Log the window to :func:`log_file` as well (the windowed bundle has no stderr)."""
-    path = log_file()
-    root = logging.getLogger()
-    if not any(isinstance(h, logging.handlers.RotatingFileHandler) and Path(h.baseFilename) == path
-               for h in root.handlers):  # fmt: skip
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS,
-                                                       encoding="utf-8")  # fmt: skip
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    return path
+    return add_rotating_file(log_file())
 
 
 def redis_server_version() -> str:
@@ -67,9 +55,23 @@ def about_text(endpoint: str) -> str:
         ("Data folder", str(paths.data_dir())),
         ("Configuration", str(config_path())),
         ("Window log", str(log_file())),
+        ("Node log", str(log_path(NODE_LOG))),
         ("Platform", f"{platform.system()} {platform.release()} ({platform.machine()})"),
+        ("Plugins", plugin_summary()),
     ]
     return "\n".join(f"{k}: {v}" for k, v in rows)
+
+
+def plugin_summary() -> str:
+    """How many plugins of each kind are registered, and which failed to load (and why)."""
+    from ..cli import plugin_registries
+
+    counts, failed = [], []
+    for registry in plugin_registries():
+        counts.append(f"{len(registry)} {registry.kind}")
+        failed += [f"{registry.kind[:-1]} {name}: {why}" for name, why in registry.errors.items()]
+        failed += [f"{r.kind[:-1]} {r.name} of {r.distribution}: {r.error}" for r in registry.refused]
+    return ", ".join(counts) + ("; FAILED: " + "; ".join(failed) if failed else "")
 
 
 def show_about(parent: QtWidgets.QWidget, endpoint: str) -> QtWidgets.QMessageBox:

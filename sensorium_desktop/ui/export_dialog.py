@@ -10,6 +10,7 @@ from PySide6 import QtCore, QtWidgets
 
 from .. import paths
 from ..recording.export import EXPORTERS, ExportResult, export_recording
+from .style import text_style
 
 
 class _Bridge(QtCore.QObject):
@@ -111,7 +112,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.export_button.setEnabled(True)
         if isinstance(result, Exception):
             self.message.setText(f"⚠ export failed: {result}")
-            self.message.setStyleSheet("color: #c62828")
+            self.message.setStyleSheet(text_style("error"))
             self.adjustSize()
             return
         self.bar.setValue(1000)

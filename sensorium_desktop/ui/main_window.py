@@ -18,6 +18,7 @@ from .mime import SENSORS_MIME, read_sensors
 from .panels import PanelAction, panel_specs
 from .panels.devices import DevicesPanel
 from .panels.plots import LivePlotPanel
+from .style import text_style
 
 SETTINGS_VERSION = 1
 ATTENTION_MS = 1000
@@ -236,6 +237,10 @@ class MainWindow(QtWidgets.QMainWindow):
         focus = QtWidgets.QApplication.focusWidget()
         if bare_key and isinstance(focus, QtWidgets.QLineEdit | QtWidgets.QPlainTextEdit | QtWidgets.QAbstractSpinBox):
             return  # typing a digit into a field is not a marker
+        dock = panel.parentWidget()
+        if pa.reveal and isinstance(dock, QtWidgets.QDockWidget):
+            dock.show()
+            dock.raise_()
         pa.run(panel)
 
     # -- async work from Qt slots -------------------------------------------------------------------
@@ -309,10 +314,10 @@ class MainWindow(QtWidgets.QMainWindow):
         state = st.get("state", "starting")
         if state == "failed" or s.error:
             label.setText(f"⚠ recording {s.bids_name} failed: {st.get('error') or s.error}")
-            label.setStyleSheet("color: #c62828")
+            label.setStyleSheet(text_style("error"))
         elif s.state == "recording":
             label.setText(f"● REC {s.bids_name}  {int(secs // 60):02d}:{int(secs % 60):02d}  {size:.1f} MB")
-            label.setStyleSheet("color: #c62828; font-weight: bold")
+            label.setStyleSheet(text_style("error", bold=True))
         else:
             label.setText(f"recorded {s.bids_name}: {size:.1f} MB ({state})")
             label.setStyleSheet("")
@@ -335,7 +340,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.status_redis.setStyleSheet("")
         else:
             self.status_redis.setText(f"⚠ {s.error or 'Redis: not connected'}")
-            self.status_redis.setStyleSheet("color: #c62828")
+            self.status_redis.setStyleSheet(text_style("error"))
         self.status_nodes.setText(f"Nodes: {len(s.nodes)}")
         self.status_rate.setText(f"{s.samples_per_s:,.0f} samples/s")
         text, details = s.remote_text()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 from ..core.pose import POSE_CONNECTIONS
 from ..recording.review import ReviewData, ReviewError, ReviewStream, open_review
 from ..viewmodel.review import SPEEDS, ReviewModel
+from .style import colour, roles
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ MAX_CHANNELS_DRAWN = 32
 STACK_ABOVE = 4
 MAX_MARKER_LINES = 200
 PLAY_TICK_MS = 30
-PALETTE = ("#1565c0", "#2e7d32", "#c62828", "#6a1b9a", "#ef6c00", "#00838f", "#4e342e", "#37474f")
 
 
 def gapless(x: np.ndarray) -> np.ndarray:
@@ -94,7 +94,7 @@ class VideoView(QtWidgets.QLabel):
         self._image = image
         if image is None:
             image = QtGui.QImage(640, 480, QtGui.QImage.Format.Format_RGB888)
-            image.fill(QtGui.QColor("#202020"))
+            image.fill(QtGui.QColor(roles().video_background))
         canvas = image.copy()
         painter = QtGui.QPainter(canvas)
         painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
@@ -127,7 +127,7 @@ class VideoView(QtWidgets.QLabel):
                     painter.drawLine(QtCore.QPointF(pose[a, 0] * w, pose[a, 1] * h),
                                      QtCore.QPointF(pose[b, 0] * w, pose[b, 1] * h))  # fmt: skip
         if model.video is None and not trail.size and pose is None:
-            painter.setPen(QtGui.QColor("#9e9e9e"))
+            painter.setPen(QtGui.QColor(roles().muted))
             painter.drawText(canvas.rect(), QtCore.Qt.AlignmentFlag.AlignCenter, "no video, gaze or skeleton")
         painter.end()
         self.setPixmap(QtGui.QPixmap.fromImage(canvas).scaled(
@@ -164,7 +164,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self.region = pg.LinearRegionItem(values=self._x(self.model.view), brush=(21, 101, 192, 40))
         self.region.sigRegionChanged.connect(self._region_moved)
         self.overview.addItem(self.region)
-        self.overview_cursor = pg.InfiniteLine(self.model.cursor - self.x0, pen=pg.mkPen("#c62828", width=2))
+        self.overview_cursor = pg.InfiniteLine(self.model.cursor - self.x0, pen=pg.mkPen(roles().error, width=2))
         self.overview.addItem(self.overview_cursor)
         self._draw_overview()
         self.play_button = QtWidgets.QPushButton("Play")
@@ -256,10 +256,10 @@ class ReviewWindow(QtWidgets.QMainWindow):
                 plot.setLabel("left", stream.name[:28])
                 plot.setYRange(0, c, padding=0)
                 n = 0
-            self._curves[stream.key] = [plot.plot(pen=pg.mkPen(PALETTE[i % len(PALETTE)], width=1)) for i in range(n)]
+            self._curves[stream.key] = [plot.plot(pen=pg.mkPen(colour(i), width=1)) for i in range(n)]
             for curve in self._curves[stream.key]:  # drawn once per range: cursor moves only blit them
                 curve.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
-            line = pg.InfiniteLine(self.model.cursor - self.x0, movable=True, pen=pg.mkPen("#c62828", width=2))
+            line = pg.InfiniteLine(self.model.cursor - self.x0, movable=True, pen=pg.mkPen(roles().error, width=2))
             line.sigPositionChanged.connect(self._cursor_dragged)
             plot.addItem(line)
             self._cursor_lines.append(line)
@@ -272,9 +272,9 @@ class ReviewWindow(QtWidgets.QMainWindow):
             t, lo, hi = signals[0].envelope.view(self.model.start, self.model.end, 1500)
             x = np.repeat(t - self.x0, 2)
             y = np.column_stack([lo[:, 0], hi[:, 0]]).ravel()
-            self.overview.plot(x, y, pen=pg.mkPen("#607d8b"), connect=gapless(x))
+            self.overview.plot(x, y, pen=pg.mkPen(roles().muted), connect=gapless(x))
         for t in self.data.marker_times[:2000]:
-            self.overview.addItem(pg.InfiniteLine(float(t) - self.x0, pen=pg.mkPen("#ef6c00", width=1)))
+            self.overview.addItem(pg.InfiniteLine(float(t) - self.x0, pen=pg.mkPen(roles().marker, width=1)))
         self.overview.setXRange(0.0, self.model.end - self.x0, padding=0)
         if signals:
             with np.errstate(invalid="ignore"):
@@ -367,8 +367,8 @@ class ReviewWindow(QtWidgets.QMainWindow):
         for j, (key, plot) in enumerate(self.plots.items()):
             pool = self._marker_pool.setdefault(key, [])
             while len(pool) < len(shown):
-                pen = pg.mkPen("#ef6c00", width=1, style=QtCore.Qt.PenStyle.DashLine)
-                where = {"position": 0.9 - 0.1 * (len(pool) % 5), "color": "#ef6c00"}
+                pen = pg.mkPen(roles().marker, width=1, style=QtCore.Qt.PenStyle.DashLine)
+                where = {"position": 0.9 - 0.1 * (len(pool) % 5), "color": roles().marker}
                 line = pg.InfiniteLine(0.0, pen=pen, label="" if j == 0 else None, labelOpts=where)
                 plot.addItem(line)
                 pool.append(line)

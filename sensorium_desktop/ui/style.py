@@ -1,8 +1,14 @@
-"""Colours and small styling helpers shared by panels."""
+"""Colours and small styling helpers shared by the window, its panels and dialogs.
+
+Every colour that carries meaning (error, warning, ok, accent, muted, marker) comes from one
+:class:`Roles` palette, chosen for the light or the dark Qt palette the desktop uses: no panel
+hard-codes a colour. Line colours of plots come from :data:`PALETTE`."""
 
 from __future__ import annotations
 
-from PySide6 import QtGui
+from dataclasses import dataclass
+
+from PySide6 import QtGui, QtWidgets
 
 #: Distinguishable line colours (Tableau 10 + extras).
 PALETTE = (
@@ -10,18 +16,49 @@ PALETTE = (
     "#9c755f", "#bab0ac", "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#17becf",
 )  # fmt: skip
 
-STATE_COLOURS = {
-    "streaming": "#2e7d32",
-    "connecting": "#f9a825",
-    "reconnecting": "#f9a825",
-    "idle": "#757575",
-    "stopped": "#757575",
-    "lost": "#c62828",
-    "error": "#c62828",
-    "unavailable": "#8d6e63",
-    "offline": "#c62828",
-    "failed": "#c62828",
-}
+
+@dataclass(frozen=True, slots=True)
+class Roles:
+    """Colours by meaning (``#rrggbb``)."""
+
+    error: str
+    warning: str
+    ok: str
+    accent: str
+    muted: str
+    marker: str
+    neutral: str
+    video_background: str
+
+
+LIGHT = Roles(error="#c62828", warning="#ef6c00", ok="#2e7d32", accent="#1565c0", muted="#757575",
+              marker="#ef6c00", neutral="#424242", video_background="#202020")  # fmt: skip
+DARK = Roles(error="#ef5350", warning="#ffb74d", ok="#66bb6a", accent="#64b5f6", muted="#9e9e9e",
+             marker="#ffb74d", neutral="#e0e0e0", video_background="#101010")  # fmt: skip
+
+
+def is_dark() -> bool:
+    """True when the application's palette has a dark window background."""
+    app = QtWidgets.QApplication.instance()
+    if not isinstance(app, QtWidgets.QApplication):
+        return False
+    return app.palette().color(QtGui.QPalette.ColorRole.Window).lightness() < 128
+
+
+def roles() -> Roles:
+    """The palette for the current light or dark theme."""
+    return DARK if is_dark() else LIGHT
+
+
+#: device/sensor state → role name
+STATE_ROLES = {
+    "streaming": "ok", "connecting": "warning", "reconnecting": "warning", "idle": "muted", "stopped": "muted",
+    "lost": "error", "error": "error", "unavailable": "muted", "offline": "error", "failed": "error",
+}  # fmt: skip
+
+
+def state_colour(state: str) -> str:
+    return str(getattr(roles(), STATE_ROLES.get(state, "neutral")))
 
 
 def colour(i: int) -> str:
@@ -29,4 +66,15 @@ def colour(i: int) -> str:
 
 
 def state_brush(state: str) -> QtGui.QBrush:
-    return QtGui.QBrush(QtGui.QColor(STATE_COLOURS.get(state, "#424242")))
+    return QtGui.QBrush(QtGui.QColor(state_colour(state)))
+
+
+def text_style(role: str, bold: bool = False) -> str:
+    """A style sheet for a label coloured by ``role`` (error, warning, ok, …)."""
+    return f"color: {getattr(roles(), role)}" + ("; font-weight: bold" if bold else "")
+
+
+def attention_colour(level: str) -> str:
+    """Colour of an attention level (high accent, medium ok, low warning, none muted)."""
+    r = roles()
+    return {"high": r.accent, "medium": r.ok, "low": r.warning}.get(level, r.muted)

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import paths
 from ..bus.connection import ENV_URL
+from ..logfiles import NODE_CONSOLE, NODE_LOG, log_path, rotate_if_large
 from .spawn import self_command
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,11 @@ class NodeProcess:
     def start(self) -> None:
         env = dict(os.environ)
         env[ENV_URL] = self.redis_url
-        cmd = self_command("node", "--parent-pid", str(os.getpid()), *self.node_args)
-        log_path = self.log_path or (paths.logs_dir() / "node.log")
-        self._log = open(log_path, "ab")  # noqa: SIM115 - owned by the child's lifetime
+        log_file = self.log_path or log_path(NODE_LOG)
+        cmd = self_command("--log-file", str(log_file), "node", "--parent-pid", str(os.getpid()), *self.node_args)
+        console = log_path(NODE_CONSOLE) if self.log_path is None else log_file.with_suffix(".console.log")
+        rotate_if_large(console)
+        self._log = open(console, "ab")  # noqa: SIM115 - owned by the child's lifetime
         kwargs: dict = {}
         if os.name == "nt":
             kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)

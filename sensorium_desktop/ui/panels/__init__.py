@@ -27,6 +27,8 @@ class PanelAction:
     run: Callable[[Any], None]
     shortcut: str = ""
     tip: str = ""
+    #: show and raise the panel's dock first
+    reveal: bool = False
 
 
 @dataclass(frozen=True, slots=True)

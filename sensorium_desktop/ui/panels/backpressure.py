@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 from PySide6 import QtCore, QtWidgets
 
 from ...viewmodel.lab import LabSnapshot
+from ..style import attention_colour, roles
 from ..widgets import RowTable, empty_label
 from . import PanelSpec
 
 if TYPE_CHECKING:
     from ..main_window import MainWindow
 
-ATTENTION_COLOURS = {"high": "#1565c0", "medium": "#2e7d32", "low": "#f9a825", "none": "#757575"}
 
 
 class BackpressurePanel(QtWidgets.QWidget):
@@ -45,7 +45,7 @@ class BackpressurePanel(QtWidgets.QWidget):
                 "PAUSED" if cfg.paused else "no", str(cfg.recommended_batch_window), str(cfg.recommended_batch_size),
                 f"{cfg.load_multiplier:g}", f"{(now_ms - cfg.timestamp) / 1000:.0f} s ago",
             ])  # fmt: skip
-            colours.append("#c62828" if cfg.paused else ATTENTION_COLOURS.get(att))
+            colours.append(roles().error if cfg.paused else attention_colour(att))
         self.table.set_rows(rows, colours)
 
 

@@ -9,7 +9,7 @@ from PySide6 import QtCore, QtWidgets
 
 from ...viewmodel.devices import TRANSPORTS, DeviceControl, DeviceTree, DeviceTreeModel
 from ..mime import SENSORS_MIME, sensors_mime
-from ..style import state_brush
+from ..style import state_brush, text_style
 
 SENSOR_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 DEVICE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
@@ -138,7 +138,7 @@ class DevicesPanel(QtWidgets.QWidget):
         """Update items in place so selection and expansion survive refreshes."""
         if tree.error:
             self.message.setText(f"⚠ {tree.error}")
-            self.message.setStyleSheet("color: #c62828")
+            self.message.setStyleSheet(text_style("error"))
         elif tree.device_count() == 0:
             self.message.setText("No devices yet: start a node or the simulated lab.")
             self.message.setStyleSheet("")
@@ -227,7 +227,7 @@ class DevicesPanel(QtWidgets.QWidget):
 
     def _error(self, message: str) -> None:
         self.message.setText(f"⚠ {message}")
-        self.message.setStyleSheet("color: #c62828")
+        self.message.setStyleSheet(text_style("error"))
         self.statusMessage.emit(message)
 
     def show_result(self, op: str, ok: bool, message: str, target: str) -> None:

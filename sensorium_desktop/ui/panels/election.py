@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from PySide6 import QtCore, QtWidgets
 
 from ...viewmodel.lab import LabSnapshot
+from ..style import roles
 from ..widgets import RowTable, empty_label
 from . import PanelSpec
 
@@ -59,7 +60,7 @@ class ElectionPanel(QtWidgets.QWidget):
                 n.host, str(n.telemetry.queue_depth) if n.telemetry else "",
                 f"{n.worker.lag_s:.2f} s" if n.worker else "",
             ])  # fmt: skip
-            colours.append("#c62828" if not n.alive else ("#1565c0" if role == "leader" else None))
+            colours.append(roles().error if not n.alive else (roles().accent if role == "leader" else None))
         self.table.set_rows(rows, colours)
 
 

@@ -12,6 +12,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from ...bus.sessions import Session
 from ...viewmodel.sessions import METADATA_FIELDS
 from ..mime import SENSORS_MIME, SESSION_SENSORS_MIME, read_sensors, sensors_mime
+from ..style import state_brush
 from ..widgets import empty_label
 from . import PanelAction, PanelSpec
 
@@ -285,7 +286,7 @@ class SessionsPanel(QtWidgets.QWidget):
                 child = QtWidgets.QTreeWidgetItem([sid, info.attribute if info else "not connected"])
                 child.setData(0, SENSOR_ROLE, sid)
                 if info is None:
-                    child.setForeground(1, QtGui.QBrush(QtGui.QColor("#c62828")))
+                    child.setForeground(1, state_brush("error"))
                 item.addChild(child)
             item.setExpanded(s.session_id in expanded or s.session_id == self.model.current)
             if s.session_id == self.model.current:

@@ -12,7 +12,7 @@ from PySide6 import QtCore, QtWidgets
 
 from ...core.clockdomain import format_offset, offset_origin
 from ...viewmodel.lab import ClockRow, LabSnapshot, breathing_synchrony
-from ..style import STATE_COLOURS, colour
+from ..style import colour, roles
 from ..widgets import RowTable, empty_label
 from . import PanelSpec
 
@@ -157,7 +157,7 @@ class SyncPanel(QtWidgets.QWidget):
             self.summary.setText(f"{len(domains)} clock domains, {len(snap.clocks)} sensors · groups "
                                  f"{snap.group_rate:.2f}/s · {kura}")  # fmt: skip
         rows = domain_rows(snap.clocks)
-        colours = [STATE_COLOURS["error"] if m[0].uncertainty > 0.005 else None for _d, m in rows]
+        colours = [roles().error if m[0].uncertainty > 0.005 else None for _d, m in rows]
         self.table.set_rows([clock_cells(d, m) for d, m in rows], colours)
         for r in range(self.table.rowCount()):
             for col in ELIDE_WIDTHS:
