@@ -660,6 +660,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     try:
         result = export_recording(args.directory, args.format, args.output, args.clock, bar, args.timestamps)
+    except KeyboardInterrupt:
+        if tty:
+            print(file=sys.stderr)
+        log.error("export cancelled (Ctrl-C): its partial output was removed")
+        return 130
     except (ValueError, OSError) as exc:  # a missing or damaged recording (SpoolError is an OSError)
         if tty:
             print(file=sys.stderr)

@@ -9,6 +9,8 @@ BIDS) are registered that way too (see :mod:`sensorium_desktop.plugins`).
 from __future__ import annotations
 
 import logging
+import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +63,57 @@ class ExportResult:
     damage: list[tuple[str, int, int]] = field(default_factory=list)
 
 
+class ExportCancelled(RuntimeError):
+    """The export was cancelled; its partial output was removed (and an older one restored)."""
+
+
+#: files of an appended-to folder kept in memory to restore them after a cancel (bytes each)
+RESTORE_LIMIT = 4 * 1024 * 1024
+
+
+@dataclass
+class _FolderSnapshot:
+    """What an appending export may change in a folder: the files there before (the small
+    ones' contents) and its folders."""
+
+    files: dict[Path, bytes | None]
+    dirs: set[Path]
+
+    @classmethod
+    def of(cls, root: Path) -> _FolderSnapshot:
+        files: dict[Path, bytes | None] = {}
+        dirs: set[Path] = set()
+        if root.is_dir():
+            for p in root.rglob("*"):
+                if p.is_dir():
+                    dirs.add(p)
+                elif p.is_file():
+                    files[p] = p.read_bytes() if p.stat().st_size <= RESTORE_LIMIT else None
+        return cls(files, dirs)
+
+    def restore(self, root: Path) -> None:
+        """Remove what was added under ``root`` and put back the small files that changed."""
+        if not root.is_dir():
+            return
+        for p in sorted(root.rglob("*"), key=lambda x: len(x.parts), reverse=True):
+            if p.is_file() and p not in self.files:
+                p.unlink()
+            elif p.is_dir() and p not in self.dirs and not any(p.iterdir()):
+                p.rmdir()
+        for p, data in self.files.items():
+            if data is not None and (not p.exists() or p.read_bytes() != data):
+                p.write_bytes(data)
+
+
+def _remove_output(out: Path, renamed: Path | None) -> None:
+    if out.is_dir():
+        shutil.rmtree(out, ignore_errors=True)
+    elif out.exists():
+        out.unlink()
+    if renamed is not None:
+        renamed.rename(out)
+
+
 def default_output(directory: Path, fmt: str) -> Path:
     """``<recording dir>/<BIDS name>_physio.<ext>`` (or ``_csv/`` for directory formats)."""
     from .spool import read_session_file
@@ -92,9 +145,12 @@ def export_recording(
     progress: Progress | None = None,
     timestamps: str = "global",
     time_range: tuple[float, float] | None = None,
+    cancel: threading.Event | None = None,
 ) -> ExportResult:
     """Export the recording in ``directory``; an existing output is renamed, never overwritten.
-    ``time_range`` (global s): only the samples and markers in it (a trimmed export)."""
+    ``time_range`` (global s): only the samples and markers in it (a trimmed export).
+    ``cancel`` set (or Ctrl-C): :class:`ExportCancelled` at the next progress step; the partial
+    output is removed, a renamed older output put back, an appended-to folder restored."""
     if fmt not in EXPORTERS:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(EXPORTERS)}")
     exporter = EXPORTERS[fmt]
@@ -107,16 +163,30 @@ def export_recording(
     out = Path(out) if out is not None else default_output(directory, fmt)
     if out.is_dir() and exporter.suffix:
         out = out / default_output(directory, fmt).name
-    renamed = None if exporter.appends else move_aside(out)
-    rec = load_recording(directory, progress)
+
+    def step(frac: float, msg: str) -> None:
+        if cancel is not None and cancel.is_set():
+            raise ExportCancelled(f"export of {directory.name} cancelled")
+        if progress is not None:
+            progress(frac, msg)
+
+    step(0.0, "reading the recording")
+    rec = load_recording(directory, step)
     if time_range is not None:
         rec.trim_to(*time_range)
-
-    def later(frac: float, msg: str) -> None:
-        if progress is not None:
-            progress(0.5 + 0.5 * frac, msg)
-
-    files = exporter.write(rec, out, ExportOptions(clock, timestamps), later)
+    step(0.5, f"writing {fmt}")
+    snapshot = _FolderSnapshot.of(out) if exporter.appends else None
+    renamed = None if exporter.appends else move_aside(out)
+    try:
+        files = exporter.write(rec, out, ExportOptions(clock, timestamps), lambda f, m: step(0.5 + 0.5 * f, m))
+    except (ExportCancelled, KeyboardInterrupt):
+        if snapshot is not None:
+            snapshot.restore(out)
+        else:
+            _remove_output(out, renamed)
+        log.warning("export of %s cancelled: partial output removed%s", directory,
+                    f", {out.name} restored" if renamed is not None else "")  # fmt: skip
+        raise
     if not rec.sensors:
         rec.warn("the session has no sensors")
     elif all(len(d) == 0 for d in rec.sensors.values()):

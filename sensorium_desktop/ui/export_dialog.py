@@ -9,7 +9,7 @@ from pathlib import Path
 from PySide6 import QtCore, QtWidgets
 
 from .. import paths
-from ..recording.export import EXPORTERS, ExportResult, export_recording
+from ..recording.export import EXPORTERS, ExportCancelled, ExportResult, export_recording
 from .style import text_style
 
 
@@ -54,6 +54,11 @@ class ExportDialog(QtWidgets.QDialog):
         self.buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Close)
         self.export_button = self.buttons.addButton("Export", QtWidgets.QDialogButtonBox.ButtonRole.AcceptRole)
         self.export_button.clicked.connect(self.start)
+        self.cancel_button = self.buttons.addButton("Cancel export", QtWidgets.QDialogButtonBox.ButtonRole.ActionRole)
+        self.cancel_button.setObjectName("cancelExport")
+        self.cancel_button.setToolTip("stop the export and remove what it wrote so far")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
         self.buttons.rejected.connect(self.reject)
         row = QtWidgets.QHBoxLayout()
         row.addWidget(self.directory, 1)
@@ -73,6 +78,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.bridge.finished.connect(self._finished)
         self.outcome: ExportResult | Exception | None = None
         self._thread: threading.Thread | None = None
+        self._cancel = threading.Event()
 
     def _browse(self) -> None:
         start = self.directory.text() or str(paths.sessions_dir())
@@ -87,21 +93,36 @@ class ExportDialog(QtWidgets.QDialog):
         directory = Path(self.directory.text().strip())
         fmt, clock = self.format.currentText(), self.clock.currentText()
         self.export_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
         self.message.setText("exporting…")
         self.outcome = None
+        self._cancel.clear()
 
         progress = self.bridge.progress.emit
 
         def work() -> None:
             try:
                 result: ExportResult | Exception = export_recording(directory, fmt, None, clock, progress,
-                                                                      time_range=self.time_range)
+                                                                      time_range=self.time_range, cancel=self._cancel)
             except Exception as exc:  # shown in the dialog, never a crash
                 result = exc
             self.bridge.finished.emit(result)
 
         self._thread = threading.Thread(target=work, name="export", daemon=True)
         self._thread.start()
+
+    def cancel(self) -> None:
+        """Stop a running export at its next step (its partial output is removed)."""
+        if self._thread is not None and self._thread.is_alive():
+            self._cancel.set()
+            self.cancel_button.setEnabled(False)
+            self.message.setText("cancelling…")
+
+    def reject(self) -> None:
+        """Closing the dialog cancels a running export first."""
+        self.cancel()
+        self.wait(30.0)
+        super().reject()
 
     def _progress(self, frac: float, msg: str) -> None:
         self.bar.setValue(int(1000 * min(max(frac, 0.0), 1.0)))
@@ -110,6 +131,12 @@ class ExportDialog(QtWidgets.QDialog):
     def _finished(self, result: ExportResult | Exception) -> None:
         self.outcome = result
         self.export_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if isinstance(result, ExportCancelled):
+            self.bar.setValue(0)
+            self.message.setText(f"cancelled: {result}; nothing was left behind")
+            self.message.setStyleSheet("")
+            return
         if isinstance(result, Exception):
             self.message.setText(f"⚠ export failed: {result}")
             self.message.setStyleSheet(text_style("error"))
