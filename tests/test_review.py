@@ -241,3 +241,41 @@ def test_clock_resets_replayed_fast_and_recorded_again(tmp_path: Path) -> None:
             assert [list(x) for x in got["time_series"]] == [list(x) for x in s["time_series"]]
         else:
             np.testing.assert_array_equal(np.asarray(got["time_series"]), np.asarray(s["time_series"]))
+
+
+def test_a_video_a_camera_still_writes_is_read_at_any_frame(tmp_path: Path) -> None:
+    """The review of a session whose camera still records (the session's video is a hard link
+    to the file the camera appends to): opencv cannot seek in an AVI before its writer is
+    released (it stays at frame 0); our MJPG index reads frame k as frame k, and keeps up."""
+    import cv2
+
+    from sensorium_desktop.recording.video import VideoFrames
+
+    rng = np.random.default_rng(4)
+    noise = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)  # big frames: the writer flushes
+
+    def frame(i: int) -> np.ndarray:
+        f = noise.copy()
+        f[100:140] = i % 200
+        return f
+
+    path = tmp_path / "live.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, (320, 240))
+    try:
+        for i in range(400):
+            writer.write(frame(i))
+        cap = cv2.VideoCapture(str(path))
+        cap.set(cv2.CAP_PROP_POS_FRAMES, 300)
+        assert cap.get(cv2.CAP_PROP_POS_FRAMES) == 0  # why the review needs its own index
+        frames = VideoFrames(path)
+        assert frames.avi is not None
+        for k in (350, 7, 199, 0):
+            got = frames.frame(k)
+            assert got is not None and abs(float(got[110:130, 100:200].mean()) - k % 200) < 6, k
+        for i in range(400, 500):
+            writer.write(frame(i))
+    finally:
+        writer.release()
+    got = frames.frame(480)  # written after the index was made
+    assert got is not None and abs(float(got[110:130, 100:200].mean()) - 480 % 200) < 6
+    assert frames.frame(500) is None  # not written: no frame rather than another one

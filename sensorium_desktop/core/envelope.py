@@ -2,7 +2,8 @@
 
 :class:`Envelope` keeps a pyramid of per-block minima and maxima (block sizes 16, 64, 256, …
 samples). :meth:`Envelope.view` answers a time range with at most about ``max_points``
-points: the raw samples when few enough lie in the range, else the finest level that fits,
+points: the raw samples when at most ``RAW_FACTOR`` × that many lie in the range, else the
+finest level that fits,
 as (t, lo, hi) so a plot can fill between the two curves and no spike is lost.
 """
 
@@ -14,6 +15,8 @@ import numpy as np
 
 BASE_BLOCK = 16
 FACTOR = 4
+#: raw samples are drawn up to this many per requested point (a 16-sample block would be coarse)
+RAW_FACTOR = 4
 
 
 @dataclass(slots=True)
@@ -72,7 +75,7 @@ class Envelope:
         one sample either side is included so lines reach the edges."""
         i0 = max(int(np.searchsorted(self.times, t0, side="left")) - 1, 0)
         i1 = min(int(np.searchsorted(self.times, t1, side="right")) + 1, self.times.size)
-        if i1 - i0 <= max_points or not self.levels:
+        if i1 - i0 <= RAW_FACTOR * max_points or not self.levels:
             v = self.values[i0:i1]
             return self.times[i0:i1], v, v
         for level in self.levels:

@@ -11,18 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..core.envelope import stacked_raster
-
-if TYPE_CHECKING:
-    import cv2
 from ..core.pose import POSE_CONNECTIONS
 from ..recording.review import ReviewData, ReviewError, ReviewStream, open_review
+from ..recording.video import VideoFrames
 from ..viewmodel.review import SPEEDS, ReviewModel
 from .style import colour, roles
 
@@ -47,6 +44,14 @@ def gapless(x: np.ndarray) -> np.ndarray:
     return np.append(d <= 20 * step, True) if step > 0 else np.ones(x.size, dtype=bool)
 
 
+def zigzag(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(2m,) the envelope's line: each bin's min and max, in the order the signal passes them
+    (max first where the next bin lies lower), so a slope stays a slope instead of a sawtooth."""
+    mid = (lo + hi) / 2
+    falling = np.append(mid[1:] < mid[:-1], False)
+    return np.column_stack([np.where(falling, hi, lo), np.where(falling, lo, hi)]).ravel()
+
+
 class VideoView(QtWidgets.QLabel):
     """The camera frame at the cursor (read from the session's video file), with the gaze
     trail and the skeleton drawn over it; a plain canvas when there is no video."""
@@ -56,31 +61,23 @@ class VideoView(QtWidgets.QLabel):
         self.setMinimumSize(320, 240)
         self.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.setObjectName("reviewVideo")
-        self._capture: cv2.VideoCapture | None = None
-        self._path: Path | None = None
-        self._next_index = -1
+        self._frames: VideoFrames | None = None
         self.frame_index: int | None = None
         self._image: QtGui.QImage | None = None
 
     def frame(self, path: Path | None, index: int | None) -> QtGui.QImage | None:
-        """The frame ``index`` of ``path`` (sequential reads when playing, seeks otherwise)."""
+        """The frame ``index`` of ``path`` (random access, also while a camera still writes it)."""
         import cv2
 
         if path is None or index is None:
             return None
-        if path != self._path:
-            self._capture = cv2.VideoCapture(str(path))
-            self._path, self._next_index = path, 0
-        cap = self._capture
-        if cap is None:
-            return None
+        if self._frames is None or self._frames.path != path:
+            self._frames = VideoFrames(path)
+            self._image = None
         if index == self.frame_index and self._image is not None:
             return self._image
-        if index != self._next_index:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-        ok, bgr = cap.read()
-        self._next_index = index + 1
-        if not ok or bgr is None:
+        bgr = self._frames.frame(index)
+        if bgr is None:
             return None
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         h, w, _ = rgb.shape
@@ -329,9 +326,11 @@ class ReviewWindow(QtWidgets.QMainWindow):
             t, lo, hi = m.plot(stream, max(200, width_px))  # one min/max pair per pixel column
             raw = lo is hi
             x = (t if raw else np.repeat(t, 2)) - self.x0
-            connect: str | np.ndarray = gapless(x) if raw else "pairs"  # envelopes: one bar per pixel column
+            # an envelope is drawn as one zigzag through each bin's min and max (continuous however
+            # many bins fall on a pixel column), broken only across gaps in the recording
+            connect = gapless(x)
             for i, curve in enumerate(self._curves[stream.key]):
-                y = lo[:, i] if raw else np.column_stack([lo[:, i], hi[:, i]]).ravel()
+                y = lo[:, i] if raw else zigzag(lo[:, i], hi[:, i])
                 curve.setData(x, np.asarray(y, dtype=np.float64), connect=connect, skipFiniteCheck=True)
             plot = self.plots[stream.key]
             plot.setXRange(*self._x(m.view), padding=0)

@@ -79,7 +79,8 @@ class LogPanel(QtWidgets.QWidget):
         for line in shown:
             self.text.appendHtml(self._html(line))
         if shown and self.follow.isChecked():
-            self.text.moveCursor(QtGui.QTextCursor.MoveOperation.End)
+            bar = self.text.verticalScrollBar()
+            bar.setValue(bar.maximum())  # to the newest line, never sideways
         self._count()
 
     def rebuild(self) -> None:
