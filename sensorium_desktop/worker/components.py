@@ -229,62 +229,95 @@ def recorder(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     finalize it when the session leaves that state, interrupt it when the node stops."""
 
     async def run(stop: asyncio.Event) -> None:
-        c = make_client(node.config.redis_url, timeout=2.0, retries=0)
-        running: dict[str, SessionRecorder] = {}
-        failed: set[str] = set()
+        book = _Recordings(node, make_client(node.config.redis_url, timeout=2.0, retries=0))
         node.state.recordings = {}
         try:
             while not stop.is_set():
-                try:
-                    raw = await asyncio.to_thread(c.hgetall, node.keys.sessions)
-                except (redis.RedisError, OSError) as exc:
-                    log.debug("recorder: sessions not readable: %s", exc)
-                    raw = None
-                if raw is not None:
-                    sessions = {}
-                    for value in raw.values():
-                        try:
-                            s = Session.from_json(value)
-                        except (ValueError, TypeError):
-                            continue
-                        sessions[s.session_id] = s
-                    for sid, s in sessions.items():
-                        mine = s.state == "recording" and s.recorder == node.node_id
-                        if mine and sid not in running and sid not in failed:
-                            try:
-                                directory = _session_directory(node, s)
-                            except ValueError as exc:  # InvalidIdError, OutsideRootsError
-                                failed.add(sid)
-                                node.counters["refused_sessions"] = node.counters.get("refused_sessions", 0) + 1
-                                log.error("node %s: REFUSED to record session %r: %s", node.node_id, sid, exc)
-                                await asyncio.to_thread(_mark_failed, c, node, s, f"refused: {exc}")
-                                continue
-                            rec = SessionRecorder(node.config.redis_url, node.keys, s, directory, node.node_id)
-                            rec.start()
-                            running[sid] = rec
-                            log.info("node %s records session %s into %s", node.node_id, sid, directory)
-                    for sid, rec in list(running.items()):
-                        wanted = sessions.get(sid)
-                        if rec.is_alive() and (wanted is None or wanted.state != "recording"):
-                            rec.request_stop(wanted.stopped if wanted is not None else None)
-                        elif rec.is_alive() and wanted is not None and wanted.sensors != rec.session.sensors:
-                            rec.update_sensors(wanted.sensors)
-                for sid, rec in list(running.items()):
-                    node.state.recordings[sid] = rec.status.state
-                    if not rec.is_alive():
-                        running.pop(sid)
-                        if rec.status.state == "failed":
-                            failed.add(sid)
-                            await asyncio.to_thread(_mark_failed, c, node, rec.session, rec.status.error)
+                sessions = await asyncio.to_thread(book.read_sessions)
+                if sessions is not None:
+                    await book.start_new(sessions)
+                    book.follow(sessions)
+                await book.reap()
                 await _sleep(stop, 0.25)
         finally:
-            for rec in running.values():
-                rec.interrupt()
-            for rec in running.values():
-                await asyncio.to_thread(rec.join, 10.0)
-            c.close()
+            await book.close()
 
     return run
+
+
+class _Recordings:
+    """The recorder component's book: the session recorders running on this node (by
+    session id) and the sessions it refused or that failed (never retried)."""
+
+    def __init__(self, node: Node, c: redis.Redis) -> None:
+        self.node = node
+        self.c = c
+        self.running: dict[str, SessionRecorder] = {}
+        self.failed: set[str] = set()
+
+    def read_sessions(self) -> dict[str, Session] | None:
+        """Every session in Redis (malformed entries skipped); None when Redis is unreachable."""
+        try:
+            raw = self.c.hgetall(self.node.keys.sessions)
+        except (redis.RedisError, OSError) as exc:
+            log.debug("recorder: sessions not readable: %s", exc)
+            return None
+        sessions = {}
+        for value in raw.values():
+            try:
+                s = Session.from_json(value)
+            except (ValueError, TypeError):
+                continue
+            sessions[s.session_id] = s
+        return sessions
+
+    async def start_new(self, sessions: dict[str, Session]) -> None:
+        """Start recording the sessions that name this node and are not running yet; a session
+        whose folder is not allowed here is refused and marked failed."""
+        node = self.node
+        for sid, s in sessions.items():
+            mine = s.state == "recording" and s.recorder == node.node_id
+            if not mine or sid in self.running or sid in self.failed:
+                continue
+            try:
+                directory = _session_directory(node, s)
+            except ValueError as exc:  # InvalidIdError, OutsideRootsError
+                self.failed.add(sid)
+                node.counters["refused_sessions"] = node.counters.get("refused_sessions", 0) + 1
+                log.error("node %s: REFUSED to record session %r: %s", node.node_id, sid, exc)
+                await asyncio.to_thread(_mark_failed, self.c, node, s, f"refused: {exc}")
+                continue
+            rec = SessionRecorder(node.config.redis_url, node.keys, s, directory, node.node_id)
+            rec.start()
+            self.running[sid] = rec
+            log.info("node %s records session %s into %s", node.node_id, sid, directory)
+
+    def follow(self, sessions: dict[str, Session]) -> None:
+        """Stop recorders whose session left ``recording``; pass sensor changes on."""
+        for sid, rec in list(self.running.items()):
+            wanted = sessions.get(sid)
+            if rec.is_alive() and (wanted is None or wanted.state != "recording"):
+                rec.request_stop(wanted.stopped if wanted is not None else None)
+            elif rec.is_alive() and wanted is not None and wanted.sensors != rec.session.sensors:
+                rec.update_sensors(wanted.sensors)
+
+    async def reap(self) -> None:
+        """Report each recorder's state; forget finished ones (a failed one marks its session)."""
+        for sid, rec in list(self.running.items()):
+            self.node.state.recordings[sid] = rec.status.state
+            if not rec.is_alive():
+                self.running.pop(sid)
+                if rec.status.state == "failed":
+                    self.failed.add(sid)
+                    await asyncio.to_thread(_mark_failed, self.c, self.node, rec.session, rec.status.error)
+
+    async def close(self) -> None:
+        """The node stops: interrupt every recorder (their spools stay resumable), then wait."""
+        for rec in self.running.values():
+            rec.interrupt()
+        for rec in self.running.values():
+            await asyncio.to_thread(rec.join, 10.0)
+        self.c.close()
 
 
 def _session_directory(node: Node, s: Session) -> Path:

@@ -26,7 +26,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import redis
@@ -73,6 +73,16 @@ class WorkerConfig:
     log_level: str = "INFO"
     seed_import: bool = True  # import the seed library's obs:* keys (each once, lab-wide)
 
+
+
+class _SliceRow(NamedTuple):
+    """One observation in a slice: its global time and 1-sigma (s), its key, its local time (s)."""
+
+    sensor_id: str
+    t_global: float
+    sigma: float
+    key: str
+    t_local: float
 
 @dataclass
 class _Obs:
@@ -300,60 +310,24 @@ class SyncWorker:
 
         An observation is grouped exactly once: by identity (the groups stream says which are
         grouped), not by where the current clock model maps it, so a model update or a worker
-        restart that moves an observation behind the cursor cannot lose it."""
+        restart that moves an observation behind the cursor cannot lose it.
+
+        Steps: learn what others grouped and who leads → cut the slice between events →
+        (a follower keeps everything not grouped) → group it → write groups, cursor and clock
+        states in one fenced call → forget what was written."""
         self.sync_grouped()
-        leader, term = read_leader(self.c, self.keys)
-        self.stats.is_leader = leader == self.cfg.node_id
-        self.stats.term = term
-        nodes = sorted({o.node for o in self.pending} | {self.cfg.node_id})
-        self.offsets.update(read_offsets(self.c, self.keys, nodes))
+        term = self._observe_leadership()
         raw = self.c.get(self.keys.groups_cursor)
         cursor = float(raw) if raw else -math.inf
-        mapped = [(o, *self._global_of(o)) for o in self.pending]
-        slice_end = cut_between_events(
-            [tg for _o, tg, _sg in mapped], [sg for _o, _tg, sg in mapped], self.global_now() - self.cfg.slice_margin
-        )
-        leader_keeps, follower_keeps = [], []
-        rows: list[tuple[str, float, float, str, float]] = []
-        for o, tg, sg in mapped:
-            live = self._fresh(o) & (tg >= cursor - LATE_HORIZON_S)
-            take = live & (tg < slice_end)
-            late = take & (tg < cursor)
-            if late.any() and self.stats.is_leader:
-                log.info(
-                    "worker: %d observations of %s behind the cursor join this slice", int(late.sum()), o.sensor_id
-                )
-            for i in np.flatnonzero(take):
-                rows.append((o.sensor_id, float(tg[i]), float(sg[i]), o.keys[i], float(o.t_local[i])))
-            leader_keeps.append(self._subset(o, live & (tg >= slice_end)))
-            follower_keeps.append(self._subset(o, live))  # a future leader groups what is not grouped
-        keep = [o for o in leader_keeps if o.t_local.size]
+        slice_end, rows, leader_keeps, follower_keeps = self._cut_slice(cursor)
         if not self.stats.is_leader:
-            self.pending = [o for o in follower_keeps if o.t_local.size]
-            self.stats.observations_pending = sum(o.t_local.size for o in self.pending)
+            self._keep_pending(follower_keeps)  # a future leader groups what is not grouped
             return
         if cursor == -math.inf:
-            cursor = min((r[1] for r in rows), default=slice_end)
+            cursor = min((r.t_global for r in rows), default=slice_end)
         if slice_end <= cursor:
             return
-        commands: list[list[object]] = []
-        groups_out = []
-        if rows:
-            ids, tg_arr, sg_arr, okeys, tl = zip(*rows, strict=True)
-            groups = group_observations(list(ids), list(tg_arr), list(sg_arr), AssociationParams())
-            for g in groups:
-                members = [{"sensor_id": m.sensor_id, "probability": round(m.probability, 6), "obs": okeys[m.index],
-                            "t_local": tl[m.index], "t_global": tg_arr[m.index]} for m in g.members]  # fmt: skip
-                groups_out.append(g)
-                entry = {"t_global": repr(g.t_global), "sigma": repr(g.sigma), "term": term, "node": self.cfg.node_id,
-                         "slice_end": repr(slice_end), "members": json.dumps(members)}  # fmt: skip
-                commands.append(["XADD", self.keys.groups, "MAXLEN", "~", "100000", "*", *_flat(entry)])
-        commands.append(["SET", self.keys.groups_cursor, repr(slice_end)])
-        for sid, st in self.core.state().items():
-            if math.isfinite(float(st["alpha"])):
-                st["node"] = self.sensors[sid].node_id if sid in self.sensors else ""
-                st["updated"] = time.time()
-                commands.append(["HSET", self.keys.clock(sid), *_flat(st)])
+        commands, groups_written = self._slice_commands(rows, term, slice_end)
         try:
             fenced_exec(self.c, self.keys, self.cfg.node_id, term, commands)
         except StaleTermError as exc:
@@ -361,13 +335,69 @@ class SyncWorker:
             self.stats.is_leader = False
             log.warning("worker: write rejected, no longer leader: %s", exc)
             return
-        self.stats.groups_written += len(groups_out)
+        self.stats.groups_written += groups_written
         self.stats.slices_written += 1
-        for sid, tg_i, _sg, okey, _tl in rows:
-            self.grouped[f"{sid}/{okey}"] = tg_i
+        for r in rows:
+            self.grouped[f"{r.sensor_id}/{r.key}"] = r.t_global
         horizon = slice_end - GROUPED_MEMORY_S
         self.grouped = {k: t for k, t in self.grouped.items() if t >= horizon}
-        self.pending = keep
+        self._keep_pending(leader_keeps)
+
+    def _observe_leadership(self) -> int:
+        """Who leads (``stats.is_leader``) and in which term; the offsets of the nodes whose
+        observations are pending are refreshed on the way."""
+        leader, term = read_leader(self.c, self.keys)
+        self.stats.is_leader = leader == self.cfg.node_id
+        self.stats.term = term
+        nodes = sorted({o.node for o in self.pending} | {self.cfg.node_id})
+        self.offsets.update(read_offsets(self.c, self.keys, nodes))
+        return term
+
+    def _cut_slice(self, cursor: float) -> tuple[float, list[_SliceRow], list[_Obs], list[_Obs]]:
+        """The slice's end (global s, between events, ``slice_margin`` before now), its
+        observations, and what is left pending for a leader and for a follower."""
+        mapped = [(o, *self._global_of(o)) for o in self.pending]
+        slice_end = cut_between_events(
+            [tg for _o, tg, _sg in mapped], [sg for _o, _tg, sg in mapped], self.global_now() - self.cfg.slice_margin
+        )
+        leader_keeps, follower_keeps = [], []
+        rows: list[_SliceRow] = []
+        for o, tg, sg in mapped:
+            live = self._fresh(o) & (tg >= cursor - LATE_HORIZON_S)
+            take = live & (tg < slice_end)
+            late = take & (tg < cursor)
+            if late.any() and self.stats.is_leader:
+                log.info("worker: %d observations of %s behind the cursor join this slice",
+                         int(late.sum()), o.sensor_id)  # fmt: skip
+            rows += [_SliceRow(o.sensor_id, float(tg[i]), float(sg[i]), o.keys[i], float(o.t_local[i]))
+                     for i in np.flatnonzero(take)]  # fmt: skip
+            leader_keeps.append(self._subset(o, live & (tg >= slice_end)))
+            follower_keeps.append(self._subset(o, live))
+        return slice_end, rows, leader_keeps, follower_keeps
+
+    def _slice_commands(self, rows: list[_SliceRow], term: int, slice_end: float) -> tuple[list[list[object]], int]:
+        """The fenced writes of one slice: its groups (XADD), the cursor, every clock state;
+        and how many groups they hold."""
+        commands: list[list[object]] = []
+        groups = group_observations([r.sensor_id for r in rows], [r.t_global for r in rows],
+                                    [r.sigma for r in rows], AssociationParams()) if rows else []  # fmt: skip
+        for g in groups:
+            members = [{"sensor_id": m.sensor_id, "probability": round(m.probability, 6), "obs": rows[m.index].key,
+                        "t_local": rows[m.index].t_local, "t_global": rows[m.index].t_global}
+                       for m in g.members]  # fmt: skip
+            entry = {"t_global": repr(g.t_global), "sigma": repr(g.sigma), "term": term, "node": self.cfg.node_id,
+                     "slice_end": repr(slice_end), "members": json.dumps(members)}  # fmt: skip
+            commands.append(["XADD", self.keys.groups, "MAXLEN", "~", "100000", "*", *_flat(entry)])
+        commands.append(["SET", self.keys.groups_cursor, repr(slice_end)])
+        for sid, st in self.core.state().items():
+            if math.isfinite(float(st["alpha"])):
+                st["node"] = self.sensors[sid].node_id if sid in self.sensors else ""
+                st["updated"] = time.time()
+                commands.append(["HSET", self.keys.clock(sid), *_flat(st)])
+        return commands, len(groups)
+
+    def _keep_pending(self, kept: list[_Obs]) -> None:
+        self.pending = [o for o in kept if o.t_local.size]
         self.stats.observations_pending = sum(o.t_local.size for o in self.pending)
 
     @staticmethod
