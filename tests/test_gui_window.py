@@ -192,8 +192,8 @@ def test_log_viewer_shows_window_records_and_the_node_log(qtbot, tmp_path: Path)
                 "2026-11-30 10:00:02,000 INFO    sensorium_desktop.worker.node: still going\n")  # fmt: skip
     qtbot.waitUntil(lambda: "still going" in panel.text.toPlainText(), timeout=3000)
     text = panel.text.toPlainText()
-    assert "[window] sensorium_desktop.test: window says hello" in text
-    assert "[node] sensorium_desktop.devices.serial: /dev/ttyUSB7: no such port" in text and "OSError: gone" in text
+    assert "[window] test: window says hello" in text
+    assert "ERROR [node] serial: /dev/ttyUSB7: no such port" in text and "OSError: gone" in text
     panel.level.setCurrentText("ERROR")
     text = panel.text.toPlainText()
     assert "no such port" in text and "OSError: gone" in text and "still going" not in text and "hello" not in text

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import configparser
 import re
+import shutil
 import subprocess
 from pathlib import Path
+from xml.etree import ElementTree
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,12 +24,29 @@ def test_inno_setup_script_points_at_files_that_exist() -> None:
         assert section in iss
 
 
-def test_desktop_entry_and_icons() -> None:
+APP_ID = "io.sensorium.Desktop"
+
+
+def test_desktop_entry_appstream_and_icons() -> None:
+    """One application id everywhere: the desktop file's name, the AppStream id and launchable,
+    the window's setDesktopFileName (Wayland matches the icon by it) and the .deb; the
+    official validators accept both files when they are installed (scripts/dist.sh runs them)."""
+    desktop = ROOT / "resources" / f"{APP_ID}.desktop"
+    metainfo = ROOT / "resources" / f"{APP_ID}.metainfo.xml"
     entry = configparser.ConfigParser(interpolation=None)
     entry.optionxform = str  # type: ignore[assignment,method-assign]
-    entry.read(ROOT / "resources" / "sensorium.desktop")
+    entry.read(desktop)
     d = entry["Desktop Entry"]
     assert d["Type"] == "Application" and d["Exec"] == "sensorium-gui" and d["Icon"] == "sensorium"
+    meta = ElementTree.parse(metainfo).getroot()
+    assert meta.findtext("id") == APP_ID and meta.find("launchable").text == f"{APP_ID}.desktop"
+    assert f'setDesktopFileName("{APP_ID}")' in (ROOT / "sensorium_desktop" / "ui" / "app.py").read_text()
+    assert f"APP_ID={APP_ID}" in (ROOT / "installer" / "linux" / "build.sh").read_text()
+    for tool, args in (("desktop-file-validate", [str(desktop)]),
+                       ("appstreamcli", ["validate", "--no-net", str(metainfo)])):  # fmt: skip
+        if shutil.which(tool):
+            out = subprocess.run([tool, *args], capture_output=True, text=True)
+            assert out.returncode == 0 and "error" not in out.stdout.lower(), out.stdout + out.stderr
     sizes = re.search(r"sizes=\(([^)]*)\)", (ROOT / "installer" / "linux" / "build.sh").read_text())
     assert sizes is not None
     for s in sizes.group(1).split():

@@ -37,6 +37,10 @@ class LogLine:
     def text(self) -> str:
         return f"{self.when} {self.level:<7} [{self.source}] {self.name}: {self.message}"
 
+    def short(self) -> str:
+        """For a narrow dock: the time of day, the logger's last part."""
+        return f"{self.when[11:]} {self.level} [{self.source}] {self.name.rsplit('.', 1)[-1]}: {self.message}"
+
 
 class _Capture(logging.Handler):
     def __init__(self, model: LogModel) -> None:

@@ -41,7 +41,7 @@ class LogPanel(QtWidgets.QWidget):
         self.text.setObjectName("logText")
         self.text.setReadOnly(True)
         self.text.setMaximumBlockCount(5000)
-        self.text.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
+        self.text.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.WidgetWidth)
         self.text.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont))
         self.count = QtWidgets.QLabel("")
         bar = QtWidgets.QHBoxLayout()
@@ -70,7 +70,7 @@ class LogPanel(QtWidgets.QWidget):
     def _html(self, line: LogLine) -> str:
         r = roles()
         colour = r.error if line.levelno >= 40 else r.warning if line.levelno >= 30 else ""
-        body = html.escape(line.text()).replace("\n", "<br>")
+        body = html.escape(line.short()).replace("\n", "<br>")
         return f'<span style="color:{colour}">{body}</span>' if colour else body
 
     def append(self, new: list[LogLine]) -> None:
@@ -101,7 +101,7 @@ class LogPanel(QtWidgets.QWidget):
 
 
 PANEL = PanelSpec(
-    "log", "Log", QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, LogPanel, "sync", order=70,
+    "log", "Log", QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, LogPanel, "sessions", order=70,
     actions=(PanelAction("&Help", "Show &warnings and errors", LogPanel.show_errors, "",
                          "the log viewer, filtered to warnings and errors", reveal=True),),
 )  # fmt: skip
