@@ -200,35 +200,28 @@ class SpillFile:
         """Atomically replace the unread records with ``transform(record)`` of each, dropping
         the first ``skip`` of them."""
         recs = [transform(r) for r in self.records()[skip:]]
-        tmp = self.path.with_suffix(".rewrite")
-        with open(tmp, "wb") as f:
-            for r in recs:
-                f.write(frame(r.to_bytes()))
-            f.flush()
-            os.fsync(f.fileno())
-        self._fh.close()
-        os.replace(tmp, self.path)
-        self._fh = open(self.path, "ab+")  # noqa: SIM115
-        self._read_offset = 0
-        self._count = len(recs)
+        self._replace([frame(r.to_bytes()) for r in recs], len(recs))
 
     def prepend(self, recs: list[PublishRecord]) -> None:
         """Atomically put ``recs`` before the unread records (they are older than all of them)."""
         self._fh.flush()
         self._fh.seek(self._read_offset)
         rest = self._fh.read()
+        self._replace([*(frame(r.to_bytes()) for r in recs), rest], self._count + len(recs))
+
+    def _replace(self, chunks: list[bytes], count: int) -> None:
+        """Write ``chunks`` (framed records) to a new file, fsync it and put it in place."""
         tmp = self.path.with_suffix(".rewrite")
         with open(tmp, "wb") as f:
-            for r in recs:
-                f.write(frame(r.to_bytes()))
-            f.write(rest)
+            for chunk in chunks:
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         self._fh.close()
         os.replace(tmp, self.path)
         self._fh = open(self.path, "ab+")  # noqa: SIM115
         self._read_offset = 0
-        self._count += len(recs)
+        self._count = count
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):

@@ -45,6 +45,17 @@ def _coerce(cls: type[T], raw: object) -> T:
     return cls(**kwargs)
 
 
+def _json_object(raw: bytes | str | None) -> dict[str, Any] | None:
+    """The JSON object in ``raw``; None when missing, not JSON or not an object."""
+    if not raw:
+        return None
+    try:
+        d = json.loads(raw)
+    except ValueError:
+        return None
+    return d if isinstance(d, dict) else None
+
+
 @dataclass(slots=True)
 class NodeState:
     """What a node's components report (election, host offset, checkpoints, worker, recorder,
@@ -101,13 +112,8 @@ class Telemetry:
     @classmethod
     def from_json(cls, raw: bytes | str | None) -> Telemetry | None:
         """None for a missing or undecodable entry."""
-        if not raw:
-            return None
-        try:
-            d = json.loads(raw)
-        except ValueError:
-            return None
-        if not isinstance(d, dict):
+        d = _json_object(raw)
+        if d is None:
             return None
         tele = _coerce(cls, {k: v for k, v in d.items() if k != "state"})
         tele.state = _coerce(NodeState, d.get("state"))
@@ -146,12 +152,8 @@ class WorkerStats:
 
     @classmethod
     def from_json(cls, raw: bytes | str | None) -> WorkerStats | None:
-        if not raw:
-            return None
-        try:
-            return _coerce(cls, json.loads(raw))
-        except ValueError:
-            return None
+        d = _json_object(raw)
+        return None if d is None else _coerce(cls, d)
 
 
 @dataclass(slots=True)
