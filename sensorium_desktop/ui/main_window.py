@@ -20,7 +20,9 @@ from .panels.devices import DevicesPanel
 from .panels.plots import LivePlotPanel
 from .style import text_style
 
-SETTINGS_VERSION = 1
+#: bumped when the default dock layout changes (2: the Log dock, tabbed with Sessions): a layout
+#: saved by an older version would put new docks wherever Qt chooses
+SETTINGS_VERSION = 2
 ATTENTION_MS = 1000
 #: How long a devices-panel outcome (connect failed, disconnected) stays in the status bar (ms).
 STATUS_MESSAGE_MS = 15_000
