@@ -445,3 +445,21 @@ def test_group_rate_is_averaged_over_slices(redis_server: RedisServer, keys: Key
         asyncio.run(model.refresh())
         now[0] += 1.0
     assert asyncio.run(model.refresh()).group_rate == 0.0
+
+
+def test_an_older_layout_is_not_restored_and_the_default_gives_the_plots_room(
+    qtbot, redis_server: RedisServer, keys: Keys, tmp_path: Path
+) -> None:
+    from sensorium_desktop.ui.main_window import SETTINGS_VERSION
+
+    path = tmp_path / "old.ini"
+    win = make_window(qtbot, redis_server.url, keys, path)
+    win.close()  # saves this version's layout
+    old = QtCore.QSettings(str(path), QtCore.QSettings.Format.IniFormat)
+    old.setValue("window/version", SETTINGS_VERSION - 1)
+    old.sync()
+    again = make_window(qtbot, redis_server.url, keys, path)
+    qtbot.waitUntil(lambda: again.plot_area.width() > 0, timeout=2000)
+    QtWidgets.QApplication.processEvents()
+    assert not again.layout_restored
+    assert again.plot_area.width() > again.docks["gaze"].width()  # _default_sizes ran

@@ -103,6 +103,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if first in self.docks:
                 self.docks[first].raise_()
         self._hide_orphan_tab_bars()
+        self.layout_restored = False
         QtCore.QTimer.singleShot(0, self._default_sizes)
         self.devices_panel.sensorsSelected.connect(self.plot_sensors)
         self.devices_panel.statusMessage.connect(lambda text: self.statusBar().showMessage(text, STATUS_MESSAGE_MS))
@@ -136,7 +137,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _default_sizes(self) -> None:
         """A first layout that gives the plots the room (unless a saved layout was restored)."""
-        if self.settings.value("window/state") is not None:
+        if self.layout_restored:
             return
         h, w = self.height(), self.width()
         side = [d for d in (self.docks.get("devices"), self.docks.get("gaze")) if d is not None]
@@ -364,6 +365,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- persistence -----------------------------------------------------------------------------
     def restore_layout(self) -> None:
+        """The saved geometry, docks and plot window (only a layout of this SETTINGS_VERSION)."""
         if int(str(self.settings.value("window/version", 0) or 0)) != SETTINGS_VERSION:
             return
         geometry = self.settings.value("window/geometry")
@@ -371,7 +373,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         if state is not None:
-            self.restoreState(state, SETTINGS_VERSION)
+            self.layout_restored = bool(self.restoreState(state, SETTINGS_VERSION))
         window_s = self.settings.value("plots/window_s")
         if window_s is not None:
             with contextlib.suppress(TypeError, ValueError):
