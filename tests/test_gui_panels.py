@@ -463,3 +463,29 @@ def test_an_older_layout_is_not_restored_and_the_default_gives_the_plots_room(
     QtWidgets.QApplication.processEvents()
     assert not again.layout_restored
     assert again.plot_area.width() > again.docks["gaze"].width()  # _default_sizes ran
+
+
+def test_a_running_discovery_can_be_stopped(window, arun: AsyncRunner, qtbot, redis_server: RedisServer,
+                                            keys: Keys) -> None:  # fmt: skip
+    """Cancel in every long operation: the Discover button turns into Stop while the node scans
+    (up to its timeout, 5 s per transport); Stop ends the scan on the node."""
+    node = NodeThread(redis_server.url, keys, ["sim:room"]).start()
+    try:
+        panel = window.devices_panel
+        wait_tree(qtbot, arun, window, "sim-room-temperature")
+        window.model.control.discovery = {}
+        panel.discover()
+        qtbot.waitUntil(lambda: (pump(arun, window), panel.discover_button.text() == "Stop discovery")[1],
+                        timeout=5000)  # fmt: skip
+        assert panel.discover_button.isEnabled()
+        began = time.monotonic()
+        panel.discover()  # = Stop
+        qtbot.waitUntil(lambda: (pump(arun, window), window.model.control.discovery.get("state") == "stopped")[1],
+                        timeout=10000)  # fmt: skip
+        stopped_after = time.monotonic() - began
+        assert panel.discover_button.text() == "Discover" and panel.discover_button.isEnabled()
+        assert "discovery stopped" in panel.message.text() and not panel.progress.isVisible()
+        assert node.node.discovering is not None and node.node.discovering.cancelled()
+        print(f"discovery stopped {stopped_after:.2f} s after Stop")
+    finally:
+        node.stop()

@@ -66,7 +66,7 @@ def test_node_to_redis_round_trip_is_bit_exact(redis_server: RedisServer, keys: 
         idx = [e.batch.first_index for e in entries]
         assert idx == list(np.cumsum([0] + [len(e.batch) for e in entries[:-1]])), sid
     ecg = SampleBatch.concat(by_sensor["sim-chest-ecg"])
-    assert 1200 < len(ecg) < 1700  # ~3 s at 512 Hz
+    assert len(ecg) > 1200  # ~3 s at 512 Hz (more when a loaded machine stops the node late)
     assert node.publisher.stats["published_batches"] == len(published)
 
 

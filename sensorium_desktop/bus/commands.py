@@ -17,7 +17,7 @@ import redis.asyncio
 
 from .keys import Keys
 
-COMMAND_OPS = ("discover", "connect", "disconnect")
+COMMAND_OPS = ("discover", "stop_discovery", "connect", "disconnect")
 COMMANDS_MAXLEN = 1000
 EVENTS_MAXLEN = 10_000
 

@@ -229,6 +229,12 @@ class DeviceControl:
     async def discover(self, timeout: float = 5.0) -> bool:
         return await self._send("discover", timeout=timeout)
 
+    async def stop_discovery(self) -> bool:
+        """Stop the node's running discovery (it reports ``stopped``)."""
+        if not self.discovery_node:
+            return False
+        return await self._send("stop_discovery", self.discovery_node)
+
     async def connect(self, uri: str, node: str | None = None) -> bool:
         return await self._send("connect", node, uri=uri)
 

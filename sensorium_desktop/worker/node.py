@@ -513,6 +513,10 @@ class Node:
             self.counters["bad_commands"] = self.counters.get("bad_commands", 0) + 1
             await self._event("?", "", False, str(exc))
             return
+        if op == "stop_discovery":
+            if self.discovering is not None and not self.discovering.done():
+                self.discovering.cancel()
+            return
         if op == "discover":
             if self.discovering is None or self.discovering.done():
                 self.discovering = asyncio.create_task(self._discover(cid, args))
@@ -562,9 +566,17 @@ class Node:
 
         await publish("running", {"found": "[]"})
         scan = asyncio.create_task(discover_all(timeout, report, schemes))  # type: ignore[arg-type]
-        while not scan.done():
-            await asyncio.wait([scan], timeout=0.25)
-            await publish("running", {})
+        try:
+            while not scan.done():
+                await asyncio.wait([scan], timeout=0.25)
+                await publish("running", {})
+        except asyncio.CancelledError:  # the operator pressed Stop (or the node stops)
+            scan.cancel()
+            await asyncio.gather(scan, return_exceptions=True)
+            last[0] = "stopped"
+            await publish("stopped", {"found": "[]"})
+            await self._event("discover", cid, True, "discovery stopped")
+            raise
         found = scan.result()
         connected = {str(d.uri) for d in self.devices}
         rows = [dict(d.to_dict(), connected=d.uri in connected) for d in found]

@@ -263,6 +263,11 @@ class DevicesPanel(QtWidgets.QWidget):
             parent.removeChild(item)
 
     def discover(self) -> None:
+        """Discover, or Stop a running discovery (the same button)."""
+        if self.control is not None and self.control.discovery.get("state") == "running":
+            self.discover_button.setEnabled(False)
+            self._run(self.control.stop_discovery())
+            return
         if self.control is not None:
             self.progress.setValue(0)
             self.progress.setFormat("asking the node…")
@@ -278,7 +283,8 @@ class DevicesPanel(QtWidgets.QWidget):
     def show_discovery(self, d: dict[str, Any]) -> None:
         running = d.get("state") == "running"
         self.progress.setVisible(running)
-        self.discover_button.setEnabled(not running)
+        self.discover_button.setEnabled(True)
+        self.discover_button.setText("Stop discovery" if running else "Discover")
         self.progress.setValue(int(100 * float(d.get("progress", 0.0))))
         self.progress.setFormat(f"%p% {d.get('message', '')}")
         if running:
@@ -308,7 +314,10 @@ class DevicesPanel(QtWidgets.QWidget):
             item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsDragEnabled & ~QtCore.Qt.ItemFlag.ItemIsSelectable)
             group.setExpanded(True)
             self._available[desc["uri"]] = item
-        self.message.setText(f"discovery: {d.get('message', '')}; double-click an available device to connect it")
+        if d.get("state") == "stopped":
+            self.message.setText("discovery stopped before it finished: nothing new is offered")
+        else:
+            self.message.setText(f"discovery: {d.get('message', '')}; double-click an available device to connect it")
 
     def _connected_uris(self) -> set[str]:
         return {str(item.data(0, URI_ROLE)) for item in self._devices.values()}
