@@ -452,6 +452,15 @@ class SimulatedDevice(Device):
             raise DeviceError(f"no simulated device {self.key!r}")
         return build(uri)
 
+    def _flash_trigger(self, frame_rate: float) -> EventSensor:
+        """The room's light flashes as a camera-like sensor at ``frame_rate`` (Hz) sees them:
+        quantized to its frames (1-sigma = frame period / sqrt(12))."""
+        sigma = {"timing_sigma": 1.0 / frame_rate / math.sqrt(12.0)}
+        return EventSensor(
+            self._info("trigger", 0.0, channel_names=("flash",), units=("",), extra=sigma),
+            flash_observer(frame_rate, np.random.default_rng(self.seed + 5)),
+        )
+
     def _chest_sensors(self, uri: DeviceURI) -> list[SimSensor]:
         """Chest strap: ECG 512 Hz, heart rate and HRV events from the shared physiology."""
         phys = self.physiology
@@ -546,14 +555,12 @@ class SimulatedDevice(Device):
         def worn(s: SimSensor, t: np.ndarray) -> np.ndarray:
             return np.ones((t.size, 1))
 
-        flash_sigma = {"timing_sigma": 1.0 / 200.0 / math.sqrt(12.0)}
         return [
             RegularSensor(self._info("eye_gaze", 200.0), gaze, uri.int_param("packet", 2)),
             RegularSensor(self._info("eye_aperture", 50.0), aperture, 1),
             EventSensor(self._info("eye_blink", 0.0), blinks),
             RegularSensor(self._info("eye_worn", 1.0), worn, 1),
-            EventSensor(self._info("trigger", 0.0, channel_names=("flash",), units=("",), extra=flash_sigma),
-                        flash_observer(200.0, np.random.default_rng(self.seed + 5))),
+            self._flash_trigger(200.0),
         ]  # fmt: skip
 
     def _pose_sensors(self, uri: DeviceURI) -> list[SimSensor]:
@@ -562,11 +569,9 @@ class SimulatedDevice(Device):
         def pose(s: SimSensor, t: np.ndarray) -> np.ndarray:
             return waving_figure(t, s.rng, phase=0.7 * self.participant)
 
-        flash_sigma = {"timing_sigma": 1.0 / 30.0 / math.sqrt(12.0)}
         return [
             RegularSensor(self._info("skeleton", 30.0), pose, 1),
-            EventSensor(self._info("trigger", 0.0, channel_names=("flash",), units=("",), extra=flash_sigma),
-                        flash_observer(30.0, np.random.default_rng(self.seed + 5))),
+            self._flash_trigger(30.0),
         ]  # fmt: skip
 
     def _room_sensors(self, uri: DeviceURI) -> list[SimSensor]:
