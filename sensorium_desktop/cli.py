@@ -805,6 +805,19 @@ def plugin_registries() -> list[Any]:
     return [TRANSPORTS, EXPORTERS, PANELS, COMPONENTS]
 
 
+def plugin_report(load: bool) -> tuple[str, list[str], list[str]]:
+    """("7 transports, 3 exporters, …", plugins that did not load, registrations refused for
+    a taken name). ``load``: import every plugin first (else count names, import nothing)."""
+    counts: list[str] = []
+    failed: list[str] = []
+    refused: list[str] = []
+    for registry in plugin_registries():
+        counts.append(f"{len(registry.load_all()) if load else len(registry)} {registry.kind}")
+        failed += [f"{registry.kind[:-1]} {name}: {why}" for name, why in registry.errors.items()]
+        refused += [f"{r.kind[:-1]} {r.name} of {r.distribution}: {r.error}" for r in registry.refused]
+    return ", ".join(counts), failed, refused
+
+
 def _marker_args(p: argparse.ArgumentParser) -> None:
     _redis_args(p)
     p.add_argument("text", help="the marker's label")

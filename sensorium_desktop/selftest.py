@@ -54,15 +54,12 @@ class SelfTest:
 
     # -- checks -----------------------------------------------------------------------------
     def plugins(self) -> str:
-        from .cli import plugin_registries
+        from .cli import plugin_report
 
-        counts, failed = [], []
-        for registry in plugin_registries():
-            counts.append(f"{len(registry.load_all())} {registry.kind}")
-            failed += [f"{registry.kind} {name}: {why}" for name, why in registry.errors.items()]
+        counts, failed, _refused = plugin_report(load=True)
         if failed:
             raise RuntimeError("; ".join(failed))
-        return ", ".join(counts)
+        return counts
 
     def redis(self) -> str:
         from .bus.connection import open_endpoint

@@ -71,6 +71,11 @@ class MjpegAvi:
                 pos += 8 + size + (size & 1)
             self._scan_from = pos
 
+    @property
+    def indexable(self) -> bool:
+        """False when the file has no ``movi`` list we found (not an AVI we can walk)."""
+        return self._scan_from >= 0
+
     def frame_count(self) -> int:
         self._extend()
         return len(self.offsets)
@@ -101,9 +106,8 @@ class VideoFrames:
         import cv2
 
         self.path = Path(path)
-        self.avi = MjpegAvi(self.path) if MjpegAvi.readable(self.path) else None
-        if self.avi is not None and self.avi._scan_from < 0:
-            self.avi = None
+        avi = MjpegAvi(self.path) if MjpegAvi.readable(self.path) else None
+        self.avi = avi if avi is not None and avi.indexable else None
         self.capture = cv2.VideoCapture(str(self.path)) if self.avi is None else None
         self._next = 0
         self.failed_seeks = 0

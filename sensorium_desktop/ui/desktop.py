@@ -4,7 +4,6 @@ own rotating log file, and a dialog for unexpected exceptions (with "Copy detail
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import platform
 import sys
 import traceback
@@ -17,6 +16,7 @@ from .. import __version__, paths
 from ..logfiles import GUI_LOG, NODE_LOG, add_rotating_file, log_path
 
 log = logging.getLogger(__name__)
+
 
 def log_file() -> Path:
     """Where the window logs (``<data dir>/logs/sensorium-gui.log``, rotated)."""
@@ -64,14 +64,11 @@ def about_text(endpoint: str) -> str:
 
 def plugin_summary() -> str:
     """How many plugins of each kind are registered, and which failed to load (and why)."""
-    from ..cli import plugin_registries
+    from ..cli import plugin_report
 
-    counts, failed = [], []
-    for registry in plugin_registries():
-        counts.append(f"{len(registry)} {registry.kind}")
-        failed += [f"{registry.kind[:-1]} {name}: {why}" for name, why in registry.errors.items()]
-        failed += [f"{r.kind[:-1]} {r.name} of {r.distribution}: {r.error}" for r in registry.refused]
-    return ", ".join(counts) + ("; FAILED: " + "; ".join(failed) if failed else "")
+    counts, failed, refused = plugin_report(load=False)
+    problems = failed + refused
+    return counts + ("; FAILED: " + "; ".join(problems) if problems else "")
 
 
 def show_about(parent: QtWidgets.QWidget, endpoint: str) -> QtWidgets.QMessageBox:
