@@ -136,6 +136,10 @@ class LogModel:
 
     def visible(self, min_level: str = "INFO", text: str = "") -> list[LogLine]:
         """Lines at ``min_level`` or above whose text contains ``text`` (case-insensitive)."""
-        floor = LEVELS.get(min_level, 20)
-        needle = text.lower()
-        return [x for x in self.lines if x.levelno >= floor and (not needle or needle in x.text().lower())]
+        return [x for x in self.lines if matches(x, min_level, text)]
+
+
+def matches(line: LogLine, min_level: str = "INFO", text: str = "") -> bool:
+    """``line`` is at ``min_level`` or above and its text contains ``text`` (case-insensitive)."""
+    needle = text.lower()
+    return line.levelno >= LEVELS.get(min_level, 20) and (not needle or needle in line.text().lower())

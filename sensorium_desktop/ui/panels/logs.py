@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ...logfiles import NODE_LOG, log_path
-from ...viewmodel.logs import LEVELS, LogLine, LogModel
+from ...viewmodel.logs import LEVELS, LogLine, LogModel, matches
 from ..style import roles
 from . import PanelAction, PanelSpec
 
@@ -64,8 +64,7 @@ class LogPanel(QtWidgets.QWidget):
         self.rebuild()
 
     def _shown(self, line: LogLine) -> bool:
-        needle = self.filter.text().strip().lower()
-        return line.levelno >= LEVELS[self.level.currentText()] and (not needle or needle in line.text().lower())
+        return matches(line, self.level.currentText(), self.filter.text().strip())
 
     def _html(self, line: LogLine) -> str:
         r = roles()
