@@ -489,3 +489,30 @@ def test_a_running_discovery_can_be_stopped(window, arun: AsyncRunner, qtbot, re
         print(f"discovery stopped {stopped_after:.2f} s after Stop")
     finally:
         node.stop()
+
+
+def test_a_discovery_nobody_answers_gives_discover_back(window, arun: AsyncRunner, qtbot, redis_server: RedisServer,
+                                                        keys: Keys, monkeypatch) -> None:  # fmt: skip
+    """A node that is registered but does not answer (hung, killed): the window says so and
+    Discover works again (before: "0% asked" forever, Stop greyed out for good)."""
+    from sensorium_desktop.viewmodel import devices as devices_vm
+
+    monkeypatch.setattr(devices_vm, "DISCOVERY_SILENT_S", 0.5)
+    c = redis_server.client()
+    c.sadd(keys.nodes, "mute-node")
+    c.set(keys.heartbeat("mute-node"), "1", ex=30)
+    try:
+        panel = window.devices_panel
+        pump(arun, window)
+        window.model.control.discovery_node = ""
+        panel.discover()
+        pump(arun, window)
+        assert panel.discover_button.text() == "Stop discovery"
+        qtbot.waitUntil(lambda: (pump(arun, window), window.model.control.discovery.get("state") == "failed")[1],
+                        timeout=5000)  # fmt: skip
+        assert panel.discover_button.text() == "Discover" and panel.discover_button.isEnabled()
+        assert "did not answer" in panel.message.text() and "mute-node" in panel.message.text()
+        assert not panel.progress.isVisible()
+    finally:
+        c.srem(keys.nodes, "mute-node")
+        c.delete(keys.heartbeat("mute-node"))

@@ -13,6 +13,7 @@ import time
 import uuid
 from typing import Any
 
+import redis
 import redis.asyncio
 
 from .keys import Keys
@@ -20,6 +21,37 @@ from .keys import Keys
 COMMAND_OPS = ("discover", "stop_discovery", "connect", "disconnect")
 COMMANDS_MAXLEN = 1000
 EVENTS_MAXLEN = 10_000
+#: The consumer group a node reads its commands through (its consumer name: the node id).
+COMMAND_GROUP = "node"
+#: A command older than this when the node reads it is answered "not done" instead (s): the
+#: window gave up on it long ago (it waits :data:`REPLY_TIMEOUT_S`).
+COMMAND_TTL_S = 30.0
+#: How long a sender waits for a node to answer a command (s).
+REPLY_TIMEOUT_S = 5.0
+
+
+async def ensure_command_group(c: redis.asyncio.Redis, keys: Keys, node_id: str) -> None:
+    """Create ``node_id``'s command group at the stream's start (idempotent): commands queued
+    before the node's first start are read too (the too old ones answered as expired)."""
+    try:
+        await c.xgroup_create(keys.commands(node_id), COMMAND_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def redis_time_ms(c: redis.asyncio.Redis) -> int:
+    """The Redis server's clock (ms since the epoch): the clock stream ids are made of."""
+    sec, usec = await c.time()
+    return int(sec) * 1000 + int(usec) // 1000
+
+
+def command_age_s(entry_id: str, now_ms: int) -> float:
+    """Seconds since a stream entry was added (its id's millisecond part), on Redis's clock."""
+    try:
+        return max(0.0, (now_ms - int(entry_id.split("-", 1)[0])) / 1000.0)
+    except ValueError:
+        return 0.0
 
 
 async def send_command(c: redis.asyncio.Redis, keys: Keys, node_id: str, op: str, **args: Any) -> str:
@@ -72,7 +104,8 @@ async def await_reply(
 
 
 async def read_discovery(c: redis.asyncio.Redis, keys: Keys, node_id: str) -> dict[str, Any]:
-    """``{"state", "progress", "message", "found": [descriptor dicts], "updated"}`` (empty if none)."""
+    """``{"state", "progress", "message", "found": [descriptor dicts], "updated", "command"}``
+    (empty if none); ``command``: the id of the discover command the node is answering."""
     raw = await c.hgetall(keys.discovery(node_id))
     if not raw:
         return {}
@@ -82,4 +115,4 @@ async def read_discovery(c: redis.asyncio.Redis, keys: Keys, node_id: str) -> di
     except ValueError:
         found = []
     return {"state": d.get("state", ""), "progress": float(d.get("progress", 0) or 0), "message": d.get("message", ""),
-            "found": found, "updated": float(d.get("updated", 0) or 0)}  # fmt: skip
+            "found": found, "updated": float(d.get("updated", 0) or 0), "command": d.get("command", "")}  # fmt: skip

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from ..bus.commands import await_reply, last_event_id, read_discovery, send_command
+from ..bus.commands import REPLY_TIMEOUT_S, await_reply, last_event_id, read_discovery, send_command
 from ..bus.keys import Keys
 from ..bus.registry import OFFLINE_AFTER_S, DeviceStatus, forget_device, list_devices_async, list_sensors_async
 from ..core.health import SensorHealth, finite_or_zero, sensor_health
@@ -25,8 +25,8 @@ TRANSPORTS: tuple[tuple[str, str], ...] = (
     ("ws", "Network clients"),
     ("simulated", "Simulated"),
 )
-#: How long the window waits for a node to answer a connect or disconnect (s).
-REPLY_TIMEOUT_S = 5.0
+#: A running discovery whose node published nothing for this long has failed (s).
+DISCOVERY_SILENT_S = 5.0
 
 
 @dataclass(slots=True)
@@ -163,6 +163,10 @@ class DeviceControl:
         #: fired with (op, ok, message, target) when a node answers a connect/disconnect
         self.result = Event()
         self.c: redis.asyncio.Redis | None = None
+        #: the discover command the window waits on and when its node last showed progress
+        self._discover_command = ""
+        self._discover_heard = 0.0
+        self._discover_updated = ""
 
     async def target_node(self, c: redis.asyncio.Redis) -> str | None:
         """The node on this PC if there is one, else any node with a live heartbeat."""
@@ -178,25 +182,35 @@ class DeviceControl:
     async def _send(self, op: str, node: str | None = None, **args: Any) -> bool:
         c = self.c
         if c is None:
-            self.error.emit("not connected to Redis yet")
-            return False
+            return self._not_sent(op, "not connected to Redis yet")
         try:
             node = node or await self.target_node(c)
             if node is None:
-                self.error.emit("no node is running to do that: start one (sensorium node)")
-                return False
+                return self._not_sent(op, "no node is running to do that: start one (sensorium node)")
             after = await last_event_id(c, self.keys)
             cid = await send_command(c, self.keys, node, op, **args)
         except (redis.RedisError, OSError) as exc:
-            self.error.emit(f"{op}: Redis unreachable: {exc}")
-            return False
+            return self._not_sent(op, f"{op}: Redis unreachable: {exc}")
         if op in ("connect", "disconnect"):
             return await self._reply(c, op, node, cid, after, str(args.get("uri") or args.get("device_id")))
         if op == "discover":
             self.discovery_node = node
+            self._discover_command, self._discover_heard, self._discover_updated = cid, time.monotonic(), ""
             self.discovery = {"state": "running", "progress": 0.0, "message": "asked " + node, "found": []}
             self.discovery_changed.emit(self.discovery)
         return True
+
+    def _not_sent(self, op: str, message: str) -> bool:
+        """A command that could not be sent: say why; a discovery ends (Discover comes back)."""
+        self.error.emit(message)
+        if op in ("discover", "stop_discovery"):
+            self._discovery_failed(message)
+        return False
+
+    def _discovery_failed(self, message: str) -> None:
+        self._discover_command = ""
+        self.discovery = {"state": "failed", "progress": 0.0, "message": message, "found": []}
+        self.discovery_changed.emit(self.discovery)
 
     async def _reply(self, c: redis.asyncio.Redis, op: str, node: str, cid: str, after: str, target: str) -> bool:
         """Wait for the node's answer to ``op`` on ``target`` and fire :attr:`result` with it."""
@@ -242,14 +256,30 @@ class DeviceControl:
         return await self._send("disconnect", node, device_id=device_id)
 
     async def refresh(self, c: redis.asyncio.Redis) -> None:
-        """Follow the discovery asked for (no-op when none)."""
+        """Follow the discovery asked for (no-op when none): only the node's answer to this
+        window's command counts; a node silent for :data:`DISCOVERY_SILENT_S` (never
+        answered, or stopped reporting) ends it as ``failed`` with the reason."""
         self.c = c
-        if not self.discovery_node:
+        if not self.discovery_node or not self._discover_command:
             return
         try:
             d = await read_discovery(c, self.keys, self.discovery_node)
-        except (redis.RedisError, OSError):
-            return
-        if d and d != self.discovery:
+        except (redis.RedisError, OSError) as exc:
+            d = {}
+            self.error.emit(f"discovery: Redis unreachable: {exc}")
+        now = time.monotonic()
+        mine = bool(d) and d.get("command") == self._discover_command
+        if mine and str(d.get("updated")) != self._discover_updated:
+            self._discover_updated, self._discover_heard = str(d.get("updated")), now
+        if mine and d != self.discovery:
             self.discovery = d
             self.discovery_changed.emit(d)
+        if mine and d.get("state") != "running":
+            self._discover_command = ""  # finished: its result stays shown
+            return
+        silent = now - self._discover_heard
+        if silent > DISCOVERY_SILENT_S:
+            what = "stopped reporting" if mine else "did not answer"
+            message = f"node {self.discovery_node} {what} for {silent:.0f} s: discovery abandoned (try again)"
+            self.error.emit(message)
+            self._discovery_failed(message)

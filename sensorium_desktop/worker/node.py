@@ -27,7 +27,15 @@ import redis
 import redis.asyncio
 
 from .. import exitcodes, paths
-from ..bus.commands import EVENTS_MAXLEN, parse_command
+from ..bus.commands import (
+    COMMAND_GROUP,
+    COMMAND_TTL_S,
+    EVENTS_MAXLEN,
+    command_age_s,
+    ensure_command_group,
+    parse_command,
+    redis_time_ms,
+)
 from ..bus.connection import async_client
 from ..bus.election import Elector
 from ..bus.globalclock import GlobalClockProbe
@@ -174,6 +182,8 @@ class Node:
         self.device_stops: dict[str, asyncio.Event] = {}
         self.device_tasks: dict[str, asyncio.Task[None]] = {}
         self.discovering: asyncio.Task[None] | None = None
+        #: id of the newest discover command: the running discovery answers it
+        self.discovery_command = ""
 
         self._known_sensors = {s.sensor_id for s in self.sensor_infos()}
         #: batches of sensors a device announced after start, held until their numbering is anchored
@@ -488,23 +498,50 @@ class Node:
 
     # -- commands (discover, connect, disconnect) -------------------------------------------------
     async def _command_loop(self, stop: asyncio.Event) -> None:
-        """Follow ``<p>:commands:<node>`` from now on; every outcome goes to ``<p>:events``."""
-        last = "$"
+        """Follow ``<p>:commands:<node>`` through the consumer group ``node``: no command is
+        missed between two reads or while the node restarts (one delivered to a killed node
+        is handled again by the next), none runs twice, and one older than
+        :data:`~sensorium_desktop.bus.commands.COMMAND_TTL_S` is answered as expired."""
+        key = self.keys.commands(self.node_id)
+        ready = False
+        backlog = True  # first what a previous run of this node took but never acknowledged
         while not stop.is_set():
             c = self.redis
             if c is None:
                 await asyncio.sleep(0.2)
                 continue
             try:
-                result = await c.xread({self.keys.commands(self.node_id): last}, block=300, count=10)
-            except (redis.RedisError, OSError):
+                if not ready:
+                    await ensure_command_group(c, self.keys, self.node_id)
+                    ready = True
+                result = await c.xreadgroup(COMMAND_GROUP, self.node_id, {key: "0" if backlog else ">"},
+                                            count=10, block=None if backlog else 300)  # fmt: skip
+                entries = [e for _key, batch in result or [] for e in batch]
+                if backlog and not entries:
+                    backlog = False
+                    continue
+                now_ms = await redis_time_ms(c)
+            except (redis.RedisError, OSError) as exc:
+                ready = False
+                if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
+                    continue  # the stream was deleted under us: make the group again
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
                 continue
-            for _key, entries in result or []:
-                for eid, fields in entries:
-                    last = eid.decode() if isinstance(eid, bytes) else str(eid)
-                    await self._command(fields, stop)
+            for eid, fields in entries:
+                entry_id = eid.decode() if isinstance(eid, bytes) else str(eid)
+                with contextlib.suppress(redis.RedisError, OSError):
+                    await c.xack(key, COMMAND_GROUP, entry_id)
+                age_s = command_age_s(entry_id, now_ms)
+                if age_s > COMMAND_TTL_S:
+                    self.counters["expired_commands"] = self.counters.get("expired_commands", 0) + 1
+                    cid = (fields.get(b"id") or b"").decode("utf-8", "replace")
+                    op = (fields.get(b"op") or b"?").decode("utf-8", "replace")
+                    log.warning("node %s: %s command %s expired (sent %.0f s ago)", self.node_id, op, cid, age_s)
+                    await self._event(op, cid, False, f"not done: sent {age_s:.0f} s ago, while node "
+                                                      f"{self.node_id} was not running", logged=True)  # fmt: skip
+                    continue
+                await self._command(fields, stop)
 
     async def _command(self, fields: dict[bytes, bytes], stop: asyncio.Event) -> None:
         try:
@@ -518,8 +555,9 @@ class Node:
                 self.discovering.cancel()
             return
         if op == "discover":
+            self.discovery_command = cid  # a discovery already running answers this one too
             if self.discovering is None or self.discovering.done():
-                self.discovering = asyncio.create_task(self._discover(cid, args))
+                self.discovering = asyncio.create_task(self._discover(args))
             return
         if op == "connect":
             uri = str(args.get("uri", ""))
@@ -533,8 +571,9 @@ class Node:
             ok, message = await self.disconnect(str(args.get("device_id", "")))
         await self._event(op, cid, ok, message)
 
-    async def _event(self, op: str, cid: str, ok: bool, message: str) -> None:
-        if not ok:
+    async def _event(self, op: str, cid: str, ok: bool, message: str, logged: bool = False) -> None:
+        """Answer command ``cid`` on ``<p>:events`` (a failure is logged unless ``logged``)."""
+        if not ok and not logged:
             log.error("node %s: %s failed: %s", self.node_id, op, message)
         if self.redis is None:
             return
@@ -543,7 +582,7 @@ class Node:
                                                      "message": message, "time": repr(time.time())},
                                   maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip
 
-    async def _discover(self, cid: str, args: dict[str, object]) -> None:
+    async def _discover(self, args: dict[str, object]) -> None:
         """Run every transport's discovery here (radios and ports belong to the node's PC),
         publishing progress every 0.25 s and the descriptors at the end."""
         key = self.keys.discovery(self.node_id)
@@ -560,7 +599,8 @@ class Node:
             if self.redis is None:
                 return
             done = sum(progress.values()) / max(len(progress), 1)
-            mapping = {"state": state, "progress": repr(done), "message": last[0], "updated": repr(time.time())}
+            mapping = {"state": state, "progress": repr(done), "message": last[0], "updated": repr(time.time()),
+                       "command": self.discovery_command}  # fmt: skip
             with contextlib.suppress(redis.RedisError, OSError):
                 await self.redis.hset(key, mapping=mapping | extra)
 
@@ -575,7 +615,7 @@ class Node:
             await asyncio.gather(scan, return_exceptions=True)
             last[0] = "stopped"
             await publish("stopped", {"found": "[]"})
-            await self._event("discover", cid, True, "discovery stopped")
+            await self._event("discover", self.discovery_command, True, "discovery stopped")
             raise
         found = scan.result()
         connected = {str(d.uri) for d in self.devices}
@@ -583,7 +623,7 @@ class Node:
         progress.clear()
         last[0] = f"{len(rows)} found"
         await publish("done", {"progress": "1", "found": json.dumps(rows, default=str)})
-        await self._event("discover", cid, True, f"{len(rows)} devices found")
+        await self._event("discover", self.discovery_command, True, f"{len(rows)} devices found")
 
     def allowed_roots(self) -> list[Path]:
         """Folders that paths received through Redis may name (:func:`paths.allowed_roots`)."""

@@ -289,6 +289,9 @@ class DevicesPanel(QtWidgets.QWidget):
         self.progress.setFormat(f"%p% {d.get('message', '')}")
         if running:
             return
+        if d.get("state") == "failed":  # the node never answered or went silent: what was offered stays
+            self._error(str(d.get("message", "discovery failed")))
+            return
         connected = self._connected_uris()
         for item in self._available.values():
             parent = item.parent()
