@@ -137,6 +137,16 @@ def test_metadata_gives_a_bids_name_and_markers_are_stored(
     pump(arun, window)
     assert panel.bids.text() == "sub-P07_ses-pilot_task-nback_run-02"
     sid = window.model.sessions.current
+    panel.marker("too early")  # nothing records: refused, said, not stored
+    pump(arun, window)
+    assert "not recording" in window.statusBar().currentMessage() and not panel.marker_text.isEnabled()
+    assert redis_server.client().xlen(keys.markers(sid)) == 0
+    session = window.model.sessions.session(sid)
+    session.state, session.started = "recording", time.time()  # as the recorder's node would see it
+    window.spawn(window.model.sessions._save(session))
+    pump(arun, window)
+    assert panel.marker_text.isEnabled() and panel.fields["run"].isReadOnly()  # the name is fixed
+    assert not panel.fields["notes"].isReadOnly()
     before = time.time()
     window.activateWindow()
     window.setFocus()
@@ -378,8 +388,11 @@ def test_record_stop_and_export_from_the_window(
         pump(arun, window)
         window.panels["sessions"].new_session()
         pump(arun, window)
-        assert not window.record_action.isEnabled()  # nothing to record yet
+        window.record_action.trigger()  # nothing to record yet: said in the status bar
+        pump(arun, window)
+        assert "drop sensors on the session before recording" in window.statusBar().currentMessage()
         sid = window.model.sessions.current
+        assert window.model.sessions.session(sid).state == "idle"
         window.spawn(window.model.sessions.add_sensors(sid, ["sim-chest-ecg", "sim-chest-hr"]))
         pump(arun, window)
         assert window.record_action.isEnabled() and not window.stop_action.isEnabled()
@@ -403,7 +416,9 @@ def test_record_stop_and_export_from_the_window(
             time.sleep(0.2)
         pump(arun, window)
         assert window.status_recording.text().startswith("recorded"), window.status_recording.text()
-        assert not window.record_action.isEnabled()  # a recorded session is not recorded over
+        window.record_action.trigger()  # a recorded session is not recorded over
+        pump(arun, window)
+        assert "was recorded already" in window.statusBar().currentMessage()
         menu = {a.text(): a for a in window.panels["sessions"].session_menu(sid).actions()}
         assert menu["Export recording…"].isEnabled() and not menu["Record"].isEnabled()
         assert not menu["Stop"].isEnabled()

@@ -186,8 +186,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.stop_action.triggered.connect(lambda: self.spawn(self.model.sessions.stop_recording()))
         self.export_action = QtGui.QAction("&Export recording…", self, shortcut=QtGui.QKeySequence("Ctrl+E"))
         self.export_action.triggered.connect(lambda: self.export_recording())
+        self.stop_action.setEnabled(False)
         for a in (self.record_action, self.stop_action):
-            a.setEnabled(False)
             session_menu.addAction(a)
         open_action = QtGui.QAction("&Open recording or XDF…", self)
         open_action.setShortcut(QtGui.QKeySequence.StandardKey.Open)
@@ -303,7 +303,11 @@ class MainWindow(QtWidgets.QMainWindow):
         sessions = self.model.sessions
         current = sessions.session(sessions.current or "")
         recording = current is not None and current.state == "recording"
-        self.record_action.setEnabled(current is not None and bool(current.sensors) and current.state == "idle")
+        # always there (but while recording): Record on a session it cannot record says why
+        self.record_action.setEnabled(not recording)
+        ready = current is not None and bool(current.sensors) and current.state == "idle"
+        self.record_action.setToolTip("Record the current session (its sensors, markers and time slices)" if ready
+                                      else "the current session cannot be recorded yet: Record says why")  # fmt: skip
         self.stop_action.setEnabled(recording)
         active = sessions.active_recording()
         label = self.status_recording

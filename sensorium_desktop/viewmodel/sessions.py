@@ -56,6 +56,12 @@ class MarkerRow:
                    f.get("clock_original", ""), f.get("clock", ""))  # fmt: skip
 
 
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    """A Redis stream id as a comparable (ms, seq) pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 class SessionsModel:
     """Sessions in Redis; ``changed`` fires with the list after every refresh or edit,
     ``error`` with a message when Redis refuses (the edit is not lost silently: it is reported)."""
@@ -115,12 +121,17 @@ class SessionsModel:
         except (redis.RedisError, OSError) as exc:
             self.error.emit(f"markers of {session_id}: Redis unreachable: {exc}")
             return rows
+        added = False
         for eid, fields in entries:
             entry_id = eid.decode() if isinstance(eid, bytes) else str(eid)
+            newest = self._marker_cursor.get(session_id)
+            if newest is not None and _stream_id(entry_id) <= _stream_id(newest):
+                continue  # a refresh running at the same time took it already: one marker, one row
             decoded = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
             rows.append(MarkerRow.from_fields(entry_id, decoded))
             self._marker_cursor[session_id] = entry_id
-        if entries:
+            added = True
+        if added:
             del rows[:-MARKERS_KEPT]
             self.markers_changed.emit(session_id)
         return rows
@@ -254,10 +265,15 @@ class SessionsModel:
         return pick, self.recording.get(pick.session_id, {})
 
     async def marker(self, label: str, session_id: str | None = None) -> dict[str, str] | None:
-        """Set a marker in ``session_id`` (default: the current session)."""
+        """Set a marker in ``session_id`` (default: the current session) while it records;
+        otherwise nothing is stored and :attr:`error` says why."""
         sid = session_id or self.current
         if sid is None or self.c is None:
             self.error.emit("create a session before setting markers")
+            return None
+        s = self.sessions.get(sid)
+        if s is None or s.state != "recording":
+            self.error.emit(f"marker {label!r} not set: {s.bids_name if s else sid} is not recording (Record: Ctrl+R)")
             return None
         try:
             m = await add_marker(self.c, self.keys, sid, label, "window", extra={"viewer": self.viewer_id})

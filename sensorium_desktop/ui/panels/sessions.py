@@ -164,10 +164,16 @@ class SessionsPanel(QtWidgets.QWidget):
         self.fields["notes"].textChanged.connect(self._notes_changed)
         self.model.changed.connect(self.show_sessions)
         self.model.markers_changed.connect(self._markers_changed)
-        self.model.error.connect(lambda msg: self.hint.setText(f"⚠ {msg}"))
+        self.model.error.connect(self._error)
         self._notes_timer = QtCore.QTimer(self, singleShot=True, interval=800)
         self._notes_timer.timeout.connect(self._save_metadata)
         self._loading = False
+
+    def _error(self, message: str) -> None:
+        """A refused action (marker while nothing records, Record without sensors…): said here
+        and in the window's status bar."""
+        self.hint.setText(f"⚠ {message}")
+        self.main_window.statusBar().showMessage(f"⚠ {message}", 15_000)
 
     def shown_sensors(self) -> list[str]:
         s = self.model.session(self.model.current or "")
@@ -215,11 +221,21 @@ class SessionsPanel(QtWidgets.QWidget):
     def marker(self, label: str) -> None:
         self.main_window.spawn(self._marker(label))
 
+    def focus_marker_text(self) -> None:
+        """Ctrl+K: the marker text gets the keyboard (what is typed next is the marker's label)."""
+        self.marker_text.setFocus(QtCore.Qt.FocusReason.ShortcutFocusReason)
+        self.marker_text.selectAll()
+
     async def _marker(self, label: str) -> None:
         m = await self.model.marker(label)
-        if m is not None:
-            n = self.model.markers_set.get(self.model.current or "", 0)
-            self.marker_log.setText(f"marker #{n} “{label}” at {m['t_global'][:14]} ({m['clock']} clock)")
+        if m is None:
+            return
+        s = self.model.session(self.model.current or "")
+        n = self.model.markers_set.get(self.model.current or "", 0)
+        t = float(m["t_global"])
+        when = f"+{t - s.started:.3f} s" if s is not None and s.started else clock_text(t)
+        self.marker_log.setText(f"marker #{n} “{label}” at {when} ({m['clock']} clock)")
+        self.marker_log.setStyleSheet("")
 
     def _text_marker(self) -> None:
         text = self.marker_text.text().strip()
@@ -252,6 +268,8 @@ class SessionsPanel(QtWidgets.QWidget):
             for k, w in self.fields.items()
         }
         s = self.model.session(self.model.current)
+        if s is not None and s.state == "recording":  # the name is fixed while it records
+            meta = {"notes": meta["notes"]}
         if s is not None and any(getattr(s, k) != v for k, v in meta.items()):
             self.main_window.spawn(self.model.update_metadata(self.model.current, **meta))
 
@@ -266,9 +284,17 @@ class SessionsPanel(QtWidgets.QWidget):
                     w.setPlainText(value)
             elif w.text() != value and not w.hasFocus():
                 w.setText(value)
+            locked = s is not None and s.state == "recording" and k != "notes"
             w.setEnabled(s is not None)
+            w.setReadOnly(locked)
+            w.setToolTip("the recording's name is fixed while it records (notes stay editable)" if locked else "")
         self._loading = False
         self.bids.setText(s.bids_name if s else "")
+        recording = s is not None and s.state == "recording"
+        self.marker_text.setEnabled(recording)
+        self.marker_button.setEnabled(recording)
+        self.marker_text.setPlaceholderText("marker text (Enter) — or press 1…9" if recording
+                                            else "markers go into a recording: Record first (Ctrl+R)")  # fmt: skip
 
     def show_sessions(self, sessions: list[Session]) -> None:
         devices = self.main_window.model.devices
@@ -339,8 +365,8 @@ PANEL = PanelSpec(
         PanelAction("&Session", "&New session", SessionsPanel.new_session, "Ctrl+N",
                     "a new session: next run number, the same sensors"),
         # Ctrl+K, not Ctrl+M: Cmd+M minimizes on macOS
-        PanelAction("&Session", "&Marker", lambda panel: panel.marker("marker"), "Ctrl+K",
-                    "put a marker into every session being recorded"),
+        PanelAction("&Session", "&Marker…", lambda panel: panel.focus_marker_text(), "Ctrl+K",
+                    "type a marker's text (Enter puts it into the recording)"),
         *(_numbered_marker(n) for n in range(1, 10)),
     ),
 )  # fmt: skip
