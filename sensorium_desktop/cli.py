@@ -581,12 +581,29 @@ def _report_recording(outcome: RecordOutcome) -> int:
         log.error("recording %s %s: %s", outcome.session_id, outcome.state,
                   outcome.error or "no sample was recorded")  # fmt: skip
         return code
-    print(f"recorded {outcome.session_id}: {st.get('samples')} samples, {int(st.get('bytes', 0)) / 1e6:.2f} MB "
+    kept = _samples_in_bounds(outcome.directory)
+    held = f"{kept[0]} samples in {kept[1]:.3f} s" if kept else f"{st.get('samples')} samples"
+    print(f"recorded {outcome.name or outcome.session_id}: {held} ({st.get('samples')} spooled with the margins "
+          f"before the start and after the stop, which exports leave out), {int(st.get('bytes', 0)) / 1e6:.2f} MB "
           f"in {outcome.directory}")  # fmt: skip
     if code == exitcodes.PARTIAL:
         log.error("recording is INCOMPLETE: %d devices failed, %d sensors silent (listed above); exit code %d",
                   len(outcome.failed_devices), len(outcome.silent_sensors), code)  # fmt: skip
     return code
+
+
+def _samples_in_bounds(directory: Path) -> tuple[int, float] | None:
+    """(samples, seconds) between the recording's start and stop, as every export holds
+    them; None when the recording cannot be read."""
+    from .recording.reader import load_recording
+
+    try:
+        rec = load_recording(directory)
+        rec.trim_to_bounds()
+    except (OSError, ValueError):
+        return None
+    start, stop = rec.bounds
+    return sum(len(d) for d in rec.sensors.values()), stop - start
 
 
 def _sessions_args(p: argparse.ArgumentParser) -> None:
@@ -616,7 +633,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         err = f"  [{r['error']}]" if r.get("error") else ""
         if r.get("damaged_bytes"):
             err += f"  [DAMAGED: {r['damaged_bytes']} bytes unreadable; see `sensorium verify`]"
-        print(f"{r['bids_name'] or r['session_id']:<36} {r['state']:<10} {started}  {r['sensors']:>3} sensors"
+        print(f"{r['name']:<36} {r['state']:<10} {started}  {r['sensors']:>3} sensors"
               f" {r['samples']:>10} samples {r['bytes'] / 1e6:9.2f} MB  {r['directory']}{err}")  # fmt: skip
     return 0
 
@@ -627,11 +644,13 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help=f"exit 0 even when parts of the recording are lost (default: exit {EXIT_LOSSES})")  # fmt: skip
     p.add_argument("--format", default="xdf", help="xdf or csv")
     p.add_argument("-o", "--output", type=Path, default=None,
-                   help="output file (xdf) or directory (csv); default: BIDS name inside DIR")  # fmt: skip
+                   help="output file (xdf) or directory (csv); default: the recording's name inside DIR")  # fmt: skip
     p.add_argument("--clock", default="refined", choices=["refined", "causal"],
                    help="clock model: non-causal fit over the recording, or what the live view used")  # fmt: skip
     p.add_argument("--timestamps", default="global", choices=["global", "local"],
                    help="xdf: global times (ClockOffsets 0) or device times + our model as ClockOffsets")  # fmt: skip
+    p.add_argument("--participant", default="", help="participant label (for a recording made without one; BIDS)")
+    p.add_argument("--task", default="", help="task label (for a recording made without one; BIDS)")
 
 
 @command("export", "export a recording (DIR --format xdf -o FILE.xdf); never overwrites")
@@ -659,7 +678,8 @@ def cmd_export(args: argparse.Namespace) -> int:
               flush=True)  # fmt: skip
 
     try:
-        result = export_recording(args.directory, args.format, args.output, args.clock, bar, args.timestamps)
+        result = export_recording(args.directory, args.format, args.output, args.clock, bar, args.timestamps,
+                                  metadata={"participant": args.participant, "task": args.task})  # fmt: skip
     except KeyboardInterrupt:
         if tty:
             print(file=sys.stderr)

@@ -137,3 +137,21 @@ def test_lsl_eeg_session_is_valid_bids_and_mne_reads_it(redis_server: RedisServe
     assert isinstance(raw, mne.io.BaseRaw)
     ecg = read_raw(rec, stream="sim-chest-ecg")
     assert ecg.get_channel_types() == ["ecg"] and ecg.info["sfreq"] == 512.0
+
+
+def test_bids_asks_for_participant_and_task_instead_of_inventing_them(
+    redis_server: RedisServer, keys: Keys, tmp_path: Path
+) -> None:
+    """Before: a session without them silently became sub-01 / task-recording."""
+    rec = record(redis_server, keys, ["sim:chest"], tmp_path, {})
+    root = tmp_path / "bids"
+    refused = subprocess.run(sensorium("export", str(rec), "--format", "bids", "-o", str(root)), capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+    assert refused.returncode != 0
+    assert "no participant and no task" in refused.stderr and "--participant and --task" in refused.stderr
+    assert not (root / "sub-01").exists()
+    given = subprocess.run(sensorium("export", str(rec), "--format", "bids", "-o", str(root), "--participant", "P9",
+                                     "--task", "rest"), capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert given.returncode == 0, given.stderr[-2000:]
+    assert (root / "sub-P9" / "beh" / "sub-P9_task-rest_recording-simchestecg_physio.tsv.gz").is_file()
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith("sub-")) == ["sub-P9"]

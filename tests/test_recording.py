@@ -234,7 +234,7 @@ def test_export_never_overwrites(tmp_path: Path) -> None:
     rec_dir = tmp_path / "rec"
     make_recording(rec_dir, seconds=2)
     first = export_recording(rec_dir, "xdf")
-    assert first.files[0].name == "sub-01_task-rest_physio.xdf"
+    assert first.files[0].name == "sub-01_task-rest.xdf"
     before = first.files[0].read_bytes()
     second = export_recording(rec_dir, "xdf")
     assert second.renamed is not None and second.renamed.read_bytes() == before

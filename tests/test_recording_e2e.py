@@ -67,7 +67,7 @@ def test_record_cli_simulated_lab_then_export_and_list(redis_server: RedisServer
     run = subprocess.run(
         sensorium("record", "--prefix", keys.prefix, "--simulate", "--duration", "3", "--out", str(out),
                   "--participant", "01", "--task", "rest", "--sensors", "sim-chest-ecg", "sim-eyes-eye_gaze",
-                  "sim-room-temperature"),
+                  "sim-room-temperature", "sim-chest-hrv"),
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
@@ -81,25 +81,30 @@ def test_record_cli_simulated_lab_then_export_and_list(redis_server: RedisServer
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert exp.returncode == 0, exp.stderr[-3000:]
     by_name = _check_xdf_against_spool(xdf, out)
-    assert set(by_name) == {"sim-chest-ecg", "sim-eyes-eye_gaze", "sim-room-temperature", "Markers"}
+    assert set(by_name) - {"sim-chest-hrv"} == {"sim-chest-ecg", "sim-eyes-eye_gaze", "sim-room-temperature",
+                                                 "Markers"}  # fmt: skip
     assert len(by_name["sim-chest-ecg"]["time_stamps"]) > 2.5 * 512 * 0.9
-    # exact bounds: nothing outside [start, stop]; each regular stream spans the duration from
-    # its first sample: one sample period (+1 ms: the CLI estimates the first samples' time
-    # from their arrivals before any clock is fitted)
+    # exact bounds: the recording is the requested 3 s, from the continuous streams' first
+    # samples (an event stream, HRV here, is not waited for: before, it made a 3 s recording
+    # 5-6 s long); nothing outside [start, stop]; each regular stream spans the duration: one
+    # sample period (+1 ms: the CLI estimates the first samples' time from their arrivals
+    # before any clock is fitted)
     rec = load_recording(out)
     start, stop = rec.bounds
+    assert stop - start == pytest.approx(3.0, abs=1e-6)
     streams, header = pyxdf.load_xdf(str(xdf), dejitter_timestamps=False)
     for s in streams:
         sid = xdf_stream_key(s)
-        if sid == "Markers" or not len(s["time_stamps"]):
+        if sid in ("Markers", "sim-chest-hrv") or not len(s["time_stamps"]):
             continue
         ts = s["time_stamps"]
         assert ts[0] >= start and ts[-1] <= stop, sid
         period = 1.0 / rec.sensors[sid].info.nominal_rate
         assert abs((ts[-1] - ts[0]) - 3.0) <= period + 1e-3, (sid, ts[-1] - ts[0])
-        assert ts[0] - start < 2.0, f"{sid}: the first sample of the device is in the recording"
+        assert ts[0] - start <= period + 1e-3, f"{sid}: starts {ts[0] - start:.3f} s after the recording"
     assert header["info"]["datetime"] == [xdf_datetime(meta["started"])]
     types = {xdf_stream_key(s): s["info"]["type"][0] for s in streams}
+    types.pop("sim-chest-hrv", None)
     assert types == {"sim-chest-ecg": "ECG", "sim-eyes-eye_gaze": "Gaze", "sim-room-temperature": "Temperature",
                      "Markers": "Markers"}  # fmt: skip
     # every batch Redis holds from the session's window is in the spool (nothing silently lost)

@@ -56,9 +56,16 @@ def label(text: object) -> str:
 
 
 def _entities(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """BIDS entities of the recording; raises :class:`BidsExportError` without a participant or
+    a task (BIDS requires both: they are asked for, never invented)."""
+    missing = [what for what in ("participant", "task") if not label(meta.get(what))]
+    if missing:
+        flags = " and ".join("--" + m for m in missing)
+        raise BidsExportError(f"the recording has no {' and no '.join(missing)}: BIDS needs both; give {flags} "
+                              "(or fill them in the export dialog)")  # fmt: skip
     run = label(meta.get("run"))
-    out = [("sub", label(meta.get("participant")) or "01"), ("ses", label(meta.get("session"))),
-           ("task", label(meta.get("task")) or "recording"), ("acq", label(meta.get("acquisition"))),
+    out = [("sub", label(meta.get("participant"))), ("ses", label(meta.get("session"))),
+           ("task", label(meta.get("task"))), ("acq", label(meta.get("acquisition"))),
            ("run", str(int(run)) if run.isdigit() else "")]  # fmt: skip
     return [(k, v) for k, v in out if v]
 
@@ -147,7 +154,7 @@ def _dataset_files(root: Path, meta: dict[str, Any], version: str) -> list[Path]
                           "SensoriumSync field of each sidecar for the clock domains, offsets, drift and sigma).\n",
                           encoding="utf-8")  # fmt: skip
         out.append(readme)
-    sub = label(meta.get("participant")) or "01"
+    sub = label(meta.get("participant"))
     parts = root / "participants.tsv"
     rows = []
     if parts.exists():
@@ -198,7 +205,7 @@ def _write_eeg(rec: Recording, sid: str, folder: Path, base: str, meta: dict[str
                     f"DataFile={eeg.name}\n\n[Marker Infos]\nMk1=New Segment,,1,1,0,{start}\n",
                     encoding="utf-8")  # fmt: skip
     sidecar = _write_json(folder / f"{base}_eeg.json", {
-        "TaskName": str(meta.get("task") or "recording"), "SamplingFrequency": rate, "EEGReference": "n/a",
+        "TaskName": str(meta.get("task")), "SamplingFrequency": rate, "EEGReference": "n/a",
         "PowerLineFrequency": "n/a", "SoftwareFilters": "n/a", "EEGChannelCount": len(names),
         "RecordingDuration": float(values.shape[0] / rate), "RecordingType": "continuous",
         "Manufacturer": str(info.extra.get("manufacturer", "n/a")),
@@ -251,7 +258,7 @@ def _write_physio(rec: Recording, sid: str, folder: Path, base: str, t_zero: flo
         np.savetxt(gz, values, fmt="%.9g", delimiter="\t")  # no name, no time in the header (BIDS asks)
     columns = [label(c) or f"ch{i + 1}" for i, c in enumerate(info.channel_names)]
     sidecar: dict[str, Any] = {
-        "TaskName": str(rec.meta.get("task") or "recording"),
+        "TaskName": str(rec.meta.get("task")),
         "PhysioType": "eyetrack" if gaze else "generic",
         "SamplingFrequency": rate, "StartTime": float(grid[0] - t_zero), "Columns": columns,
         "Resampling": (f"linear interpolation of the recorded samples onto a uniform {rate:g} Hz grid from the first "
@@ -340,7 +347,7 @@ def _write_motion(rec: Recording, sid: str, folder: Path, ents: list[tuple[str, 
     for r in rows:
         counts[r[2]] = counts.get(r[2], 0) + 1
     sidecar = _write_json(folder / f"{base}_motion.json", {
-        "TaskName": str(rec.meta.get("task") or "recording"), "SamplingFrequency": rate,
+        "TaskName": str(rec.meta.get("task")), "SamplingFrequency": rate,
         "TrackingSystemName": info.device_name or info.device_id, "MotionChannelCount": len(rows),
         **{f"{k}ChannelCount": n for k, n in counts.items()},
         "RecordingDuration": float(grid[-1] - grid[0]), "StartTime": float(grid[0] - t_zero),

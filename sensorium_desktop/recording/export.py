@@ -114,14 +114,17 @@ def _remove_output(out: Path, renamed: Path | None) -> None:
         renamed.rename(out)
 
 
-def default_output(directory: Path, fmt: str) -> Path:
-    """``<recording dir>/<BIDS name>_physio.<ext>`` (or ``_csv/`` for directory formats)."""
-    from .spool import read_session_file
+#: what ``export_recording(metadata=…)`` may set
+METADATA_KEYS = ("participant", "session", "task", "run")
 
-    meta = read_session_file(directory)
-    name = str(meta.get("bids_name") or meta.get("session_id") or directory.name)
+
+def default_output(directory: Path, fmt: str) -> Path:
+    """``<recording dir>/<recording name>.<ext>`` (or ``<name>_<fmt>/`` for folder formats)."""
+    from .spool import read_session_file, recording_name
+
+    name = recording_name(read_session_file(directory), directory)
     suffix = EXPORTERS[fmt].suffix
-    return directory / (f"{name}_physio{suffix}" if suffix else f"{name}_{fmt}")
+    return directory / (f"{name}{suffix}" if suffix else f"{name}_{fmt}")
 
 
 def move_aside(path: Path) -> Path | None:
@@ -146,11 +149,14 @@ def export_recording(
     timestamps: str = "global",
     time_range: tuple[float, float] | None = None,
     cancel: threading.Event | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> ExportResult:
     """Export the recording in ``directory``; an existing output is renamed, never overwritten.
     ``time_range`` (global s): only the samples and markers in it (a trimmed export).
     ``cancel`` set (or Ctrl-C): :class:`ExportCancelled` at the next progress step; the partial
-    output is removed, a renamed older output put back, an appended-to folder restored."""
+    output is removed, a renamed older output put back, an appended-to folder restored.
+    ``metadata``: participant, session, task, run given now (for a recording made without
+    them; BIDS needs a participant and a task); empty values keep the recording's."""
     if fmt not in EXPORTERS:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(EXPORTERS)}")
     exporter = EXPORTERS[fmt]
@@ -172,6 +178,7 @@ def export_recording(
 
     step(0.0, "reading the recording")
     rec = load_recording(directory, step)
+    rec.meta.update({k: v for k, v in (metadata or {}).items() if k in METADATA_KEYS and v})
     if time_range is not None:
         rec.trim_to(*time_range)
     step(0.5, f"writing {fmt}")

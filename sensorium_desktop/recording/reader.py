@@ -44,6 +44,7 @@ from .spool import (
     iter_records,
     parse_batch_record,
     read_session_file,
+    recording_name,
 )
 
 log = logging.getLogger(__name__)
@@ -571,7 +572,8 @@ def list_recordings(parents: list[Path]) -> list[dict[str, Any]]:
                 sizes = {p.name: p.stat().st_size for p in d.glob("spool-*.sdr")}
                 ranges = [r for r in ranges if r[2] < sizes.get(r[0], 0)]
             damaged = sum(b - a for _f, a, b in ranges)
-            out.append({"directory": str(d), **{k: meta.get(k) for k in ("session_id", "bids_name", "state",
+            out.append({"directory": str(d), "name": recording_name(meta, d),
+                        **{k: meta.get(k) for k in ("session_id", "bids_name", "state",
                                                                           "started", "stopped", "error")},
                         "sensors": len(meta.get("sensors", [])), "samples": sum(summary["samples"].values()),
                         "bytes": summary["bytes"], "damaged_bytes": damaged})  # fmt: skip

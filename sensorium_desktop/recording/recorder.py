@@ -54,6 +54,13 @@ GROUP_MARGIN_S = 2.0
 MARKER_ATTRIBUTES = frozenset({"marker"})
 
 
+def recording_name_of(directory: Path, s: Session) -> str:
+    """The recording's one name (folder, status bar, exports): the folder's name when the node
+    named it after the session (``<bids name>`` or ``<bids name>_<session id>``), else the
+    session's BIDS name (a folder the operator chose)."""
+    return directory.name if directory.name.startswith((s.bids_name, s.session_id)) else s.bids_name
+
+
 def _s(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
@@ -112,8 +119,12 @@ class SessionRecorder(threading.Thread):
         self.meta: dict[str, Any] = {}
 
     # -- control --------------------------------------------------------------------------
-    def request_stop(self, stopped_at: float | None = None) -> None:
-        """Finish: drain what arrived before ``stopped_at`` (epoch s), then finalize."""
+    def request_stop(self, stopped_at: float | None = None, started_at: float | None = None) -> None:
+        """Finish: drain what arrived before ``stopped_at`` (epoch s), then finalize;
+        ``started_at``: the session's start as it stands now (a headless recording moves it to
+        its first samples), written to ``session.json``."""
+        if started_at is not None:
+            self.session.started = started_at
         self._stop_requested = stopped_at if stopped_at is not None else time.time()
         self._wake.set()
 
@@ -246,6 +257,7 @@ class SessionRecorder(threading.Thread):
             "spool_version": SPOOL_VERSION,
             "session_id": s.session_id,
             "bids_name": s.bids_name,
+            "name": recording_name_of(self.directory, s),
             "participant": s.participant, "session": s.session, "task": s.task, "run": s.run, "notes": s.notes,
             "sensors": self.sensor_ids,
             "sensor_infos": list(self.infos.values()) or self.meta.get("sensor_infos", []),
@@ -289,7 +301,8 @@ class SessionRecorder(threading.Thread):
             return
         st = self.status
         started = self.session.started or time.time()
-        mapping = {"state": st.state, "directory": st.directory, "bytes": st.bytes, "samples": st.samples,
+        name = recording_name_of(self.directory, self.session)
+        mapping = {"state": st.state, "directory": st.directory, "name": name, "bytes": st.bytes, "samples": st.samples,
                    "chunks": st.chunks, "seconds": round(time.time() - started, 3), "error": st.error,
                    "missing_batches": st.missing_batches, "lost_entries": st.lost_entries,
                    "updated": repr(time.time()), "node": self.node_id}  # fmt: skip
@@ -312,7 +325,8 @@ class SessionRecorder(threading.Thread):
             pipe.execute(raise_on_error=False)
         except (redis.RedisError, OSError) as exc:
             log.warning("recorder %s: cleanup failed: %s", self.session.session_id, exc)
-        log.info("recorder %s: complete, %d samples, %d bytes in %s", self.session.session_id, self.status.samples,
+        log.info("recorder %s: complete, %d samples spooled (with the margins exports leave out), %d bytes in %s",
+                 self.session.session_id, self.status.samples,
                  self.status.bytes, self.directory)  # fmt: skip
 
     def _fail(self, message: str, c: redis.Redis | None = None) -> None:

@@ -127,6 +127,12 @@ def read_session_file(directory: Path) -> dict[str, Any]:
         raise SpoolError(f"{path} is not valid JSON: {exc}") from exc
 
 
+def recording_name(meta: dict[str, Any], directory: Path) -> str:
+    """A recording's one name, as its folder and the window show it (``session.json``'s
+    ``name``, chosen at the start; older recordings: the BIDS name, the session id)."""
+    return str(meta.get("name") or meta.get("bids_name") or meta.get("session_id") or directory.name)
+
+
 def encode_batch_record(batch: SampleBatch, stream_id: str, use_delta: bool = False) -> bytes:
     """The payload of a BATCH record. ``use_delta``: store values in the Sensocto delta layout
     (single-channel numeric batches of >= 2 samples; others fall back to the batch codec)."""

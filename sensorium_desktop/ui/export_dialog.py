@@ -41,6 +41,14 @@ class ExportDialog(QtWidgets.QDialog):
             self.format.addItem(name, name)
             self.format.setItemData(self.format.count() - 1, spec.title, QtCore.Qt.ItemDataRole.ToolTipRole)
         self.format.setCurrentText("xdf")
+        #: participant and task: the recording's, or typed here (BIDS needs both; never invented)
+        self.participant = QtWidgets.QLineEdit()
+        self.participant.setObjectName("exportParticipant")
+        self.task = QtWidgets.QLineEdit()
+        self.task.setObjectName("exportTask")
+        for w, what in ((self.participant, "participant"), (self.task, "task")):
+            w.setPlaceholderText(f"the recording has no {what}: BIDS needs one")
+        self.directory.textChanged.connect(self._load_metadata)
         self.clock = QtWidgets.QComboBox()
         self.clock.addItems(["refined", "causal"])
         self.clock.setToolTip("refined: non-causal clock fit over the whole recording; causal: what the live view used")
@@ -66,6 +74,8 @@ class ExportDialog(QtWidgets.QDialog):
         form = QtWidgets.QFormLayout(self)
         form.addRow("Recording", row)
         form.addRow("Format", self.format)
+        form.addRow("Participant", self.participant)
+        form.addRow("Task", self.task)
         form.addRow("Clock", self.clock)
         if time_range is not None:
             form.addRow("Range", QtWidgets.QLabel(f"{time_range[1] - time_range[0]:.3f} s selected in the review"))
@@ -79,6 +89,20 @@ class ExportDialog(QtWidgets.QDialog):
         self.outcome: ExportResult | Exception | None = None
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
+        self._load_metadata()
+
+    def _load_metadata(self) -> None:
+        """Participant and task of the chosen recording (editable when it has none)."""
+        from ..recording.spool import SpoolError, read_session_file
+
+        try:
+            meta = read_session_file(Path(self.directory.text().strip()))
+        except (SpoolError, OSError):
+            meta = {}
+        for w, key in ((self.participant, "participant"), (self.task, "task")):
+            value = str(meta.get(key) or "")
+            w.setText(value)
+            w.setReadOnly(bool(value))  # the recording's own name is not changed here
 
     def _browse(self) -> None:
         start = self.directory.text() or str(paths.sessions_dir())
@@ -92,6 +116,7 @@ class ExportDialog(QtWidgets.QDialog):
             return
         directory = Path(self.directory.text().strip())
         fmt, clock = self.format.currentText(), self.clock.currentText()
+        metadata = {"participant": self.participant.text().strip(), "task": self.task.text().strip()}
         self.export_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.message.setText("exporting…")
@@ -103,7 +128,8 @@ class ExportDialog(QtWidgets.QDialog):
         def work() -> None:
             try:
                 result: ExportResult | Exception = export_recording(directory, fmt, None, clock, progress,
-                                                                      time_range=self.time_range, cancel=self._cancel)
+                                                                      time_range=self.time_range, cancel=self._cancel,
+                                                                      metadata=metadata)  # fmt: skip
             except Exception as exc:  # shown in the dialog, never a crash
                 result = exc
             self.bridge.finished.emit(result)

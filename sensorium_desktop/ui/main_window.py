@@ -316,17 +316,18 @@ class MainWindow(QtWidgets.QMainWindow):
             label.setStyleSheet("")
             return
         s, st = active
+        name = st.get("name") or s.bids_name  # the recording's one name: its folder's
         size = int(st.get("bytes", 0) or 0) / 1e6
         secs = float(st.get("seconds", 0) or 0)
         state = st.get("state", "starting")
         if state == "failed" or s.error:
-            label.setText(f"⚠ recording {s.bids_name} failed: {st.get('error') or s.error}")
+            label.setText(f"⚠ recording {name} failed: {st.get('error') or s.error}")
             label.setStyleSheet(text_style("error"))
         elif s.state == "recording":
-            label.setText(f"● REC {s.bids_name}  {int(secs // 60):02d}:{int(secs % 60):02d}  {size:.1f} MB")
+            label.setText(f"● REC {name}  {int(secs // 60):02d}:{int(secs % 60):02d}  {size:.1f} MB")
             label.setStyleSheet(text_style("error", bold=True))
         else:
-            label.setText(f"recorded {s.bids_name}: {size:.1f} MB ({state})")
+            label.setText(f"recorded {name}: {size:.1f} MB ({state})")
             label.setStyleSheet("")
         label.setToolTip(st.get("directory", ""))
 

@@ -28,10 +28,11 @@ from ..bus.election import Elector, StaleTermError, fenced_exec
 from ..bus.globalclock import GlobalClockProbe
 from ..bus.registry import list_sensors
 from ..bus.sessions import Session
-from ..core.ids import validate_id
+from ..core.ids import InvalidIdError, validate_id
 from ..paths import confine
 from ..plugins import PluginRegistry
 from ..recording.recorder import SessionRecorder
+from ..recording.spool import SESSION_FILE
 from .sync_worker import WorkerConfig, worker_main
 
 if TYPE_CHECKING:
@@ -297,7 +298,8 @@ class _Recordings:
         for sid, rec in list(self.running.items()):
             wanted = sessions.get(sid)
             if rec.is_alive() and (wanted is None or wanted.state != "recording"):
-                rec.request_stop(wanted.stopped if wanted is not None else None)
+                rec.request_stop(wanted.stopped if wanted is not None else None,
+                                 wanted.started if wanted is not None else None)  # fmt: skip
             elif rec.is_alive() and wanted is not None and wanted.sensors != rec.session.sensors:
                 rec.update_sensors(wanted.sensors)
 
@@ -322,11 +324,26 @@ class _Recordings:
 
 def _session_directory(node: Node, s: Session) -> Path:
     """Where to record ``s``: its directory (from Redis, so confined to the folders this PC
-    allows) or ``<sessions dir>/<session id>`` (the id checked like a sensor id)."""
+    allows) or ``<sessions dir>/<name>``, the name from its metadata at the start
+    (:attr:`Session.bids_name`, checked like a sensor id); a name another recording holds
+    already gets the session id appended. The folder's name is the recording's name
+    everywhere (status bar, exports): see :func:`recording_name`."""
     validate_id(s.session_id, "session id")
     if s.directory:
         return confine(s.directory, node.allowed_roots(), "session directory")
-    return (node.config.sessions_dir or paths.sessions_dir()) / s.session_id
+    root = node.config.sessions_dir or paths.sessions_dir()
+    try:
+        name = validate_id(s.bids_name, "session name")
+    except InvalidIdError:  # a name longer than an id may be: the session id is the name
+        name = s.session_id
+    for candidate in (root / name, root / f"{name}_{s.session_id}"):
+        try:
+            held_by = json.loads((candidate / SESSION_FILE).read_text(encoding="utf-8")).get("session_id")
+        except (OSError, ValueError, AttributeError):
+            held_by = None if not candidate.exists() else "?"
+        if held_by in (None, s.session_id):  # free, or this session's own (a resumed recording)
+            return candidate
+    return root / s.session_id
 
 
 def _mark_failed(c: redis.Redis, node: Node, session: Session, error: str) -> None:

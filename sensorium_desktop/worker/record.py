@@ -71,6 +71,8 @@ class RecordOutcome:
     silent_sensors: list[str] = field(default_factory=list)
     samples: dict[str, int] = field(default_factory=dict)
     error: str = ""
+    #: the recording's one name (its folder's, or its BIDS name)
+    name: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -122,11 +124,13 @@ async def _wait_for_sensors(node: Node, c: object, wanted: list[str], timeout: f
 async def _data_start(
     c: object, config: NodeConfig, sensors: list[str], since: float, interrupted: asyncio.Event
 ) -> float:
-    """Global time (s) by which every recorded sensor delivered its first sample since
-    ``since`` (arrival minus the known latency, mapped with this host's global offset);
-    sensors silent for ``FIRST_SAMPLE_TIMEOUT_S`` are not waited for."""
-    infos = {i.sensor_id: i.fixed_latency for i in await list_sensors_async(c, config.keys)}
-    wanted = {sid: infos.get(sid, 0.0) for sid in sensors}
+    """Global time (s) by which every recorded continuous sensor (a nominal rate > 0; event
+    streams such as blinks, triggers or HRV deliver when something happens) delivered its first
+    sample since ``since`` (arrival minus the known latency, mapped with this host's global
+    offset); sensors silent for ``FIRST_SAMPLE_TIMEOUT_S`` are not waited for."""
+    infos = {i.sensor_id: i for i in await list_sensors_async(c, config.keys)}
+    continuous = [sid for sid in sensors if sid in infos and infos[sid].nominal_rate > 0] or sensors
+    wanted = {sid: infos[sid].fixed_latency if sid in infos else 0.0 for sid in continuous}
     deadline = time.monotonic() + FIRST_SAMPLE_TIMEOUT_S
     first: dict[str, float] = {}
     while not interrupted.is_set():
@@ -168,9 +172,13 @@ def record(
                                      node.failed_devices(pending_too=True), error="no sensor to record")  # fmt: skip
             await save_session(c, config.keys, session)
             await start_recording(c, config.keys, session, config.node_id, started=started)
-            first = await _data_start(c, config, session.sensors, started, interrupted)
-            stop_at = max(first, started) + request.duration
-            log.info("recording %s (%s) for %.1f s from the first sample (%.3f s after the start) into %s",
+            first = max(await _data_start(c, config, session.sensors, started, interrupted), started)
+            stop_at = first + request.duration
+            # the recording is [first, first + duration]: every continuous stream holds exactly
+            # the requested duration (the spool keeps what came before; exports cut it off)
+            session.started = first
+            await save_session(c, config.keys, session)
+            log.info("recording %s (%s) for %.1f s from the first samples (%.3f s after the node started) into %s",
                      session.session_id, ", ".join(session.sensors), request.duration, first - started,
                      request.directory)  # fmt: skip
             while not interrupted.is_set() and not node_task.done():
@@ -201,6 +209,6 @@ def record(
         silent = [sid for sid in session.sensors if not samples.get(sid)]
         failed = node.failed_devices(pending_too=True)
         return RecordOutcome(session.session_id, status.get("state", "unknown"), request.directory, status,
-                             failed, silent, samples, status.get("error", ""))  # fmt: skip
+                             failed, silent, samples, status.get("error", ""), status.get("name", ""))  # fmt: skip
 
     return asyncio.run(main())
