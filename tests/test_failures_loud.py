@@ -21,7 +21,7 @@ from sensorium_desktop.bus.connection import async_client
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.bus.registry import DeviceStatus, register_sensors
 from sensorium_desktop.bus.status import format_status, read_status
-from sensorium_desktop.core.health import sensor_health, stale_after
+from sensorium_desktop.core.health import sensor_health, silence_s, stale_after
 from sensorium_desktop.core.samples import SensorInfo
 from sensorium_desktop.devices import DeviceState
 from sensorium_desktop.viewmodel.devices import DeviceTreeModel
@@ -174,6 +174,12 @@ def test_sensor_health_rules() -> None:
     assert sensor_health(0.2, 0.0, 30.0).state == "ok"  # irregular (markers): silence is allowed
     assert sensor_health(0.2, 0.0, 30.0, "lost").state == "no data"
     assert sensor_health(1.0, 1.0, 2.5).state == "ok" and sensor_health(1.0, 1.0, 3.5).state == "stale"
+    # late only for this sensor's delivery pattern: batches every 1 s may be 2.6 s apart once
+    assert sensor_health(509, 512, 2.6, delivery_gap_s=1.0).state == "ok"
+    assert sensor_health(509, 512, 3.1, delivery_gap_s=1.0).state == "stale"
+    # silence on the node's clock: a report a second old adds nothing, a late one all its age
+    assert silence_s(100.0, 99.0, 98.5) == 0.5 and silence_s(110.0, 100.0, 99.0) == 11.0
+    assert silence_s(100.0, 99.0, None) is None
 
 
 def test_a_sensor_that_stops_sending_is_stale_in_the_tree_and_in_status(

@@ -97,6 +97,11 @@ class Keys:
     def node_info(self, node_id: str) -> str:
         return self._k("node", node_id)
 
+    def node_connected(self, node_id: str) -> str:
+        """Devices the operator connected on ``node_id`` through a command (hash: device id →
+        URI): reconnected when the node starts again, until disconnected or forgotten."""
+        return self._k("node", node_id, "connected")
+
     @property
     def term(self) -> str:
         return self._k("election", "term")

@@ -150,6 +150,7 @@ async def forget_device(c: redis.asyncio.Redis, keys: Keys, device_id: str, now:
     for sid in d.sensor_ids:
         pipe.srem(keys.sensors, sid)
         pipe.delete(keys.sensor(sid))
+    pipe.hdel(keys.node_connected(d.node_id), device_id)  # not reconnected when its node starts again
     await pipe.execute()
     return d.sensor_ids
 

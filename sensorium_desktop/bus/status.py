@@ -11,7 +11,7 @@ import redis
 
 from ..core.backpressure import BackpressureConfig
 from ..core.clockdomain import format_offset
-from ..core.health import finite_or_zero, sensor_health
+from ..core.health import finite_or_zero, sensor_health, silence_s
 from ..core.status import (
     CheckpointSummary,
     DeviceSummary,
@@ -104,12 +104,15 @@ def read_status(c: redis.Redis, keys: Keys) -> LabStatus:
     acks = sorted(x.decode() for x in next(replies)) if proposal_id else []
 
     rates: dict[str, float] = {}
-    last: dict[str, float] = {}
+    silent_of: dict[str, float | None] = {}
+    gaps: dict[str, float] = {}
     device_state: dict[str, str] = {}
     for d in devices:
         state = "offline" if now - d.updated > OFFLINE_AFTER_S else d.state
         rates.update({sid: finite_or_zero(r) for sid, r in (d.health.get("rates") or {}).items()})
-        last.update({sid: finite_or_zero(t) for sid, t in (d.health.get("last_data") or {}).items()})
+        last = {sid: finite_or_zero(t) for sid, t in (d.health.get("last_data") or {}).items()}
+        silent_of.update({sid: silence_s(now, d.updated, t) for sid, t in last.items()})
+        gaps.update({sid: finite_or_zero(g) for sid, g in (d.health.get("gaps") or {}).items()})
         device_state.update(dict.fromkeys(d.sensor_ids, state))
     sensors = []
     for m, clock, length in sensor_rows:
@@ -117,8 +120,9 @@ def read_status(c: redis.Redis, keys: Keys) -> LabStatus:
         if info is None:
             continue
         sid = info.sensor_id
-        silent = max(0.0, now - last[sid]) if sid in last else None
-        health = sensor_health(rates.get(sid, 0.0), info.nominal_rate, silent, device_state.get(sid, "offline"))
+        silent = silent_of.get(sid)
+        health = sensor_health(rates.get(sid, 0.0), info.nominal_rate, silent, device_state.get(sid, "offline"),
+                               gaps.get(sid, 0.0))  # fmt: skip
         sensors.append(SensorStatus(sid, info.attribute, info.device_id, info.node_id, info.nominal_rate,
                                     round(health.rate, 3), health.state, health.text,
                                     None if silent is None else round(silent, 3), int(length),

@@ -36,12 +36,31 @@ def finite_or_zero(value: object) -> float:
     return x if math.isfinite(x) else 0.0
 
 
-def stale_after(nominal_rate: float) -> float | None:
-    """Seconds without a sample after which a sensor of ``nominal_rate`` Hz is stale (None:
-    irregular sensors, which may be silent legitimately)."""
+#: A node reports every second; a report this much older than that is late, and its lateness
+#: counts as silence (a node that stopped reporting is ``offline`` after 5 s anyway).
+REPORT_GRACE_S = 2.5
+#: A sensor is stale only after this many of its usual gaps between deliveries (a BLE strap
+#: delivering once a second, a batch window of 2 s under low attention).
+STALE_DELIVERIES = 3.0
+
+
+def stale_after(nominal_rate: float, delivery_gap_s: float = 0.0) -> float | None:
+    """Seconds without a sample after which a sensor of ``nominal_rate`` Hz is stale: three
+    periods, three of its usual gaps between deliveries (``delivery_gap_s``), at least
+    :data:`STALE_MIN_S` (None: irregular sensors, which may be silent legitimately)."""
     if nominal_rate <= 0:
         return None
-    return max(STALE_MIN_S, STALE_PERIODS / nominal_rate)
+    return max(STALE_MIN_S, STALE_PERIODS / nominal_rate, STALE_DELIVERIES * max(delivery_gap_s, 0.0))
+
+
+def silence_s(now: float, reported: float, last_data: float | None) -> float | None:
+    """Seconds a sensor has been silent: from its last sample to its node's last report (the
+    node's own clock, so a window refreshing late sees no false silence), plus the report's age
+    when it is later than due (s; None: it never delivered)."""
+    if last_data is None:
+        return None
+    late = now - reported
+    return max(0.0, reported - last_data) + (late if late > REPORT_GRACE_S else 0.0)
 
 
 def format_silence(seconds: float) -> str:
@@ -54,11 +73,13 @@ def format_silence(seconds: float) -> str:
 
 
 def sensor_health(
-    rate: float, nominal_rate: float, silent_s: float | None, device_state: str = "streaming"
+    rate: float, nominal_rate: float, silent_s: float | None, device_state: str = "streaming",
+    delivery_gap_s: float = 0.0,
 ) -> SensorHealth:
     """Judge one sensor: ``rate`` measured (Hz), ``nominal_rate`` (Hz, ≤ 0 irregular),
-    ``silent_s`` since its last sample arrived (None: never), ``device_state`` of its device."""
-    limit = stale_after(nominal_rate)
+    ``silent_s`` since its last sample arrived (None: never), ``device_state`` of its device,
+    ``delivery_gap_s`` its usual gap between deliveries (s)."""
+    limit = stale_after(nominal_rate, delivery_gap_s)
     dead = device_state in DEAD_DEVICE_STATES
     if silent_s is None:
         if dead:

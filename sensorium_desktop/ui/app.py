@@ -16,6 +16,7 @@ from ..bus.connection import RedisEndpoint, open_endpoint
 from ..bus.embedded import RedisUnavailableError
 from ..bus.keys import Keys
 from ..core.ids import make_id
+from ..viewmodel.alerts import NodeWatch
 from ..viewmodel.app import AppModel
 from ..worker.supervisor import NodeProcess
 
@@ -104,8 +105,9 @@ def run_gui(opts: GuiOptions) -> int:
     asyncio.set_event_loop(loop)
 
     supervise = QtCore.QTimer()
-    if node is not None:
-        supervise.timeout.connect(node.restart_if_dead)
+    if node is not None:  # a dead node is restarted, and the window says so until acknowledged
+        watch = NodeWatch(node, model.alerts)
+        supervise.timeout.connect(watch.check)
         supervise.start(1000)
 
     if opts.select:

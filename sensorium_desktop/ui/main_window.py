@@ -19,6 +19,7 @@ from .panels import PanelAction, panel_specs
 from .panels.devices import DevicesPanel
 from .panels.plots import LivePlotPanel
 from .style import text_style
+from .widgets import AlertBanner
 
 #: bumped when the default dock layout changes (2: the Log dock, tabbed with Sessions): a layout
 #: saved by an older version would put new docks wherever Qt chooses
@@ -33,12 +34,13 @@ class PlotDropArea(QtWidgets.QWidget):
 
     sensorsDropped = QtCore.Signal(list)
 
-    def __init__(self, plots: LivePlotPanel) -> None:
+    def __init__(self, plots: LivePlotPanel, banner: QtWidgets.QWidget) -> None:
         super().__init__()
         self.setAcceptDrops(True)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(plots)
+        layout.addWidget(banner)
+        layout.addWidget(plots, 1)
 
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
         if event.mimeData().hasFormat(SENSORS_MIME) or event.mimeData().hasUrls():
@@ -81,7 +83,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.devices_panel = DevicesPanel(model.devices, model.control, self.spawn)
         self.devices_panel.setMinimumWidth(340)  # names, rates and states stay readable
         self.plots = LivePlotPanel(model.live)
-        self.plot_area = PlotDropArea(self.plots)
+        self.banner = AlertBanner(model.alerts)
+        self.plot_area = PlotDropArea(self.plots, self.banner)
         self.plot_area.sensorsDropped.connect(self.add_plots)
         self.setCentralWidget(self.plot_area)
         self.docks: dict[str, QtWidgets.QDockWidget] = {}

@@ -1,10 +1,14 @@
-"""Small reusable widgets: a read-only table filled from rows, an empty-state label."""
+"""Small reusable widgets: a read-only table filled from rows, an empty-state label, the
+alert banner."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from PySide6 import QtCore, QtGui, QtWidgets
+
+from ..viewmodel.alerts import Alert, AlertsModel
+from .style import roles
 
 
 class RowTable(QtWidgets.QTableWidget):
@@ -50,3 +54,37 @@ def empty_label(text: str) -> QtWidgets.QLabel:
     label.setWordWrap(True)
     label.setStyleSheet("color: #616161; padding: 4px")
     return label
+
+
+class AlertBanner(QtWidgets.QFrame):
+    """A banner over the plots with every unacknowledged alert (node restarted, device lost)
+    and an Acknowledge button; hidden when there is none."""
+
+    def __init__(self, alerts: AlertsModel, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.alerts = alerts
+        self.setObjectName("alertBanner")
+        self.setFrameShape(QtWidgets.QFrame.Shape.StyledPanel)
+        self.text = QtWidgets.QLabel()
+        self.text.setObjectName("alertText")
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.ack = QtWidgets.QPushButton("Acknowledge")
+        self.ack.setToolTip("I have seen this: hide the banner (the log keeps it)")
+        self.ack.clicked.connect(lambda: alerts.acknowledge())
+        row = QtWidgets.QHBoxLayout(self)
+        row.setContentsMargins(8, 4, 8, 4)
+        row.addWidget(self.text, 1)
+        row.addWidget(self.ack, 0, QtCore.Qt.AlignmentFlag.AlignTop)
+        alerts.changed.connect(self.show_alerts)
+        self.show_alerts(alerts.active())
+
+    def show_alerts(self, active: Sequence[Alert]) -> None:
+        self.setVisible(bool(active))
+        if not active:
+            return
+        level = "error" if any(a.level == "error" for a in active) else "warning"
+        colour = getattr(roles(), level)
+        self.setStyleSheet(f"#alertBanner {{ border: 2px solid {colour}; border-radius: 4px; }}"
+                           f" #alertText {{ color: {colour}; font-weight: bold; }}")  # fmt: skip
+        self.text.setText("\n".join(f"⚠ {a.text}" for a in active))

@@ -15,6 +15,7 @@ import redis.asyncio
 from ..bus.connection import async_client, mask_url
 from ..bus.keys import Keys
 from ..core.status import Telemetry
+from .alerts import AlertsModel
 from .attention import AttentionModel
 from .base import Event
 from .devices import DeviceControl, DeviceTreeModel
@@ -86,6 +87,8 @@ class AppModel:
         self.attention = AttentionModel(keys, viewer_id)
         self.sessions = SessionsModel(keys, viewer_id)
         self.lab = LabStatusModel(redis_url, keys)
+        #: what the operator must see until acknowledged (node restarts, lost devices)
+        self.alerts = AlertsModel()
         self.status = StatusSummary(redis_text=mask_url(redis_url))
         self.status_changed = Event()
         self.redis: redis.asyncio.Redis | None = None
@@ -114,6 +117,8 @@ class AppModel:
     async def refresh(self, c: redis.asyncio.Redis) -> None:
         """One refresh of everything slow-changing (device tree, status, attention)."""
         tree = await self.devices.refresh(c)
+        if not tree.error:
+            self.alerts.follow_devices(tree)
         self.attention.register(list(tree.sensors))
         await self.sessions.refresh(c)
         await self.control.refresh(c)

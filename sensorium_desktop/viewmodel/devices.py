@@ -13,7 +13,7 @@ import redis.asyncio
 from ..bus.commands import REPLY_TIMEOUT_S, await_reply, last_event_id, read_discovery, send_command
 from ..bus.keys import Keys
 from ..bus.registry import OFFLINE_AFTER_S, DeviceStatus, forget_device, list_devices_async, list_sensors_async
-from ..core.health import SensorHealth, finite_or_zero, sensor_health
+from ..core.health import SensorHealth, finite_or_zero, sensor_health, silence_s
 from ..core.samples import SensorInfo
 from .base import Event
 
@@ -39,10 +39,12 @@ class SensorRow:
     nominal: float
     silent_s: float | None = None
     device_state: str = "streaming"
+    #: its usual gap between deliveries at its node (s)
+    delivery_gap_s: float = 0.0
 
     @property
     def health(self) -> SensorHealth:
-        return sensor_health(self.rate, self.nominal, self.silent_s, self.device_state)
+        return sensor_health(self.rate, self.nominal, self.silent_s, self.device_state, self.delivery_gap_s)
 
     @property
     def rate_state(self) -> str:
@@ -135,13 +137,14 @@ class DeviceTreeModel:
         for d in devices:
             rates = d.health.get("rates", {})
             last = d.health.get("last_data") or {}
+            gaps = d.health.get("gaps") or {}
             stale = now - d.updated > OFFLINE_AFTER_S
             state = "offline" if stale else d.state
             rows = []
             for sid in (x for x in d.sensor_ids if x in sensors):
-                silent = max(0.0, now - finite_or_zero(last[sid])) if sid in last else None
+                silent = silence_s(now, d.updated, finite_or_zero(last[sid]) if sid in last else None)
                 rows.append(SensorRow(sensors[sid], finite_or_zero(rates.get(sid)), sensors[sid].nominal_rate,
-                                      silent, state))  # fmt: skip
+                                      silent, state, finite_or_zero(gaps.get(sid))))  # fmt: skip
             groups.setdefault(d.transport, []).append(DeviceRow(d, rows, stale))
         for device_rows in groups.values():
             device_rows.sort(key=lambda r: r.status.name.lower())

@@ -61,6 +61,9 @@ from .rcs import RcsOptions, RemoteControl
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 1.0
+#: the usual gap between a sensor's deliveries decays by this factor per delivery, up to (s)
+DELIVERY_GAP_DECAY = 0.995
+DELIVERY_GAP_CAP_S = 30.0
 #: Device states that mean "not delivering": reported on the console as soon as they are seen.
 FAILED_STATES = (DeviceState.ERROR, DeviceState.LOST, DeviceState.UNAVAILABLE)
 BACKPRESSURE_INTERVAL_S = 2.0
@@ -200,6 +203,8 @@ class Node:
         self.delivered: set[str] = set()
         #: sensor id → wall time (s) of the last batch received from its device
         self.last_data: dict[str, float] = {}
+        #: per sensor, its usual gap between deliveries (s): how late "late" is for it
+        self.delivery_gaps: dict[str, float] = {}
         #: the remote controls while they run (see :mod:`.rcs`, :mod:`.pupil_remote`)
         self.rcs: RemoteControl | None = None
         self.pupil: PupilRemote | None = None
@@ -229,7 +234,7 @@ class Node:
         nominal = {s.sensor_id: s.nominal_rate for s in self.sensor_infos()}
         out = {}
         for sid, rate in self.rates.rates.items():
-            limit = stale_after(nominal.get(sid, 0.0))
+            limit = stale_after(nominal.get(sid, 0.0), self.delivery_gaps.get(sid, 0.0))
             silent = now - self.last_data.get(sid, -1e18)
             out[sid] = 0.0 if limit is not None and silent > limit else rate
         return out
@@ -241,6 +246,8 @@ class Node:
         health["rates"] = {s.sensor_id: round(live.get(s.sensor_id, 0.0), 3) for s in d.sensors()}
         health["last_data"] = {sid: self.last_data[sid] for sid in health["rates"] if sid in self.last_data}
         health["nominal"] = {s.sensor_id: s.nominal_rate for s in d.sensors()}
+        gaps = self.delivery_gaps
+        health["gaps"] = {sid: round(gaps[sid], 3) for sid in health["rates"] if sid in gaps}
         details = d.details()
         if details:
             health["details"] = details
@@ -297,7 +304,13 @@ class Node:
     # -- data path --------------------------------------------------------------------------
     def sink(self, batch: SampleBatch) -> None:
         """Entry point for every device delivery (called in the event loop)."""
-        self.last_data[batch.sensor_id] = time.time()
+        now = time.time()
+        previous = self.last_data.get(batch.sensor_id)
+        if previous is not None:  # the usual gap between deliveries: a slowly decaying maximum
+            gap = min(now - previous, DELIVERY_GAP_CAP_S)
+            usual = DELIVERY_GAP_DECAY * self.delivery_gaps.get(batch.sensor_id, 0.0)
+            self.delivery_gaps[batch.sensor_id] = max(gap, usual)
+        self.last_data[batch.sensor_id] = now
         held = self._anchoring.get(batch.sensor_id)
         if held is not None:
             held.append(batch)
@@ -567,6 +580,7 @@ class Node:
                 ok, message = False, str(exc)
             else:
                 ok, message = await self._first_outcome(started) if started else (False, f"{uri} is already connected")
+                await self._remember(started)
         else:
             ok, message = await self.disconnect(str(args.get("device_id", "")))
         await self._event(op, cid, ok, message)
@@ -684,7 +698,37 @@ class Node:
             with contextlib.suppress(redis.RedisError, OSError):
                 await self.redis.srem(self.keys.devices, device_id)
                 await self.redis.delete(self.keys.device(device_id))
+                await self.redis.hdel(self.keys.node_connected(self.node_id), device_id)
         return True, f"disconnected {device_id}"
+
+    async def _remember(self, device_ids: list[str]) -> None:
+        """Devices connected by command are reconnected when this node starts again."""
+        uris = {d.device_id: str(d.uri) for d in self.devices if d.device_id in device_ids}
+        if uris and self.redis is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                await self.redis.hset(self.keys.node_connected(self.node_id), mapping=uris)
+
+    async def _reconnect_remembered(self, stop: asyncio.Event) -> None:
+        """Open again what the operator had connected before this node stopped (killed, crashed,
+        the PC restarted); each outcome is logged, a failure counted, the device's row says why."""
+        assert self.redis is not None
+        try:
+            remembered = await self.redis.hgetall(self.keys.node_connected(self.node_id))
+        except (redis.RedisError, OSError) as exc:
+            log.error("node %s: devices connected before the restart not known (Redis: %s)", self.node_id, exc)
+            return
+        for raw_id, raw_uri in sorted(remembered.items()):
+            device_id, uri = raw_id.decode("utf-8", "replace"), raw_uri.decode("utf-8", "replace")
+            if any(d.device_id == device_id for d in self.devices):
+                continue
+            try:
+                started = self.start_uri(uri, stop, self.allowed_roots())
+            except DeviceError as exc:
+                self.counters["reconnect_failures"] = self.counters.get("reconnect_failures", 0) + 1
+                log.error("node %s: could not reconnect %s (connected before the restart): %s", self.node_id, uri, exc)
+                continue
+            log.warning("node %s: reconnected %s (%s), connected before the node restarted", self.node_id,
+                        ", ".join(started) or device_id, uri)  # fmt: skip
 
     async def _supervise(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event) -> None:
         """Run a component until the node stops; a crash is logged, counted and the component
@@ -742,6 +786,7 @@ class Node:
         log.info("node %s: %d devices, %d sensors", self.node_id, len(self.devices), len(infos))
         for d in self.devices:
             self._start_device(d, stop)
+        await self._reconnect_remembered(stop)
         tasks = [
             asyncio.create_task(self._command_loop(stop), name="commands"),
             asyncio.create_task(self._batch_loop(stop), name="batcher"),

@@ -145,6 +145,19 @@ async def _data_start(
     return max(first.values()) + (offset or 0.0) if first else await global_now(c)
 
 
+async def _recorder_running(c: object, config: NodeConfig, session_id: str, node_task: asyncio.Task[None]) -> None:
+    """Wait (up to ``FIRST_SAMPLE_TIMEOUT_S``) until the node's recorder took the session: a stop
+    sent before that would end a recording that never started (it reads from the start on, so
+    the wait costs no sample)."""
+    deadline = time.monotonic() + FIRST_SAMPLE_TIMEOUT_S
+    while time.monotonic() < deadline and not node_task.done():
+        if (await recording_status(c, config.keys, session_id)).get("state") in ("recording", "failed"):
+            return
+        await asyncio.sleep(0.05)
+    log.warning("the recorder did not report session %s as recording within %.0f s", session_id,
+                FIRST_SAMPLE_TIMEOUT_S)  # fmt: skip
+
+
 def record(
     config: NodeConfig, request: RecordRequest, report: Callable[[dict[str, str]], None] | None = None
 ) -> RecordOutcome:
@@ -172,6 +185,7 @@ def record(
                                      node.failed_devices(pending_too=True), error="no sensor to record")  # fmt: skip
             await save_session(c, config.keys, session)
             await start_recording(c, config.keys, session, config.node_id, started=started)
+            await _recorder_running(c, config, session.session_id, node_task)
             first = max(await _data_start(c, config, session.sensors, started, interrupted), started)
             stop_at = first + request.duration
             # the recording is [first, first + duration]: every continuous stream holds exactly
