@@ -251,9 +251,11 @@ def record_session(redis_server: RedisServer, keys: Keys, devices: list[str], se
         s.state, s.stopped = "stopped", time.time()
         c.hset(keys.sessions, session_id, s.to_json())
         wait_for(lambda: c.hget(keys.recording(session_id), "state") == b"complete", 30, message="complete")
+        folder = Path(c.hget(keys.recording(session_id), "directory").decode())  # named after the metadata
     finally:
         node.stop()
-    return sessions_dir / session_id
+    assert folder.parent == sessions_dir
+    return folder
 
 
 @pytest.fixture

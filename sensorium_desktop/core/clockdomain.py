@@ -40,7 +40,7 @@ def format_offset(offset: float) -> str:
         return f"{offset * 1e3:+.3f} ms"
     whole = math.floor(offset)
     stamp = time.strftime("%H:%M:%S", time.localtime(whole))
-    return f"0 at {stamp}.{int((offset - whole) * 1e3):03d}"
+    return f"t=0 at {stamp}.{int((offset - whole) * 1e3):03d}"
 
 
 def offset_origin(offset: float) -> str:
@@ -86,6 +86,15 @@ def domain_id(info: SensorInfo) -> str:
     if not info.has_clock:
         return f"{node}/arrival:{info.sensor_id}"
     return f"{node}/device:{info.device_id}"
+
+
+def clock_run(info: SensorInfo) -> float:
+    """When the node that opened the sensor's device started (epoch s; 0 unknown): samples of
+    one run share one device clock, a new run's may start again from zero."""
+    try:
+        return float(info.extra.get("clock_run", 0.0) or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def domain_kind(info: SensorInfo) -> str:
@@ -181,10 +190,19 @@ class ClockDomains:
         self.models: dict[str, ClockLike] = {}
         self.domain_of: dict[str, str] = {}
         self.infos: dict[str, SensorInfo] = {}
+        #: per domain, samples that came after a later sample of the same sensor (a stream
+        #: reordered in transport); the sensors of one device interleave in device time, which
+        #: the domain's model absorbs, and that is not lateness
+        self.reordered: dict[str, int] = {}
+        self._last_local: dict[str, float] = {}
 
     def register(self, info: SensorInfo) -> str:
-        """Put ``info``'s sensor in its domain (a new measured offset replaces the old one)."""
+        """Put ``info``'s sensor in its domain (a new measured offset replaces the old one; a
+        new :func:`clock_run` of a fitted domain starts its model afresh: see :meth:`restart`)."""
         dom = domain_id(info)
+        old = self.infos.get(info.sensor_id)
+        if old is not None and clock_run(old) != clock_run(info) and dom in self.models:
+            self.restart(dom)
         self.domain_of[info.sensor_id] = dom
         self.infos[info.sensor_id] = info
         kind = domain_kind(info)
@@ -198,6 +216,16 @@ class ClockDomains:
         elif model is None:
             self.models[dom] = ClockModel(**{**self.clock_options, "fixed_latency": info.fixed_latency})
         return dom
+
+    def restart(self, dom: str) -> None:
+        """Forget what ``dom``'s clock learnt: its node (and so its devices) started again, and
+        their clocks may start from zero: a fresh fit, not a reset or a wrong sigma."""
+        model = self.models.get(dom)
+        if isinstance(model, ClockModel):
+            self.models[dom] = ClockModel(**{**self.clock_options, "fixed_latency": model.fixed_latency})
+        self.reordered.pop(dom, None)
+        for sid in self.sensors_of(dom):
+            self._last_local.pop(sid, None)
 
     def domain(self, sensor_id: str) -> str:
         return self.domain_of.get(sensor_id, sensor_id)
@@ -216,8 +244,20 @@ class ClockDomains:
     def observe(self, sensor_id: str, t_local: np.ndarray, t_arrival: np.ndarray) -> ClockLike:
         """Feed (t_local, t_arrival) pairs (s) of one sensor, in its arrival order."""
         m = self.model(sensor_id)
+        resets = m.resets
         m.update(t_local, t_arrival)
+        x = np.asarray(t_local, dtype=np.float64)
+        if x.size:
+            previous = np.concatenate(([self._last_local.get(sensor_id, -math.inf)], x[:-1]))
+            behind = int(np.count_nonzero(x < previous)) - (m.resets - resets)  # a reboot's step is a reset
+            dom = self.domain(sensor_id)
+            self.reordered[dom] = self.reordered.get(dom, 0) + max(behind, 0)
+            self._last_local[sensor_id] = float(x[-1])
         return m
+
+    def late(self, dom: str) -> int:
+        """Samples of the domain's sensors delivered after a later one of the same sensor."""
+        return self.reordered.get(dom, 0)
 
     def to_host(self, sensor_id: str, t_local: np.ndarray | float) -> np.ndarray:
         """Host times (s) of device times; NaN until the domain's clock is known."""

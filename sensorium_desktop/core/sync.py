@@ -120,5 +120,6 @@ class SyncCore:
             m = self.domains.models.get(dom)
             if m is not None:
                 rep = clock_report(m)
-                out[sid] = {**m.state(), "domain": dom, "kind": rep["kind"], "latency": rep["latency"]}
+                out[sid] = {**m.state(), "domain": dom, "kind": rep["kind"], "latency": rep["latency"],
+                            "late": self.domains.late(dom)}  # fmt: skip
         return out

@@ -216,6 +216,7 @@ class Node:
         for d in self.devices:
             for info in d.sensors():
                 info.node_id = self.node_id
+                info.extra["clock_run"] = self.started
                 infos.append(info)
         return infos
 
@@ -279,6 +280,7 @@ class Node:
             return
         for info in new:
             info.node_id = self.node_id
+            info.extra["clock_run"] = self.started
             self._known_sensors.add(info.sensor_id)
             self._anchoring[info.sensor_id] = []
         self._force_sync_events(new)

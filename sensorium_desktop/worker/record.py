@@ -124,10 +124,13 @@ async def _wait_for_sensors(node: Node, c: object, wanted: list[str], timeout: f
 async def _data_start(
     c: object, config: NodeConfig, sensors: list[str], since: float, interrupted: asyncio.Event
 ) -> float:
-    """Global time (s) by which every recorded continuous sensor (a nominal rate > 0; event
-    streams such as blinks, triggers or HRV deliver when something happens) delivered its first
-    sample since ``since`` (arrival minus the known latency, mapped with this host's global
-    offset); sensors silent for ``FIRST_SAMPLE_TIMEOUT_S`` are not waited for."""
+    """Global time (s) at which the recording starts: the first sample since ``since`` of the
+    fastest recorded continuous sensor (a nominal rate > 0; event streams such as blinks,
+    triggers or HRV deliver when something happens and are not waited for), half a sample
+    period early (its time is estimated from its arrival, before any clock is fitted, and must
+    not fall outside), mapped with this host's global offset. Devices opened together start
+    together, so each continuous stream holds the requested duration. Sensors silent for
+    ``FIRST_SAMPLE_TIMEOUT_S`` are not waited for."""
     infos = {i.sensor_id: i for i in await list_sensors_async(c, config.keys)}
     continuous = [sid for sid in sensors if sid in infos and infos[sid].nominal_rate > 0] or sensors
     wanted = {sid: infos[sid].fixed_latency if sid in infos else 0.0 for sid in continuous}
@@ -142,7 +145,12 @@ async def _data_start(
     if silent:
         log.warning("no samples yet from %s; recording without waiting for them", ", ".join(silent))
     offset = await host_global_offset(c, config.keys)
-    return max(first.values()) + (offset or 0.0) if first else await global_now(c)
+    if not first:
+        return await global_now(c)
+    rate = {sid: infos[sid].nominal_rate if sid in infos else 0.0 for sid in first}
+    fastest = max(rate.values())
+    t0 = min(t for sid, t in first.items() if rate[sid] == fastest)
+    return t0 - (min(0.5 / fastest, 0.5) if fastest > 0 else 0.0) + (offset or 0.0)
 
 
 async def _recorder_running(c: object, config: NodeConfig, session_id: str, node_task: asyncio.Task[None]) -> None:

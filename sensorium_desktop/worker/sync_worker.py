@@ -35,11 +35,12 @@ from ..bus.connection import client as make_client
 from ..bus.election import StaleTermError, fenced_exec, read_leader
 from ..bus.globalclock import OffsetEstimate, read_offsets
 from ..bus.keys import Keys
-from ..bus.registry import list_sensors
+from ..bus.registry import decode_sensor, list_sensors
 from ..bus.seed_import import SeedImporter
 from ..bus.streams import decode_entry
 from ..core.association import AssociationParams, group_observations
 from ..core.attributes import SYNC_EVENT_ATTRIBUTES
+from ..core.clockdomain import clock_run
 from ..core.codec import CodecError
 from ..core.hostclock import host_time
 from ..core.samples import SensorInfo
@@ -131,6 +132,7 @@ class SyncWorker:
         self.core = SyncCore()
         self.sensors: dict[str, SensorInfo] = {}
         self.last_seq: dict[str, int] = {}
+        self._last_local: dict[str, float] = {}  # newest device time per sensor (s): a step back may be a new run
         self.cursor_ids: dict[str, str] = {}  # stream key → last id read (for XREADGROUP ">")
         self.pending: list[_Obs] = []
         self.offsets: dict[str, OffsetEstimate] = {}
@@ -158,12 +160,13 @@ class SyncWorker:
                 return v.decode() if isinstance(v, bytes) else str(v)
         return "0-0"
 
-    def _replay(self, key: str, sid: str | None) -> None:
-        """Rebuild state from the retained history up to what the group already delivered."""
+    def _replay(self, key: str, sid: str | None, since: float = 0.0) -> None:
+        """Rebuild state from the retained history up to what the group already delivered
+        (from ``since``, epoch s: the sensor's current run; an earlier run's clock is not this one's)."""
         end = self._last_delivered(key)
         if end == "0-0":
             return
-        start = "-"
+        start = f"{int(since * 1000)}-0" if since > 0 else "-"
         while True:
             raw = self.c.xrange(key, start, end, count=2000)
             for eid, fields in raw:
@@ -187,8 +190,28 @@ class SyncWorker:
                 self.core.register(info)
                 key = self.keys.stream(sid)
                 self._ensure_group(key)
-                self._replay(key, sid)
+                self._replay(key, sid, clock_run(info))
                 self.cursor_ids[key] = ">"
+            elif clock_run(info) != clock_run(self.sensors[sid]):
+                self._new_run(info)
+
+    def _new_run(self, info: SensorInfo) -> None:
+        """``info``'s node started again: its domain's clock is fitted afresh (its devices'
+        clocks may have restarted: no false reset, no inherited sigma)."""
+        self.sensors[info.sensor_id] = info
+        self.core.register(info)
+        log.info("worker %s: %s belongs to a new run of node %s: its clock is fitted afresh", self.cfg.node_id,
+                 info.sensor_id, info.node_id)  # fmt: skip
+
+    def _check_run(self, sid: str, first_local: float) -> None:
+        """A batch that steps back in device time may come from a restarted node whose new
+        description the registry refresh has not read yet: read it now."""
+        last = self._last_local.get(sid)
+        if last is None or first_local >= last:
+            return
+        info = decode_sensor(self.c.hgetall(self.keys.sensor(sid)))
+        if info is not None and sid in self.sensors and clock_run(info) != clock_run(self.sensors[sid]):
+            self._new_run(info)
         obs_key = self.keys.observations
         if obs_key not in self.cursor_ids:
             self._ensure_group(obs_key)
@@ -222,6 +245,8 @@ class SyncWorker:
         if len(b) == 0:
             return
         local = b.device_times
+        self._check_run(sid, float(local[0]))
+        self._last_local[sid] = float(local[-1])
         self.core.observe(sid, local, b.t_arrival)
         info = self.sensors.get(sid)
         if info is not None and (info.attribute in SYNC_EVENT_ATTRIBUTES or info.extra.get("sync_events")):

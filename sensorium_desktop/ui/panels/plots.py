@@ -17,6 +17,13 @@ from ..style import colour
 MAX_CHANNELS_PER_PLOT = 32
 STACK_ABOVE = 8  # more channels than this are drawn stacked (one path, EEG style)
 FRAME_MS = 16
+#: A plot is never squeezed below this (px): more sensors than fit scroll instead of
+#: flattening every trace and overlapping the axis labels.
+MIN_PLOT_PX = 120
+#: A stacked plot gets this much per channel (px), at least MIN_PLOT_PX.
+STACKED_CHANNEL_PX = 14
+#: The y axis of every plot is this wide (px), so the plots line up and labels never collide.
+LEFT_AXIS_PX = 64
 
 
 class TimeAxis(pg.AxisItem):
@@ -126,10 +133,16 @@ class LivePlotPanel(QtWidgets.QWidget):
         bar.addStretch(1)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
+        self.plot_scroll = QtWidgets.QScrollArea()
+        self.plot_scroll.setObjectName("livePlotScroll")
+        self.plot_scroll.setWidgetResizable(True)
+        self.plot_scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.plot_scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.plot_scroll.setWidget(self.graphics)
         layout.addLayout(bar)
         layout.addWidget(self.empty)
-        layout.addWidget(self.graphics, 1)
-        self.graphics.hide()
+        layout.addWidget(self.plot_scroll, 1)
+        self.plot_scroll.hide()
         self._set_frame_clock(True)
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(FRAME_MS)
@@ -166,15 +179,22 @@ class LivePlotPanel(QtWidgets.QWidget):
         self.graphics.clear()
         self.entries.clear()
         first: pg.PlotItem | None = None
+        heights = []
         for row, info in enumerate(infos):
             self.live.subscribe(info)
+            last = row == len(infos) - 1
             item = self.graphics.addPlot(row=row, col=0, axisItems={"bottom": TimeAxis(self.t0)})
-            item.setTitle(f"{info.sensor_id}", size="9pt")  # no grid: it is repainted on every scroll
+            item.setTitle(f"{info.sensor_id}", size="8pt")  # no grid: it is repainted on every scroll
+            item.getAxis("left").setWidth(LEFT_AXIS_PX)
+            if not last:  # x-linked: one time axis, under the last plot, leaves the room to the traces
+                item.getAxis("bottom").setStyle(showValues=False)
+                item.getAxis("bottom").setHeight(4)
             if first is None:
                 first = item
             else:
                 item.setXLink(first)
             n = min(info.channel_count, MAX_CHANNELS_PER_PLOT)
+            heights.append(max(MIN_PLOT_PX, STACKED_CHANNEL_PX * n) if n > STACK_ABOVE else MIN_PLOT_PX)
             entry = PlotEntry(info, item)
             if n > STACK_ABOVE:  # per-channel autoscale, one path for all channels
                 entry.stacked = pg.PlotCurveItem(pen=pg.mkPen(colour(0), width=1), connect="finite")
@@ -185,7 +205,7 @@ class LivePlotPanel(QtWidgets.QWidget):
                 item.setMouseEnabled(y=False)
             else:
                 unit = next((u for u in info.units if u), "")
-                item.setLabel("left", info.attribute, units=unit)
+                item.setLabel("left", info.attribute, units=unit, **{"font-size": "8pt"})
                 if n > 1:
                     item.addLegend(offset=(5, 5), labelTextSize="8pt")
                 entry.curves = [
@@ -193,6 +213,11 @@ class LivePlotPanel(QtWidgets.QWidget):
                     for ch in range(n)
                 ]
             self.entries[info.sensor_id] = entry
+        grid = self.graphics.ci.layout
+        for row in range(max(len(heights), grid.rowCount())):  # rows of a previous set are reset
+            grid.setRowMinimumHeight(row, heights[row] if row < len(heights) else 0)
+        self.graphics.setMinimumHeight(sum(heights) + 30)  # + the last plot's time axis
+        self.plot_scroll.setVisible(bool(infos))
         self.graphics.setVisible(bool(infos))
         self.empty.setVisible(not infos)
 

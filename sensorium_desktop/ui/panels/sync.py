@@ -29,7 +29,7 @@ COLUMN_TIPS = [
     "the clock that stamps these sensors (measured: mapped by reading both clocks, not fitted)",
     "the sensors stamped by this clock",
     "host time minus domain time: in ms when both count from the same epoch, else the host time at which "
-    "the domain's clock read 0",
+    "the domain's clock read 0 (t=0 at HH:MM:SS)",
     "1-sigma of the mapping at the newest sample (µs)", "rate error of the clock against the host clock (ppm)",
     "typical delay from the sample to its arrival (ms)",
     "clock resets (device reboots) detected / samples delivered after later ones (reordered), used as late samples",
