@@ -22,7 +22,8 @@ id to its content type; the attribute id itself travels in the stream's ``desc``
 | skeleton, pose | MoCap |
 | eye_gaze | Gaze |
 | eye_aperture, eye_blink, eye_worn | Pupillometry |
-| marker, trigger, tap, button | Markers |
+| marker (strings) | Markers |
+| trigger, tap, button (numeric event codes) | Stim |
 | audio, microphone | Audio |
 | video | VideoRaw |
 | temperature | Temperature |
@@ -38,18 +39,29 @@ CONTENT_TYPES: dict[str, str] = {
     "accelerometer": "Accelerometer", "gravity": "Accelerometer", "gyroscope": "Gyroscope",
     "magnetometer": "Magnetometer", "imu": "IMU", "quaternion": "IMU", "euler": "IMU", "orientation": "IMU",
     "heading": "IMU", "skeleton": "MoCap", "pose": "MoCap", "eye_gaze": "Gaze", "eye_aperture": "Pupillometry",
-    "eye_blink": "Pupillometry", "eye_worn": "Pupillometry", "marker": "Markers", "trigger": "Markers",
-    "tap": "Markers", "button": "Markers", "audio": "Audio", "microphone": "Audio", "video": "VideoRaw",
+    "eye_blink": "Pupillometry", "eye_worn": "Pupillometry", "marker": "Markers", "trigger": "Stim",
+    "tap": "Stim", "button": "Stim", "audio": "Audio", "microphone": "Audio", "video": "VideoRaw",
     "temperature": "Temperature", "geolocation": "Position", "altitude": "Position", "speed": "Position",
 }  # fmt: skip
 
 
+#: Words naming a stream whose content type other attributes share (three ``Pupillometry``
+#: streams of one eye tracker were indistinguishable by name).
+NAME_WORDS: dict[str, str] = {
+    "eye_aperture": "Eye aperture", "eye_blink": "Blinks", "eye_worn": "Worn", "trigger": "Trigger", "tap": "Taps",
+    "button": "Buttons", "rr": "RR intervals", "quaternion": "Quaternion", "euler": "Euler angles",
+    "orientation": "Orientation", "heading": "Heading", "gravity": "Gravity", "altitude": "Altitude",
+    "speed": "Speed", "pose": "Pose",
+}  # fmt: skip
+
+
 def display_name(device_name: str, attribute: str, shares_device: bool) -> str:
-    """A stream's name for people and LSL/XDF tools: the device's name, followed by the
-    content type when the device has several streams (``Polar H10 ECG``)."""
-    return f"{device_name} {content_type(attribute)}" if shares_device else device_name
+    """A stream's name for people and LSL/XDF tools: the device's name, followed by what the
+    stream holds when the device has several (``Polar H10 ECG``, ``Pupil Core Blinks``)."""
+    return f"{device_name} {NAME_WORDS.get(attribute, content_type(attribute))}" if shares_device else device_name
 
 
 def content_type(attribute: str) -> str:
-    """The XDF/LSL content type of an attribute id (the id itself when none applies)."""
+    """The XDF/LSL content type of an attribute id (the id itself when none applies):
+    ``Markers`` only for string event streams, ``Stim`` for numeric event codes."""
     return CONTENT_TYPES.get(attribute, attribute)

@@ -49,7 +49,7 @@ TYPE_ATTRIBUTES = {
     "eeg": "eeg", "ecg": "ecg", "exg": "eeg", "emg": "emg", "markers": "marker", "marker": "marker",
     "gaze": "eye_gaze", "eye_gaze": "eye_gaze", "accelerometer": "accelerometer", "acc": "accelerometer",
     "gyroscope": "gyroscope", "respiration": "respiration", "ppg": "ppg", "audio": "audio",
-    "heartrate": "heartrate", "hr": "hr", "mocap": "skeleton",
+    "heartrate": "heartrate", "hr": "hr", "mocap": "skeleton", "stim": "trigger", "trigger": "trigger",
 }  # fmt: skip
 LSL_FORMATS = {1: "float32", 2: "float64", 3: "string", 4: "int32", 5: "int16", 6: "int8", 7: "int64"}
 
