@@ -27,7 +27,12 @@ from .spool import SESSION_FILE
 
 log = logging.getLogger(__name__)
 
-KIND_OF_ATTRIBUTE = {"video": "video", "eye_gaze": "gaze", "skeleton": "skeleton"}
+KIND_OF_ATTRIBUTE = {"video": "video", "eye_gaze": "gaze", "skeleton": "skeleton", "eye_blink": "events",
+                     "trigger": "events", "tap": "events", "button": "events"}  # fmt: skip
+#: XDF stream types (any writer's) drawn by the gaze, skeleton and event views
+KIND_OF_XDF_TYPE = {"gaze": "gaze", "mocap": "skeleton", "stim": "events", "trigger": "events"}
+#: a skeleton stream holds at least this many channels (33 landmarks × x, y, visibility)
+SKELETON_CHANNELS = 99
 
 
 class ReviewError(Exception):
@@ -192,7 +197,9 @@ def _open_xdf(path: Path) -> ReviewData:
                 m_sources.extend([name] * times.size)
         else:
             values = np.asarray(series).reshape(times.size, -1) if times.size else np.zeros((0, 1))
-            kind = "signal"
+            kind = KIND_OF_XDF_TYPE.get(stype.strip().lower(), "signal")
+            if (kind == "skeleton" and values.shape[1] < SKELETON_CHANNELS) or (kind == "gaze" and values.shape[1] < 2):
+                kind = "signal"  # not a layout the views know: plotted
         if len(labels) != values.shape[1]:
             labels = tuple(f"ch{i + 1}" for i in range(values.shape[1]))
             units = ("",) * values.shape[1]

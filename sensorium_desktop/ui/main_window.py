@@ -64,6 +64,17 @@ class PlotDropArea(QtWidgets.QWidget):
             self.sensorsDropped.emit(ids)
 
 
+def initial_size(screen: QtGui.QScreen | None) -> QtCore.QSize:
+    """The window's first size, from the screen it opens on: all of a small screen (a
+    1366×768 laptop), 85 % of a large one up to 1600×1000 (px)."""
+    if screen is None:
+        return QtCore.QSize(1400, 900)
+    avail = screen.availableGeometry().size()
+    if avail.width() <= 1440 or avail.height() <= 900:
+        return avail
+    return QtCore.QSize(min(1600, int(avail.width() * 0.85)), min(1000, int(avail.height() * 0.85)))
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """Device tree and registered panels in docks, live plots in the centre, status bar."""
 
@@ -75,7 +86,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._tasks: set[asyncio.Task[Any]] = set()
         self.setWindowTitle(title)
         self.setObjectName("mainWindow")
-        self.resize(1400, 900)
+        self.resize(initial_size(QtGui.QGuiApplication.primaryScreen()))
         self.setDockNestingEnabled(True)
         # side panels keep the full height; status panels sit under the plots
         self.setCorner(QtCore.Qt.Corner.BottomLeftCorner, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)

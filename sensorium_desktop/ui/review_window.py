@@ -20,7 +20,7 @@ from ..core.envelope import stacked_raster
 from ..core.pose import POSE_CONNECTIONS
 from ..recording.review import ReviewData, ReviewError, ReviewStream, open_review
 from ..recording.video import VideoFrames
-from ..viewmodel.review import SPEEDS, ReviewModel
+from ..viewmodel.review import SPEEDS, MarkerLine, ReviewModel
 from .style import colour, roles
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,12 @@ MAX_CHANNELS_DRAWN = 32
 STACK_ABOVE = 4
 MAX_MARKER_LINES = 200
 PLAY_TICK_MS = 30
+#: a review plot is never squeezed below this (px); more streams than fit scroll
+MIN_PLOT_PX = 110
+#: marker labels are stacked in this many rows (a label that fits in none is left off: the
+#: line and its tooltip stay); about 7 px per character of a label
+MARKER_LABEL_ROWS = 5
+LABEL_CHAR_PX = 7.0
 
 
 def gapless(x: np.ndarray) -> np.ndarray:
@@ -195,11 +201,18 @@ class ReviewWindow(QtWidgets.QMainWindow):
             controls.addWidget(b)
         controls.addWidget(self.time_label, 1)
         controls.addWidget(self.clock_label)
+        self.plot_scroll = QtWidgets.QScrollArea()
+        self.plot_scroll.setObjectName("reviewPlotScroll")
+        self.plot_scroll.setWidgetResizable(True)
+        self.plot_scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.plot_scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.plot_scroll.setWidget(self.layout_widget)
         split = QtWidgets.QSplitter()
-        split.addWidget(self.layout_widget)
+        split.addWidget(self.plot_scroll)
         split.addWidget(self.video)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        self.video.setVisible(self.model.has_media())  # no half-empty pane without video, gaze or skeleton
         central = QtWidgets.QWidget()
         box = QtWidgets.QVBoxLayout(central)
         box.addWidget(split, 1)
@@ -222,8 +235,10 @@ class ReviewWindow(QtWidgets.QMainWindow):
     # -- building ---------------------------------------------------------------------------
     def _build_plots(self) -> None:
         signals = self.model.signals()[:MAX_PLOTS]
+        self.layout_widget.setMinimumHeight(MIN_PLOT_PX * len(signals) + 30)
         for row, stream in enumerate(signals):
             plot = self.layout_widget.addPlot(row=row, col=0)
+            self.layout_widget.ci.layout.setRowMinimumHeight(row, MIN_PLOT_PX)
             unit = f" ({stream.units[0]})" if stream.units and stream.units[0] else ""
             plot.setLabel("left", f"{stream.attribute or stream.name}{unit}"[:28])
             plot.getAxis("left").setWidth(64)
@@ -253,7 +268,10 @@ class ReviewWindow(QtWidgets.QMainWindow):
                 plot.setLabel("left", stream.name[:28])
                 plot.setYRange(0, c, padding=0)
                 n = 0
-            self._curves[stream.key] = [plot.plot(pen=pg.mkPen(colour(i), width=1)) for i in range(n)]
+            if stream.kind == "events":  # a stem per event at its code, not a line through them
+                self._curves[stream.key] = [plot.plot(pen=pg.mkPen(colour(i), width=2)) for i in range(n)]
+            else:
+                self._curves[stream.key] = [plot.plot(pen=pg.mkPen(colour(i), width=1)) for i in range(n)]
             for curve in self._curves[stream.key]:  # drawn once per range: cursor moves only blit them
                 curve.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
             line = pg.InfiniteLine(self.model.cursor - self.x0, movable=True, pen=pg.mkPen(roles().error, width=2))
@@ -324,6 +342,9 @@ class ReviewWindow(QtWidgets.QMainWindow):
                 self._draw_stacked(stream, width_px)
                 continue
             t, lo, hi = m.plot(stream, max(200, width_px))  # one min/max pair per pixel column
+            if stream.kind == "events":
+                self._draw_events(stream, t, hi)
+                continue
             raw = lo is hi
             x = (t if raw else np.repeat(t, 2)) - self.x0
             # an envelope is drawn as one zigzag through each bin's min and max (continuous however
@@ -338,6 +359,20 @@ class ReviewWindow(QtWidgets.QMainWindow):
                 y0, y1 = float(np.nanmin(lo)) if lo.size else 0.0, float(np.nanmax(hi)) if hi.size else 1.0
             if np.isfinite(y0) and np.isfinite(y1):
                 plot.setYRange(y0, y1 if y1 > y0 else y0 + 1.0, padding=0.05)
+
+    def _draw_events(self, stream: ReviewStream, t: np.ndarray, v: np.ndarray) -> None:
+        """Events (blinks, trigger codes) as stems from 0 to their value, each on its own."""
+        x = np.repeat(t - self.x0, 2)
+        for i, curve in enumerate(self._curves[stream.key]):
+            y = np.column_stack([np.zeros(t.size), np.asarray(v[:, i], dtype=np.float64)]).ravel()
+            curve.setData(x, y, connect="pairs", skipFiniteCheck=True)
+        plot = self.plots[stream.key]
+        plot.setXRange(*self._x(self.model.view), padding=0)
+        with np.errstate(invalid="ignore"):
+            top = float(np.nanmax(v)) if v.size else 1.0
+            bottom = float(np.nanmin(v)) if v.size else 0.0
+        top, bottom = (top if np.isfinite(top) else 1.0), (bottom if np.isfinite(bottom) else 0.0)
+        plot.setYRange(min(0.0, bottom), max(top, 1.0), padding=0.1)
 
     def _draw_stacked(self, stream: ReviewStream, width_px: int) -> None:
         """Rasterize the visible range: one envelope bin per pixel column, a band per channel."""
@@ -361,22 +396,44 @@ class ReviewWindow(QtWidgets.QMainWindow):
         plot.setXRange(*self._x(m.view), padding=0)
 
     def _draw_markers(self) -> None:
-        """Marker lines in the visible range, reusing the line items (one pool per plot)."""
+        """Marker lines in the visible range, reusing the line items (one pool per plot); the
+        first plot labels them, each label in the highest row where it overlaps no other."""
         shown = self.model.markers_in_view()[:MAX_MARKER_LINES]
+        texts = [f"{mk.label} ({mk.source})" for mk in shown]
+        rows = self._label_rows(shown, texts)
         for j, (key, plot) in enumerate(self.plots.items()):
             pool = self._marker_pool.setdefault(key, [])
             while len(pool) < len(shown):
                 pen = pg.mkPen(roles().marker, width=1, style=QtCore.Qt.PenStyle.DashLine)
-                where = {"position": 0.9 - 0.1 * (len(pool) % 5), "color": roles().marker}
-                line = pg.InfiniteLine(0.0, pen=pen, label="" if j == 0 else None, labelOpts=where)
+                line = pg.InfiniteLine(0.0, pen=pen, label="" if j == 0 else None,
+                                       labelOpts={"position": 0.9, "color": roles().marker})  # fmt: skip
                 plot.addItem(line)
                 pool.append(line)
             for k, line in enumerate(pool):
                 if k < len(shown):
                     line.setValue(shown[k].t - self.x0)
+                    line.setToolTip(texts[k])
                     if getattr(line, "label", None) is not None:
-                        line.label.setFormat(f"{shown[k].label} ({shown[k].source})")
+                        line.label.setFormat(texts[k] if rows[k] is not None else "")
+                        line.label.setPosition(0.92 - 0.12 * (rows[k] or 0))
                 line.setVisible(k < len(shown))
+
+    def _label_rows(self, shown: list[MarkerLine], texts: list[str]) -> list[int | None]:
+        """A row per marker label (0 = top) so that no two labels overlap on screen; None when
+        every row is taken there (the line stays, its text in the tooltip)."""
+        plot = next(iter(self.plots.values()), None)
+        width_px = float(plot.getViewBox().width()) if plot is not None else 0.0
+        t0, t1 = self.model.view
+        px_per_s = (width_px or 800.0) / max(t1 - t0, 1e-9)
+        row_end = [-np.inf] * MARKER_LABEL_ROWS  # right edge (px) of the last label in each row
+        out: list[int | None] = []
+        for mk, text in zip(shown, texts, strict=True):
+            x = (mk.t - t0) * px_per_s
+            free = next((r for r in range(MARKER_LABEL_ROWS) if row_end[r] < x - 2), None)
+            if free is not None:
+                row_end[free] = x + LABEL_CHAR_PX * len(text)
+            out.append(free)
+        return out
 
     # -- user input -------------------------------------------------------------------------
     def _cursor_dragged(self, line: pg.InfiniteLine) -> None:

@@ -19,6 +19,8 @@ MIN_VIEW_S = 0.01
 GAZE_TRAIL_S = 1.0
 HEAT_WINDOW_S = 4.0
 FALLBACK_FRAME_S = 1 / 30
+#: at the start, a stream's first sample this soon after the cursor is shown (s)
+FIRST_SAMPLE_AHEAD_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +139,9 @@ class ReviewModel:
 
     # -- what the views show ----------------------------------------------------------------
     def signals(self) -> list[ReviewStream]:
-        """Numeric streams with samples, the fastest first (ECG, EEG before temperature)."""
-        found = [s for s in self.data.streams.values() if s.kind == "signal" and s.times.size]
+        """Numeric streams with samples (signals and event codes), the fastest first (ECG, EEG
+        before temperature)."""
+        found = [s for s in self.data.streams.values() if s.kind in ("signal", "events") and s.times.size]
         return sorted(found, key=lambda s: -(s.nominal_rate or (s.times.size - 1) / max(s.times[-1] - s.times[0], 1.0)))
 
     def plot(self, stream: ReviewStream, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,18 +152,27 @@ class ReviewModel:
         """Index in the video file of the frame shown at the cursor (None before the first)."""
         if self.video is None:
             return None
-        i = self.video.index_at(self.cursor + 1e-9)
+        i = self._sample_at(self.video)
         if i < 0:
             return None
         v = float(self.video.values[i, 0])
         return int(v) if math.isfinite(v) else None
+
+    def _sample_at(self, stream: ReviewStream) -> int:
+        """The sample shown at the cursor: the last at or before it, or — at the start, before a
+        stream's first sample — its first when that comes within :data:`FIRST_SAMPLE_AHEAD_S`
+        (-1: none)."""
+        i = stream.index_at(self.cursor + 1e-9)
+        if i < 0 and stream.times.size and stream.times[0] - self.cursor <= FIRST_SAMPLE_AHEAD_S:
+            return 0
+        return i
 
     def gaze_trail(self, seconds: float = GAZE_TRAIL_S) -> np.ndarray:
         """(k, 3) x, y, confidence of the gaze samples in the last ``seconds`` before the cursor."""
         if self.gaze is None or not self.gaze.times.size:
             return np.zeros((0, 3))
         i0 = int(np.searchsorted(self.gaze.times, self.cursor - seconds, side="left"))
-        i1 = self.gaze.index_at(self.cursor + 1e-9) + 1
+        i1 = self._sample_at(self.gaze) + 1
         vals = np.asarray(self.gaze.values[i0:i1], dtype=np.float64)
         if vals.shape[1] < 3:
             vals = np.hstack([vals, np.ones((vals.shape[0], 3 - vals.shape[1]))])
@@ -172,7 +184,7 @@ class ReviewModel:
         trail = self.gaze_trail(seconds)
         if self.gaze is None or not trail.size:
             return None
-        i1 = self.gaze.index_at(self.cursor + 1e-9) + 1
+        i1 = self._sample_at(self.gaze) + 1
         times = self.gaze.times[i1 - trail.shape[0] : i1]
         heat = GazeHeatmap()
         ok = np.isfinite(trail).all(axis=1)
@@ -183,11 +195,15 @@ class ReviewModel:
         """(33, 3) x, y, visibility of the pose at the cursor, or None."""
         if self.skeleton is None:
             return None
-        i = self.skeleton.index_at(self.cursor + 1e-9)
+        i = self._sample_at(self.skeleton)
         if i < 0:
             return None
         row = np.asarray(self.skeleton.values[i], dtype=np.float64)
         return row[: N_LANDMARKS * 3].reshape(N_LANDMARKS, 3) if row.size >= N_LANDMARKS * 3 else None
+
+    def has_media(self) -> bool:
+        """Whether there is a video, gaze or skeleton to show beside the plots."""
+        return any(x is not None for x in (self.video, self.gaze, self.skeleton))
 
     def markers_in_view(self) -> list[MarkerLine]:
         times = self.data.marker_times

@@ -181,7 +181,7 @@ class DevicesPanel(QtWidgets.QWidget):
                 ditem.setText(1, row.backpressure_text)
                 ditem.setText(2, row.state)
                 ditem.setForeground(2, state_brush(row.state))
-                ditem.setToolTip(0, f"{row.status.uri}\nnode {row.status.node_id}\n{row.detail}")
+                ditem.setToolTip(0, f"{row.status.name}\n{row.status.uri}\nnode {row.status.node_id}\n{row.detail}")
                 ditem.setToolTip(2, row.detail or row.state)
                 for srow in row.sensors:
                     sid = srow.info.sensor_id
@@ -200,7 +200,8 @@ class DevicesPanel(QtWidgets.QWidget):
                     sitem.setText(2, health.text)
                     sitem.setToolTip(2, f"{health.state}: {health.text}")
                     sitem.setForeground(2, state_brush(SENSOR_STATE_COLOUR.get(health.state, "reconnecting")))
-                    sitem.setToolTip(0, f"{info.channel_count} channels: {', '.join(info.channel_names[:12])}"
+                    sitem.setToolTip(0, f"{info.attribute} ({info.sensor_id}) of {row.status.name}\n"
+                                        f"{info.channel_count} channels: {', '.join(info.channel_names[:12])}"
                                         + (" …" if info.channel_count > 12 else ""))  # fmt: skip
         for sid in set(self._sensors) - seen_sensors:
             gone = self._sensors.pop(sid)
