@@ -197,7 +197,7 @@ def test_status_panels_follow_redis(
     c.hset(keys.clock("sim-chest-ecg"), mapping={
         "offset_mean": repr(0.0125), "drift": repr(31e-6), "uncertainty": repr(8e-6), "resets": "1", "late": "7",
         "latency": repr(0.0081), "domain": "test-node/device:sim-chest", "kind": "fitted",
-        "updated": repr(time.time() + 0.2),  # a writer's clock slightly ahead: never "-0.0 s ago"
+        "updated": repr(time.time() + 5.0),  # a writer's clock ahead: never "-0.0 s ago" (and no timing in the test)
     })  # fmt: skip
     for k in range(4):
         c.hset(keys.clock("sim-chest-ecg"), "offset_mean", repr(0.0125 + k * 1e-6))
@@ -531,3 +531,17 @@ def test_a_discovery_nobody_answers_gives_discover_back(window, arun: AsyncRunne
     finally:
         c.srem(keys.nodes, "mute-node")
         c.delete(keys.heartbeat("mute-node"))
+
+
+def test_no_orphaned_tab_bar_over_a_panel_after_a_resize(qtbot, redis_server: RedisServer, keys: Keys,
+                                                        tmp_path: Path) -> None:  # fmt: skip
+    """Shown at 1366×768 and maximized to 1920×1080, Qt left a second Sessions|Log tab bar
+    where the first layout had put it: over the session form's File name row."""
+    win = make_window(qtbot, redis_server.url, keys, tmp_path / "tabs.ini", (1366, 768))
+    for size in ((1366, 768), (1920, 1080)):
+        win.resize(*size)
+        qtbot.wait(50)
+        bars = [b for b in win.findChildren(QtWidgets.QTabBar) if b.parent() is win and b.isVisible()]
+        titles = [tuple(b.tabText(i) for i in range(b.count())) for b in bars]
+        assert len(titles) == len(set(titles)), titles
+        assert all(win._docks_sit_on(b) for b in bars), [(t, b.geometry()) for t, b in zip(titles, bars, strict=True)]

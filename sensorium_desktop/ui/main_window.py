@@ -141,13 +141,33 @@ class MainWindow(QtWidgets.QMainWindow):
         self.view_menu.addAction(dock.toggleViewAction())
 
     def _hide_orphan_tab_bars(self) -> None:
-        """Qt 6 leaves the tab bar of a two-dock group visible (and orphaned) when a third dock
-        joins the group before the window is shown; hide bars whose tabs another bar also shows."""
+        """Qt 6 leaves tab bars of dock groups visible and orphaned (one where a third dock
+        joined a group before the window was shown; a second copy of a group's bar, left where
+        an earlier layout put it, drawn over a panel after a resize): hide a bar whose tabs
+        another bar also shows, unless it is the one its docks sit on."""
         bars = [b for b in self.findChildren(QtWidgets.QTabBar) if b.parent() is self]
         titles = {b: {b.tabText(i) for i in range(b.count())} for b in bars}
+        live = {b for b in bars if self._docks_sit_on(b)}
         for b in bars:
-            if any(o is not b and titles[b] < titles[o] for o in bars):
+            subset = any(o is not b and titles[b] < titles[o] for o in bars)
+            copy = b not in live and any(o is not b and titles[b] == titles[o] and o in live for o in bars)
+            if subset or copy:
                 b.hide()
+
+    def _docks_sit_on(self, bar: QtWidgets.QTabBar) -> bool:
+        """Whether the dock of the bar's current tab lies directly above it (px)."""
+        title = bar.tabText(bar.currentIndex())
+        g = bar.geometry()
+        return any(d.isVisible() and d.windowTitle() == title and abs(d.geometry().left() - g.left()) <= 2
+                   and abs(d.geometry().bottom() + 1 - g.top()) <= 2 for d in self.docks.values())  # fmt: skip
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        super().resizeEvent(event)
+        QtCore.QTimer.singleShot(0, self._hide_orphan_tab_bars)  # after Qt laid the docks out again
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        QtCore.QTimer.singleShot(0, self._hide_orphan_tab_bars)
 
     def _default_sizes(self) -> None:
         """A first layout that gives the plots the room (unless a saved layout was restored)."""
@@ -252,8 +272,9 @@ class MainWindow(QtWidgets.QMainWindow):
     @staticmethod
     def _run_panel_action(pa: PanelAction, panel: QtWidgets.QWidget, bare_key: bool) -> None:
         focus = QtWidgets.QApplication.focusWidget()
-        if bare_key and isinstance(focus, QtWidgets.QLineEdit | QtWidgets.QPlainTextEdit | QtWidgets.QAbstractSpinBox):
-            return  # typing a digit into a field is not a marker
+        typing = isinstance(focus, QtWidgets.QLineEdit | QtWidgets.QPlainTextEdit | QtWidgets.QAbstractSpinBox)
+        if bare_key and typing and not focus.isReadOnly():  # type: ignore[union-attr]
+            return  # typing a digit into a field is not a marker (a locked field takes no typing)
         dock = panel.parentWidget()
         if pa.reveal and isinstance(dock, QtWidgets.QDockWidget):
             dock.show()

@@ -265,7 +265,8 @@ class ReviewWindow(QtWidgets.QMainWindow):
                 c = stream.values.shape[1]
                 step = max(1, c // 16)
                 plot.getAxis("left").setTicks([[(c - i - 0.5, names[i]) for i in range(0, c, step)]])
-                plot.setLabel("left", stream.name[:28])
+                plot.setLabel("left", "")  # the channel names are the axis: the stream's name goes on top
+                plot.setTitle(stream.name, size="8pt")
                 plot.setYRange(0, c, padding=0)
                 n = 0
             if stream.kind == "events":  # a stem per event at its code, not a line through them

@@ -567,12 +567,16 @@ class Node:
             return
         if op == "stop_discovery":
             if self.discovering is not None and not self.discovering.done():
-                self.discovering.cancel()
+                self.discovering.cancel()  # the discovery answers: "discovery stopped"
+            else:
+                await self._event(op, cid, True, "no discovery is running")
             return
         if op == "discover":
-            self.discovery_command = cid  # a discovery already running answers this one too
+            self.discovery_command = cid  # the discovery reports under the newest command's id
             if self.discovering is None or self.discovering.done():
-                self.discovering = asyncio.create_task(self._discover(args))
+                self.discovering = asyncio.create_task(self._discover(cid, args))
+            else:  # every command is answered: this one joins the scan under way
+                await self._event(op, cid, True, "a discovery is running: its results answer this one too")
             return
         if op == "connect":
             uri = str(args.get("uri", ""))
@@ -598,9 +602,10 @@ class Node:
                                                      "message": message, "time": repr(time.time())},
                                   maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip
 
-    async def _discover(self, args: dict[str, object]) -> None:
+    async def _discover(self, cid: str, args: dict[str, object]) -> None:
         """Run every transport's discovery here (radios and ports belong to the node's PC),
-        publishing progress every 0.25 s and the descriptors at the end."""
+        publishing progress every 0.25 s and the descriptors at the end; the outcome answers
+        ``cid``, the command that started it (those that joined it were answered at once)."""
         key = self.keys.discovery(self.node_id)
         timeout = float(args.get("timeout", 5.0))  # type: ignore[arg-type]
         schemes = args.get("schemes") or None
@@ -631,7 +636,7 @@ class Node:
             await asyncio.gather(scan, return_exceptions=True)
             last[0] = "stopped"
             await publish("stopped", {"found": "[]"})
-            await self._event("discover", self.discovery_command, True, "discovery stopped")
+            await self._event("discover", cid, True, "discovery stopped")
             raise
         found = scan.result()
         connected = {str(d.uri) for d in self.devices}
@@ -639,7 +644,7 @@ class Node:
         progress.clear()
         last[0] = f"{len(rows)} found"
         await publish("done", {"progress": "1", "found": json.dumps(rows, default=str)})
-        await self._event("discover", self.discovery_command, True, f"{len(rows)} devices found")
+        await self._event("discover", cid, True, f"{len(rows)} devices found")
 
     def allowed_roots(self) -> list[Path]:
         """Folders that paths received through Redis may name (:func:`paths.allowed_roots`)."""

@@ -15,7 +15,7 @@ from ...viewmodel.plotdata import ChannelScaler, envelope
 from ..style import colour
 
 MAX_CHANNELS_PER_PLOT = 32
-STACK_ABOVE = 8  # more channels than this are drawn stacked (one path, EEG style)
+STACK_ABOVE = 4  # more channels than this are drawn stacked (one path, EEG style): overlaid, they are a tangle
 FRAME_MS = 16
 #: A plot is never squeezed below this (px): more sensors than fit scroll instead of
 #: flattening every trace and overlapping the axis labels.

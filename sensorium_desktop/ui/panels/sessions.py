@@ -111,22 +111,29 @@ class SessionsPanel(QtWidgets.QWidget):
         self.new_button = QtWidgets.QPushButton("New session")
         self.new_button.clicked.connect(self.new_session)
         self.fields: dict[str, QtWidgets.QLineEdit | QtWidgets.QPlainTextEdit] = {}
-        form = QtWidgets.QFormLayout()
-        for name in METADATA_FIELDS:
+        # two fields a row: the device tree above keeps its room on a 768-px screen
+        form = QtWidgets.QGridLayout()
+        form.setColumnStretch(1, 1)
+        form.setColumnStretch(3, 1)
+        for k, name in enumerate(METADATA_FIELDS):
             w: QtWidgets.QLineEdit | QtWidgets.QPlainTextEdit
             if name == "notes":
                 w = QtWidgets.QPlainTextEdit()
-                w.setFixedHeight(48)
+                w.setFixedHeight(40)
+                form.addWidget(QtWidgets.QLabel("Notes"), 2, 0)
+                form.addWidget(w, 2, 1, 1, 3)
             else:
                 w = QtWidgets.QLineEdit()
                 w.editingFinished.connect(self._save_metadata)
+                form.addWidget(QtWidgets.QLabel(name.capitalize()), k // 2, 2 * (k % 2))
+                form.addWidget(w, k // 2, 2 * (k % 2) + 1)
             w.setObjectName(f"session_{name}")
             self.fields[name] = w
-            form.addRow(name.capitalize(), w)
         self.bids = QtWidgets.QLabel()
         self.bids.setObjectName("bidsName")
         self.bids.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-        form.addRow("File name", self.bids)
+        form.addWidget(QtWidgets.QLabel("File name"), 3, 0)
+        form.addWidget(self.bids, 3, 1, 1, 3)
         self.marker_text = QtWidgets.QLineEdit()
         self.marker_text.setPlaceholderText("marker text (Enter) — or press 1…9")
         self.marker_text.returnPressed.connect(self._text_marker)
@@ -279,8 +286,8 @@ class SessionsPanel(QtWidgets.QWidget):
         self._loading = True
         for k, w in self.fields.items():
             value = getattr(s, k) if s else ""
-            if isinstance(w, QtWidgets.QPlainTextEdit):
-                if w.toPlainText() != value:
+            if isinstance(w, QtWidgets.QPlainTextEdit):  # what is being typed (not saved yet) is kept
+                if w.toPlainText() != value and not w.hasFocus() and not self._notes_timer.isActive():
                     w.setPlainText(value)
             elif w.text() != value and not w.hasFocus():
                 w.setText(value)
@@ -304,7 +311,7 @@ class SessionsPanel(QtWidgets.QWidget):
         for s in sessions:
             item = QtWidgets.QTreeWidgetItem([f"{s.bids_name}", s.state])
             item.setData(0, SESSION_ROLE, s.session_id)
-            item.setToolTip(0, f"session {s.session_id}\n{s.notes}")
+            item.setToolTip(0, f"{s.bids_name}\nsession {s.session_id}\n{s.notes}".rstrip())
             item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsDragEnabled)
             self.tree.addTopLevelItem(item)
             for sid in s.sensors:
