@@ -35,8 +35,10 @@ class RowTable(QtWidgets.QTableWidget):
                     item = QtWidgets.QTableWidgetItem()
                     self.setItem(r, col, item)
                 item.setText(text)
-                if col > 0:
-                    item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+                if col > 0:  # numbers right-aligned; the stretched last column's at its left edge (never cut off)
+                    align = QtCore.Qt.AlignmentFlag
+                    side = align.AlignLeft if col == len(row) - 1 else align.AlignRight
+                    item.setTextAlignment(side | align.AlignVCenter)
                 colour = colours[r] if colours else None
                 item.setForeground(QtGui.QBrush(QtGui.QColor(colour)) if colour else QtGui.QBrush())
             if selected is not None and row and row[0] == selected:
