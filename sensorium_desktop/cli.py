@@ -634,7 +634,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         if r.get("damaged_bytes"):
             err += f"  [DAMAGED: {r['damaged_bytes']} bytes unreadable; see `sensorium verify`]"
         print(f"{r['name']:<36} {r['state']:<10} {started}  {r['sensors']:>3} sensors"
-              f" {r['samples']:>10} samples {r['bytes'] / 1e6:9.2f} MB  {r['directory']}{err}")  # fmt: skip
+              f" {r['samples']:>10} samples spooled {r['bytes'] / 1e6:9.2f} MB  {r['directory']}{err}")  # fmt: skip
     return 0
 
 
@@ -692,8 +692,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 1
     if tty:
         print(file=sys.stderr)
-    for w in result.warnings:
-        log.warning("%s", w)
+    # result.warnings were logged as the recording was read (each once): not repeated here
     if result.renamed is not None:
         print(f"previous export kept as {result.renamed}")
     size = sum(f.stat().st_size for f in result.files if f.is_file()) / 1e6

@@ -212,6 +212,12 @@ def test_status_panels_follow_redis(
     c.hset(keys.clock("sim-chest-ecg"), mapping={"resets": "2", "offset_mean": repr(7.25)})  # the device rebooted
     pump(arun, window)
     assert window.model.lab.residuals("sim-chest-ecg")[0].size == 0  # the trace restarts with the new epoch
+    for k in range(3):
+        c.hset(keys.clock("sim-chest-ecg"), "offset_mean", repr(7.25 + k * 1e-6))
+        pump(arun, window)
+    c.hset(keys.clock("sim-chest-ecg"), "offset_mean", repr(1.7e9))  # a new run of the node: its device counts from 0
+    pump(arun, window)
+    assert window.model.lab.residuals("sim-chest-ecg")[0].size == 0  # not a ±1e8 µs trace
     assert "needs ≥ 2 respiration sensors" in sync.summary.text()
 
 

@@ -26,6 +26,10 @@ from .base import Event
 log = logging.getLogger(__name__)
 
 HISTORY_S = 120.0
+#: an offset that moves by more than this between two refreshes (s) belongs to a new clock (a
+#: restarted node's device counting from 0 again): the residual trace starts afresh, its axis
+#: is not stretched to ±1e8 µs
+OFFSET_JUMP_S = 1.0
 #: Groups per second are averaged over this many seconds (s).
 GROUP_RATE_WINDOW_S = 30.0
 
@@ -129,8 +133,10 @@ class LabStatusModel:
                 c.get("domain", ""), c.get("kind", "fitted"), _f(c, "latency"), _int(c, "late"),
             )  # fmt: skip
             clocks.append(row)
-            if self._resets.get(row.sensor_id, row.resets) != row.resets:
-                self.offsets.pop(row.sensor_id, None)  # a new clock epoch: its offset starts afresh
+            previous = self.offsets.get(row.sensor_id)
+            jumped = bool(previous) and abs(row.offset - previous[-1][1]) > OFFSET_JUMP_S  # type: ignore[index]
+            if self._resets.get(row.sensor_id, row.resets) != row.resets or jumped:
+                self.offsets.pop(row.sensor_id, None)  # a new clock epoch or run: its offset starts afresh
             self._resets[row.sensor_id] = row.resets
             if math.isfinite(row.offset):
                 hist = self.offsets.setdefault(row.sensor_id, collections.deque())
