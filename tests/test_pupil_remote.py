@@ -89,7 +89,9 @@ def test_psychopy_style_client_records_annotations_at_their_time(
         assert float(markers[0]["t_original"]) == annotation["timestamp"]
         state = keys.recording(session.session_id)
         wait_for(lambda: c.hget(state, "state") == b"complete", 30, message="recorded")
-        out = export_recording(tmp_path / session.session_id, "xdf", tmp_path / "pupil.xdf")
+        folder = Path(c.hget(state, "directory").decode())  # named after the session's metadata
+        assert folder.parent == tmp_path and folder.name.endswith("task-psychopyrun")
+        out = export_recording(folder, "xdf", tmp_path / "pupil.xdf")
         streams, _ = pyxdf.load_xdf(str(out.files[0]))
         labels = [m[0] for s in streams if s["info"]["type"][0] == "Markers" for m in s["time_series"]]
         assert "stimulus on" in labels

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 FINALIZE_TIMEOUT_S = 30.0
 #: How long ``record`` waits for every sensor's first sample before its duration starts (s).
 FIRST_SAMPLE_TIMEOUT_S = 10.0
+#: With only irregular streams (no nominal rate) the recording starts this long before the
+#: first sample's estimated time (s): the estimate, from its arrival, may be late by the transport
+IRREGULAR_MARGIN_S = 0.1
 
 
 @dataclass
@@ -128,8 +131,9 @@ async def _data_start(
     fastest recorded continuous sensor (a nominal rate > 0; event streams such as blinks,
     triggers or HRV deliver when something happens and are not waited for), half a sample
     period early (its time is estimated from its arrival, before any clock is fitted, and must
-    not fall outside), mapped with this host's global offset. Devices opened together start
-    together, so each continuous stream holds the requested duration. Sensors silent for
+    not fall outside; :data:`IRREGULAR_MARGIN_S` early when no stream has a rate), mapped with
+    this host's global offset. Devices opened together start together, so each continuous
+    stream holds the requested duration. Sensors silent for
     ``FIRST_SAMPLE_TIMEOUT_S`` are not waited for."""
     infos = {i.sensor_id: i for i in await list_sensors_async(c, config.keys)}
     continuous = [sid for sid in sensors if sid in infos and infos[sid].nominal_rate > 0] or sensors
@@ -150,7 +154,8 @@ async def _data_start(
     rate = {sid: infos[sid].nominal_rate if sid in infos else 0.0 for sid in first}
     fastest = max(rate.values())
     t0 = min(t for sid, t in first.items() if rate[sid] == fastest)
-    return t0 - (min(0.5 / fastest, 0.5) if fastest > 0 else 0.0) + (offset or 0.0)
+    margin = min(0.5 / fastest, 0.5) if fastest > 0 else IRREGULAR_MARGIN_S
+    return t0 - margin + (offset or 0.0)
 
 
 async def _recorder_running(c: object, config: NodeConfig, session_id: str, node_task: asyncio.Task[None]) -> None:

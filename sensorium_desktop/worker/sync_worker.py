@@ -194,6 +194,11 @@ class SyncWorker:
                 self.cursor_ids[key] = ">"
             elif clock_run(info) != clock_run(self.sensors[sid]):
                 self._new_run(info)
+        obs_key = self.keys.observations
+        if obs_key not in self.cursor_ids:
+            self._ensure_group(obs_key)
+            self._replay(obs_key, None)
+            self.cursor_ids[obs_key] = ">"
 
     def _new_run(self, info: SensorInfo) -> None:
         """``info``'s node started again: its domain's clock is fitted afresh (its devices'
@@ -212,11 +217,6 @@ class SyncWorker:
         info = decode_sensor(self.c.hgetall(self.keys.sensor(sid)))
         if info is not None and sid in self.sensors and clock_run(info) != clock_run(self.sensors[sid]):
             self._new_run(info)
-        obs_key = self.keys.observations
-        if obs_key not in self.cursor_ids:
-            self._ensure_group(obs_key)
-            self._replay(obs_key, None)
-            self.cursor_ids[obs_key] = ">"
 
     # -- data -------------------------------------------------------------------------------
     def _process(self, key: str, sid: str | None, eid: bytes, fields: dict[bytes, Any], ack: bool = True) -> None:
