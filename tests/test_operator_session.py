@@ -235,7 +235,7 @@ def test_an_operator_session_from_discover_to_review(
         QtWidgets.QApplication.processEvents()
         assert review.video.isVisible()  # gaze and skeleton were recorded
         assert review.model.gaze_trail().size and review.model.skeleton_pose() is not None  # at t = 0
-        assert review.layout_widget.minimumHeight() >= 110 * len(review.plots)
+        assert review.layout_widget.minimumHeight() >= 110 * len(review.plots)  # it scrolls
         shot(review, "operator-review-1366x768.png")
         review.close()
     finally:

@@ -34,6 +34,9 @@ MAX_MARKER_LINES = 200
 PLAY_TICK_MS = 30
 #: a review plot is never squeezed below this (px); more streams than fit scroll
 MIN_PLOT_PX = 110
+#: a stacked plot's band per channel (px), and the height a channel's label needs
+STACKED_CHANNEL_PX = 16
+LABEL_PX = 13
 #: marker labels are stacked in this many rows (a label that fits in none is left off: the
 #: line and its tooltip stay); about 7 px per character of a label
 MARKER_LABEL_ROWS = 5
@@ -235,10 +238,12 @@ class ReviewWindow(QtWidgets.QMainWindow):
     # -- building ---------------------------------------------------------------------------
     def _build_plots(self) -> None:
         signals = self.model.signals()[:MAX_PLOTS]
-        self.layout_widget.setMinimumHeight(MIN_PLOT_PX * len(signals) + 30)
+        heights = [max(MIN_PLOT_PX, STACKED_CHANNEL_PX * min(s.values.shape[1], MAX_CHANNELS_DRAWN) + 30)
+                   if s.values.shape[1] > STACK_ABOVE else MIN_PLOT_PX for s in signals]  # fmt: skip
+        self.layout_widget.setMinimumHeight(sum(heights) + 30)
         for row, stream in enumerate(signals):
             plot = self.layout_widget.addPlot(row=row, col=0)
-            self.layout_widget.ci.layout.setRowMinimumHeight(row, MIN_PLOT_PX)
+            self.layout_widget.ci.layout.setRowMinimumHeight(row, heights[row])
             unit = f" ({stream.units[0]})" if stream.units and stream.units[0] else ""
             plot.setLabel("left", f"{stream.attribute or stream.name}{unit}"[:28])
             plot.getAxis("left").setWidth(64)
@@ -263,7 +268,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
                 self._stacked[stream.key] = image
                 names = stream.channel_names
                 c = stream.values.shape[1]
-                step = max(1, c // 16)
+                step = max(1, -(-c * LABEL_PX // (heights[row] - 30)))  # every label keeps LABEL_PX
                 plot.getAxis("left").setTicks([[(c - i - 0.5, names[i]) for i in range(0, c, step)]])
                 plot.setLabel("left", "")  # the channel names are the axis: the stream's name goes on top
                 plot.setTitle(stream.name, size="8pt")

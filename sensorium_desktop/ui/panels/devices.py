@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -20,6 +21,9 @@ FAILED_ROLE = QtCore.Qt.ItemDataRole.UserRole + 6  # URI of a connect the node r
 GROUP_OF_SCHEME = {"sim": "simulated"}
 KNOWN_SCHEMES = ("sim", "ble", "serial", "camera", "lsl", "ws")
 #: sensor health state → the device-state colour it is drawn in (green, amber, red)
+#: how long an outcome (discovery result, connect answer) stays in the panel's message line
+#: before the device and sensor counts take it back (s)
+OUTCOME_S = 15.0
 SENSOR_STATE_COLOUR = {"ok": "streaming", "stale": "reconnecting", "no data": "error", "waiting": "connecting"}
 
 
@@ -66,6 +70,7 @@ class DevicesPanel(QtWidgets.QWidget):
         header.setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(False)
         self.message = QtWidgets.QLabel("Waiting for devices…")
+        self._outcome_until = 0.0
         self.message.setWordWrap(True)
         self.message.setObjectName("devicesMessage")
         self.discover_button = QtWidgets.QPushButton("Discover")
@@ -142,7 +147,7 @@ class DevicesPanel(QtWidgets.QWidget):
         elif tree.device_count() == 0:
             self.message.setText("No devices yet: start a node or the simulated lab.")
             self.message.setStyleSheet("")
-        else:
+        elif time.monotonic() >= self._outcome_until:  # an outcome (discovery, connect) stays readable
             offline = sum(r.stale for rows in tree.groups.values() for r in rows)
             hint = f" ({offline} offline: right-click → Forget)" if offline else ""
             self.message.setText(f"{tree.device_count() - offline} devices{hint}, {len(tree.sensors)} sensors")
@@ -226,8 +231,13 @@ class DevicesPanel(QtWidgets.QWidget):
         else:
             coro.close()
 
+    def _say(self, text: str) -> None:
+        """An outcome for the operator: shown for :data:`OUTCOME_S` before the tree's counts return."""
+        self.message.setText(text)
+        self._outcome_until = time.monotonic() + OUTCOME_S
+
     def _error(self, message: str) -> None:
-        self.message.setText(f"⚠ {message}")
+        self._say(f"⚠ {message}")
         self.message.setStyleSheet(text_style("error"))
         self.statusMessage.emit(message)
 
@@ -239,7 +249,7 @@ class DevicesPanel(QtWidgets.QWidget):
             if op == "connect" and target not in self._connected_uris():
                 self._failed_row(target, message)
             return
-        self.message.setText(message)
+        self._say(message)
         self.message.setStyleSheet("")
         self.statusMessage.emit(message)
         self.dismiss_failed(target)
@@ -278,7 +288,7 @@ class DevicesPanel(QtWidgets.QWidget):
 
     def connect_uri(self, uri: str) -> None:
         if self.control is not None and uri:
-            self.message.setText(f"connecting {uri}…")
+            self._say(f"connecting {uri}…")
             self._run(self.control.connect(uri))
 
     def show_discovery(self, d: dict[str, Any]) -> None:
@@ -319,9 +329,9 @@ class DevicesPanel(QtWidgets.QWidget):
             group.setExpanded(True)
             self._available[desc["uri"]] = item
         if d.get("state") == "stopped":
-            self.message.setText("discovery stopped before it finished: nothing new is offered")
+            self._say("discovery stopped before it finished: nothing new is offered")
         else:
-            self.message.setText(f"discovery: {d.get('message', '')}; double-click an available device to connect it")
+            self._say(f"discovery: {d.get('message', '')}; double-click an available device to connect it")
 
     def _connected_uris(self) -> set[str]:
         return {str(item.data(0, URI_ROLE)) for item in self._devices.values()}
@@ -364,13 +374,13 @@ class DevicesPanel(QtWidgets.QWidget):
 
     def disconnect_device(self, device_id: str, node_id: str) -> None:
         if self.control is not None:
-            self.message.setText(f"disconnecting {device_id}…")
+            self._say(f"disconnecting {device_id}…")
             self._run(self.control.disconnect(device_id, node_id))
 
     def forget_device(self, device_id: str) -> None:
         """Take an offline device (and its sensors) out of the lab's registry."""
         if self.control is not None:
-            self.message.setText(f"forgetting {device_id}…")
+            self._say(f"forgetting {device_id}…")
             self._run(self.control.forget(device_id))
 
     def sensor_item(self, sensor_id: str) -> QtWidgets.QTreeWidgetItem | None:

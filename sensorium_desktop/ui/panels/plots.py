@@ -20,8 +20,10 @@ FRAME_MS = 16
 #: A plot is never squeezed below this (px): more sensors than fit scroll instead of
 #: flattening every trace and overlapping the axis labels.
 MIN_PLOT_PX = 120
-#: A stacked plot gets this much per channel (px), at least MIN_PLOT_PX.
-STACKED_CHANNEL_PX = 14
+#: A stacked plot gets this much per channel (px), at least MIN_PLOT_PX; a channel's name
+#: needs LABEL_PX (more channels than fit are labelled every few)
+STACKED_CHANNEL_PX = 16
+LABEL_PX = 13
 #: The y axis of every plot is this wide (px), so the plots line up and labels never collide.
 LEFT_AXIS_PX = 64
 
@@ -199,7 +201,9 @@ class LivePlotPanel(QtWidgets.QWidget):
             if n > STACK_ABOVE:  # per-channel autoscale, one path for all channels
                 entry.stacked = pg.PlotCurveItem(pen=pg.mkPen(colour(0), width=1), connect="finite")
                 item.addItem(entry.stacked)
-                item.getAxis("left").setTicks([[(-k, info.channel_names[k]) for k in range(n)]])
+                band = max(MIN_PLOT_PX, STACKED_CHANNEL_PX * n) - 40  # less the title and the margins
+                step = max(1, -(-n * LABEL_PX // band))  # a channel name every LABEL_PX at least
+                item.getAxis("left").setTicks([[(-k, info.channel_names[k]) for k in range(0, n, step)]])
                 item.disableAutoRange()
                 item.setYRange(-n + 0.5, 0.5, padding=0)
                 item.setMouseEnabled(y=False)
