@@ -706,7 +706,10 @@ class ClockModel:
             if pending.any():
                 out = np.where(pending, x + halpha + self.beta * (x - hx0), out)
         if len(self.epochs) > 1:
-            claimed = (x >= cur.x0) & (x <= max(cur.x_hi, self._x_last))
+            # the current clock's range: up to its newest sample, held ones included (while a
+            # step back is resolved, samples ahead of the newest continue the current clock)
+            newest = max([cur.x_hi, self._x_last] + [float(np.max(h[0])) for h in self._held if h[0].size])
+            claimed = (x >= cur.x0) & (x <= newest)
             for ep in reversed(self.epochs[:-1]):
                 mine = (x >= ep.x0) & (x <= ep.x_hi) & ~claimed
                 if mine.any() and math.isfinite(ep.alpha):
