@@ -141,7 +141,7 @@ def test_an_operator_session_from_discover_to_review(
         assert win.plots.graphics.height() >= 120 * len(all_sensors)  # never squeezed: it scrolls
 
         # 4. typing in every field, then digits with focus in a field: text, not markers
-        for name, text in (("participant", "P001"), ("session", "01"), ("task", "rest"), ("run", "1")):
+        for name, text in (("participant", "P001"), ("session", "01"), ("run", "1")):
             field = sessions.fields[name]
             field.setFocus()
             qtbot.keyClicks(field, text)
@@ -155,11 +155,14 @@ def test_an_operator_session_from_discover_to_review(
         assert notes.toPlainText() == "pilot 123456789"
         assert c.xlen(keys.markers(sid)) == 0
         name = "sub-P001_ses-01_task-rest_run-1"
-        assert sessions.bids.text() == name
+        task = sessions.fields["task"]
+        task.setFocus()
+        qtbot.keyClicks(task, "rest")  # typed last: the focus is still in the field at Ctrl+R
 
-        # 5. record (Ctrl+R); the name is fixed while it records
+        # 5. record (Ctrl+R) with what the form shows; the name is fixed while it records
         op.key(QtCore.Qt.Key.Key_R, QtCore.Qt.KeyboardModifier.ControlModifier, win)
         op.until("REC in the status bar", lambda: win.status_recording.text().startswith(f"● REC {name}"), 30)
+        assert sessions.bids.text() == name
         run_field = sessions.fields["run"]
         assert run_field.isReadOnly()
         run_field.setFocus()

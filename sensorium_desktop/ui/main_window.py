@@ -216,7 +216,7 @@ class MainWindow(QtWidgets.QMainWindow):
         # Ctrl+Shift+R, not Ctrl+.: Cmd+. is Cancel on macOS
         self.stop_action = QtGui.QAction("S&top", self, shortcut=QtGui.QKeySequence("Ctrl+Shift+R"))
         self.record_action.setToolTip("Record the current session (its sensors, markers and time slices)")
-        self.record_action.triggered.connect(lambda: self.spawn(self.model.sessions.start_recording()))
+        self.record_action.triggered.connect(self.record)
         self.stop_action.triggered.connect(lambda: self.spawn(self.model.sessions.stop_recording()))
         self.export_action = QtGui.QAction("&Export recording…", self, shortcut=QtGui.QKeySequence("Ctrl+E"))
         self.export_action.triggered.connect(lambda: self.export_recording())
@@ -365,6 +365,14 @@ class MainWindow(QtWidgets.QMainWindow):
             label.setText(f"recorded {name}: {size:.1f} MB ({state})")
             label.setStyleSheet("")
         label.setToolTip(st.get("directory", ""))
+
+    def record(self) -> None:
+        """Record the current session, with what is typed in its form (Ctrl+R while a field still
+        has the focus records the name the operator sees, not the one saved before)."""
+        commit = getattr(self.panels.get("sessions"), "commit", None)
+        if callable(commit):
+            commit()
+        self.spawn(self.model.sessions.start_recording())
 
     def export_recording(self, directory: Path | None = None) -> None:
         """The export dialog for ``directory`` (default: the last recording made here)."""

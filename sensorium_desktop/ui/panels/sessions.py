@@ -267,6 +267,10 @@ class SessionsPanel(QtWidgets.QWidget):
         if not self._loading:
             self._notes_timer.start()
 
+    def commit(self) -> None:
+        """Save what is typed in the form now (before Record takes the session's name)."""
+        self._save_metadata()
+
     def _save_metadata(self) -> None:
         if self._loading or not self.model.current:
             return
