@@ -22,6 +22,7 @@ from ..recording.review import ReviewData, ReviewError, ReviewStream, open_revie
 from ..recording.video import VideoFrames
 from ..viewmodel.review import SPEEDS, MarkerLine, ReviewModel
 from .style import colour, roles
+from .widgets import vertical_scroll
 
 log = logging.getLogger(__name__)
 
@@ -204,12 +205,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
             controls.addWidget(b)
         controls.addWidget(self.time_label, 1)
         controls.addWidget(self.clock_label)
-        self.plot_scroll = QtWidgets.QScrollArea()
-        self.plot_scroll.setObjectName("reviewPlotScroll")
-        self.plot_scroll.setWidgetResizable(True)
-        self.plot_scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
-        self.plot_scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.plot_scroll.setWidget(self.layout_widget)
+        self.plot_scroll = vertical_scroll(self.layout_widget, "reviewPlotScroll")
         split = QtWidgets.QSplitter()
         split.addWidget(self.plot_scroll)
         split.addWidget(self.video)

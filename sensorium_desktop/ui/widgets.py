@@ -58,6 +58,18 @@ def empty_label(text: str) -> QtWidgets.QLabel:
     return label
 
 
+def vertical_scroll(widget: QtWidgets.QWidget, name: str) -> QtWidgets.QScrollArea:
+    """``widget`` in a frameless area that scrolls vertically only (stacked plots that keep a
+    minimum height each instead of being squeezed)."""
+    area = QtWidgets.QScrollArea()
+    area.setObjectName(name)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(widget)
+    return area
+
+
 class AlertBanner(QtWidgets.QFrame):
     """A banner over the plots with every unacknowledged alert (node restarted, device lost)
     and an Acknowledge button; hidden when there is none."""

@@ -13,6 +13,7 @@ from ...core.samples import SensorInfo
 from ...viewmodel.live import LiveStore
 from ...viewmodel.plotdata import ChannelScaler, envelope
 from ..style import colour
+from ..widgets import vertical_scroll
 
 MAX_CHANNELS_PER_PLOT = 32
 STACK_ABOVE = 4  # more channels than this are drawn stacked (one path, EEG style): overlaid, they are a tangle
@@ -135,12 +136,7 @@ class LivePlotPanel(QtWidgets.QWidget):
         bar.addStretch(1)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        self.plot_scroll = QtWidgets.QScrollArea()
-        self.plot_scroll.setObjectName("livePlotScroll")
-        self.plot_scroll.setWidgetResizable(True)
-        self.plot_scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
-        self.plot_scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.plot_scroll.setWidget(self.graphics)
+        self.plot_scroll = vertical_scroll(self.graphics, "livePlotScroll")
         layout.addLayout(bar)
         layout.addWidget(self.empty)
         layout.addWidget(self.plot_scroll, 1)
