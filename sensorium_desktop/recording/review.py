@@ -22,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from ..core.attributes import EVENT_ATTRIBUTES
 from ..core.envelope import Envelope
 from .spool import SESSION_FILE
 
 log = logging.getLogger(__name__)
 
-KIND_OF_ATTRIBUTE = {"video": "video", "eye_gaze": "gaze", "skeleton": "skeleton", "eye_blink": "events",
-                     "trigger": "events", "tap": "events", "button": "events"}  # fmt: skip
+KIND_OF_ATTRIBUTE = {"video": "video", "eye_gaze": "gaze", "skeleton": "skeleton",
+                     **dict.fromkeys(EVENT_ATTRIBUTES, "events")}  # fmt: skip
 #: XDF stream types (any writer's) drawn by the gaze, skeleton and event views
 KIND_OF_XDF_TYPE = {"gaze": "gaze", "mocap": "skeleton", "stim": "events", "trigger": "events"}
 #: a skeleton stream holds at least this many channels (33 landmarks × x, y, visibility)

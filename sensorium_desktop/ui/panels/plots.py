@@ -9,6 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from ...core.attributes import EVENT_ATTRIBUTES
 from ...core.samples import SensorInfo
 from ...viewmodel.live import LiveStore
 from ...viewmodel.plotdata import ChannelScaler, envelope
@@ -245,6 +246,9 @@ class LivePlotPanel(QtWidgets.QWidget):
         x = t - self.t0
         # one min/max pair per 2 px keeps every peak visible at half the path length
         columns = max(100, int(e.item.vb.width()) // 2 if e.item.vb is not None else 500)
+        if e.info.attribute in EVENT_ATTRIBUTES:  # a stem per event, from 0 to its value
+            self._draw_events(e, x, v)
+            return
         n = len(e.curves) or min(v.shape[1], MAX_CHANNELS_PER_PLOT)
         xe, ve = envelope(x, v[:, :n], x_max - self.window_s - 1.0, x_max, columns)
         if e.stacked is not None:
@@ -254,3 +258,11 @@ class LivePlotPanel(QtWidgets.QWidget):
             return
         for ch, curve in enumerate(e.curves):
             curve.setData(xe, np.asarray(ve[:, ch], dtype=np.float64))
+
+    @staticmethod
+    def _draw_events(e: PlotEntry, x: np.ndarray, v: np.ndarray) -> None:
+        """Events (blinks, trigger codes) as stems: a few a second, drawn as they are."""
+        xs = np.repeat(x, 2)
+        for ch, curve in enumerate(e.curves):
+            ys = np.column_stack([np.zeros(x.size), np.asarray(v[:, ch], dtype=np.float64)]).ravel()
+            curve.setData(xs, ys, connect="pairs")
