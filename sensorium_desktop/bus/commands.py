@@ -40,12 +40,6 @@ async def ensure_command_group(c: redis.asyncio.Redis, keys: Keys, node_id: str)
             raise
 
 
-async def redis_time_ms(c: redis.asyncio.Redis) -> int:
-    """The Redis server's clock (ms since the epoch): the clock stream ids are made of."""
-    sec, usec = await c.time()
-    return int(sec) * 1000 + int(usec) // 1000
-
-
 def command_age_s(entry_id: str, now_ms: int) -> float:
     """Seconds since a stream entry was added (its id's millisecond part), on Redis's clock."""
     try:

@@ -255,6 +255,10 @@ class ClockDomains:
             self._last_local[sensor_id] = float(x[-1])
         return m
 
+    def last_local(self, sensor_id: str) -> float | None:
+        """The newest device time (s) observed of ``sensor_id`` in its current run (None: none)."""
+        return self._last_local.get(sensor_id)
+
     def late(self, dom: str) -> int:
         """Samples of the domain's sensors delivered after a later one of the same sensor."""
         return self.reordered.get(dom, 0)

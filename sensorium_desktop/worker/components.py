@@ -32,7 +32,7 @@ from ..core.ids import InvalidIdError, validate_id
 from ..paths import confine
 from ..plugins import PluginRegistry
 from ..recording.recorder import SessionRecorder
-from ..recording.spool import SESSION_FILE
+from ..recording.spool import SpoolError, read_session_file
 from .sync_worker import WorkerConfig, worker_main
 
 if TYPE_CHECKING:
@@ -337,12 +337,13 @@ def _session_directory(node: Node, s: Session) -> Path:
     except InvalidIdError:  # a name longer than an id may be: the session id is the name
         name = s.session_id
     for candidate in (root / name, root / f"{name}_{s.session_id}"):
-        try:
-            held_by = json.loads((candidate / SESSION_FILE).read_text(encoding="utf-8")).get("session_id")
-        except (OSError, ValueError, AttributeError):
-            held_by = None if not candidate.exists() else "?"
-        if held_by in (None, s.session_id):  # free, or this session's own (a resumed recording)
+        if not candidate.exists():
             return candidate
+        try:  # this session's own folder: a resumed recording
+            if read_session_file(candidate).get("session_id") == s.session_id:
+                return candidate
+        except (SpoolError, AttributeError):
+            continue  # another recording's, or not a recording: not ours to write into
     return root / s.session_id
 
 

@@ -34,7 +34,6 @@ from ..bus.commands import (
     command_age_s,
     ensure_command_group,
     parse_command,
-    redis_time_ms,
 )
 from ..bus.connection import async_client
 from ..bus.election import Elector
@@ -42,6 +41,7 @@ from ..bus.globalclock import GlobalClockProbe
 from ..bus.keys import Keys
 from ..bus.publisher import StreamPublisher
 from ..bus.registry import DeviceStatus, queue_sensor_registration, register_sensors
+from ..bus.sessions import global_now
 from ..core.attributes import SYNC_EVENT_ATTRIBUTES
 from ..core.backoff import Backoff
 from ..core.backpressure import Attention, BackpressureConfig, LoadEstimator, compute_config
@@ -514,8 +514,8 @@ class Node:
     # -- commands (discover, connect, disconnect) -------------------------------------------------
     async def _command_loop(self, stop: asyncio.Event) -> None:
         """Follow ``<p>:commands:<node>`` through the consumer group ``node``: no command is
-        missed between two reads or while the node restarts (one delivered to a killed node
-        is handled again by the next), none runs twice, and one older than
+        missed between two reads or while the node restarts, none runs twice (each is
+        acknowledged as it is taken), and one older than
         :data:`~sensorium_desktop.bus.commands.COMMAND_TTL_S` is answered as expired."""
         key = self.keys.commands(self.node_id)
         ready = False
@@ -535,7 +535,7 @@ class Node:
                 if backlog and not entries:
                     backlog = False
                     continue
-                now_ms = await redis_time_ms(c)
+                now_ms = int(await global_now(c) * 1000)  # Redis's clock: the one stream ids are made of
             except (redis.RedisError, OSError) as exc:
                 ready = False
                 if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):

@@ -132,7 +132,6 @@ class SyncWorker:
         self.core = SyncCore()
         self.sensors: dict[str, SensorInfo] = {}
         self.last_seq: dict[str, int] = {}
-        self._last_local: dict[str, float] = {}  # newest device time per sensor (s): a step back may be a new run
         self.cursor_ids: dict[str, str] = {}  # stream key → last id read (for XREADGROUP ">")
         self.pending: list[_Obs] = []
         self.offsets: dict[str, OffsetEstimate] = {}
@@ -211,7 +210,7 @@ class SyncWorker:
     def _check_run(self, sid: str, first_local: float) -> None:
         """A batch that steps back in device time may come from a restarted node whose new
         description the registry refresh has not read yet: read it now."""
-        last = self._last_local.get(sid)
+        last = self.core.domains.last_local(sid)
         if last is None or first_local >= last:
             return
         info = decode_sensor(self.c.hgetall(self.keys.sensor(sid)))
@@ -246,7 +245,6 @@ class SyncWorker:
             return
         local = b.device_times
         self._check_run(sid, float(local[0]))
-        self._last_local[sid] = float(local[-1])
         self.core.observe(sid, local, b.t_arrival)
         info = self.sensors.get(sid)
         if info is not None and (info.attribute in SYNC_EVENT_ATTRIBUTES or info.extra.get("sync_events")):
