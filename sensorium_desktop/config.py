@@ -37,6 +37,8 @@ class Config:
     #: network ingest endpoint ``HOST:PORT`` ("" = off) and the token its clients must present
     ingest: str = ""
     ingest_token: str = ""
+    #: Pupil Capture / Service hosts discovery asks besides this PC (``HOST[:PORT]``)
+    pupil_hosts: list[str] = field(default_factory=list)
     source: str = ""  # the file it came from ("" = defaults)
 
 

@@ -150,3 +150,23 @@ def test_a_new_run_of_the_node_fits_its_clock_afresh() -> None:
     m = domains.model("dev-ecg")
     assert m.resets == 0 and m.uncertainty <= 2e-3
     assert abs(float(domains.to_host("dev-ecg", 10.0)) - 5110.0) < 0.01
+
+
+def test_a_looping_clip_with_late_analyses_of_its_frames_resets_once_per_loop() -> None:
+    """A pose source plays a 1 s clip in a loop: the file position (its device time) steps back
+    every second, and each frame's skeleton (the same time pair) is delivered one frame later.
+    A skeleton of the old loop arriving after the new loop's first frame once sent the clock
+    model round in a loop forever (found recording ``pose:camera:clip.avi?loop=1``)."""
+    rng = np.random.default_rng(5)
+    d = ClockDomains()
+    for sid, att in (("pose-a-video", "video"), ("pose-a-skeleton", "skeleton")):
+        d.register(SensorInfo(sensor_id=sid, attribute=att, device_id="pose-a", has_clock=True, channel_names=("a",)))
+    pending: list[tuple[np.ndarray, np.ndarray]] = []
+    for i in range(300):
+        x, y = np.array([(i % 30) / 30.0]), np.array([1000.0 + i / 30.0 + 0.002 * rng.random()])
+        d.observe("pose-a-video", x, y)
+        for p in pending:
+            d.observe("pose-a-skeleton", *p)
+        pending = [(x, y)] if i % 3 else []
+    m = d.model("pose-a-video")
+    assert m.resets == 9 and len(m.epochs) == 10

@@ -286,7 +286,7 @@ ATTRIBUTE_TYPES: dict[str, AttributeType] = {t.name: t for t in _TYPES}
 SYNC_EVENT_ATTRIBUTES = frozenset({"trigger"})
 #: Attribute types whose samples are discrete events (a blink, a trigger code, a tap): drawn as
 #: a stem per event, never as a line through them.
-EVENT_ATTRIBUTES = frozenset({"eye_blink", "trigger", "tap", "button"})
+EVENT_ATTRIBUTES = frozenset({"eye_blink", "fixation", "trigger", "tap", "button"})
 assert len(ATTRIBUTE_TYPES) == 43, len(ATTRIBUTE_TYPES)
 
 #: Marine and AI/inference types documented by Sensocto but not validated there; we accept

@@ -583,13 +583,28 @@ class ClockModel:
         p = np.concatenate([h[2] for h in self._held]) if have_packets else None
         ep = self.epochs[-1]
         r = self._residual(x, y)
+        # a held sample on the line but not ahead of the newest local time is a late delivery
+        # of the old clock (another sensor of the domain delivering after it): it says nothing
+        # of whether the step was a reset
+        stale = (r <= self._fit_tol()) & (x <= self._x_last)
+        if stale.any():
+            self._absorb_late(*_take(x, y, p, stale))
+            if stale.all():
+                self._held = []
+                self._held_line = (math.nan, math.nan, math.nan)
+                return None
+            x, y, p = _take(x, y, p, ~stale)
+            r = r[~stale]
+            self._held = [(x, y, p)]
         fitting = np.flatnonzero(r <= self._fit_tol())
         if fitting.size:  # the current line still holds: what was held until that sample came late
             j = int(fitting[0])
             self._held = []
             self._held_line = (math.nan, math.nan, math.nan)
             late = np.zeros(x.size, dtype=bool)
-            late[: j + 1] = (x[: j + 1] < self._x_last - RESET_BACKSTEP_S) & (r[: j + 1] <= LATE_MAX_S)
+            # every held sample behind the newest before it is taken as late (however far
+            # above the line): fed again, it would be held again before the same sample
+            late[: j + 1] = x[: j + 1] < self._x_last - RESET_BACKSTEP_S
             self._absorb_late(*_take(x, y, p, late))
             keep = ~late  # later samples (and forward ones) are judged again, in order
             return _take(x, y, p, keep) if keep.any() else None

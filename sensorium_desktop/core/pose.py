@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 LANDMARK_NAMES: tuple[str, ...] = (
     "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
     "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
@@ -24,8 +22,3 @@ POSE_CONNECTIONS: tuple[tuple[int, int], ...] = (
 
 N_LANDMARKS = len(LANDMARK_NAMES)
 
-
-def split_row(row: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split a 99-value skeleton row (x, y, v per landmark) into x, y, v arrays of 33."""
-    pts = np.asarray(row, dtype=np.float64).reshape(N_LANDMARKS, 3)
-    return pts[:, 0], pts[:, 1], pts[:, 2]

@@ -148,6 +148,9 @@ class Device(abc.ABC):
         self.health = DeviceHealth()
         #: Called (in the node's event loop) when :meth:`sensors` grows after connecting.
         self.on_sensors_changed: Callable[[Device], None] | None = None
+        #: a threaded device sets this when its sensors' descriptions changed (a clock measured
+        #: on opening): they are registered again after the link opens
+        self.redescribe = False
 
     def announce_sensors(self) -> None:
         """Tell the node the sensor list changed (self-describing devices call this)."""
@@ -223,8 +226,9 @@ class ThreadedDevice(Device):
             """Runs in the loop: register sensors the device now describes (on opening, as an
             LSL inlet does, or with the first sample of a new stream), before their data."""
             fresh = {i.sensor_id for i in self.sensors()} - known
-            if fresh:
+            if fresh or self.redescribe:
                 known.update(fresh)
+                self.redescribe = False
                 self.announce_sensors()
 
         def deliver(batches: list[SampleBatch]) -> None:

@@ -38,6 +38,7 @@ from .base import (
     BatchSink,
     DeviceDescriptor,
     DeviceError,
+    DeviceHealth,
     DeviceURI,
     EndOfStream,
     ProgressCallback,
@@ -56,10 +57,92 @@ def _is_file_source(target: str) -> bool:
     return target.lower().endswith(FILE_SUFFIXES) or (os.path.sep in target and not target.startswith("/dev/"))
 
 
+class VideoStore:
+    """Where a device's frames go: an MJPG AVI file (``path``; None: frames are not stored)
+    and a low-rate JPEG preview for the GUI (at most ``PREVIEW_WIDTH`` px wide, one per
+    ``preview_period`` s). Cameras and Pupil Capture's world frames share it."""
+
+    def __init__(self, path: Path | None, fps: float, preview_period: float, health: DeviceHealth) -> None:
+        self.path = path
+        self.fps = fps
+        self.preview_period = preview_period
+        self.health = health
+        self.frame_size: tuple[int, int] | None = None
+        self.written = 0
+        self._writer: cv2.VideoWriter | None = None
+        self._preview_lock = threading.Lock()
+        self._preview: tuple[bytes, float] | None = None
+        self._preview_due = 0.0
+
+    def store(self, frame: np.ndarray) -> float:
+        """Append ``frame`` (BGR) to the video file; its index there (or the running count)."""
+        h, w = frame.shape[:2]
+        if self.frame_size is None:
+            self.frame_size = (w, h)
+        if self.path is not None:
+            if self._writer is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fourcc = cv2.VideoWriter.fourcc(*"MJPG")
+                self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self.frame_size)
+                if not self._writer.isOpened():
+                    self._writer = None
+                    self.path = None
+                    self.health.count_error("video_file")
+                    self.health.message = "cannot write the video file; frames are not stored"
+            if self._writer is not None:
+                if (w, h) != self.frame_size:
+                    frame = cv2.resize(frame, self.frame_size)
+                self._writer.write(frame)
+        index = self.written
+        self.written += 1
+        return float(index)
+
+    def offer_preview(self, frame: np.ndarray, t: float) -> None:
+        """Keep ``frame`` (BGR) as the preview when one is due; ``t`` its host time (s)."""
+        now = time.perf_counter()
+        if now < self._preview_due:
+            return
+        self._preview_due = now + self.preview_period
+        h, w = frame.shape[:2]
+        if w > PREVIEW_WIDTH:
+            frame = cv2.resize(
+                frame, (PREVIEW_WIDTH, max(1, round(h * PREVIEW_WIDTH / w))), interpolation=cv2.INTER_AREA
+            )
+        ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, PREVIEW_JPEG_QUALITY])
+        if ok:
+            with self._preview_lock:
+                self._preview = (jpeg.tobytes(), t)
+
+    def preview(self) -> tuple[bytes, float] | None:
+        """(JPEG bytes, host time s) of the newest preview, if any."""
+        with self._preview_lock:
+            return self._preview
+
+    def close(self) -> None:
+        """Finish the video file."""
+        w, self._writer = self._writer, None
+        if w is not None:
+            w.release()
+
+
+def default_video_path(device_id: str) -> Path:
+    """``<data dir>/video/<device>-<time>.avi``."""
+    return paths.sub_dir("video") / f"{device_id}-{time.strftime('%Y%m%d-%H%M%S')}.avi"
+
+
+def video_path_param(uri: DeviceURI, device_id: str) -> Path | None:
+    """The ``record=`` option: a path, ``0`` (frames not stored) or the default path."""
+    record = uri.param("record", "")
+    if record == "0":
+        return None
+    return Path(record) if record else default_video_path(device_id)
+
+
 class CameraDevice(ThreadedDevice):
     """One capture device, video file or stream; one ``video`` sensor of frame indices."""
 
-    def __init__(self, uri: DeviceURI) -> None:
+    def __init__(self, uri: DeviceURI, kind: str = "camera", label: str = "Camera") -> None:
+        """``kind`` prefixes the device id (``camera``; ``pose`` for a pose source), ``label`` its name."""
         target = uri.target
         if not target:
             raise DeviceError(f"{uri}: no camera (camera:0, camera:/dev/video0, camera:file.mp4, camera:rtsp://…)")
@@ -67,47 +150,34 @@ class CameraDevice(ThreadedDevice):
         self.is_file = not self.is_url and _is_file_source(target)
         if self.is_file and not Path(target).exists():
             raise DeviceError(f"{uri}: video file {target} does not exist")
-        label = Path(target).name if self.is_file else target
-        super().__init__(uri, make_id("camera", Path(target).stem if self.is_file else label), f"Camera {label}")
+        name = Path(target).name if self.is_file else target
+        super().__init__(uri, make_id(kind, Path(target).stem if self.is_file else name), f"{label} {name}")
         self.source: int | str = int(target) if target.isdigit() else target
         self.realtime = uri.param("realtime", "1") != "0"
         self.loop_file = uri.param("loop", "0") == "1"
         self.requested_fps = uri.float_param("fps", 0.0)
         self.size = (uri.int_param("width", 0), uri.int_param("height", 0))
-        self.preview_period = 1.0 / max(uri.float_param("preview_hz", 2.0), 1e-3)
-        record = uri.param("record", "")
-        if record == "0":
-            self.video_path: Path | None = None
-        elif record:
-            self.video_path = Path(record)
-        else:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            self.video_path = paths.sub_dir("video") / f"{self.device_id}-{stamp}.avi"
         self.source_fps = self._probe_fps()
+        self.video = VideoStore(video_path_param(uri, self.device_id), self.source_fps,
+                                1.0 / max(uri.float_param("preview_hz", 2.0), 1e-3), self.health)  # fmt: skip
         self._info = SensorInfo(
             sensor_id=make_id(self.device_id, "video"),
             attribute="video",
             device_id=self.device_id,
             device_name=self.name,
-            transport="camera",
+            transport=kind,
             uri=str(uri),
             channel_names=("frame_index",),
             units=("frame",),
             channel_format="float64",
             nominal_rate=self.source_fps,
             has_clock=True,
-            extra={"video_file": str(self.video_path) if self.video_path else "", "source": str(self.source)},
+            extra={"video_file": str(self.video.path) if self.video.path else "", "source": str(self.source)},
         )
         self._cap: cv2.VideoCapture | None = None
-        self._writer: cv2.VideoWriter | None = None
-        self._written = 0
         self._play_start = 0.0
         self._play_first = -1.0
         self._last_pos = 0.0
-        self._preview_lock = threading.Lock()
-        self._preview: tuple[bytes, float] | None = None
-        self._preview_due = 0.0
-        self.frame_size: tuple[int, int] | None = None
 
     def _probe_fps(self) -> float:
         if self.requested_fps:
@@ -126,10 +196,8 @@ class CameraDevice(ThreadedDevice):
 
     def latest_preview(self) -> tuple[str, bytes, float] | None:
         """(sensor id, JPEG bytes, host time) of the newest preview frame, if any."""
-        with self._preview_lock:
-            if self._preview is None:
-                return None
-            return self._info.sensor_id, *self._preview
+        preview = self.video.preview()
+        return None if preview is None else (self._info.sensor_id, *preview)
 
     # -- link -------------------------------------------------------------------------------
     def open_link(self) -> None:
@@ -154,9 +222,7 @@ class CameraDevice(ThreadedDevice):
 
     def close_video(self) -> None:
         """Finish the video file (called when the device stops)."""
-        w, self._writer = self._writer, None
-        if w is not None:
-            w.release()
+        self.video.close()
 
     def read_link(self) -> list[SampleBatch]:
         cap = self._cap
@@ -176,7 +242,7 @@ class CameraDevice(ThreadedDevice):
                     cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                     self._play_first = -1.0
                     return []
-                raise EndOfStream(f"end of {Path(str(self.source)).name} after {self._written} frames")
+                raise EndOfStream(f"end of {Path(str(self.source)).name} after {self.video.written} frames")
             raise DeviceError("the camera stopped delivering frames")
         t_arrival = host_time()
         ok, frame = cap.retrieve()
@@ -190,50 +256,23 @@ class CameraDevice(ThreadedDevice):
                 self._play_start = time.perf_counter()
             self._last_pos = pos_ms / 1000.0
         index = self._store(frame)
-        self._offer_preview(frame, t_arrival)
+        self.video.offer_preview(frame, t_arrival)
         # files: the position in the file; live V4L2/FFMPEG sources: the driver's buffer time or
         # the stream's pts (ms); a backend that gives none leaves t_local == t_arrival (no clock)
         t_local = np.array([pos_ms / 1000.0 if (self.is_file or pos_ms > 0) else t_arrival])
+        self.on_frame(frame, t_arrival, float(t_local[0]))
         return [SampleBatch(self._info.sensor_id, "video", np.array([t_arrival]), np.array([[index]], float), t_local)]
 
-    def _store(self, frame: np.ndarray) -> float:
-        """Append ``frame`` to the video file; its index there (or the running count)."""
-        h, w = frame.shape[:2]
-        if self.frame_size is None:
-            self.frame_size = (w, h)
-            self._info.extra.update(width=w, height=h)
-        if self.video_path is not None:
-            if self._writer is None:
-                self.video_path.parent.mkdir(parents=True, exist_ok=True)
-                fourcc = cv2.VideoWriter.fourcc(*"MJPG")
-                self._writer = cv2.VideoWriter(str(self.video_path), fourcc, self.source_fps, self.frame_size)
-                if not self._writer.isOpened():
-                    self._writer = None
-                    self.video_path = None
-                    self.health.count_error("video_file")
-                    self.health.message = "cannot write the video file; frames are not stored"
-            if self._writer is not None:
-                if (w, h) != self.frame_size:
-                    frame = cv2.resize(frame, self.frame_size)
-                self._writer.write(frame)
-        index = self._written
-        self._written += 1
-        return float(index)
+    def on_frame(self, frame: np.ndarray, t_arrival: float, t_local: float) -> None:
+        """Each frame (BGR) as it is captured, with its host arrival and device time (s);
+        subclasses that analyse frames (pose) take them here and must not block."""
 
-    def _offer_preview(self, frame: np.ndarray, t: float) -> None:
-        now = time.perf_counter()
-        if now < self._preview_due:
-            return
-        self._preview_due = now + self.preview_period
-        h, w = frame.shape[:2]
-        if w > PREVIEW_WIDTH:
-            frame = cv2.resize(
-                frame, (PREVIEW_WIDTH, max(1, round(h * PREVIEW_WIDTH / w))), interpolation=cv2.INTER_AREA
-            )
-        ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, PREVIEW_JPEG_QUALITY])
-        if ok:
-            with self._preview_lock:
-                self._preview = (jpeg.tobytes(), t)
+    def _store(self, frame: np.ndarray) -> float:
+        """Append ``frame`` to the video file; its index there (the first sets the size)."""
+        if self.video.frame_size is None:
+            h, w = frame.shape[:2]
+            self._info.extra.update(width=w, height=h)
+        return self.video.store(frame)
 
     async def run(self, sink: BatchSink, stop: asyncio.Event) -> None:
         try:

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..core.attributes import get_type
 from ..core.clockdomain import offset_trend
+from ..core.gazelayout import gaze_layout
 from ..core.hostclock import host_time
 from ..core.ids import InvalidIdError, make_id, validate_attribute_id
 from ..core.samples import SampleBatch, SensorInfo
@@ -177,6 +178,14 @@ class LslDevice(ThreadedDevice):
         t = get_type(attribute)
         if t is not None and t.channel_format == "string" and not self._string:
             attribute = "lsl"
+        extra = source_extra(info)
+        if attribute == "eye_gaze":  # which channels are x/y (heatmap, review); the data stay as sent
+            layout = gaze_layout(labels, units, info.name(), extra["lsl_desc"])
+            extra["gaze_layout"] = layout.to_dict() if layout is not None else None
+            if layout is None:
+                self.health.count_error("gaze_channels_unknown")
+                log.warning("%s: gaze stream %s: no x/y channels recognised in %s (docs/gaze-conventions.md)",
+                            self.device_id, info.name(), list(labels))  # fmt: skip
         if self._info is None or self._info.channel_names != labels:
             offset, sigma = measure_lsl_offset()
             self._info = SensorInfo(
@@ -191,7 +200,7 @@ class LslDevice(ThreadedDevice):
                 channel_format=fmt,
                 nominal_rate=float(info.nominal_srate()),
                 has_clock=True,
-                extra=source_extra(info),
+                extra=extra,
                 clock_domain="lsl",
                 clock_offset=offset,
                 clock_sigma=sigma,

@@ -39,7 +39,8 @@ from .reader import ExportOptions, Recording
 BIDS_VERSION = "1.10.0"
 EEG_ATTRIBUTES = frozenset({"eeg"})
 #: attribute → motion channel type per channel-name prefix (BIDS motion datatype)
-MOTION_ATTRIBUTES = frozenset({"imu", "accelerometer", "gyroscope", "magnetometer", "skeleton", "quaternion", "euler"})
+MOTION_ATTRIBUTES = frozenset({"imu", "accelerometer", "gyroscope", "magnetometer", "skeleton", "pose_world",
+                               "quaternion", "euler"})  # fmt: skip
 MOTION_TYPES = {"acc": "ACCEL", "gyro": "GYRO", "mag": "MAGN", "accelerometer": "ACCEL", "gyroscope": "GYRO",
                 "magnetometer": "MAGN", "quaternion": "ORNT", "euler": "ORNT"}  # fmt: skip
 GAZE_ATTRIBUTES = frozenset({"eye_gaze"})
@@ -332,10 +333,10 @@ def _write_motion(rec: Recording, sid: str, folder: Path, ents: list[tuple[str, 
     rows = []
     for name, unit in zip(info.channel_names, info.units, strict=True):
         prefix, _, comp = name.rpartition("_") if "_" in name else ("", "", name)
-        if info.attribute == "skeleton":
+        if info.attribute in ("skeleton", "pose_world"):  # image (normalized) or world (m) landmarks
             point = LANDMARK_NAMES[int(prefix[2:])] if prefix[2:].isdigit() else prefix
-            kind, comp = ("POS", comp) if comp in ("x", "y") else ("MISC", "n/a")
-            rows.append([name, comp, kind, point, "n/a"])
+            kind, comp = ("POS", comp) if comp in ("x", "y", "z") else ("MISC", "n/a")
+            rows.append([name, comp, kind, point, "m" if unit == "m" else "n/a"])
             continue
         kind = MOTION_TYPES.get(prefix or info.attribute, "MISC")
         comp = f"quat_{comp}" if info.attribute == "quaternion" else comp

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..core.attributes import EVENT_ATTRIBUTES
 from ..core.envelope import Envelope
+from ..core.gazelayout import GazeLayout, gaze_layout, layout_of
 from .spool import SESSION_FILE
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class ReviewStream:
     values: np.ndarray
     nominal_rate: float = 0.0
     video_path: Path | None = None
+    #: a gaze stream's channel layout (which columns are x, y, confidence; see core.gazelayout)
+    gaze_layout: GazeLayout | None = None
     _envelope: Envelope | None = field(default=None, repr=False)
 
     @property
@@ -134,8 +137,12 @@ def _open_session(directory: Path) -> ReviewData:
             if video is None or not video.exists():
                 rec.warn(f"{sid}: its video file {rel or '(none recorded)'} is not there; frames cannot be shown")
                 video = None
+        layout = layout_of(info.channel_names, info.units, info.device_name, info.extra) if kind == "gaze" else None
+        if kind == "gaze" and layout is None:
+            kind = "signal"  # a gaze stream whose x/y we cannot find: plotted, not drawn as gaze
         streams[sid] = ReviewStream(sid, info.device_name or sid, kind, info.attribute, tuple(info.channel_names),
-                                    tuple(info.units), times, data.values, info.nominal_rate, video)  # fmt: skip
+                                    tuple(info.units), times, data.values, info.nominal_rate, video,
+                                    layout)  # fmt: skip
     times = rec.marker_times("refined")
     order = np.argsort(times, kind="stable")
     labels = [str(rec.markers[i].get("label", "")) for i in order]
@@ -199,12 +206,14 @@ def _open_xdf(path: Path) -> ReviewData:
         else:
             values = np.asarray(series).reshape(times.size, -1) if times.size else np.zeros((0, 1))
             kind = KIND_OF_XDF_TYPE.get(stype.strip().lower(), "signal")
-            if (kind == "skeleton" and values.shape[1] < SKELETON_CHANNELS) or (kind == "gaze" and values.shape[1] < 2):
+            layout = gaze_layout(labels, units, name, _desc_text(s)) if kind == "gaze" else None
+            if (kind == "skeleton" and values.shape[1] < SKELETON_CHANNELS) or (kind == "gaze" and layout is None):
                 kind = "signal"  # not a layout the views know: plotted
         if len(labels) != values.shape[1]:
             labels = tuple(f"ch{i + 1}" for i in range(values.shape[1]))
             units = ("",) * values.shape[1]
-        streams[key] = ReviewStream(key, name, kind, stype, labels, units, times, values, _rate(s))
+        streams[key] = ReviewStream(key, name, kind, stype, labels, units, times, values, _rate(s),
+                                    gaze_layout=layout if kind == "gaze" else None)
     times = np.concatenate(m_times) if m_times else np.zeros(0)
     order = np.argsort(times, kind="stable")
     return ReviewData(path, "xdf", "pyxdf: clock synchronization, clock-reset handling and dejitter", streams,
@@ -224,6 +233,22 @@ def _rate(s: dict[str, Any]) -> float:
     except (KeyError, IndexError, TypeError, ValueError):
         return 0.0
     return rate if math.isfinite(rate) else 0.0
+
+
+def _desc_text(s: dict[str, Any]) -> str:
+    """A stream's ``desc`` as XML-ish text (for the gaze layout's size lookup)."""
+
+    def walk(node: Any, tag: str) -> str:
+        if isinstance(node, list):
+            return "".join(walk(n, tag) for n in node)
+        if isinstance(node, dict):
+            return f"<{tag}>" + "".join(walk(v, k) for k, v in node.items()) + f"</{tag}>"
+        return f"<{tag}>{node}</{tag}>"
+
+    try:
+        return walk(s["info"]["desc"], "desc")
+    except (KeyError, TypeError):
+        return ""
 
 
 def _channels(s: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -77,6 +77,9 @@ class DeviceRow:
         net = self.network
         if net:
             parts.append(f"from {net.get('address') or '?'}")
+        details = h.get("details") or {}
+        if isinstance(details, dict) and details.get("summary"):  # a device's own one-line account
+            parts.append(str(details["summary"]))
         errors = h.get("errors") or {}
         if errors:
             parts.append(", ".join(f"{k}: {v}" for k, v in sorted(errors.items())))

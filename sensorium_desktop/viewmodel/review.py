@@ -174,6 +174,8 @@ class ReviewModel:
         i0 = int(np.searchsorted(self.gaze.times, self.cursor - seconds, side="left"))
         i1 = self._sample_at(self.gaze) + 1
         vals = np.asarray(self.gaze.values[i0:i1], dtype=np.float64)
+        if self.gaze.gaze_layout is not None:  # the tracker's own channels, made ours (x, y top-left, confidence)
+            return self.gaze.gaze_layout.normalize(vals) if vals.size else np.zeros((0, 3))
         if vals.shape[1] < 3:
             vals = np.hstack([vals, np.ones((vals.shape[0], 3 - vals.shape[1]))])
         return vals[:, :3]

@@ -274,8 +274,15 @@ class Node:
                 self.batcher.set_config(s.sensor_id, compute_config(level), host_time())
 
     def _sensors_changed(self, device: Device) -> None:
-        """A self-describing device (serial, BLE, LSL) found new streams: register them."""
+        """A self-describing device (serial, BLE, LSL) found new streams: register them; a
+        device whose sensors' descriptions changed (a clock measured on opening) has them
+        registered again."""
         new = [i for i in device.sensors() if i.sensor_id not in self._known_sensors]
+        again = [i for i in device.sensors() if i.sensor_id in self._known_sensors and i.node_id == self.node_id]
+        if again and self.redis is not None:
+            task = asyncio.get_running_loop().create_task(self._register_again(again))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         if not new:
             return
         for info in new:
@@ -288,6 +295,16 @@ class Node:
         task = asyncio.get_running_loop().create_task(self._anchor_new(new))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _register_again(self, infos: list[SensorInfo]) -> None:
+        if self.redis is None:
+            return
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            queue_sensor_registration(pipe, self.keys, infos)
+            await pipe.execute()
+        except (redis.RedisError, OSError) as exc:  # registered again by the publisher on reconnect
+            log.warning("node %s: describing %d sensors again failed: %s", self.node_id, len(infos), exc)
 
     async def _anchor_new(self, infos: list[SensorInfo]) -> None:
         await asyncio.to_thread(self.publisher.add_sensors, infos)

@@ -13,6 +13,7 @@ import pyqtgraph as pg
 import redis
 from PySide6 import QtCore, QtWidgets
 
+from ...core.gazelayout import layout_of
 from ...core.samples import SensorInfo
 from ...viewmodel.gaze import GazeHeatmap
 from ...viewmodel.live import Subscription
@@ -118,6 +119,21 @@ class GazePanel(QtWidgets.QWidget):
         self.t_seen = -np.inf
         for s in self._siblings(sensor_id) if sensor_id else []:
             self.model.live.subscribe(s, HOLDER)
+        scene = self._scene_camera(sensor_id) if sensor_id else None
+        if scene is not None:  # an eye tracker's own scene camera (Pupil's world) is the background
+            if self.bg_box.findText(scene) < 0:
+                self.bg_box.addItem(scene)
+            self.bg_box.setCurrentText(scene)
+
+    def _scene_camera(self, gaze_id: str) -> str | None:
+        """The video sensor of the gaze sensor's own device (a head-mounted tracker's scene
+        camera), when it has one and the gaze is on that image (not on a surface)."""
+        info = self._sensor(gaze_id)
+        if info is None or info.extra.get("surface"):
+            return None
+        cams = sorted(s.sensor_id for s in self.model.devices.tree.sensors.values()
+                      if s.device_id == info.device_id and s.attribute == "video")  # fmt: skip
+        return cams[0] if cams else None
 
     def shown_sensors(self) -> list[str]:
         """Sensors this panel shows (for attention)."""
@@ -176,8 +192,17 @@ class GazePanel(QtWidgets.QWidget):
         t, v = sub.ring.latest(self.t_seen + 1e-9 if np.isfinite(self.t_seen) else None)
         if t.size:
             self.t_seen = float(t[-1])
-            self.heat.add(t, v[:, 0], v[:, 1], v[:, 2] if v.shape[1] > 2 else np.ones(t.size))
-            self.gaze_item.setData([float(v[-1, 0])], [float(v[-1, 1])])
+            info = sub.info
+            layout = layout_of(info.channel_names, info.units, info.device_name, info.extra)
+            if layout is not None:  # the tracker's channels made ours: x, y top-left, confidence
+                xyc = layout.normalize(v)
+                ok = np.isfinite(xyc[:, :2]).all(axis=1)
+                self.heat.add(t[ok], xyc[ok, 0], xyc[ok, 1], xyc[ok, 2])
+                if ok.any():
+                    self.gaze_item.setData([float(xyc[ok][-1, 0])], [float(xyc[ok][-1, 1])])
+            else:
+                self.state.setText(f"{self.source}: no x/y channels recognised (see docs/gaze-conventions.md)")
+                return
         self.heat_item.setImage(self.heat.image(), autoLevels=False, levels=(0.0, 1.0))
         self.heat_item.setRect(QtCore.QRectF(0, 0, 1, 1))
         fx = self.heat.fixation
