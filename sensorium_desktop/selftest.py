@@ -11,6 +11,9 @@ Checks, in order, each printed with its outcome and time:
 6. the operator window opens (offscreen when there is no display), shows the lab's sensors,
    and closes.
 
+Before them: every plugin loads, and MediaPipe Pose finds the person in the bundled picture
+(offline: the model ships in the wheel).
+
 Runs in a private data directory (nothing of the user's is touched); exits 0 only if every
 check passed.
 """
@@ -28,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 RECORD_S = 3.0
+#: where the nose is in data/pose-check.jpg (px, read off the picture)
+POSE_NOSE_PX = (223, 128)
 
 
 class SelfTest:
@@ -60,6 +65,33 @@ class SelfTest:
         if failed:
             raise RuntimeError("; ".join(failed))
         return counts
+
+    def pose(self) -> str:
+        """MediaPipe Pose, offline, on the bundled picture of a person (scikit-image's astronaut):
+        33 landmarks, the nose where it is in the picture."""
+        import cv2
+
+        from .devices.pose import PoseEstimator, load_pose_solution
+
+        picture = Path(__file__).parent / "data" / "pose-check.jpg"
+        img = cv2.imread(str(picture))
+        if img is None:
+            raise RuntimeError(f"{picture} cannot be read")
+        t0 = time.perf_counter()
+        estimator = PoseEstimator(load_pose_solution(), static_images=True)
+        try:
+            found = estimator.estimate(img)
+        finally:
+            estimator.close()
+        took = time.perf_counter() - t0
+        if found is None:
+            raise RuntimeError(f"no person found in {picture.name}")
+        image, _world = found
+        h, w = img.shape[:2]
+        nose = (image[0] * w, image[1] * h)
+        if abs(nose[0] - POSE_NOSE_PX[0]) > 0.05 * w or abs(nose[1] - POSE_NOSE_PX[1]) > 0.05 * w:
+            raise RuntimeError(f"the nose was found at ({nose[0]:.0f}, {nose[1]:.0f}) px, not near {POSE_NOSE_PX}")
+        return f"33 landmarks, nose at ({nose[0]:.0f}, {nose[1]:.0f}) px, model loaded and run in {took:.1f} s"
 
     def redis(self) -> str:
         from .bus.connection import open_endpoint
@@ -209,7 +241,7 @@ class SelfTest:
         os.environ["SENSORIUM_DATA_DIR"] = data
         os.environ.pop("SENSORIUM_REDIS_URL", None)
         try:
-            steps = [("plugins (entry points)", self.plugins),
+            steps = [("plugins (entry points)", self.plugins), ("webcam pose on a bundled picture", self.pose),
                      ("embedded Redis", self.redis), ("node child with the simulated lab", self.node),
                      (f"record {RECORD_S:g} s with a marker", self.record), ("export XDF", self.export),
                      ("read the XDF back with pyxdf", self.read_back), ("operator window", self.window)]  # fmt: skip
