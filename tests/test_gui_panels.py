@@ -324,6 +324,18 @@ def test_gaze_heatmap_weights_decay_and_fixations() -> None:
     assert h.fixation is None  # a saccade
 
 
+def test_a_saccade_inside_one_delivered_chunk_ends_the_fixation() -> None:
+    """Gaze delivered in batches (attention low: 0.5 s and more per read) holds fixations and
+    the saccades between them: the fixation is the one after the last saccade, timed from it
+    (the Pupil screenshot said 'fixation 7578 ms' across ten saccades)."""
+    h = GazeHeatmap()
+    t = np.arange(0, 0.8, 0.005)
+    x = np.where(t < 0.5, 0.3, 0.7)
+    h.add(t, x, np.full(t.size, 0.5), np.ones(t.size))
+    assert h.fixation is not None and h.fixation.x == pytest.approx(0.7)
+    assert h.fixation.duration == pytest.approx(0.3, abs=0.01)
+
+
 def test_breathing_synchrony_of_two_people() -> None:
     t = np.arange(0, 60, 0.04)
     a = np.sin(2 * np.pi * 0.25 * t)

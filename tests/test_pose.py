@@ -43,14 +43,22 @@ def astronaut_video(path: Path, frames: int = 30) -> Path:
     return path
 
 
-def run_device(uri: str, seconds: float) -> tuple[list[SampleBatch], dict]:
+def run_device(uri: str, skeletons: int, timeout: float = 90.0) -> tuple[list[SampleBatch], dict]:
+    """Run the device until it delivered ``skeletons`` skeleton samples (the model loads
+    first: seconds on a loaded machine)."""
     dev = open_device(uri)
     got: list[SampleBatch] = []
+
+    def count() -> int:
+        return sum(len(b) for b in got if b.attribute == "skeleton")
 
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(dev.run(got.append, stop))
-        await asyncio.sleep(seconds)
+        loop = asyncio.get_running_loop()
+        t_end = loop.time() + timeout
+        while count() < skeletons and loop.time() < t_end:
+            await asyncio.sleep(0.1)
         stop.set()
         await task
 
@@ -60,7 +68,7 @@ def run_device(uri: str, seconds: float) -> tuple[list[SampleBatch], dict]:
 
 def test_mediapipe_finds_the_astronaut_where_she_is(tmp_path: Path) -> None:
     clip = astronaut_video(tmp_path / "astronaut.avi")
-    got, details = run_device(f"pose:camera:{clip}?loop=1&record=0", 4.0)
+    got, details = run_device(f"pose:camera:{clip}?loop=1&record=0", 40)
     skel = [b for b in got if b.sensor_id == "pose-astronaut-skeleton"]
     world = [b for b in got if b.sensor_id == "pose-astronaut-pose_world"]
     video = [b for b in got if b.sensor_id == "pose-astronaut-video"]

@@ -175,12 +175,11 @@ def test_review_window_follows_the_cursor_and_the_keyboard(av_session: Path, qtb
     assert abs((m.view[1] - m.view[0]) - width / 2) < 1e-6
     qtbot.keyClick(win, QtCore.Qt.Key.Key_Home)
     assert m.cursor == m.start
-    m.set_speed(4.0)
+    m.set_speed(2.0)
     qtbot.keyClick(win, QtCore.Qt.Key.Key_Space)
     assert m.playing
-    qtbot.wait(500)
-    assert m.cursor > m.start + 1.0  # 4× real time
-    qtbot.keyClick(win, QtCore.Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: m.cursor > m.start + 0.6, timeout=5000)  # 2× real time
+    qtbot.keyClick(win, QtCore.Qt.Key.Key_Space)  # (a loaded machine once stalled 4× playback to the end)
     assert not m.playing
     heat = m.gaze_heat()
     assert heat is not None and heat.max() == 1.0  # the gaze heatmap over the frame

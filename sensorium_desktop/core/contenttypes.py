@@ -38,7 +38,8 @@ CONTENT_TYPES: dict[str, str] = {
     "hr": "HeartRate", "heartrate": "HeartRate", "hrv": "HRV", "rr": "HRV", "spo2": "SpO2",
     "accelerometer": "Accelerometer", "gravity": "Accelerometer", "gyroscope": "Gyroscope",
     "magnetometer": "Magnetometer", "imu": "IMU", "quaternion": "IMU", "euler": "IMU", "orientation": "IMU",
-    "heading": "IMU", "skeleton": "MoCap", "pose": "MoCap", "eye_gaze": "Gaze", "eye_aperture": "Pupillometry",
+    "heading": "IMU", "skeleton": "MoCap", "pose": "MoCap", "pose_world": "MoCap", "eye_gaze": "Gaze",
+    "eye_aperture": "Pupillometry", "pupil_diameter": "Pupillometry",
     "eye_blink": "Pupillometry", "eye_worn": "Pupillometry", "marker": "Markers", "trigger": "Stim",
     "tap": "Stim", "button": "Stim", "audio": "Audio", "microphone": "Audio", "video": "VideoRaw",
     "temperature": "Temperature", "geolocation": "Position", "altitude": "Position", "speed": "Position",
@@ -51,14 +52,18 @@ NAME_WORDS: dict[str, str] = {
     "eye_aperture": "Eye aperture", "eye_blink": "Blinks", "eye_worn": "Worn", "trigger": "Trigger", "tap": "Taps",
     "button": "Buttons", "rr": "RR intervals", "quaternion": "Quaternion", "euler": "Euler angles",
     "orientation": "Orientation", "heading": "Heading", "gravity": "Gravity", "altitude": "Altitude",
-    "speed": "Speed", "pose": "Pose",
+    "speed": "Speed", "pose": "Pose", "pose_world": "World landmarks", "pupil_diameter": "Pupil",
+    "fixation": "Fixations",
 }  # fmt: skip
 
 
-def display_name(device_name: str, attribute: str, shares_device: bool) -> str:
+def display_name(device_name: str, attribute: str, shares_device: bool, word: str = "") -> str:
     """A stream's name for people and LSL/XDF tools: the device's name, followed by what the
-    stream holds when the device has several (``Polar H10 ECG``, ``Pupil Core Blinks``)."""
-    return f"{device_name} {NAME_WORDS.get(attribute, content_type(attribute))}" if shares_device else device_name
+    stream holds when the device has several (``Polar H10 ECG``, ``Pupil Core Blinks``);
+    ``word`` names it when the device has several of one attribute (a sensor's
+    ``extra["stream_word"]``: ``Gaze on Screen``, ``Pupil eye0``)."""
+    what = word or NAME_WORDS.get(attribute, content_type(attribute))
+    return f"{device_name} {what}" if shares_device else device_name
 
 
 def content_type(attribute: str) -> str:

@@ -70,16 +70,26 @@ class VideoStore:
         self.frame_size: tuple[int, int] | None = None
         self.written = 0
         self._writer: cv2.VideoWriter | None = None
+        #: the reader thread writes, the device's task closes: never at once (release during a
+        #: write crashed the node)
+        self._write_lock = threading.Lock()
+        self.closed = False
         self._preview_lock = threading.Lock()
         self._preview: tuple[bytes, float] | None = None
         self._preview_due = 0.0
 
     def store(self, frame: np.ndarray) -> float:
         """Append ``frame`` (BGR) to the video file; its index there (or the running count)."""
+        with self._write_lock:
+            return self._store(frame)
+
+    def _store(self, frame: np.ndarray) -> float:
         h, w = frame.shape[:2]
         if self.frame_size is None:
             self.frame_size = (w, h)
-        if self.path is not None:
+        if self.closed:  # a frame read while the device stopped: the file is finished
+            self.health.count_error("frames_after_close")
+        elif self.path is not None:
             if self._writer is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fourcc = cv2.VideoWriter.fourcc(*"MJPG")
@@ -119,10 +129,12 @@ class VideoStore:
             return self._preview
 
     def close(self) -> None:
-        """Finish the video file."""
-        w, self._writer = self._writer, None
-        if w is not None:
-            w.release()
+        """Finish the video file (waits for a frame being written)."""
+        with self._write_lock:
+            self.closed = True
+            w, self._writer = self._writer, None
+            if w is not None:
+                w.release()
 
 
 def default_video_path(device_id: str) -> Path:

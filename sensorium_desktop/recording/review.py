@@ -58,6 +58,8 @@ class ReviewStream:
     video_path: Path | None = None
     #: a gaze stream's channel layout (which columns are x, y, confidence; see core.gazelayout)
     gaze_layout: GazeLayout | None = None
+    #: the device it came from ("" when the file does not say): pairs a tracker's gaze with its scene video
+    device_id: str = ""
     _envelope: Envelope | None = field(default=None, repr=False)
 
     @property
@@ -142,7 +144,7 @@ def _open_session(directory: Path) -> ReviewData:
             kind = "signal"  # a gaze stream whose x/y we cannot find: plotted, not drawn as gaze
         streams[sid] = ReviewStream(sid, info.device_name or sid, kind, info.attribute, tuple(info.channel_names),
                                     tuple(info.units), times, data.values, info.nominal_rate, video,
-                                    layout)  # fmt: skip
+                                    layout, info.device_id)  # fmt: skip
     times = rec.marker_times("refined")
     order = np.argsort(times, kind="stable")
     labels = [str(rec.markers[i].get("label", "")) for i in order]
@@ -207,7 +209,10 @@ def _open_xdf(path: Path) -> ReviewData:
             values = np.asarray(series).reshape(times.size, -1) if times.size else np.zeros((0, 1))
             kind = KIND_OF_XDF_TYPE.get(stype.strip().lower(), "signal")
             layout = gaze_layout(labels, units, name, _desc_text(s)) if kind == "gaze" else None
-            if (kind == "skeleton" and values.shape[1] < SKELETON_CHANNELS) or (kind == "gaze" and layout is None):
+            landmarks_with_visibility = any(label.endswith("_v") for label in labels) or not labels
+            if (kind == "skeleton" and (values.shape[1] < SKELETON_CHANNELS or not landmarks_with_visibility)) or (
+                kind == "gaze" and layout is None
+            ):
                 kind = "signal"  # not a layout the views know: plotted
         if len(labels) != values.shape[1]:
             labels = tuple(f"ch{i + 1}" for i in range(values.shape[1]))

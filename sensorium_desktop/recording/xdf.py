@@ -273,7 +273,8 @@ def stream_identity(rec: Recording, info: SensorInfo) -> dict[str, Any]:
                 "created_at": float(ex.get("lsl_created_at", 0.0) or 0.0), "uid": str(ex.get("lsl_uid", "")),
                 "source_desc": str(ex.get("lsl_desc", ""))}  # fmt: skip
     siblings = sum(1 for d in rec.sensors.values() if d.info.device_id == info.device_id)
-    name = display_name(info.device_name or info.device_id, info.attribute, siblings > 1)
+    word = str(ex.get("stream_word", ""))
+    name = display_name(info.device_name or info.device_id, info.attribute, siblings > 1, word)
     if ex.get("replay_name"):  # a replayed stream keeps the name and type it had in its file
         name = str(ex["replay_name"])
     kind = str(ex.get("replay_type") or content_type(info.attribute))

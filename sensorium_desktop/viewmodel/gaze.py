@@ -11,6 +11,8 @@ from scipy.ndimage import gaussian_filter
 FIXATION_WINDOW_S = 0.15
 FIXATION_DISPERSION = 0.04  # normalized units (x range + y range), I-DT rule
 MIN_CONFIDENCE = 0.2
+#: samples a fixation keeps (100 s at 200 Hz; a longer one is reported as that long)
+FIXATION_SAMPLES_MAX = 20_000
 
 
 @dataclass(slots=True)
@@ -37,7 +39,6 @@ class GazeHeatmap:
         self._recent_t = np.empty(0)
         self._recent_xy = np.empty((0, 2))
         self.fixation: Fixation | None = None
-        self._fix_start = math.nan
 
     def add(self, t: np.ndarray, x: np.ndarray, y: np.ndarray, confidence: np.ndarray) -> None:
         """Add samples (times in s, x/y in [0, 1], confidence in [0, 1]); vectorized."""
@@ -52,28 +53,30 @@ class GazeHeatmap:
         h, _, _ = np.histogram2d(x[ok], y[ok], bins=self.bins, range=((0, 1), (0, 1)), weights=w)
         self.hist += h
         self.t_last = t_end
-        keep = self._recent_t > t_end - FIXATION_WINDOW_S if self._recent_t.size else np.zeros(0, bool)
-        self._recent_t = np.concatenate([self._recent_t[keep], t[ok]])
-        self._recent_xy = np.concatenate([self._recent_xy[keep], np.column_stack([x[ok], y[ok]])])
-        k = self._recent_t > t_end - FIXATION_WINDOW_S
-        self._recent_t, self._recent_xy = self._recent_t[k], self._recent_xy[k]
+        # the samples of the current fixation candidate plus the new ones; a saccade anywhere in
+        # a chunk ends it, however many samples one redraw brings (batched delivery)
+        self._recent_t = np.concatenate([self._recent_t, t[ok]])[-FIXATION_SAMPLES_MAX:]
+        self._recent_xy = np.concatenate([self._recent_xy, np.column_stack([x[ok], y[ok]])])[-FIXATION_SAMPLES_MAX:]
         self._update_fixation(t_end)
 
     def _update_fixation(self, now: float) -> None:
+        """I-DT: the fixation is the longest run of latest samples whose dispersion (x range +
+        y range) stays within ``FIXATION_DISPERSION``, lasting at least ``FIXATION_WINDOW_S``."""
         xy = self._recent_xy
-        if xy.shape[0] < 3:
+        if xy.shape[0] == 0 or now - float(self._recent_t[-1]) > FIXATION_WINDOW_S:  # no valid gaze lately
+            self._recent_t, self._recent_xy = self._recent_t[:0], xy[:0]
             self.fixation = None
-            self._fix_start = math.nan
             return
-        dispersion = float(np.ptp(xy[:, 0]) + np.ptp(xy[:, 1]))
-        if dispersion > FIXATION_DISPERSION:
+        rev = xy[::-1]
+        spread = (np.maximum.accumulate(rev, axis=0) - np.minimum.accumulate(rev, axis=0)).sum(axis=1)[::-1]
+        start = int(np.argmax(spread <= FIXATION_DISPERSION))  # spread shrinks towards the newest sample
+        self._recent_t, self._recent_xy = self._recent_t[start:], xy[start:]
+        xy = self._recent_xy
+        if xy.shape[0] < 3 or now - float(self._recent_t[0]) < FIXATION_WINDOW_S:
             self.fixation = None
-            self._fix_start = math.nan
             return
-        if not math.isfinite(self._fix_start):
-            self._fix_start = float(self._recent_t[0])
         cx, cy = xy.mean(axis=0)
-        self.fixation = Fixation(float(cx), float(cy), now - self._fix_start)
+        self.fixation = Fixation(float(cx), float(cy), now - float(self._recent_t[0]))
 
     def image(self) -> np.ndarray:
         """(nx, ny) smoothed heat in [0, 1] (0 everywhere when empty)."""

@@ -43,11 +43,15 @@ class ReviewModel:
         self.selection: tuple[float, float] | None = None
         self.changed = Event()
         videos = data.of_kind("video")
-        self.video = videos[0] if videos else None
         gazes = data.of_kind("gaze")
-        self.gaze = gazes[0] if gazes else None
         skeletons = data.of_kind("skeleton")
+        self.gaze = gazes[0] if gazes else None
         self.skeleton = skeletons[0] if skeletons else None
+        # the video drawn under them: a head-mounted tracker's own scene camera (or the pose
+        # source's camera) before any other
+        owners = [x.device_id for x in (self.gaze, self.skeleton) if x is not None and x.device_id]
+        own = [v for d in owners for v in videos if v.device_id == d]
+        self.video = own[0] if own else (videos[0] if videos else None)
 
     # -- moving -----------------------------------------------------------------------------
     def set_cursor(self, t: float, follow: bool = True) -> None:

@@ -114,11 +114,13 @@ class SkeletonPanel(QtWidgets.QWidget):
         c = self.model.redis
         if c is None:
             return
-        for camera, image in list(self.frames.values()):
+        for sid, (camera, image) in list(self.frames.items()):
             with contextlib.suppress(redis.RedisError, OSError):
                 jpeg = await c.hget(self.model.keys.preview(camera), "jpeg")
                 bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) if jpeg else None
-                if bgr is not None:
+                if bgr is not None and sid in self.views:
+                    h, w = bgr.shape[:2]
+                    self.views[sid][0].setAspectLocked(True, ratio=w / max(h, 1))  # the frame's own shape
                     image.setImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).transpose(1, 0, 2), autoLevels=False,
                                    levels=(0, 255))  # fmt: skip
                     image.setRect(QtCore.QRectF(0, 0, 1, 1))
