@@ -31,8 +31,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     args = ap.parse_args()
 
-    from PySide6 import QtCore
     from pupil_capture import PupilCaptureStandIn
+    from PySide6 import QtCore
 
     from benchmarks.pose import person_clip
     from sensorium_desktop.bus.connection import async_client, open_endpoint

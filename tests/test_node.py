@@ -6,10 +6,14 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
-from conftest import RedisServer, sensorium
+import psutil
+import pytest
+from conftest import RedisServer, sensorium, wait_for
 
 from sensorium_desktop.bus.attention import hold_for_recording
 from sensorium_desktop.bus.keys import Keys
@@ -116,3 +120,36 @@ def test_bad_device_uri_is_reported_not_fatal(redis_server: RedisServer, keys: K
     assert [u for u, _ in node.device_errors] == ["sim:toaster", "nonsense"]
     tele = json.loads(redis_server.client().get(keys.telemetry("n3")))
     assert len(tele["device_errors"]) == 2
+
+
+PARENT = """
+import multiprocessing, sys, time
+
+def stuck():
+    from sensorium_desktop.worker.sync_worker import die_with_parent
+    die_with_parent()
+    while True:  # busy, never looking at its parent (as a worker caught in a loop was)
+        pass
+
+if __name__ == "__main__":
+    proc = multiprocessing.get_context("spawn").Process(target=stuck, daemon=True)
+    proc.start()
+    print(proc.pid, flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_busy_worker_process_ends_with_its_node(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              cwd=str(Path(__file__).resolve().parents[1]))  # fmt: skip
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    time.sleep(1.0)
+    assert psutil.pid_exists(child)
+    parent.kill()
+    parent.wait()
+    wait_for(lambda: not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE, 5,
+             message="the worker to end with its parent")  # fmt: skip

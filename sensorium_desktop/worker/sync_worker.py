@@ -19,11 +19,13 @@ the target is a module-level function and its argument a plain dict).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -489,8 +491,25 @@ class SyncWorker:
                     time.sleep(1.0)
 
 
+#: prctl option: the signal this process gets when its parent ends
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Linux: the kernel kills this process when its parent ends (PR_SET_PDEATHSIG), even if
+    it is busy and never looks (a worker stuck in a loop outlived its node by hours)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError) as exc:
+        log.info("worker: cannot ask to end with the node: %s", exc)
+
+
 def worker_main(config: dict[str, Any]) -> None:
     """Process entry point (spawn-safe)."""
+    die_with_parent()
     cfg = WorkerConfig(**config)
     logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)-7s worker %(name)s: %(message)s")  # fmt: skip
