@@ -48,9 +48,9 @@ def main() -> int:
     keys = Keys("trackers")
     capture = PupilCaptureStandIn(drift_ppm=40.0).start()
     clip = person_clip(work / "person.avi", 30.0)
+    devices = ["--device", f"pupil:127.0.0.1:{capture.port}?world=1", "--device", f"pose:camera:{clip}?loop=1"]
     node = subprocess.Popen([sys.executable, "-m", "sensorium_desktop", "node", "--redis-url", endpoint.url,
-                             "--prefix", "trackers", "--node-id", "lab-pc-1", "--device",
-                             f"pupil:127.0.0.1:{capture.port}?world=1", "--device", f"pose:camera:{clip}?loop=1"])  # fmt: skip
+                             "--prefix", "trackers", "--node-id", "lab-pc-1", *devices])  # fmt: skip
     app = make_app()
     settings = QtCore.QSettings(str(work / "gui.ini"), QtCore.QSettings.Format.IniFormat)
     model = AppModel(endpoint.url, keys, "gui-trackers")
