@@ -102,7 +102,7 @@ def test_record_and_node_refuse_unknown_transports_listing_the_known_ones(
         run = run_cli(env, *args, "--prefix", keys.prefix, "--device", "foo:bar", "--device", "sim:toaster")
         assert run.returncode == exitcodes.USAGE, run.stderr
         assert "unknown device transport 'foo'" in run.stderr
-        assert "known: ble, camera, lsl, replay, serial, sim, ws" in run.stderr
+        assert "known: ble, camera, lsl, pose, pupil, replay, serial, sim, ws" in run.stderr
         assert "no simulated device 'toaster'" in run.stderr
     assert not (tmp_path / "r").exists()
 
@@ -135,7 +135,7 @@ def test_cli_errors_name_the_object_and_the_reason(tmp_path: Path) -> None:
     run = run_cli(env, "devices", "--transport", "foo", "--timeout", "0.5")
     assert (
         run.returncode == exitcodes.USAGE
-        and "unknown transport 'foo' (known: ble, camera, lsl, replay, serial, sim, ws)" in run.stderr
+        and "unknown transport 'foo' (known: ble, camera, lsl, pose, pupil, replay, serial, sim, ws)" in run.stderr
     )
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -373,7 +373,7 @@ def test_discover_connect_and_disconnect_through_the_node(
         shown = time.monotonic() - began
         row = panel._failed["bogus:thing"]
         assert row.text(2) == "failed" and "unknown device transport 'bogus'" in row.toolTip(2)
-        assert "known: ble, camera, lsl, replay, serial, sim, ws" in row.toolTip(2)
+        assert "known: ble, camera, lsl, pose, pupil, replay, serial, sim, ws" in row.toolTip(2)
         assert "unknown device transport" in window.statusBar().currentMessage()
         assert "unknown device transport" in panel.message.text()
         assert shown < 2.0, f"connect failure shown after {shown:.2f} s"
