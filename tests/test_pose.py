@@ -22,8 +22,6 @@ from sensorium_desktop.core.pose import LANDMARK_NAMES
 from sensorium_desktop.core.samples import SampleBatch
 from sensorium_desktop.devices.base import DeviceError, open_device
 
-pytest.importorskip("mediapipe.python.solutions.pose")
-
 #: Where they are in the 512 × 512 picture (px), read off it by eye on a 64 px grid: the
 #: tip of the nose, the shoulders (the suit's seams) and the elbows (the left one is behind
 #: the helmet). MediaPipe's left/right are the person's.

@@ -280,7 +280,7 @@ class Node:
         new = [i for i in device.sensors() if i.sensor_id not in self._known_sensors]
         again = [i for i in device.sensors() if i.sensor_id in self._known_sensors and i.node_id == self.node_id]
         if again and self.redis is not None:
-            task = asyncio.get_running_loop().create_task(self._register_again(again))
+            task = asyncio.get_running_loop().create_task(self._register(again, "describing again"))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         if not new:
@@ -296,25 +296,21 @@ class Node:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _register_again(self, infos: list[SensorInfo]) -> None:
+    async def _register(self, infos: list[SensorInfo], what: str = "registering") -> None:
+        """Write sensor descriptions to Redis (a failure is logged: the publisher registers
+        its sensors again when it reconnects)."""
         if self.redis is None:
             return
         try:
             pipe = self.redis.pipeline(transaction=False)
             queue_sensor_registration(pipe, self.keys, infos)
             await pipe.execute()
-        except (redis.RedisError, OSError) as exc:  # registered again by the publisher on reconnect
-            log.warning("node %s: describing %d sensors again failed: %s", self.node_id, len(infos), exc)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("node %s: %s %d sensors failed: %s", self.node_id, what, len(infos), exc)
 
     async def _anchor_new(self, infos: list[SensorInfo]) -> None:
         await asyncio.to_thread(self.publisher.add_sensors, infos)
-        if self.redis is not None:
-            try:
-                pipe = self.redis.pipeline(transaction=False)
-                queue_sensor_registration(pipe, self.keys, infos)
-                await pipe.execute()
-            except (redis.RedisError, OSError) as exc:  # registered again by the publisher on reconnect
-                log.warning("node %s: registering %d new sensors failed: %s", self.node_id, len(infos), exc)
+        await self._register(infos, "registering new")
         now = host_time()
         for info in infos:
             for batch in self._anchoring.pop(info.sensor_id, []):
