@@ -95,6 +95,34 @@ class LslOutlet(threading.Thread):
             time.sleep(0.04)
 
 
+def make_pump(loop, model, c, win, app):  # type: ignore[no-untyped-def]
+    """``pump(seconds)``: run the window's refreshes (device tree, live data, lab status,
+    drained tasks) and Qt's events for that long, as the app's event loop would."""
+
+    def pump(seconds: float) -> None:
+        end = time.time() + seconds
+        while time.time() < end:
+            loop.run_until_complete(model.refresh(c))
+            loop.run_until_complete(model.live.read_once(c, block_ms=30))
+            loop.run_until_complete(model.lab.refresh())
+            loop.run_until_complete(win.drain())
+            win.update_attention()
+            app.processEvents()
+            time.sleep(0.03)
+
+    return pump
+
+
+def saver(out: Path):  # type: ignore[no-untyped-def]
+    """``save(widget, name)``: grab a widget into ``out/name`` and say so."""
+
+    def save(widget, name: str) -> None:  # type: ignore[no-untyped-def]
+        widget.grab().save(str(out / name))
+        print(f"  {name}")
+
+    return save
+
+
 def main() -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,16 +174,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     reviews = []
 
-    def pump(seconds: float) -> None:
-        end = time.time() + seconds
-        while time.time() < end:
-            loop.run_until_complete(model.refresh(c))
-            loop.run_until_complete(model.live.read_once(c, block_ms=30))
-            loop.run_until_complete(model.lab.refresh())
-            loop.run_until_complete(win.drain())
-            win.update_attention()
-            app.processEvents()
-            time.sleep(0.03)
+    pump = make_pump(loop, model, c, win, app)
 
     def sensor_of(attribute: str, device_part: str = "") -> str:
         for sid, info in model.devices.tree.sensors.items():
@@ -163,9 +182,7 @@ def main() -> int:
                 return sid
         raise SystemExit(f"screenshots: no {attribute} sensor ({device_part}) appeared")
 
-    def save(widget, name: str) -> None:  # type: ignore[no-untyped-def]
-        widget.grab().save(str(out / name))
-        print(f"  {name}")
+    save = saver(out)
 
     try:
         pump(8)

@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def main() -> int:
@@ -33,6 +34,7 @@ def main() -> int:
 
     from pupil_capture import PupilCaptureStandIn
     from PySide6 import QtCore
+    from screenshots import make_pump, saver
 
     from benchmarks.pose import person_clip
     from sensorium_desktop.bus.connection import async_client, open_endpoint
@@ -65,20 +67,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     reviews = []
 
-    def pump(seconds: float) -> None:
-        end = time.time() + seconds
-        while time.time() < end:
-            loop.run_until_complete(model.refresh(c))
-            loop.run_until_complete(model.live.read_once(c, block_ms=30))
-            loop.run_until_complete(model.lab.refresh())
-            loop.run_until_complete(win.drain())
-            win.update_attention()
-            app.processEvents()
-            time.sleep(0.03)
-
-    def save(widget, name: str) -> None:  # type: ignore[no-untyped-def]
-        widget.grab().save(str(out / name))
-        print(f"  {name}")
+    pump = make_pump(loop, model, c, win, app)
+    save = saver(out)
 
     try:
         pump(15)

@@ -13,7 +13,7 @@ import pyqtgraph as pg
 import redis
 from PySide6 import QtCore, QtWidgets
 
-from ...core.gazelayout import layout_of
+from ...core.gazelayout import GazeLayout, layout_of
 from ...core.samples import SensorInfo
 from ...viewmodel.gaze import GazeHeatmap
 from ...viewmodel.live import Subscription
@@ -35,6 +35,7 @@ class GazePanel(QtWidgets.QWidget):
         self.model = window.model
         self.heat = GazeHeatmap()
         self.source: str | None = None  # the eye_gaze sensor shown
+        self._layouts: dict[str, GazeLayout | None] = {}  # the shown gaze sensor's channel layout
         self.t_seen = -np.inf
         self.background: np.ndarray | None = None
         self.source_box = QtWidgets.QComboBox()
@@ -115,6 +116,7 @@ class GazePanel(QtWidgets.QWidget):
             for s in self._siblings(self.source):
                 self.model.live.unsubscribe(s.sensor_id, HOLDER)
         self.source = sensor_id or None
+        self._layouts.clear()
         self.heat.clear()
         self.t_seen = -np.inf
         for s in self._siblings(sensor_id) if sensor_id else []:
@@ -193,7 +195,9 @@ class GazePanel(QtWidgets.QWidget):
         if t.size:
             self.t_seen = float(t[-1])
             info = sub.info
-            layout = layout_of(info.channel_names, info.units, info.device_name, info.extra)
+            if info.sensor_id not in self._layouts:  # read once per source, not at every redraw
+                self._layouts[info.sensor_id] = layout_of(info.channel_names, info.units, info.device_name, info.extra)
+            layout = self._layouts[info.sensor_id]
             if layout is not None:  # the tracker's channels made ours: x, y top-left, confidence
                 xyc = layout.normalize(v)
                 ok = np.isfinite(xyc[:, :2]).all(axis=1)
