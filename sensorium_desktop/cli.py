@@ -569,6 +569,106 @@ def cmd_record(args: argparse.Namespace) -> int:
     return _report_recording(outcome)
 
 
+def _sync_check_args(p: argparse.ArgumentParser) -> None:
+    _redis_args(p)
+    p.add_argument("--simulate", action="store_true", help="run the simulated lab in this node")
+    p.add_argument("--device", action="append", default=[], metavar="URI", help="connect this device (repeatable)")
+    p.add_argument("--flashes", type=int, default=20, metavar="N", help="flashes to present (default 20)")
+    p.add_argument("--interval", type=float, default=1.0, metavar="S", help="mean s between flashes (±25 %%)")
+    p.add_argument("--flash-ms", type=float, default=100.0, metavar="MS", help="how long each flash is lit")
+    p.add_argument("--sensor", action="append", default=[], metavar="ID",
+                   help="measure only this sensor (repeatable; a named numeric sensor is read as an analog channel)")
+    p.add_argument("--region", default=None, metavar="x,y,w,h", help="camera frame region to average (px)")
+    p.add_argument("--patch", default="full", help="where the flash is drawn: full, top-left, top-right, "
+                   "bottom-left, bottom-right (a photodiode's corner)")
+    p.add_argument("--patch-size", type=int, default=200, metavar="PX", help="side of a corner patch")
+    p.add_argument("--windowed", action="store_true", help="a window instead of full screen")
+    p.add_argument("--events-from", default="", metavar="lsl:NAME",
+                   help="the presentations are this LSL marker stream's events (a stimulus PC flashing on its own)")
+    p.add_argument("--label", default="flash", help="the marker label of a presentation (default flash)")
+    p.add_argument("--max-mean-ms", type=float, default=2.0, help="tolerance: largest |mean latency| (ms)")
+    p.add_argument("--max-sd-ms", type=float, default=1.0, help="tolerance: largest latency SD (ms)")
+    p.add_argument("--apply", action="store_true", help="store each sensor's mean latency as a correction exports use")
+    p.add_argument("--seed", type=int, default=None, help="seed of the jittered flash times")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="the check's recording directory (new)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--node-id", default=None)
+
+
+@command("sync-check", "measure every device against presented flashes (latency per sensor vs the lab's tolerance)")
+@arguments(_sync_check_args)
+def cmd_sync_check(args: argparse.Namespace) -> int:
+    from . import paths
+    from .recording.synccheck import summary_lines
+    from .worker.node import NodeConfig, default_node_id
+    from .worker.synccheck import SyncCheckRequest, check_options, run_sync_check
+
+    devices = (["sim:lab"] if args.simulate else []) + list(args.device)
+    events_from = args.events_from
+    if events_from and not events_from.startswith("lsl:"):
+        log.error("--events-from must name an LSL marker stream as lsl:NAME, not %r", events_from)
+        return exitcodes.USAGE
+    if events_from and events_from not in devices:
+        devices.append(events_from)
+    if not devices:
+        log.error("nothing to check: give --device URI (repeatable) or --simulate")
+        return exitcodes.USAGE
+    if args.flashes < 1 or args.interval < 0.3 or not 10.0 <= args.flash_ms <= 0.5 * args.interval * 1000.0:
+        log.error("need --flashes ≥ 1, --interval ≥ 0.3 s and 10 ms ≤ --flash-ms ≤ half the interval")
+        return exitcodes.USAGE
+    if _bad_device_uris(devices) or not _valid_node_id(args.node_id):
+        return exitcodes.USAGE
+    if args.out is not None and args.out.exists() and any(args.out.iterdir()):
+        log.error("%s exists and is not empty; recordings are never overwritten", args.out)
+        return exitcodes.USAGE
+    try:
+        options = check_options(args.sensor, args.region, events_from, args.label, args.max_mean_ms, args.max_sd_ms)
+        if args.patch not in ("full", "top-left", "top-right", "bottom-left", "bottom-right"):
+            raise ValueError(f"--patch {args.patch!r}: full, top-left, top-right, bottom-left or bottom-right")
+    except ValueError as exc:
+        log.error("%s", exc)
+        return exitcodes.USAGE
+    endpoint = _open_endpoint(args)
+    if endpoint is None:
+        return exitcodes.FAILED
+    out = (args.out or paths.sessions_dir() / time.strftime("synccheck-%Y%m%d-%H%M%S")).resolve()
+    cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=args.node_id or default_node_id(),
+                     devices=devices, allowed_roots=[out])  # fmt: skip
+    req = SyncCheckRequest(out, args.flashes, args.interval, args.flash_ms / 1000.0, options, args.apply, args.seed)
+
+    def say(msg: str) -> None:
+        if not args.json:
+            print(f"  {msg}", file=sys.stderr, flush=True)
+
+    try:
+        if events_from:
+            outcome = run_sync_check(cfg, req, None, say)
+        else:
+            from .ui.flash import present_while
+
+            outcome = present_while(lambda stim, flag: run_sync_check(cfg, req, stim, say, flag),
+                                    args.patch, args.patch_size, not args.windowed)  # fmt: skip
+    finally:
+        endpoint.close()
+    result = outcome.result
+    if result is None:
+        log.error("sync check failed: %s", outcome.error)
+        if args.json:
+            print(json.dumps({"error": outcome.error, "directory": str(out)}))
+        return outcome.exit_code
+    if args.json:
+        rows = {sid: {k: v for k, v in row.items() if k != "traces"} for sid, row in result["sensors"].items()}
+        print(json.dumps({**{k: v for k, v in result.items() if k not in ("sensors", "presented_at")},
+                          "directory": str(out), "sensors": rows}, indent=1))  # fmt: skip
+    else:
+        print("\n".join(summary_lines(result)))
+        print(f"stored in {out} (sync-check.json, sync-check.png)")
+    if result.get("interrupted"):
+        log.error("the check was interrupted after %d of %d flashes; the table holds what was measured",
+                  result["presented"], result["planned"])  # fmt: skip
+    return outcome.exit_code
+
+
 def _report_recording(outcome: RecordOutcome) -> int:
     """Print what was recorded and what is missing (device, why; sensor); the exit code."""
     st = outcome.status

@@ -15,3 +15,5 @@ USAGE = 2
 #: Done in part: a recording or export with losses, a requested device that never opened or a
 #: requested sensor that delivered nothing. What is missing is printed on stderr.
 PARTIAL = 3
+#: A sync check measured a sensor outside the lab's tolerance, or one that saw no flash.
+OUT_OF_TOLERANCE = 4

@@ -160,6 +160,11 @@ class Keys:
     def markers(self, session_id: str) -> str:
         return self._k("markers", session_id)
 
+    @property
+    def sync_flashes(self) -> str:
+        """Stream of the flashes sync checks presented (what a simulated room's light shows)."""
+        return self._k("synccheck", "flashes")
+
     def recording(self, session_id: str) -> str:
         """Recorder progress of a session (state, bytes, samples, error)."""
         return self._k("recording", session_id)

@@ -7,18 +7,27 @@ respiratory sinus arrhythmia, breathing, gaze with fixations/saccades/blinks, a 
 figure), all deterministic for a given seed and start time.
 
 Device URIs: ``sim:chest``, ``sim:belt``, ``sim:wrist``, ``sim:eyes``, ``sim:pose``,
-``sim:room``, ``sim:eeg?channels=32&rate=512``; ``sim:lab`` is all of the default lab.
-Clock parameters can be overridden per URI: ``drift_ppm``, ``delay_ms``, ``jitter_ms``,
-``spike_prob``, ``packet``, ``origin``, ``seed``, ``participant``; ``tick_ms`` sets how often
-the simulator delivers (default 10 ms).
+``sim:room``, ``sim:eeg?channels=32&rate=512``, ``sim:photodiode``; ``sim:lab`` is all of the
+default lab (the EEG and the photodiode are opt-in). Clock parameters can be overridden per
+URI: ``drift_ppm``, ``delay_ms``, ``jitter_ms``, ``spike_prob``, ``packet``, ``origin``,
+``seed``, ``participant``; ``tick_ms`` sets how often the simulator delivers (default 10 ms).
+
+The room's light (:data:`ROOM_LIGHT`) is what a sync check's flashes put on the screen. The
+photodiode always watches it; ``sim:eyes`` and ``sim:pose`` watch it with a camera (a
+``brightness`` sensor, quantized to their frames) when their URI sets ``flash_latency_ms``:
+the time from a flash's presentation until the device's own timestamps say it saw it. Each
+light-watching sensor keeps the true latency of every flash it saw (``details()``), so a
+check's result can be compared with the truth.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -272,6 +281,113 @@ class EventSensor(SimSensor):
         return self.events(t0, t1)
 
 
+class RoomLight:
+    """The simulated room's screen: the flashes a sync check presented, as host times (s).
+
+    Thread-safe; holds the last ``keep`` flashes. ``level(t, rise)`` is the light (0-1) at host
+    times ``t``: each flash ramps up linearly over ``rise`` s centred on its onset and down
+    likewise at its end (``rise`` → 0: a step)."""
+
+    def __init__(self, keep: int = 1000) -> None:
+        self._lock = threading.Lock()
+        self._flashes: dict[str, tuple[float, float]] = {}
+        self._keep = keep
+
+    def show(self, flash_id: str, on: float, off: float = math.inf) -> None:
+        """Flash ``flash_id`` lit from host time ``on`` until ``off`` (s; inf: not yet off)."""
+        with self._lock:
+            self._flashes[flash_id] = (on, off)
+            while len(self._flashes) > self._keep:
+                self._flashes.pop(next(iter(self._flashes)))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._flashes.clear()
+
+    def flashes(self) -> list[tuple[str, float, float]]:
+        """(id, on, off) of every flash held, by onset."""
+        with self._lock:
+            items = [(k, on, off) for k, (on, off) in self._flashes.items()]
+        return sorted(items, key=lambda f: f[1])
+
+    def level(self, t: np.ndarray, rise: float) -> np.ndarray:
+        """Light level (0-1) at host times ``t`` (s), shape like ``t``."""
+        fl = self.flashes()
+        out = np.zeros(np.shape(t))
+        if not fl:
+            return out
+        on = np.array([f[1] for f in fl])
+        off = np.array([f[2] for f in fl])
+        half = max(rise, 1e-9) / 2.0
+        idx = np.searchsorted(on, t + half, side="right") - 1
+        has = idx >= 0
+        j = idx[has]
+        tt = t[has]
+        up = np.clip((tt - on[j]) / max(rise, 1e-9) + 0.5, 0.0, 1.0)
+        down = np.where(np.isfinite(off[j]), np.clip((tt - off[j]) / max(rise, 1e-9) + 0.5, 0.0, 1.0), 0.0)
+        out[has] = up - down
+        return out
+
+
+#: The one simulated room of this process (a node's component shows the check's flashes in it).
+ROOM_LIGHT = RoomLight()
+#: Light-watching sensors generate this long (s) behind real time, so that a flash announced
+#: through Redis a few ms after its presentation is known before they decide what they saw.
+LIGHT_LAG_S = 0.25
+
+
+class LightSensor(SimSensor):
+    """Samples at ``rate`` Hz (device clock) of :data:`ROOM_LIGHT` as seen ``latency`` s late:
+    ``dark + (bright - dark) * level + noise``.
+
+    ``camera``: each frame is lit or not, its short exposure in the middle of its frame period
+    (the light at ``t + period/2 - latency``), so the first frame showing a flash is stamped
+    within half a period either side of presentation + latency (unbiased, quantized to its
+    frames). Otherwise an analog light sensor (a photodiode) whose light ramps linearly over
+    ``rise`` s centred on presentation + latency. The true latency of each flash — the first
+    sample at or above half level, minus the presentation — is kept in :attr:`truth`."""
+
+    def __init__(self, info: SensorInfo, latency: float, levels: tuple[float, float, float], camera: bool,
+                 rise: float = 0.0) -> None:  # fmt: skip
+        super().__init__(info, 1)
+        self.latency, self.camera, self.rise = latency, camera, rise
+        self.dark, self.bright, self.noise = levels
+        self.next_index = 0
+        self.truth: dict[str, float] = {}
+
+    @property
+    def _phase(self) -> float:
+        """Where in its frame period a camera frame sees the light (s after its timestamp)."""
+        return 0.5 / self.info.nominal_rate if self.camera else 0.0
+
+    def samples(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        rate = self.info.nominal_rate
+        scale = 1.0 + self.clock.drift
+        last = math.floor((t1 - LIGHT_LAG_S - self.t_start) * scale * rate - 1e-9)
+        if last < self.next_index:
+            return np.empty(0), np.empty((0, 1))
+        k = np.arange(self.next_index, last + 1, dtype=np.float64)
+        self.next_index = last + 1
+        t_true = self.t_start + (k / rate) / scale
+        level = ROOM_LIGHT.level(t_true + self._phase - self.latency, 0.0 if self.camera else self.rise)
+        values = self.dark + (self.bright - self.dark) * level + self.rng.normal(0, self.noise, t_true.size)
+        self._note_truth(t_true)
+        return t_true, values.reshape(-1, 1)
+
+    def _note_truth(self, t_true: np.ndarray) -> None:
+        period = 1.0 / self.info.nominal_rate
+        for flash_id, on, _off in ROOM_LIGHT.flashes():
+            seen_from = on + self.latency - self._phase  # the first sample time that shows it
+            if flash_id in self.truth or seen_from > t_true[-1] or seen_from < t_true[0] - period:
+                continue
+            if self.camera:
+                self.truth[flash_id] = float(t_true[int(np.searchsorted(t_true, seen_from, side="left"))] - on)
+            else:  # interpolated at half level: exactly the latency
+                self.truth[flash_id] = self.latency
+        while len(self.truth) > ROOM_LIGHT._keep:
+            self.truth.pop(next(iter(self.truth)))
+
+
 class EyeModel:
     """Fixations, saccades and blinks generated ahead in time from a seeded RNG."""
 
@@ -390,6 +506,8 @@ SIM_DEVICES: dict[str, SimDeviceSpec] = {
     "pose": SimDeviceSpec("pose", "Simulated pose camera", ClockSpec(True, 1_700_000.0, 4.0, 0.040, 0.006), 15),
     "room": SimDeviceSpec("room", "Simulated room thermometer", ClockSpec(False, 0.0, 0.0, 0.001, 0.0003), 16),
     "eeg": SimDeviceSpec("eeg", "Simulated EEG amplifier", ClockSpec(True, 250.0, 20.0, 0.004, 0.0003), 17),
+    "photodiode": SimDeviceSpec("photodiode", "Simulated photodiode (screen corner)",
+                                ClockSpec(True, 5000.0, 15.0, 0.003, 0.0005), 18),
 }  # fmt: skip
 #: Devices started by ``--simulate`` / ``sim:lab`` (the EEG is opt-in: it is the heavy one).
 LAB_DEVICES = ("chest", "belt", "wrist", "eyes", "pose", "room")
@@ -445,7 +563,7 @@ class SimulatedDevice(Device):
         builders = {
             "chest": self._chest_sensors, "belt": self._belt_sensors, "wrist": self._wrist_sensors,
             "eyes": self._eyes_sensors, "pose": self._pose_sensors, "room": self._room_sensors,
-            "eeg": self._eeg_sensors,
+            "eeg": self._eeg_sensors, "photodiode": self._photodiode_sensors,
         }  # fmt: skip
         build = builders.get(self.key)
         if build is None:
@@ -460,6 +578,26 @@ class SimulatedDevice(Device):
             self._info("trigger", 0.0, channel_names=("flash",), units=("",), extra=sigma),
             flash_observer(frame_rate, np.random.default_rng(self.seed + 5)),
         )
+
+    def _camera_light(self, uri: DeviceURI, frame_rate: float) -> list[SimSensor]:
+        """A camera's mean brightness (gray level 0-255) of the screen region at ``frame_rate``
+        Hz, seeing each flash ``flash_latency_ms`` late — only when the URI sets it."""
+        if uri.param("flash_latency_ms") is None:
+            return []
+        latency = uri.float_param("flash_latency_ms", 0.0) / 1e3
+        info = self._info("brightness", frame_rate, channel_names=("brightness",), units=("gray",),
+                          extra={"detector": "camera"})  # fmt: skip
+        return [LightSensor(info, latency, (18.0, 230.0, 1.5), camera=True)]
+
+    def _photodiode_sensors(self, uri: DeviceURI) -> list[SimSensor]:
+        """Photodiode on the screen's corner: volts at ``rate`` Hz (default 1000), seeing each
+        flash ``flash_latency_ms`` late (default 0) with a 2 ms rise."""
+        rate = uri.float_param("rate", 1000.0)
+        latency = uri.float_param("flash_latency_ms", 0.0) / 1e3
+        if not 10 <= rate <= 100_000:
+            raise DeviceError(f"{uri}: rate must be 10-100000 Hz")
+        info = self._info("photodiode", rate, channel_names=("light",), units=("V",), extra={"detector": "analog"})
+        return [LightSensor(info, latency, (0.05, 2.5, 0.005), camera=False, rise=0.002)]
 
     def _chest_sensors(self, uri: DeviceURI) -> list[SimSensor]:
         """Chest strap: ECG 512 Hz, heart rate and HRV events from the shared physiology."""
@@ -561,6 +699,7 @@ class SimulatedDevice(Device):
             EventSensor(self._info("eye_blink", 0.0), blinks),
             RegularSensor(self._info("eye_worn", 1.0), worn, 1),
             self._flash_trigger(200.0),
+            *self._camera_light(uri, 200.0),
         ]  # fmt: skip
 
     def _pose_sensors(self, uri: DeviceURI) -> list[SimSensor]:
@@ -572,6 +711,7 @@ class SimulatedDevice(Device):
         return [
             RegularSensor(self._info("skeleton", 30.0), pose, 1),
             self._flash_trigger(30.0),
+            *self._camera_light(uri, 30.0),
         ]  # fmt: skip
 
     def _room_sensors(self, uri: DeviceURI) -> list[SimSensor]:
@@ -604,6 +744,13 @@ class SimulatedDevice(Device):
     # -- Device interface --------------------------------------------------------------------
     def sensors(self) -> list[SensorInfo]:
         return [s.info for s in self._sensors]
+
+    def details(self) -> dict[str, Any]:
+        """For light-watching sensors: ``flash_truth_ms`` (sensor id → flash id → the true
+        latency, ms, with which it saw each flash of :data:`ROOM_LIGHT`)."""
+        truth = {s.info.sensor_id: {k: round(v * 1e3, 6) for k, v in s.truth.items()}
+                 for s in self._sensors if isinstance(s, LightSensor)}  # fmt: skip
+        return {"flash_truth_ms": truth} if truth else {}
 
     def start(self, t_start: float) -> None:
         """Anchor the device at host time ``t_start`` (s) and reset its random streams."""

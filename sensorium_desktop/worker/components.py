@@ -224,6 +224,39 @@ def sync_worker(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     return run
 
 
+def room_light(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """Light the simulated room of this process with the flashes sync checks present (read
+    from the bus, global → this host's time); real devices see the real screen instead."""
+    from ..bus.connection import async_client
+    from ..bus.synccheck import read_flashes
+    from ..devices.simulated import ROOM_LIGHT
+
+    async def run(stop: asyncio.Event) -> None:
+        c = async_client(node.config.redis_url)
+        after = "$"
+        lit: dict[str, float] = {}
+        try:
+            while not stop.is_set():
+                try:
+                    after, phases = await read_flashes(c, node.keys, after, block_ms=300)
+                except (redis.RedisError, OSError) as exc:
+                    log.debug("room light: %s", exc)
+                    await _sleep(stop, 1.0)
+                    continue
+                offset = node.state.host_offset_s or 0.0  # None before the first probe
+                for flash, phase, t_global in phases:
+                    t_host = t_global - offset
+                    if phase == "on":
+                        lit[flash] = t_host
+                        ROOM_LIGHT.show(flash, t_host)
+                    elif flash in lit:
+                        ROOM_LIGHT.show(flash, lit.pop(flash), t_host)
+        finally:
+            await c.aclose()
+
+    return run
+
+
 def recorder(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     """Record the sessions whose ``recorder`` is this node: start a :class:`SessionRecorder`
     when a session enters ``recording`` (or is still recording after a crash: it resumes),

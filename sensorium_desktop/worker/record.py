@@ -12,10 +12,12 @@ import contextlib
 import json
 import logging
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .. import exitcodes
 from ..bus.connection import async_client
@@ -76,6 +78,8 @@ class RecordOutcome:
     error: str = ""
     #: the recording's one name (its folder's, or its BIDS name)
     name: str = ""
+    #: stopped early (a signal, ``stop_flag``, or a ``during`` that did not finish)
+    interrupted: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -171,18 +175,30 @@ async def _recorder_running(c: object, config: NodeConfig, session_id: str, node
                 FIRST_SAMPLE_TIMEOUT_S)  # fmt: skip
 
 
+#: ``during(client, session) -> bool`` runs once the recording has started; the recording
+#: ends when it returns (True: it did all it meant to) or after the duration, whichever is first.
+During = Callable[[Any, Session], Coroutine[Any, Any, bool]]
+
+
 def record(
-    config: NodeConfig, request: RecordRequest, report: Callable[[dict[str, str]], None] | None = None
+    config: NodeConfig,
+    request: RecordRequest,
+    report: Callable[[dict[str, str]], None] | None = None,
+    during: During | None = None,
+    stop_flag: threading.Event | None = None,
 ) -> RecordOutcome:
-    """Run a node, record ``request.duration`` seconds, finalize; returns the outcome."""
+    """Run a node, record ``request.duration`` seconds (or while ``during`` runs), finalize;
+    returns the outcome. ``stop_flag`` (set from another thread) interrupts like SIGINT."""
 
     async def main() -> RecordOutcome:
         stop = asyncio.Event()
         interrupted = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # ValueError: not the main thread
                 loop.add_signal_handler(sig, interrupted.set)
+        watch_flag = asyncio.create_task(_watch_flag(stop_flag, interrupted)) if stop_flag is not None else None
+        during_task: asyncio.Task[bool] | None = None
         c = async_client(config.redis_url)
         started = await global_now(c)  # before the node opens its devices: their first samples are in
         node = Node(config)
@@ -208,12 +224,14 @@ def record(
             log.info("recording %s (%s) for %.1f s from the first samples (%.3f s after the node started) into %s",
                      session.session_id, ", ".join(session.sensors), request.duration, first - started,
                      request.directory)  # fmt: skip
-            while not interrupted.is_set() and not node_task.done():
+            if during is not None:
+                during_task = asyncio.create_task(during(c, session))
+            while not interrupted.is_set() and not node_task.done() and not (during_task and during_task.done()):
                 left = stop_at - await global_now(c)
                 if left <= 0:
                     break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(interrupted.wait(), min(1.0, left))
+                    await asyncio.wait_for(interrupted.wait(), min(0.2 if during_task else 1.0, left))
                 status = await recording_status(c, config.keys, session.session_id)
                 if report is not None and status:
                     report(status)
@@ -228,6 +246,14 @@ def record(
                     break
                 await asyncio.sleep(0.1)
         finally:
+            completed = during_task is not None and during_task.done() and not during_task.cancelled() \
+                and during_task.exception() is None and during_task.result()
+            if during_task is not None and not during_task.done():
+                during_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await during_task
+            if watch_flag is not None:
+                watch_flag.cancel()
             stop.set()
             with contextlib.suppress(Exception):
                 await node_task
@@ -236,6 +262,13 @@ def record(
         silent = [sid for sid in session.sensors if not samples.get(sid)]
         failed = node.failed_devices(pending_too=True)
         return RecordOutcome(session.session_id, status.get("state", "unknown"), request.directory, status,
-                             failed, silent, samples, status.get("error", ""), status.get("name", ""))  # fmt: skip
+                             failed, silent, samples, status.get("error", ""), status.get("name", ""),
+                             interrupted=interrupted.is_set() or (during is not None and not completed))  # fmt: skip
 
     return asyncio.run(main())
+
+
+async def _watch_flag(flag: threading.Event, interrupted: asyncio.Event) -> None:
+    while not flag.is_set():
+        await asyncio.sleep(0.1)
+    interrupted.set()
