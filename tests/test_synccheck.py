@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import RedisServer, sensorium
 
 from sensorium_desktop import exitcodes
 from sensorium_desktop.bus.keys import Keys
@@ -25,8 +26,6 @@ from sensorium_desktop.core.synccheck import (
 )
 from sensorium_desktop.devices.base import DeviceURI
 from sensorium_desktop.devices.simulated import ROOM_LIGHT, SimulatedDevice
-
-from conftest import RedisServer, sensorium
 
 
 def _square(rate: float, onsets: np.ndarray, lit_s: float, seconds: float, rise: float, seed: int = 0):
@@ -176,11 +175,130 @@ def test_a_check_without_a_detector_says_why_before_it_starts(
 def test_a_blind_sensor_is_reported_as_zero_detected_never_a_latency(
     redis_server: RedisServer, keys: Keys, data_dir: Path, tmp_path: Path
 ) -> None:
-    run = _check(redis_server, keys, data_dir, tmp_path / "c", "--device", "sim:photodiode", "--device", "sim:room",
-                 "--sensor", "sim-photodiode-photodiode", "--sensor", "sim-room-temperature", "--flashes", "4")  # fmt: skip
+    run = _check(redis_server, keys, data_dir, tmp_path / "c", "--device", "sim:photodiode",
+                 "--device", "sim:room", "--sensor", "sim-photodiode-photodiode", "--sensor", "sim-room-temperature",
+                 "--flashes", "4")  # fmt: skip
     assert run.returncode == exitcodes.OUT_OF_TOLERANCE, run.stderr[-2000:]
     rows = json.loads(run.stdout)["sensors"]
     blind = rows["sim-room-temperature"]
     assert blind["detected"] == 0 and blind["missed"] == 4 and blind["mean_ms"] is None
     assert blind["verdict"] == "not detected"
     assert rows["sim-photodiode-photodiode"]["verdict"] == "pass"
+
+
+def _flash_video(path: Path, fps: float, seconds: float, flash_frames: list[int], lit_frames: int) -> None:
+    """An MJPG AVI of a dark screen that is white from each of ``flash_frames`` for ``lit_frames``."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120))
+    lit = set()
+    for f in flash_frames:
+        lit.update(range(f, f + lit_frames))
+    for k in range(round(seconds * fps)):
+        writer.write(np.full((120, 160, 3), 235 if k in lit else 20, np.uint8))
+    writer.release()
+
+
+def test_camera_video_and_a_serial_photodiode_measured_together_against_lsl_markers(
+    redis_server: RedisServer, keys: Keys, data_dir: Path, tmp_path: Path
+) -> None:
+    """The issue's second 'done when'. A stimulus PC (an LSL marker outlet here) presents the
+    flashes; a camera plays a generated video of that screen (frame times known: frame k is
+    captured at the playback's start + k/fps), and a photodiode on a real pseudo-terminal sees
+    each flash 0.8 ms after its presentation. Both measured in one check, against the truth
+    within 0.5 ms (mean) and 0.3 ms (SD); the camera's truth includes its frame quantization."""
+    import threading
+
+    import pylsl
+    from test_serial import Pty
+
+    from sensorium_desktop.bus.registry import list_sensors
+    from sensorium_desktop.bus.streams import read_all
+    from sensorium_desktop.core.hostclock import host_time
+    from sensorium_desktop.devices.lsl import measure_lsl_offset
+    from sensorium_desktop.recording.reader import load_recording
+
+    fps, n = 30.0, 12
+    rng = np.random.default_rng(11)
+    flash_frames = [round((4.0 + 0.9 * k + rng.uniform(-0.2, 0.2)) * fps) for k in range(n)]
+    video = tmp_path / "screen.avi"
+    _flash_video(video, fps, 22.0, flash_frames, lit_frames=4)
+    cam_latency, diode_latency = 0.040, 0.0008
+    quantization = rng.uniform(0.0, 1.0 / fps, n)  # where within its frame each flash fell
+
+    pty = Pty(tmp_path / "ttyDIODE")
+    name = f"Flashes-{os.getpid()}"
+    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "Markers", 1, 0, pylsl.cf_string, f"stim-{name}"))
+    diode_clock = -1000.0  # the photodiode's own clock: host time - 1000 s
+    presented: list[float] = []  # host times (s) of the presentations, known once the video plays
+    stop = threading.Event()
+
+    def world() -> None:
+        """The photodiode streams from the start (dark); once the camera plays, the flashes are
+        known: the photodiode sees each, and the stimulus PC sends its marker, in real time."""
+        import redis
+
+        c = redis.Redis.from_url(redis_server.url)
+        lsl_offset, _ = measure_lsl_offset()
+        pending = list(range(n))
+        t_next = host_time()
+        noise = np.random.default_rng(5)
+        try:
+            while not stop.is_set():
+                now = host_time()
+                if not presented:
+                    cams = [i.sensor_id for i in list_sensors(c, keys) if i.attribute == "video"]
+                    entries = read_all(c, keys, cams[0]) if cams else []
+                    if len(entries) >= 10:  # the playback's start: earliest arrival - file position
+                        start = min(float(e.batch.t_arrival[0] - e.batch.t_local[0]) for e in entries)
+                        presented.extend(start + np.array(flash_frames) / fps - cam_latency - quantization)
+                t = np.arange(t_next, now, 0.001)
+                level = np.zeros(t.size)
+                for p in presented:
+                    on = p + diode_latency
+                    level += np.clip((t - on) / 0.002 + 0.5, 0, 1) - np.clip((t - on - 0.1) / 0.002 + 0.5, 0, 1)
+                volts = 0.05 + 2.4 * level + noise.normal(0, 0.004, t.size)
+                pty.write("".join(f"{a + diode_clock:.6f},{v:.5f}\n" for a, v in zip(t, volts, strict=True)).encode())
+                t_next = t[-1] + 0.001 if t.size else t_next
+                while pending and presented and presented[pending[0]] < now - 0.05:
+                    outlet.push_sample(["flash"], presented[pending.pop(0)] - lsl_offset)
+                stop.wait(0.005)
+        finally:
+            c.close()
+
+    thread = threading.Thread(target=world, daemon=True)
+    thread.start()
+    out = tmp_path / "check"
+    try:
+        diode = f"serial:{pty.link}?channels=t,light&time_column=t&time_unit=s&rate=1000&attribute=photodiode"
+        run = _check(redis_server, keys, data_dir, out, "--device", f"camera:{video}", "--device", diode,
+                     "--events-from", f"lsl:{name}", "--flashes", str(n), "--interval", "1.0")  # fmt: skip
+    finally:
+        stop.set()
+        thread.join(10)
+        pty.close()
+    assert run.returncode in (exitcodes.OK, exitcodes.OUT_OF_TOLERANCE), run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    assert len(presented) == n and result["presented"] == n, (result["presented"], run.stderr[-2000:])
+    rows = result["sensors"]
+    cam_sid = next(s for s, r in rows.items() if r["attribute"] == "video")
+    assert {r["attribute"] for r in rows.values()} == {"video", "photodiode"}, (result, run.stderr[-3000:])
+    diode_sid = next(s for s, r in rows.items() if r["attribute"] == "photodiode")
+    # the truths. Camera: frame k is captured at the playback's start + k/fps (the start: its
+    # earliest arrival - file position). Photodiode: 0.8 ms after the presentation plus the
+    # floor of its link (the fastest line's arrival - its own time), which no clock model can
+    # see from arrivals and which is what a sync check is for
+    rec = load_recording(out)
+    cam = rec.sensors[cam_sid]
+    start = float(np.min(cam.t_arrival - cam.t_local))
+    truth_cam = (start + np.array(flash_frames) / fps - np.array(presented)) * 1e3
+    diode = rec.sensors[diode_sid]
+    floor_ms = float(np.min(diode.t_arrival - (diode.t_local - diode_clock))) * 1e3
+    row = rows[cam_sid]
+    assert row["detected"] == n, row
+    assert abs(row["mean_ms"] - truth_cam.mean()) <= 0.5, (row, truth_cam)
+    assert abs(row["sd_ms"] - truth_cam.std(ddof=1)) <= 0.3, (row, truth_cam)
+    row = rows[diode_sid]
+    assert row["detected"] == n, row
+    assert abs(row["mean_ms"] - (diode_latency * 1e3 + floor_ms)) <= 0.5 and row["sd_ms"] <= 0.3, (row, floor_ms)
+    assert rows[cam_sid]["verdict"] == "fail"  # 40 ms late, quantized to 33 ms frames

@@ -248,6 +248,7 @@ class CameraDevice(ThreadedDevice):
                 return []
             if next_pos > due:
                 time.sleep(next_pos - due)
+        grab_began = time.perf_counter()
         if not cap.grab():
             if self.is_file:
                 if self.loop_file:
@@ -263,9 +264,10 @@ class CameraDevice(ThreadedDevice):
             return []
         pos_ms = float(cap.get(cv2.CAP_PROP_POS_MSEC))
         if self.is_file:
-            if self._play_first < 0:
+            if self._play_first < 0:  # the schedule starts when this frame was asked for, as the
+                # next ones are (at their due time): every frame then arrives as late after it
                 self._play_first = pos_ms / 1000.0
-                self._play_start = time.perf_counter()
+                self._play_start = grab_began
             self._last_pos = pos_ms / 1000.0
         index = self._store(frame)
         self.video.offer_preview(frame, t_arrival)

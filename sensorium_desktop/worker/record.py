@@ -121,7 +121,11 @@ async def _wait_for_sensors(node: Node, c: object, wanted: list[str], timeout: f
                 return wanted
         else:
             mine = [i.sensor_id for i in node.sensor_infos()]
-            if mine and set(mine) <= known:
+            # a device that announces its sensors only once data flows (serial) is waited for
+            # until it has or has failed: otherwise the recording would start without it
+            failed = {uri for uri, _why in node.failed_devices()}
+            announced = all(d.sensors() or str(d.uri) in failed for d in node.devices)
+            if mine and set(mine) <= known and announced:
                 return mine
             if time.monotonic() > deadline:  # with devices asked for, only theirs; else the lab's
                 return mine if node.config.devices else mine or sorted(known)
