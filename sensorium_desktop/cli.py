@@ -591,6 +591,8 @@ def _sync_check_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--apply", action="store_true", help="store each sensor's mean latency as a correction exports use")
     p.add_argument("--seed", type=int, default=None, help="seed of the jittered flash times")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="the check's recording directory (new)")
+    p.add_argument("--participant", default="", help="BIDS metadata of the check's recording: participant")
+    p.add_argument("--session", default="", help="BIDS metadata of the check's recording: session")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--node-id", default=None)
 
@@ -634,7 +636,8 @@ def cmd_sync_check(args: argparse.Namespace) -> int:
     out = (args.out or paths.sessions_dir() / time.strftime("synccheck-%Y%m%d-%H%M%S")).resolve()
     cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=args.node_id or default_node_id(),
                      devices=devices, allowed_roots=[out])  # fmt: skip
-    req = SyncCheckRequest(out, args.flashes, args.interval, args.flash_ms / 1000.0, options, args.apply, args.seed)
+    req = SyncCheckRequest(out, args.flashes, args.interval, args.flash_ms / 1000.0, options, args.apply, args.seed,
+                           args.participant, args.session)  # fmt: skip
 
     def say(msg: str) -> None:
         if not args.json:

@@ -302,3 +302,81 @@ def test_camera_video_and_a_serial_photodiode_measured_together_against_lsl_mark
     assert row["detected"] == n, row
     assert abs(row["mean_ms"] - (diode_latency * 1e3 + floor_ms)) <= 0.5 and row["sd_ms"] <= 0.3, (row, floor_ms)
     assert rows[cam_sid]["verdict"] == "fail"  # 40 ms late, quantized to 33 ms frames
+
+
+def test_applied_corrections_travel_with_every_export(
+    redis_server: RedisServer, keys: Keys, data_dir: Path, tmp_path: Path
+) -> None:
+    """--apply stores each sensor's mean latency; XDF (read by pyxdf), CSV and BIDS carry the
+    check and say by how much the times were corrected; the corrected times are exactly that
+    much earlier."""
+    import pyxdf
+
+    from sensorium_desktop.recording.export import export_recording
+    from sensorium_desktop.recording.reader import load_recording
+    from sensorium_desktop.recording.synccheck import RESULT_FILE
+    from sensorium_desktop.recording.xdf import xdf_stream_key
+
+    out = tmp_path / "check"
+    run = _check(redis_server, keys, data_dir, out, "--device", "sim:photodiode?flash_latency_ms=3",
+                 "--flashes", "5", "--interval", "0.6", "--apply")  # fmt: skip
+    assert run.returncode == exitcodes.OUT_OF_TOLERANCE, run.stderr[-2000:]  # 3 ms > 2 ms
+    sid = "sim-photodiode-photodiode"
+    stored = json.loads((out / RESULT_FILE).read_text())
+    applied = stored["applied_ms"][sid]
+    assert abs(applied - 3.0) < 0.5
+    corrected = load_recording(out)
+    raw = load_recording(out)
+    raw.latency_corrections = {}
+    raw._global_cache.clear()
+    shift = raw.global_times(sid) - corrected.global_times(sid)
+    assert np.allclose(shift, applied / 1e3, rtol=0, atol=5e-7)  # float64 steps at 1.8e9 s: 2.4e-7 s
+
+    xdf = tmp_path / "c.xdf"
+    export_recording(out, "xdf", xdf)
+    streams, _ = pyxdf.load_xdf(str(xdf), dejitter_timestamps=False)
+    stream = next(s for s in streams if xdf_stream_key(s) == sid)
+    check = stream["info"]["desc"][0]["sensorium"][0]["sync_check"][0]
+    assert check["timestamps_corrected"] == ["true"] and abs(float(check["latency_correction_ms"][0]) - applied) < 1e-9
+    assert check["detected"] == ["5"] and check["verdict"] == ["fail"]
+    assert np.allclose(stream["time_stamps"], corrected.global_times(sid), atol=1e-6)
+
+    csv_dir = tmp_path / "csv"
+    export_recording(out, "csv", csv_dir)
+    summary = json.loads((csv_dir / "session.json").read_text())
+    assert abs(summary["sync_check"][sid]["latency_correction_ms"] - applied) < 1e-9
+    assert (csv_dir / RESULT_FILE).exists() and (csv_dir / "sync-check.png").exists()
+
+    bids = tmp_path / "bids"
+    export_recording(out, "bids", bids, metadata={"participant": "01"})
+    sidecars = [json.loads(p.read_text()) for p in bids.rglob("*_physio.json")]
+    mine = [s for s in sidecars if s.get("SensoriumSync", {}).get("sensor_id") == sid]
+    assert mine and abs(mine[0]["SensoriumSync"]["sync_check"]["latency_correction_ms"] - applied) < 1e-9
+
+
+def test_an_interrupted_check_keeps_what_it_measured_and_says_so(
+    redis_server: RedisServer, keys: Keys, data_dir: Path, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    env = dict(os.environ, SENSORIUM_REDIS_URL=redis_server.url, SENSORIUM_DATA_DIR=str(data_dir),
+               QT_QPA_PLATFORM="offscreen")  # fmt: skip
+    env.pop("DISPLAY", None)
+    out = tmp_path / "c"
+    proc = subprocess.Popen(sensorium("sync-check", "--prefix", keys.prefix, "--out", str(out), "--device",
+                                      "sim:photodiode", "--flashes", "30", "--interval", "0.5"),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    seen = ""
+    deadline = time.monotonic() + 60
+    assert proc.stderr is not None
+    while "flash 4 of 30" not in seen and time.monotonic() < deadline:
+        seen += proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == exitcodes.PARTIAL, stderr[-2000:]
+    assert "interrupted after" in stderr and "INTERRUPTED" in stdout
+    result = json.loads((out / "sync-check.json").read_text())
+    row = result["sensors"]["sim-photodiode-photodiode"]
+    assert result["interrupted"] and result["planned"] == 30 and 4 <= result["presented"] < 30
+    assert row["presented"] == result["presented"] and row["detected"] >= result["presented"] - 1

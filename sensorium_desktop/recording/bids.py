@@ -179,6 +179,9 @@ def _sync_report(rec: Recording, clock: str) -> dict[str, dict[str, Any]]:
         rep = rec.sync_report(sid, clock)
         out[sid] = {k: (float(v) if isinstance(v, int | float | np.floating) else v) for k, v in rep.items()
                     if k in ("domain", "kind", "offset", "drift_ppm", "sigma", "latency", "resets")}  # fmt: skip
+        check = rec.sync_check_of(sid)
+        if check is not None:  # what a physical sync check measured (and corrected, if applied)
+            out[sid]["sync_check"] = check
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 
 from .export import ExporterSpec
 from .reader import ExportOptions, Recording
+from .synccheck import PICTURE_FILE, RESULT_FILE
 
 #: markers.csv: global time (s), the sender's own time and its clock, host time, what and from where.
 MARKER_COLUMNS = ("t_global", "t_original", "clock_original", "t_host", "clock", "label", "source", "duration",
@@ -89,6 +91,13 @@ def export_csv(
                "streams": {sid: {"samples": len(d), "file": f"{_safe(sid)}.csv", "channels": list(d.info.channel_names),
                                  "units": list(d.info.units), "nominal_srate": d.info.nominal_rate,
                                  "missing_batches": d.missing_batches} for sid, d in rec.sensors.items()}}  # fmt: skip
+    checked = {sid: rec.sync_check_of(sid) for sid in rec.sensors if rec.sync_check_of(sid) is not None}
+    if checked:  # the sync check: per stream in the summary, and its own files beside
+        summary["sync_check"] = checked
+        for name in (RESULT_FILE, PICTURE_FILE):
+            if (rec.directory / name).exists():
+                shutil.copyfile(rec.directory / name, out_dir / name)
+                written.append(out_dir / name)
     meta_path = out_dir / "session.json"
     meta_path.write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     written.append(meta_path)

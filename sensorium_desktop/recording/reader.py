@@ -117,6 +117,10 @@ class Recording:
     #: what the spool says was written but could not be read: sensor, samples, batches and the
     #: host-time range (s) between the intact neighbours (see :func:`find_losses`)
     losses: list[dict[str, Any]] = field(default_factory=list)
+    #: the recording's sync check result (``sync-check.json``), if one was run in it
+    sync_check: dict[str, Any] | None = None
+    #: sensor id → latency (s) a sync check applied: subtracted from its global times
+    latency_corrections: dict[str, float] = field(default_factory=dict)
     _host_cache: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     _global_cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -228,8 +232,22 @@ class Recording:
         offset, known = self.host_offset(data.info.node_id, data.t_arrival)
         if not known:
             self.warn(f"{sensor_id}: no host→global offset recorded for node {data.info.node_id!r}; host clock used")
-        out = host + offset
+        out = host + offset - self.latency_corrections.get(sensor_id, 0.0)
         self._global_cache[(sensor_id, mode)] = out
+        return out
+
+    def sync_check_of(self, sensor_id: str) -> dict[str, Any] | None:
+        """What the recording's sync check measured for ``sensor_id`` (its table row without
+        traces, the check's id and tolerance, and ``latency_correction_ms`` when applied)."""
+        check = self.sync_check or {}
+        row = (check.get("sensors") or {}).get(sensor_id)
+        if not isinstance(row, dict):
+            return None
+        out = {k: v for k, v in row.items() if k not in ("traces", "latencies_ms")}
+        out.update(check_id=check.get("check_id", ""), presentations=check.get("presentations", ""),
+                   tolerance=check.get("tolerance", {}))  # fmt: skip
+        if sensor_id in self.latency_corrections:
+            out["latency_correction_ms"] = self.latency_corrections[sensor_id] * 1e3
         return out
 
     def marker_times(self, mode: str = "refined") -> np.ndarray:
@@ -398,6 +416,13 @@ def load_recording(directory: Path, progress: Progress | None = None, trim: bool
     rec.markers = _unique_by_id(rec.markers, "derived_id")  # re-delivered after a recorder crash
     rec.groups = _unique_by_id(rec.groups)
     rec.markers.sort(key=lambda m: _float(m.get("t_global")))
+    from .synccheck import corrections, load_result
+
+    rec.sync_check = load_result(directory)
+    rec.latency_corrections = corrections(directory)
+    for sid, value in rec.latency_corrections.items():
+        if sid in rec.sensors:
+            rec.warn(f"{sid}: times corrected by -{value * 1e3:.3f} ms (its latency measured by the sync check)")
     if trim:
         rec.trim_to_bounds()
     return rec

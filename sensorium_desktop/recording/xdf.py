@@ -305,6 +305,19 @@ def _sync_desc(rec: Recording, sid: str, clock: str, timestamps: str, t_global: 
     return "<synchronization>" + "".join(parts) + "</synchronization>"
 
 
+def _sync_check_xml(rec: Recording, sid: str) -> str:
+    """``<sync_check>``: what the recording's sync check measured for this stream (ms), and
+    the latency correction its timestamps carry when one was applied."""
+    row = rec.sync_check_of(sid)
+    if row is None:
+        return ""
+    keys = ("check_id", "presented", "detected", "missed", "mean_ms", "sd_ms", "min_ms", "max_ms",
+            "claimed_sigma_ms", "verdict", "detector", "latency_correction_ms")  # fmt: skip
+    inner = "".join(_el(k, "" if row.get(k) is None else row[k]) for k in keys if k in row)
+    applied = "latency_correction_ms" in row
+    return "<sync_check>" + inner + _el("timestamps_corrected", "true" if applied else "false") + "</sync_check>"
+
+
 def streams_from_recording(rec: Recording, clock: str = "refined", timestamps: str = "global") -> list[XdfStream]:
     """The XDF streams of a recording: one per sensor (in session order) and the markers."""
     if timestamps not in TIMESTAMP_MODES:
@@ -327,6 +340,7 @@ def streams_from_recording(rec: Recording, clock: str = "refined", timestamps: s
             + _el("transport", info.transport) + _el("uri", info.uri) + _el("node_id", info.node_id)
             + _el("missing_batches", data.missing_batches) + _losses_xml(rec, sid)
             + (_el("video_file", info.extra["session_video"]) if info.extra.get("session_video") else "")
+            + _sync_check_xml(rec, sid)
             + "</sensorium>"
         )  # fmt: skip
         ident = stream_identity(rec, info)

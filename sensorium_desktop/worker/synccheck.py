@@ -78,6 +78,8 @@ class SyncCheckRequest:
     options: CheckOptions = field(default_factory=CheckOptions)
     apply: bool = False
     seed: int | None = None
+    participant: str = ""
+    session: str = ""
 
 
 @dataclass
@@ -174,7 +176,7 @@ def run_sync_check(
         return True
 
     recorded = [] if opts.events_from else opts.sensors  # the marker stream is recorded too
-    rr = RecordRequest(duration + 30.0, request.directory, recorded, task="synccheck",
+    rr = RecordRequest(duration + 30.0, request.directory, recorded, request.participant, request.session, "synccheck",
                        notes=f"sync check {check_id}: {request.flashes} flashes")  # fmt: skip
     outcome = record(config, rr, None, during, stop_flag)
     if refused:
