@@ -88,6 +88,8 @@ class ReviewData:
     marker_sources: list[str]
     warnings: list[str] = field(default_factory=list)
     session_dir: Path | None = None
+    #: the recording's sync check result (``sync-check.json``), if one was run in it
+    sync_check: dict[str, Any] | None = None
 
     @property
     def span(self) -> tuple[float, float]:
@@ -149,8 +151,9 @@ def _open_session(directory: Path) -> ReviewData:
     order = np.argsort(times, kind="stable")
     labels = [str(rec.markers[i].get("label", "")) for i in order]
     sources = [str(rec.markers[i].get("source", "")) for i in order]
-    return ReviewData(directory, "session", "our refined clock models (sync worker's fit over the whole recording)",
-                      streams, times[order], labels, sources, list(rec.warnings), directory)  # fmt: skip
+    clock = "our refined clock models (sync worker's fit over the whole recording)"
+    return ReviewData(directory, "session", clock, streams, times[order], labels, sources, list(rec.warnings),
+                      directory, rec.sync_check)  # fmt: skip
 
 
 class _Collect(logging.Handler):

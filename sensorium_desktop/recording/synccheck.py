@@ -89,7 +89,7 @@ def presentations(rec: Recording, opts: CheckOptions) -> tuple[np.ndarray, str, 
     times = rec.marker_times()[idx]
     order = np.argsort(times, kind="stable")
     ids = [str(rec.markers[idx[i]].get("flash", "")) for i in order]
-    return times[order], "frame swaps of the flash window", "", ids
+    return times[order], "the flash window's presented frames", "", ids
 
 
 def camera_brightness(directory: Path, data: SensorData, region: tuple[int, int, int, int] | None) -> np.ndarray:

@@ -221,7 +221,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.export_action = QtGui.QAction("&Export recording…", self, shortcut=QtGui.QKeySequence("Ctrl+E"))
         self.export_action.triggered.connect(lambda: self.export_recording())
         self.stop_action.setEnabled(False)
-        for a in (self.record_action, self.stop_action):
+        self.sync_check_action = QtGui.QAction("S&ync check…", self)
+        self.sync_check_action.setToolTip("Flash the screen, record every device that can see it and measure its "
+                                          "latency against the lab's tolerance")  # fmt: skip
+        self.sync_check_action.triggered.connect(lambda: self.open_sync_check())
+        for a in (self.record_action, self.stop_action, self.sync_check_action):
             session_menu.addAction(a)
         open_action = QtGui.QAction("&Open recording or XDF…", self)
         open_action.setShortcut(QtGui.QKeySequence.StandardKey.Open)
@@ -373,6 +377,17 @@ class MainWindow(QtWidgets.QMainWindow):
         if callable(commit):
             commit()
         self.spawn(self.model.sessions.start_recording())
+
+    def open_sync_check(self) -> QtWidgets.QDialog:
+        """Session → Sync check…: the check's dialog (one at a time)."""
+        from .synccheck_dialog import SyncCheckDialog
+
+        dialog = getattr(self, "sync_check_dialog", None)
+        if dialog is None:
+            dialog = self.sync_check_dialog = SyncCheckDialog(self, self)
+        dialog.show()
+        dialog.raise_()
+        return dialog
 
     def export_recording(self, directory: Path | None = None) -> None:
         """The export dialog for ``directory`` (default: the last recording made here)."""

@@ -204,6 +204,14 @@ class ReviewWindow(QtWidgets.QMainWindow):
         for b in buttons:
             controls.addWidget(b)
         controls.addWidget(self.time_label, 1)
+        if data.sync_check:
+            verdicts = [row.get("verdict") for row in data.sync_check.get("sensors", {}).values()]
+            passed = sum(v == "pass" for v in verdicts)
+            self.sync_check_button = QtWidgets.QPushButton(f"Sync check: {passed} of {len(verdicts)} pass")
+            self.sync_check_button.setObjectName("reviewSyncCheck")
+            self.sync_check_button.setToolTip("the latencies this recording's sync check measured, per sensor")
+            self.sync_check_button.clicked.connect(self.show_sync_check)
+            controls.addWidget(self.sync_check_button)
         controls.addWidget(self.clock_label)
         self.plot_scroll = vertical_scroll(self.layout_widget, "reviewPlotScroll")
         split = QtWidgets.QSplitter()
@@ -230,6 +238,14 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self.timer.start()
         self.model.changed.connect(self._changed)
         self.render_view()
+
+    def show_sync_check(self) -> QtWidgets.QDialog:
+        """The recording's sync check result (read-only)."""
+        from .synccheck_dialog import SyncCheckDialog
+
+        self.sync_check_dialog = SyncCheckDialog(self, None, self.data.sync_check, self.data.session_dir)
+        self.sync_check_dialog.show()
+        return self.sync_check_dialog
 
     # -- building ---------------------------------------------------------------------------
     def _build_plots(self) -> None:

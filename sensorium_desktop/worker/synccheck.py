@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import exitcodes
 from ..bus.connection import client as make_client
+from ..bus.keys import Keys
 from ..bus.registry import list_devices, list_sensors_async
 from ..bus.synccheck import present
 from ..core.samples import SensorInfo
@@ -103,12 +104,12 @@ class SyncCheckOutcome:
         return exitcodes.OK if verdicts == {"pass"} else exitcodes.OUT_OF_TOLERANCE
 
 
-def simulated_truth(config: NodeConfig) -> dict[str, dict[str, float]]:
+def simulated_truth(redis_url: str, keys: Keys) -> dict[str, dict[str, float]]:
     """Sensor id → flash id → true latency (ms) reported by simulated devices (none: {})."""
-    c = make_client(config.redis_url, timeout=2.0, retries=0)
+    c = make_client(redis_url, timeout=2.0, retries=0)
     try:
         out: dict[str, dict[str, float]] = {}
-        for d in list_devices(c, config.keys):
+        for d in list_devices(c, keys):
             truth = (d.health.get("details") or {}).get("flash_truth_ms") or {}
             if isinstance(truth, dict):
                 for sid, flashes in truth.items():
@@ -117,6 +118,60 @@ def simulated_truth(config: NodeConfig) -> dict[str, dict[str, float]]:
         return out
     finally:
         c.close()
+
+
+def usable_sensors(infos: list[SensorInfo], opts: CheckOptions) -> list[str]:
+    """The sensors of ``infos`` a check can measure (a detector fits; among ``opts.sensors``)."""
+    return [i.sensor_id for i in infos if detector_for(i, explicit=bool(opts.sensors))
+            and (not opts.sensors or i.sensor_id in opts.sensors)]  # fmt: skip
+
+
+async def present_flashes(
+    c: Any, keys: Keys, check_id: str, stimulus: Stimulus, onsets: np.ndarray, flash_s: float,
+    say: Callable[[str], None],
+) -> bool:  # fmt: skip
+    """Have ``stimulus`` present the flashes and publish every swap as it comes (markers, the
+    room's light); False when the window stopped reporting swaps. Cancelling stops it."""
+    loop = asyncio.get_running_loop()
+    swaps: asyncio.Queue[tuple[int, bool, float]] = asyncio.Queue()
+
+    def on_swap(index: int, lit: bool, t_host: float) -> None:
+        loop.call_soon_threadsafe(swaps.put_nowait, (index, lit, t_host))
+
+    stimulus.start(onsets, flash_s, on_swap)
+    began = time.monotonic()
+    try:
+        for _ in range(2 * onsets.size):
+            due = began + float(onsets[-1]) + flash_s + SWAP_TIMEOUT_S - time.monotonic()
+            index, lit, t_host = await asyncio.wait_for(swaps.get(), max(due, SWAP_TIMEOUT_S))
+            await present(c, keys, check_id, index, t_host, lit)
+            if lit:
+                say(f"flash {index + 1} of {onsets.size}")
+    except TimeoutError:
+        log.error("sync check: the flash window stopped reporting frame swaps")
+        return False
+    finally:
+        stimulus.stop()
+    return True
+
+
+def finish_check(
+    directory: Path, opts: CheckOptions, truth: dict[str, dict[str, float]], interrupted: bool, planned: int,
+    about: dict[str, Any], apply: bool,
+) -> tuple[dict[str, Any], list[Path]]:  # fmt: skip
+    """Analyse the check recorded in ``directory``, store the result (``about``: check id,
+    timing, interval, …) and, with ``apply`` on a complete check, the corrections. Raises
+    :class:`SyncCheckError` (or OSError/ValueError for an unreadable recording)."""
+    rec = load_recording(directory)
+    rec.latency_corrections = {}  # measured as recorded, never through an earlier correction
+    rec._global_cache.clear()
+    rec.trim_to_bounds()
+    result = analyse(rec, opts, truth, interrupted=interrupted, planned=planned)
+    result.update(about)
+    files = write_result(directory, result)
+    if apply and not interrupted:
+        apply_corrections(directory, result)
+    return result, files
 
 
 def run_sync_check(
@@ -140,8 +195,7 @@ def run_sync_check(
 
     async def during(c: Any, session: Any) -> bool:
         infos = [i for i in await list_sensors_async(c, config.keys) if i.sensor_id in session.sensors]
-        usable = [i.sensor_id for i in infos if detector_for(i, explicit=bool(opts.sensors))
-                  and (not opts.sensors or i.sensor_id in opts.sensors)]  # fmt: skip
+        usable = usable_sensors(infos, opts)
         if not usable:
             refused.append(no_detector_message(infos, opts))
             log.error("sync check not started: %s", refused[0])
@@ -152,26 +206,8 @@ def run_sync_check(
             say(f"waiting {span + TAIL_S:.1f} s for {request.flashes} {opts.label!r} events from {opts.events_from}")
             await asyncio.sleep(span + TAIL_S)
             return True
-        loop = asyncio.get_running_loop()
-        swaps: asyncio.Queue[tuple[int, bool, float]] = asyncio.Queue()
-
-        def on_swap(index: int, lit: bool, t_host: float) -> None:
-            loop.call_soon_threadsafe(swaps.put_nowait, (index, lit, t_host))
-
-        stimulus.start(onsets, request.flash_s, on_swap)
-        began = time.monotonic()
-        try:
-            for _ in range(2 * request.flashes):
-                due = began + float(onsets[-1]) + request.flash_s + SWAP_TIMEOUT_S - time.monotonic()
-                index, lit, t_host = await asyncio.wait_for(swaps.get(), max(due, SWAP_TIMEOUT_S))
-                await present(c, config.keys, check_id, index, t_host, lit)
-                if lit:
-                    say(f"flash {index + 1} of {request.flashes}")
-        except TimeoutError:
-            log.error("sync check: the flash window stopped reporting frame swaps")
+        if not await present_flashes(c, config.keys, check_id, stimulus, onsets, request.flash_s, say):
             return False
-        finally:
-            stimulus.stop()
         await asyncio.sleep(TAIL_S)
         return True
 
@@ -184,21 +220,17 @@ def run_sync_check(
     if outcome.state != "complete":
         return SyncCheckOutcome(outcome, None, outcome.error or f"the recording is {outcome.state}")
     try:
-        truth = simulated_truth(config)
+        truth = simulated_truth(config.redis_url, config.keys)
     except Exception as exc:  # the truth is a bonus of simulated devices; never fatal
         log.debug("no simulated truth: %s", exc)
         truth = {}
+    about = {"check_id": check_id, "timing": stimulus.timing if stimulus is not None else "lsl markers",
+             "interval_s": request.interval_s, "flash_s": request.flash_s}  # fmt: skip
     try:
-        rec = load_recording(request.directory)
-        rec.trim_to_bounds()
-        result = analyse(rec, opts, truth, interrupted=outcome.interrupted, planned=request.flashes)
+        result, files = finish_check(request.directory, opts, truth, outcome.interrupted, request.flashes, about,
+                                     request.apply)  # fmt: skip
     except (SyncCheckError, OSError, ValueError) as exc:
         return SyncCheckOutcome(outcome, None, str(exc))
-    result.update(check_id=check_id, timing=stimulus.timing if stimulus is not None else "lsl markers",
-                  interval_s=request.interval_s, flash_s=request.flash_s)  # fmt: skip
-    files = write_result(request.directory, result)
-    if request.apply and not result["interrupted"]:
-        apply_corrections(request.directory, result)
     return SyncCheckOutcome(outcome, result, files=files)
 
 
