@@ -583,6 +583,7 @@ def _sync_check_args(p: argparse.ArgumentParser) -> None:
                    "bottom-left, bottom-right (a photodiode's corner)")
     p.add_argument("--patch-size", type=int, default=200, metavar="PX", help="side of a corner patch")
     p.add_argument("--windowed", action="store_true", help="a window instead of full screen")
+    p.add_argument("--no-clicks", action="store_true", help="no click with each flash (clicks need an audio output)")
     p.add_argument("--events-from", default="", metavar="lsl:NAME",
                    help="the presentations are this LSL marker stream's events (a stimulus PC flashing on its own)")
     p.add_argument("--label", default="flash", help="the marker label of a presentation (default flash)")
@@ -650,7 +651,7 @@ def cmd_sync_check(args: argparse.Namespace) -> int:
             from .ui.flash import present_while
 
             outcome = present_while(lambda stim, flag: run_sync_check(cfg, req, stim, say, flag),
-                                    args.patch, args.patch_size, not args.windowed)  # fmt: skip
+                                    args.patch, args.patch_size, not args.windowed, not args.no_clicks)  # fmt: skip
     finally:
         endpoint.close()
     result = outcome.result

@@ -272,7 +272,8 @@ def test_camera_video_and_a_serial_photodiode_measured_together_against_lsl_mark
     try:
         diode = f"serial:{pty.link}?channels=t,light&time_column=t&time_unit=s&rate=1000&attribute=photodiode"
         run = _check(redis_server, keys, data_dir, out, "--device", f"camera:{video}", "--device", diode,
-                     "--events-from", f"lsl:{name}", "--flashes", str(n), "--interval", "1.0")  # fmt: skip
+                     "--events-from", f"lsl:{name}", "--flashes", str(n), "--interval", "1.0",
+                     "--region", "20,10,120,100")  # fmt: skip
     finally:
         stop.set()
         thread.join(10)
@@ -380,3 +381,96 @@ def test_an_interrupted_check_keeps_what_it_measured_and_says_so(
     row = result["sensors"]["sim-photodiode-photodiode"]
     assert result["interrupted"] and result["planned"] == 30 and 4 <= result["presented"] < 30
     assert row["presented"] == result["presented"] and row["detected"] >= result["presented"] - 1
+
+
+def test_clicks_in_a_real_lsl_audio_stream_are_measured(
+    redis_server: RedisServer, keys: Keys, data_dir: Path, tmp_path: Path
+) -> None:
+    """A microphone (a pylsl 48 kHz audio outlet) hears a click 5 ms after each flash the
+    check presents (read from the bus, as a simulated room would): the audio detector finds
+    each onset within a sample and the LSL clock mapping keeps it within 0.5 ms."""
+    import threading
+
+    import pylsl
+    import redis
+
+    from sensorium_desktop.core.hostclock import host_time
+    from sensorium_desktop.devices.lsl import measure_lsl_offset
+
+    rate, delay = 48000.0, 0.005
+    name = f"Mic-{os.getpid()}"
+    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "Audio", 1, rate, pylsl.cf_float32, f"mic-{name}"))
+    click_n = 192  # 4 ms at 48 kHz: a 3 kHz burst decaying in 0.8 ms
+    stop = threading.Event()
+
+    def microphone() -> None:
+        c = redis.Redis.from_url(redis_server.url)
+        lsl_offset, _ = measure_lsl_offset()
+        trips = []  # global (Redis TIME) - host time, from the tightest of 30 round trips
+        for _ in range(30):
+            t0 = host_time()
+            sec, usec = c.time()
+            t1 = host_time()
+            trips.append((t1 - t0, sec + usec / 1e6 - 0.5 * (t0 + t1)))
+        global_offset = min(trips)[1]
+        newest = c.xrevrange(keys.sync_flashes, count=1)
+        after = newest[0][0].decode() if newest else "0-0"
+        onsets: list[float] = []
+        noise = np.random.default_rng(9)
+        t_next = host_time() - 0.05
+        try:
+            while not stop.is_set():
+                for _key, entries in c.xread({keys.sync_flashes: after}, block=5) or []:
+                    for eid, f in entries:
+                        after = eid.decode()
+                        if f[b"phase"] == b"on":
+                            onsets.append(float(f[b"t_global"]) - global_offset + delay)
+                now = host_time() - 0.05  # the sound card's buffer: 50 ms behind
+                n = int((now - t_next) * rate)
+                if n > 0:
+                    t = t_next + np.arange(n) / rate
+                    x = noise.normal(0, 0.01, n)
+                    for on in onsets:
+                        k = int(np.ceil((on - t_next) * rate))
+                        if -click_n < k < n:  # the click as it sounds from its onset on
+                            idx = np.arange(max(k, 0), min(k + click_n, n))
+                            tt = t[idx] - on
+                            x[idx] += np.sin(2 * np.pi * 3000.0 * tt) * np.exp(-tt / 0.0008) * 0.7
+                    outlet.push_chunk(x.reshape(-1, 1).astype(np.float32).tolist(), float(t[-1]) - lsl_offset)
+                    t_next += n / rate
+                stop.wait(0.005)
+        finally:
+            c.close()
+
+    thread = threading.Thread(target=microphone, daemon=True)
+    thread.start()
+    try:
+        run = _check(redis_server, keys, data_dir, tmp_path / "c", "--device", f"lsl:{name}",
+                     "--flashes", "8", "--interval", "0.6")  # fmt: skip
+    finally:
+        stop.set()
+        thread.join(10)
+    assert run.returncode == exitcodes.OUT_OF_TOLERANCE, run.stderr[-3000:]  # 5 ms > 2 ms
+    rows = json.loads(run.stdout)["sensors"]
+    (row,) = rows.values()
+    assert row["detector"] == "audio" and row["detected"] == 8, (row, run.stderr[-2000:])
+    assert abs(row["mean_ms"] - delay * 1e3) <= 0.5 and row["sd_ms"] <= 0.3, row
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--flashes", "3"], "nothing to check"),
+        (["--device", "sim:photodiode", "--region", "1,2,3"], "--region must be x,y,w,h"),
+        (["--device", "sim:photodiode", "--events-from", "Flashes"], "lsl:NAME"),
+        (["--device", "sim:photodiode", "--interval", "0.1"], "--interval"),
+        (["--device", "sim:photodiode", "--patch", "middle"], "--patch"),
+        (["--device", "nosuch:thing"], "nosuch"),
+    ],
+)
+def test_a_check_that_cannot_work_is_refused_before_anything_starts(
+    redis_server: RedisServer, keys: Keys, data_dir: Path, tmp_path: Path, args: list[str], says: str
+) -> None:
+    run = _check(redis_server, keys, data_dir, tmp_path / "c", *args)
+    assert run.returncode == exitcodes.USAGE and says in run.stderr, run.stderr[-1500:]
+    assert not (tmp_path / "c").exists()

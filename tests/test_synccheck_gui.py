@@ -86,8 +86,8 @@ def test_sync_check_from_the_window(
         rows = {table.item(r, 0).text(): [table.item(r, k).text() for k in range(table.columnCount())]
                 for r in range(table.rowCount())}  # fmt: skip
         assert set(rows) == {"sim-photodiode-photodiode", "sim-eyes-brightness"}
-        assert rows["sim-photodiode-photodiode"][2] == "6 of 6" and rows["sim-photodiode-photodiode"][8].startswith("pass")
-        assert abs(float(rows["sim-photodiode-photodiode"][3]) - 0.5) < 0.2
+        diode = rows["sim-photodiode-photodiode"]
+        assert diode[2] == "6 of 6" and diode[8].startswith("pass") and abs(float(diode[3]) - 0.5) < 0.2
         assert rows["sim-eyes-brightness"][8].startswith("fail")
         stored = [json.loads(p.read_text()) for p in (tmp_path / "data").rglob("sync-check.json")]
         assert len(stored) == 1 and stored[0]["presented"] == 6 and not stored[0]["interrupted"]

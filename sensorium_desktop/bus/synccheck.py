@@ -45,8 +45,12 @@ async def present(
 async def read_flashes(
     c: redis.asyncio.Redis, keys: Keys, after: str, block_ms: int = 500
 ) -> tuple[str, list[tuple[str, str, float]]]:
-    """Flash phases published after stream id ``after`` ("$": from now): (last id, [(flash
-    id, "on"/"off", global time s)]); malformed entries are skipped."""
+    """Flash phases published after stream id ``after`` ("$": from now on, none missed between
+    calls when the returned id is passed back): (last id, [(flash id, "on"/"off", global time
+    s)]); malformed entries are skipped."""
+    if after == "$":  # "$" sees only what arrives while blocked: start from the newest id instead
+        newest = await c.xrevrange(keys.sync_flashes, count=1)
+        after = (newest[0][0].decode() if isinstance(newest[0][0], bytes) else str(newest[0][0])) if newest else "0-0"
     got = await c.xread({keys.sync_flashes: after}, count=500, block=block_ms)
     out: list[tuple[str, str, float]] = []
     last = after

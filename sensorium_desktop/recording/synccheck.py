@@ -338,6 +338,8 @@ def draw_result(result: dict[str, Any], width: int = 1100) -> np.ndarray:
             f"SD <= {tol.get('sd_ms')} ms")  # fmt: skip
     cv2.putText(img, head, (left, 22), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     sub = f"0 ms = presentation: {result.get('timing') or result['presentations']}"
+    if result.get("audio"):
+        sub += f"; {result['audio']}"
     cv2.putText(img, sub, (left, 42), font, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
     t0, t1 = result.get("trace_window_ms", [-50.0, 200.0])
     scale_x: Callable[[float], int] = lambda ms: int(left + (ms - t0) / (t1 - t0) * plot_w)  # noqa: E731

@@ -84,6 +84,60 @@ class _RasterFlashWindow(QWindow):
         self.owner._swapped()
 
 
+#: The click played with each flash: 48 kHz mono, a 2 ms 3 kHz burst with a fast decay.
+CLICK_RATE_HZ = 48_000
+
+
+def click_samples() -> bytes:
+    """The click as signed 16-bit PCM (little endian)."""
+    t = np.arange(round(0.004 * CLICK_RATE_HZ)) / CLICK_RATE_HZ
+    wave = np.sin(2 * np.pi * 3000.0 * t) * np.exp(-t / 0.0008)
+    return (wave * 0.8 * 32767).astype("<i2").tobytes()
+
+
+class ClickOutput:
+    """The PC's default audio output, fed a click at each flash (push mode, so the click
+    starts as soon as the audio buffer plays it: its output latency is part of what a
+    microphone measures). ``available`` False with ``why`` when there is no output."""
+
+    def __init__(self) -> None:
+        self.available, self.why, self.device = False, "", ""
+        self._sink: Any = None
+        self._io: Any = None
+        self._pcm = click_samples()
+        try:
+            from PySide6.QtMultimedia import QAudioFormat, QAudioSink, QMediaDevices
+        except ImportError as exc:  # no multimedia backend (e.g. no libpulse)
+            self.why = f"no audio backend ({exc})"
+            return
+        out = QMediaDevices.defaultAudioOutput()
+        if out.isNull():
+            self.why = "no audio output device"
+            return
+        fmt = QAudioFormat()
+        fmt.setSampleRate(CLICK_RATE_HZ)
+        fmt.setChannelCount(1)
+        fmt.setSampleFormat(QAudioFormat.SampleFormat.Int16)
+        if not out.isFormatSupported(fmt):
+            self.why = f"{out.description()} does not play 48 kHz 16-bit mono"
+            return
+        self._sink = QAudioSink(out, fmt)
+        self._io = self._sink.start()
+        if self._io is None:
+            self.why = f"{out.description()} could not be opened"
+            return
+        self.available, self.device = True, out.description()
+
+    def click(self) -> None:
+        if self._io is not None:
+            self._io.write(self._pcm)
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.stop()
+            self._sink = self._io = None
+
+
 def opengl_available() -> bool:
     """True when an OpenGL context can be made on this platform (not on ``offscreen``)."""
     if QGuiApplication.platformName() in ("offscreen", "minimal"):
@@ -104,11 +158,15 @@ class FlashStimulus(QObject):
     finished = Signal()
 
     def __init__(self, patch: str = "full", size: int = 200, fullscreen: bool = True,
-                 geometry: QRect | None = None) -> None:  # fmt: skip
+                 geometry: QRect | None = None, clicks: bool = True) -> None:  # fmt: skip
         super().__init__()
         if patch not in PATCHES:
             raise ValueError(f"patch must be one of {', '.join(PATCHES)}")
         self.patch, self.size, self.fullscreen, self.geometry = patch, size, fullscreen, geometry
+        #: a click with each flash where the PC has an audio output ("" = clicks on)
+        self.clicks = ClickOutput() if clicks else None
+        self.audio = (f"a click with each flash on {self.clicks.device}" if self.clicks and self.clicks.available
+                      else f"no clicks: {self.clicks.why}" if self.clicks else "no clicks (not asked)")  # fmt: skip
         self.lit = False
         self.window: _GlFlashWindow | _RasterFlashWindow | None = None
         self.timing = ""
@@ -177,6 +235,8 @@ class FlashStimulus(QObject):
             return
         index, lit = self._pending
         self._pending = None
+        if lit and self.clicks is not None:
+            self.clicks.click()
         self.swapped.emit(index, lit, t)
         if self._on_swap is not None:
             self._on_swap(index, lit, t)
@@ -187,6 +247,8 @@ class FlashStimulus(QObject):
         for timer in self._timers:
             timer.stop()
         self._timers.clear()
+        if self.clicks is not None:
+            self.clicks.close()
         self.lit = False
         if self.window is not None:
             self.window.close()
@@ -195,7 +257,7 @@ class FlashStimulus(QObject):
 
 def present_while(
     work: Callable[[FlashStimulus, threading.Event], T], patch: str = "full", size: int = 200,
-    fullscreen: bool = True,
+    fullscreen: bool = True, clicks: bool = True,
 ) -> T:  # fmt: skip
     """Run ``work(stimulus, stop_flag)`` in a thread while this (main) thread runs Qt for the
     flash window; Ctrl+C sets ``stop_flag``. Without a display Qt's offscreen platform is used
@@ -203,7 +265,9 @@ def present_while(
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QGuiApplication.instance() or QGuiApplication(sys.argv[:1])
-    stimulus = FlashStimulus(patch, size, fullscreen and QGuiApplication.platformName() != "offscreen")
+    stimulus = FlashStimulus(patch, size, fullscreen and QGuiApplication.platformName() != "offscreen",
+                             clicks=clicks)  # fmt: skip
+    log.info("sync check: %s", stimulus.audio)
     stimulus.open_window()
     stop_flag = threading.Event()
     box: dict[str, Any] = {}

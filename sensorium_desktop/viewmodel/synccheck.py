@@ -114,8 +114,8 @@ class SyncCheckModel:
             return None
         self.progress.emit("analysing")
         truth = await asyncio.to_thread(simulated_truth, self.redis_url, self.keys)
-        about = {"check_id": check_id, "timing": getattr(stimulus, "timing", ""), "interval_s": interval_s,
-                 "flash_s": flash_s}  # fmt: skip
+        about = {"check_id": check_id, "timing": getattr(stimulus, "timing", ""),
+                 "audio": getattr(stimulus, "audio", ""), "interval_s": interval_s, "flash_s": flash_s}  # fmt: skip
         try:
             result, _files = await asyncio.to_thread(finish_check, directory, opts, truth, not completed, flashes,
                                                      about, apply)  # fmt: skip

@@ -225,7 +225,8 @@ def run_sync_check(
         log.debug("no simulated truth: %s", exc)
         truth = {}
     about = {"check_id": check_id, "timing": stimulus.timing if stimulus is not None else "lsl markers",
-             "interval_s": request.interval_s, "flash_s": request.flash_s}  # fmt: skip
+             "audio": getattr(stimulus, "audio", ""), "interval_s": request.interval_s,
+             "flash_s": request.flash_s}  # fmt: skip
     try:
         result, files = finish_check(request.directory, opts, truth, outcome.interrupted, request.flashes, about,
                                      request.apply)  # fmt: skip
