@@ -230,6 +230,28 @@ class SelfTest:
         platform = QtWidgets.QApplication.platformName()
         return f"opened and closed on Qt platform '{platform}', device tree with {sensors} sensors"
 
+    def flash_window(self) -> str:
+        """The sync check's flash window presents 3 flashes and reports each frame's swap."""
+        import numpy as np
+        from PySide6 import QtWidgets
+
+        from .ui.flash import FlashStimulus
+
+        app = QtWidgets.QApplication.instance()
+        assert app is not None, "the operator window check makes the Qt application"
+        swaps: list[tuple[int, bool, float]] = []
+        stimulus = FlashStimulus("top-left", 100, fullscreen=False, clicks=False)
+        stimulus.start(np.array([0.05, 0.25, 0.45]), 0.05, lambda i, lit, t: swaps.append((i, lit, t)))
+        deadline = time.monotonic() + 10
+        while len(swaps) < 6 and time.monotonic() < deadline:
+            app.processEvents()
+            time.sleep(0.002)
+        stimulus._end()
+        if [(i, lit) for i, lit, _t in swaps] != [(0, True), (0, False), (1, True), (1, False), (2, True), (2, False)]:
+            raise RuntimeError(f"the flash window reported {[(i, lit) for i, lit, _t in swaps]}")
+        gaps = np.diff([t for _i, lit, t in swaps if lit])
+        return f"6 of 6 swaps ({stimulus.timing}), onsets {', '.join(f'{g * 1e3:.0f}' for g in gaps)} ms apart"
+
     # -- run --------------------------------------------------------------------------------
     def run(self) -> int:
         from . import __version__
@@ -244,7 +266,8 @@ class SelfTest:
             steps = [("plugins (entry points)", self.plugins), ("webcam pose on a bundled picture", self.pose),
                      ("embedded Redis", self.redis), ("node child with the simulated lab", self.node),
                      (f"record {RECORD_S:g} s with a marker", self.record), ("export XDF", self.export),
-                     ("read the XDF back with pyxdf", self.read_back), ("operator window", self.window)]  # fmt: skip
+                     ("read the XDF back with pyxdf", self.read_back), ("operator window", self.window),
+                     ("sync check flash window", self.flash_window)]  # fmt: skip
             for name, fn in steps:
                 if not self.check(name, fn):
                     break  # each check needs the ones before it

@@ -39,6 +39,16 @@ def test_plain_numbers_whitespace_and_tabs() -> None:
     assert rows.t_device is None
 
 
+def test_named_columns_skip_a_line_cut_by_opening_the_port_mid_stream() -> None:
+    """The operator named the columns (t, light): a first line with another number of fields
+    (the tail of a line sent before the port opened) is garbage, not the layout."""
+    dec = LineDecoder(time_column="t", time_unit="s", channels=("t", "light"))
+    (rows,) = feed_all(dec, [b"5012\n1.000,0.05\n1.001,0.06\n"])
+    assert dec.protocol == "numbers" and dec.channels == ("light",) and dec.time_index == 0
+    np.testing.assert_allclose(rows.t_device, [1.0, 1.001])
+    assert dec.error_counts() == {"garbage": 1}
+
+
 def test_json_lines_sensocto_shape() -> None:
     dec = LineDecoder()
     lines = [

@@ -140,7 +140,7 @@ def test_simulated_lab_check_reports_each_latency_within_the_truth(
     out = tmp_path / "check"
     run = _check(redis_server, keys, data_dir, out, "--device", "sim:eyes?flash_latency_ms=12.5",
                  "--device", "sim:pose?flash_latency_ms=33.3", "--device", "sim:photodiode?flash_latency_ms=0.8",
-                 "--flashes", "20", "--interval", "0.8", "--seed", "7")  # fmt: skip
+                 "--flashes", "20", "--interval", "0.5", "--seed", "7")  # fmt: skip
     assert run.returncode == exitcodes.OUT_OF_TOLERANCE, run.stderr[-3000:]
     result = json.loads(run.stdout)
     rows = result["sensors"]

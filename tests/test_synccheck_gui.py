@@ -109,3 +109,47 @@ def test_sync_check_from_the_window(
     finally:
         node.stop()
 
+
+
+GL_SCRIPT = """
+import json, sys, time
+import numpy as np
+from PySide6.QtGui import QGuiApplication
+app = QGuiApplication(sys.argv[:1])
+from sensorium_desktop.core.hostclock import host_time
+from sensorium_desktop.ui.flash import FlashStimulus
+swaps, asked = [], []
+stim = FlashStimulus("full", 200, fullscreen=False, clicks=False)
+stim.open_window()
+t0 = host_time()
+stim.start(np.array([0.2, 0.5, 0.8]), 0.1, lambda i, lit, t: swaps.append((i, lit, t - t0)))
+deadline = time.monotonic() + 10
+while len(swaps) < 6 and time.monotonic() < deadline:
+    app.processEvents()
+    time.sleep(0.001)
+print(json.dumps({"timing": stim.timing, "platform": app.platformName(), "swaps": swaps}))
+"""
+
+
+def test_on_a_real_display_the_presentation_is_the_opengl_frame_swap(tmp_path: Path) -> None:
+    """Under Xvfb (an X display with Mesa's OpenGL, as setup installs) the flash window is an
+    OpenGL window and every flash is timed by its frameSwapped signal, after the flash was due."""
+    import shutil
+    import subprocess
+    import sys
+
+    xvfb = shutil.which("xvfb-run")
+    assert xvfb, "xvfb-run is missing: scripts/setup.sh installs it"
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
+    script = tmp_path / "gl.py"
+    script.write_text(GL_SCRIPT)
+    run = subprocess.run([xvfb, "-a", sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["platform"] == "xcb" and out["timing"] == "frame swap (OpenGL)", out
+    swaps = out["swaps"]
+    assert [(i, lit) for i, lit, _t in swaps] == [(0, True), (0, False), (1, True), (1, False), (2, True), (2, False)]
+    onsets = [t for _i, lit, t in swaps if lit]
+    for due, t in zip((0.2, 0.5, 0.8), onsets, strict=True):
+        assert due <= t < due + 0.1, (due, t)  # presented after it was asked for, within a few frames

@@ -296,6 +296,8 @@ class LineDecoder:
                 if header is not None and len(header) == len(fields) and self.protocol in ("", "csv"):
                     self.protocol = "csv"
                     self._set_columns(tuple(f.strip(b"\"'").decode("ascii", "replace").strip() for f in header))
+                elif self.columns and len(self.columns) != len(fields):
+                    continue  # not the layout the operator named: a line cut by opening the port mid-stream
                 elif self.protocol in ("", "numbers") or (self.protocol == "csv" and header is None and i >= 16):
                     self.protocol = self.protocol or "numbers"
                     names = self.columns if len(self.columns) == len(fields) else ()
