@@ -193,8 +193,9 @@ def test_review_window_follows_the_cursor_and_the_keyboard(av_session: Path, qtb
     before = len(review_window._OPEN)
     drop = QtGui.QDropEvent(QtCore.QPointF(10, 10), QtCore.Qt.DropAction.CopyAction, mime,
                             QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier)  # fmt: skip
-    win.dropEvent(drop)
-    assert len(review_window._OPEN) == before + 1 and review_window._OPEN[-1].data.path.name == "minimal.xdf"
+    win.dropEvent(drop)  # read in a thread (the window stays responsive), then shown
+    qtbot.waitUntil(lambda: len(review_window._OPEN) == before + 1, timeout=10000)
+    assert review_window._OPEN[-1].data.path.name == "minimal.xdf"
     review_window._OPEN[-1].close()
     shot = os.environ.get("SENSORIUM_TEST_SHOT")
     if shot:
@@ -278,3 +279,46 @@ def test_a_video_a_camera_still_writes_is_read_at_any_frame(tmp_path: Path) -> N
     got = frames.frame(480)  # written after the index was made
     assert got is not None and abs(float(got[110:130, 100:200].mean()) - 480 % 200) < 6
     assert frames.frame(500) is None  # not written: no frame rather than another one
+
+
+def test_a_long_xdf_opens_in_a_thread_with_progress_and_cancel(qtbot, tmp_path: Path) -> None:
+    """Opening a big XDF: the progress dialog moves, the asking window's event loop keeps
+    running (no stall over 0.5 s), Cancel ends the read with no window; without Cancel the
+    review opens with every sample."""
+    import time
+
+    from benchmarks.export import make_spool
+    from PySide6 import QtWidgets
+
+    from sensorium_desktop.ui import review_window
+
+    rec = tmp_path / "rec"
+    n = make_spool(rec, 8.0, 32, 512)  # 8 min × 32 ch × 512 Hz: 31 MB of XDF
+    xdf = export_recording(rec, "xdf", tmp_path / "long.xdf").files[0]
+    owner = QtWidgets.QWidget()
+    qtbot.addWidget(owner)
+    ticks: list[float] = []
+    timer = QtCore.QTimer(interval=20)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start()
+
+    loader = review_window.load_review_window(xdf, owner)
+    qtbot.waitUntil(lambda: loader.dialog.value() > 0 or bool(loader.outcome), timeout=20000)
+    assert loader.outcome == "", "read before Cancel could be pressed: make the file bigger"
+    loader.dialog.findChild(QtWidgets.QPushButton).click()  # the operator presses Cancel
+    qtbot.waitUntil(lambda: loader.outcome != "", timeout=20000)
+    assert loader.outcome == "cancelled" and loader.window is None and not loader.reader.is_alive()
+
+    ticks.clear()
+    loader = review_window.load_review_window(xdf, owner)
+    values: list[int] = []
+    loader._progress.connect(lambda frac, _what: values.append(round(frac * 1000)))
+    qtbot.waitUntil(lambda: loader.outcome != "", timeout=60000)
+    timer.stop()
+    assert loader.outcome == "opened" and loader.window is not None, loader.outcome
+    stream = next(iter(loader.window.data.streams.values()))
+    assert stream.times.size == n
+    assert len(set(values)) >= 5  # the bar moved while reading
+    stall = max(np.diff(ticks)) if len(ticks) > 1 else 0.0
+    assert len(ticks) > 10 and stall < 0.5, f"the asking window stalled {stall:.2f} s"
+    loader.window.close()

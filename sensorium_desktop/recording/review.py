@@ -14,8 +14,11 @@ read at all raises :class:`ReviewError` with the reason — never a crash.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,37 @@ SKELETON_CHANNELS = 99
 
 class ReviewError(Exception):
     """The file or folder cannot be opened for review (the message says why)."""
+
+
+class ReviewCancelled(Exception):
+    """Reading was cancelled (the ``cancel`` event was set)."""
+
+
+#: ``progress(fraction 0..1, what)`` while a recording is read for review.
+ReviewProgress = Callable[[float, str], None]
+
+
+class _WatchedFile(io.BufferedReader):
+    """A file pyxdf reads through: each read reports how far it is and honours ``cancel``."""
+
+    def __init__(self, path: Path, progress: ReviewProgress | None, cancel: threading.Event | None) -> None:
+        super().__init__(io.FileIO(str(path), "rb"), buffer_size=1 << 20)
+        self._size = max(path.stat().st_size, 1)
+        self._progress, self._cancel = progress, cancel
+        self._told = -1.0
+        self._name = path.name
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if self._cancel is not None and self._cancel.is_set():
+            raise ReviewCancelled(f"reading {self._name} was cancelled")
+        data = super().read(size)
+        if self._progress is not None:
+            frac = min(self.tell() / self._size, 1.0)
+            if frac - self._told >= 0.005:
+                self._told = frac
+                done_mb, size_mb = self.tell() / 1e6, self._size / 1e6
+                self._progress(0.9 * frac, f"reading {self._name}: {done_mb:.0f} of {size_mb:.0f} MB")
+        return data
 
 
 @dataclass
@@ -108,25 +142,36 @@ class ReviewData:
         return [s for s in self.streams.values() if s.kind == kind]
 
 
-def open_review(path: str | Path) -> ReviewData:
-    """Open a session folder (or its ``session.json``) or an XDF file."""
+def open_review(
+    path: str | Path, progress: ReviewProgress | None = None, cancel: threading.Event | None = None
+) -> ReviewData:
+    """Open a session folder (or its ``session.json``) or an XDF file. ``progress`` is told
+    how far reading is; ``cancel`` set stops it with :class:`ReviewCancelled` (both may be
+    used from a reading thread)."""
     p = Path(path)
     if p.name == SESSION_FILE:
         p = p.parent
     if p.is_dir():
         if not (p / SESSION_FILE).is_file():
             raise ReviewError(f"{p}: not a recording (no {SESSION_FILE}) and not an XDF file")
-        return _open_session(p)
+        return _open_session(p, progress, cancel)
     if not p.is_file():
         raise ReviewError(f"{p}: no such file or folder")
-    return _open_xdf(p)
+    return _open_xdf(p, progress, cancel)
 
 
-def _open_session(directory: Path) -> ReviewData:
+def _open_session(directory: Path, progress: ReviewProgress | None = None,
+                  cancel: threading.Event | None = None) -> ReviewData:  # fmt: skip
     from .reader import load_recording
 
+    def told(frac: float, what: str) -> None:
+        if cancel is not None and cancel.is_set():
+            raise ReviewCancelled(f"reading {directory.name} was cancelled")
+        if progress is not None:
+            progress(0.9 * frac, what)
+
     try:
-        rec = load_recording(directory)
+        rec = load_recording(directory, told)
     except (OSError, ValueError) as exc:
         raise ReviewError(f"{directory}: cannot read the recording: {exc}") from exc
     streams: dict[str, ReviewStream] = {}
@@ -167,19 +212,32 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _open_xdf(path: Path) -> ReviewData:
+def _open_xdf(path: Path, progress: ReviewProgress | None = None,
+              cancel: threading.Event | None = None) -> ReviewData:  # fmt: skip
+    import gzip
+
     import pyxdf
 
     collect = _Collect()
     pylog = logging.getLogger("pyxdf")
     pylog.addHandler(collect)
+    watched = _WatchedFile(path, progress, cancel)
+    source: io.BufferedIOBase = watched
+    if path.suffix == ".xdfz" or path.suffixes[-2:] == [".xdf", ".gz"]:
+        source = gzip.GzipFile(fileobj=watched, mode="rb")
     try:
-        loaded, _header = pyxdf.load_xdf(str(path), synchronize_clocks=True, handle_clock_resets=True,
+        loaded, _header = pyxdf.load_xdf(source, synchronize_clocks=True, handle_clock_resets=True,
                                          dejitter_timestamps=True)  # fmt: skip
+    except ReviewCancelled:
+        raise
     except Exception as exc:  # pyxdf raises anything from struct.error to IndexError on bad input
         raise ReviewError(f"{path.name}: cannot be read as XDF: {type(exc).__name__}: {exc}") from exc
     finally:
         pylog.removeHandler(collect)
+        source.close()
+        watched.close()
+    if progress is not None:
+        progress(0.95, f"{path.name}: preparing {len(loaded)} streams")
     warnings = [f"{path.name}: {m}" for m in dict.fromkeys(collect.messages)]
     streams: dict[str, ReviewStream] = {}
     m_times: list[np.ndarray] = []

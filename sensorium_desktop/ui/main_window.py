@@ -52,11 +52,11 @@ class PlotDropArea(QtWidgets.QWidget):
 
     def dropEvent(self, event: QtGui.QDropEvent) -> None:
         if event.mimeData().hasUrls() and not event.mimeData().hasFormat(SENSORS_MIME):
-            from .review_window import open_review_window  # a recording or XDF file: review it
+            from .review_window import load_review_window  # a recording or XDF file: review it
 
             event.acceptProposedAction()
             for url in event.mimeData().urls():
-                open_review_window(Path(url.toLocalFile()), self)
+                load_review_window(Path(url.toLocalFile()), self)
             return
         ids, _ = read_sensors(event.mimeData())
         if ids:
@@ -198,13 +198,13 @@ class MainWindow(QtWidgets.QMainWindow):
     def open_recording(self) -> None:
         """File → Open: a session folder (its session.json) or an XDF file, in a review window."""
         from .. import paths
-        from .review_window import open_review_window
+        from .review_window import load_review_window
 
         chosen, _ = QtWidgets.QFileDialog.getOpenFileName(
             self, "Open a recording", str(paths.sessions_dir()), "Recordings (session.json *.xdf *.xdfz);;All files (*)"
         )
         if chosen:
-            open_review_window(Path(chosen), self)
+            load_review_window(Path(chosen), self)
 
     def _actions(self) -> None:
         file_menu = self.menuBar().addMenu("&File")

@@ -9,6 +9,7 @@ Keys: Space play/pause · ←/→ one frame (Shift: ten) · PgUp/PgDn previous/n
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..core.envelope import stacked_raster
 from ..core.pose import POSE_CONNECTIONS
-from ..recording.review import ReviewData, ReviewError, ReviewStream, open_review
+from ..recording.review import ReviewCancelled, ReviewData, ReviewError, ReviewStream, open_review
 from ..recording.video import VideoFrames
 from ..viewmodel.review import SPEEDS, MarkerLine, ReviewModel
 from .style import colour, roles
@@ -512,7 +513,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
 
     def dropEvent(self, event: QtGui.QDropEvent) -> None:
         for url in event.mimeData().urls():
-            open_review_window(Path(url.toLocalFile()), self)
+            load_review_window(Path(url.toLocalFile()), self)
 
 
 _OPEN: list[ReviewWindow] = []
@@ -520,20 +521,103 @@ _OPEN_ERRORS: list[QtWidgets.QMessageBox] = []
 
 
 def open_review_window(path: Path, parent: QtWidgets.QWidget | None = None) -> ReviewWindow | None:
-    """Open ``path`` in a new review window; a clear message (no window) when it cannot be read."""
+    """Open ``path`` in a new review window now (blocking); a clear message (no window) when it
+    cannot be read. The window's own Open and drops use :class:`ReviewLoader` instead."""
     try:
         data = open_review(path)
     except ReviewError as exc:
-        log.error("%s", exc)
-        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, "Cannot open", str(exc),
-                                    parent=parent)  # fmt: skip
-        box.setObjectName("reviewOpenError")
-        box.open()  # not modal to the application: the operator reads it, nothing waits on it
-        _OPEN_ERRORS.append(box)
+        _cannot_open(str(exc), parent)
         return None
+    return _show_review(data)
+
+
+def _cannot_open(message: str, parent: QtWidgets.QWidget | None) -> None:
+    log.error("%s", message)
+    box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, "Cannot open", message, parent=parent)
+    box.setObjectName("reviewOpenError")
+    box.open()  # not modal to the application: the operator reads it, nothing waits on it
+    _OPEN_ERRORS.append(box)
+
+
+def _show_review(data: ReviewData) -> ReviewWindow:
     win = ReviewWindow(data)
     win.resize(1400, 850)
     win.show()
     _OPEN.append(win)
     win.destroyed.connect(lambda *_: _OPEN.remove(win) if win in _OPEN else None)
     return win
+
+
+class ReviewLoader(QtCore.QObject):
+    """Reads a recording or XDF file in a thread behind a progress dialog with Cancel, then
+    opens its review window; the window that asked stays responsive (plots keep moving).
+    ``finished(window or None)`` says how it ended (None: cancelled or unreadable)."""
+
+    finished = QtCore.Signal(object)
+    _progress = QtCore.Signal(float, str)
+    _done = QtCore.Signal(object)
+
+    def __init__(self, path: Path, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.path = Path(path)
+        self.parent_widget = parent
+        self.cancel = threading.Event()
+        self.window: ReviewWindow | None = None
+        self.outcome = ""
+        self.dialog = QtWidgets.QProgressDialog(f"Reading {self.path.name}…", "Cancel", 0, 1000, parent)
+        self.dialog.setObjectName("reviewLoading")
+        self.dialog.setWindowTitle("Opening a recording")
+        self.dialog.setWindowModality(QtCore.Qt.WindowModality.NonModal)
+        self.dialog.setMinimumDuration(300)  # a quick read shows no dialog at all
+        self.dialog.setAutoClose(False)
+        self.dialog.setAutoReset(False)
+        self.dialog.canceled.connect(self.cancel.set)
+        self._progress.connect(self._show_progress)
+        self._done.connect(self._finish)
+        self.reader = threading.Thread(target=self._read, name=f"review-{self.path.name}", daemon=True)
+        _LOADING.append(self)
+
+    def start(self) -> ReviewLoader:
+        self.dialog.setValue(0)
+        self.reader.start()
+        return self
+
+    def _read(self) -> None:
+        try:
+            outcome: object = open_review(self.path, self._progress.emit, self.cancel)
+        except (ReviewError, ReviewCancelled) as exc:
+            outcome = exc
+        except Exception as exc:  # anything else must still end the dialog, with the reason
+            outcome = ReviewError(f"{self.path.name}: {type(exc).__name__}: {exc}")
+        self._done.emit(outcome)
+
+    def _show_progress(self, frac: float, what: str) -> None:
+        if not self.cancel.is_set():
+            self.dialog.setValue(round(frac * 1000))
+            self.dialog.setLabelText(what)
+
+    def _finish(self, outcome: object) -> None:
+        self.dialog.canceled.disconnect(self.cancel.set)  # closing a progress dialog says "canceled"
+        self.dialog.close()
+        if isinstance(outcome, ReviewData) and not self.cancel.is_set():
+            self.dialog.setLabelText(f"drawing {len(outcome.streams)} streams…")
+            self.window = _show_review(outcome)
+            self.outcome = "opened"
+        elif isinstance(outcome, ReviewError):
+            self.outcome = str(outcome)
+            _cannot_open(str(outcome), self.parent_widget)
+        else:
+            self.outcome = "cancelled"
+            log.info("opening %s cancelled", self.path.name)
+        if self in _LOADING:
+            _LOADING.remove(self)
+        self.finished.emit(self.window)
+
+
+#: loaders while they read (kept alive until they finish)
+_LOADING: list[ReviewLoader] = []
+
+
+def load_review_window(path: Path, parent: QtWidgets.QWidget | None = None) -> ReviewLoader:
+    """Open ``path`` for review without blocking the window that asked (see :class:`ReviewLoader`)."""
+    return ReviewLoader(path, parent).start()
