@@ -287,9 +287,9 @@ def test_a_long_xdf_opens_in_a_thread_with_progress_and_cancel(qtbot, tmp_path: 
     review opens with every sample."""
     import time
 
-    from benchmarks.export import make_spool
     from PySide6 import QtWidgets
 
+    from benchmarks.export import make_spool
     from sensorium_desktop.ui import review_window
 
     rec = tmp_path / "rec"
