@@ -1,8 +1,13 @@
 """End-to-end pipeline: simulated sensors → node → Redis → sync worker, with real processes.
 
-    python -m benchmarks.pipeline [--seconds 20] [--devices 10] [--rate 100000]
+    python -m benchmarks.pipeline [--seconds 20] [--devices 10] [--rate 100000] [--steps 0.5,1,1.5,2,2.5,3]
 
-Three runs against a private redis-server:
+Runs against a private redis-server:
+
+0. **knee**: the offered load raised in ``--steps`` (M samples/s over ``--devices`` devices)
+   until loss or lag appears (published < 98 % of offered, the worker < 98 % of published,
+   a sequence gap, a spill); per step the rates, the node's CPU and batches/s, and the raw
+   pipelined XADD rate of the same batches beside them;
 
 1. **throughput**: ``--devices`` simulated 1-channel devices at ``--rate`` Hz each; sustained
    samples/s published and processed by the worker, zero-loss check (every batch sequence
@@ -159,17 +164,53 @@ def raw_xadd_rate(url: str, batch_samples: int, seconds: float = 3.0) -> tuple[f
     return n / el, n * batch_samples / el
 
 
+def knee(url: str, tmp: Path, steps: list[float], devices: int, seconds: float) -> tuple[list[str], float]:
+    """Raise the offered load until it is no longer carried; (table lines, knee samples/s)."""
+    lines = [f"knee: {devices} devices, {seconds:g} s per step",
+             f"  {'offered M/s':>11} {'published':>10} {'worker':>8} {'batches/s':>10} {'node CPU %':>10} "
+             f"{'worker CPU %':>12} {'raw XADD M/s':>12}  carried"]  # fmt: skip
+    best = 0.0
+    for i, offered in enumerate(steps):
+        rate = offered * 1e6 / devices
+        prefix = f"knee{i}"
+        devs = [f"sim:eeg?channels=1&rate={rate:g}&participant={k + 1}&packet=1000" for k in range(devices)]
+        r = run_node(url, prefix, devs, seconds, tmp / prefix)
+        ok, batches, samples = lossless(url, prefix, r["worker"])
+        pub = r["telemetry"].get("publisher", {})
+        mean_batch = max(1, samples // max(batches, 1))
+        _entries, raw = raw_xadd_rate(url, mean_batch, 2.0)
+        carried = (ok and r["published_rate"] >= 0.98 * offered * 1e6 and r["worker_rate"] >= 0.98 * r["published_rate"]
+                   and not pub.get("spilled_batches", 0))  # fmt: skip
+        lines.append(f"  {offered:>11.2f} {r['published_rate'] / 1e6:>10.2f} {r['worker_rate'] / 1e6:>8.2f} "
+                     f"{r['published_rate'] / mean_batch:>10.0f} {r['cpu']['node']:>10.0f} {r['cpu']['worker']:>12.0f} "
+                     f"{raw / 1e6:>12.2f}  {'yes' if carried else 'NO'}")  # fmt: skip
+        c = redis.Redis.from_url(url)
+        for key in c.scan_iter(match=f"{prefix}:*"):
+            c.delete(key)
+        if not carried:
+            break
+        best = offered * 1e6
+    lines.append(f"  knee: {best / 1e6:.2f} M samples/s carried lossless (the next step was not)")
+    return lines, best
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--devices", type=int, default=10)
     ap.add_argument("--rate", type=float, default=100_000.0, help="samples/s per throughput device")
+    ap.add_argument("--steps", default="0.5,1,1.5,2,2.5,3", help="offered M samples/s per knee step ('' = skip)")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="sensorium-pipeline-"))
     server = Server(tmp)
-    lines = []
+    lines: list[str] = []
     ok_all = True
     try:
+        if args.steps:
+            knee_lines, _knee = knee(server.url, tmp, [float(v) for v in args.steps.split(",")], args.devices,
+                                     min(args.seconds, 8.0))  # fmt: skip
+            print("\n".join(knee_lines), flush=True)
+            lines += knee_lines
         # 1. throughput
         devices = [
             f"sim:eeg?channels=1&rate={args.rate:g}&participant={k + 1}&packet=1000" for k in range(args.devices)

@@ -21,6 +21,7 @@ from sensorium_desktop.bus.sessions import Session
 from sensorium_desktop.bus.streams import read_all
 from sensorium_desktop.recording import spool as spool_mod
 from sensorium_desktop.recording.reader import load_recording
+from sensorium_desktop.recording.recorder import START_MARGIN_S
 from sensorium_desktop.recording.xdf import xdf_datetime, xdf_stream_key
 
 
@@ -172,7 +173,7 @@ def test_node_killed_mid_session_resumes_and_loses_nothing(redis_server: RedisSe
     for sid in ("sim-chest-ecg", "sim-eyes-eye_gaze"):
         seqs = rec.sensors[sid].batch_seq
         assert np.array_equal(seqs, np.arange(seqs[0], seqs[-1] + 1)), f"{sid}: a batch is missing across the crash"
-        start_ms = int(started * 1000)  # the consumer group starts at "<start_ms>-0"
+        start_ms = int((started - START_MARGIN_S) * 1000)  # the consumer group starts at "<start_ms>-0"
         in_redis = [e.batch.seq for e in read_all(c, keys, sid) if int(e.stream_id.split("-")[0]) >= start_ms]
         assert in_redis[0] == seqs[0], f"{sid}: the first batch of the session is missing"
 

@@ -521,6 +521,10 @@ class ClockModel:
         if self._held:
             self._held.append((x, y, packets))
             return self._resolve_held()
+        if x[0] >= self._x_last and (x.size == 1 or float(np.minimum.reduce(x[1:] - x[:-1])) >= 0.0):
+            # the usual batch: in order, after everything fed so far (nothing late, no step back)
+            self._update_epoch(x, y, packets, in_order=True)
+            return None
         if self.ready:
             # behind the newest local time, with a sample fitting the current line after it
             # in this batch (it may be itself): late deliveries, taken in one go
@@ -746,10 +750,18 @@ class ClockModel:
         self._reset_state()
 
     # -- the data path --------------------------------------------------------------------------
-    def _update_epoch(self, x: np.ndarray, y: np.ndarray, packets: np.ndarray | None = None) -> None:
+    def _update_epoch(
+        self, x: np.ndarray, y: np.ndarray, packets: np.ndarray | None = None, in_order: bool = False
+    ) -> None:
+        """Feed samples of the current epoch (``in_order``: x is non-decreasing, so only its
+        first sample can be behind the open bin)."""
         ep = self.epochs[-1]
         xr = x - ep.x0
-        if self._open_bin > -(1 << 61) and math.isfinite(self.alpha):
+        if (
+            self._open_bin > -(1 << 61)
+            and math.isfinite(self.alpha)
+            and (not in_order or math.floor(float(xr[0]) / self.bin_width) < self._open_bin)
+        ):
             # samples behind the open bin (a step back under RESET_BACKSTEP_S across a bin edge,
             # e.g. two sensors of one clock interleaved) are late: the bins stay in order
             behind = np.floor(xr / self.bin_width) < self._open_bin
@@ -760,7 +772,9 @@ class ClockModel:
                     return
                 x, y, xr = x[ahead], y[ahead], xr[ahead]
                 packets = None if packets is None else packets[ahead]
-        d = (y - x) - self.fixed_latency  # exact for clockless sensors (y == x)
+        d = y - x  # exact for clockless sensors (y == x)
+        if self.fixed_latency:
+            d -= self.fixed_latency
         self.n += x.size
         # one delivery (packet) per run of equal arrival times, counted at its last sample:
         # only that sample's excess delay is a fresh draw (earlier ones waited for the packet)
@@ -776,7 +790,7 @@ class ClockModel:
         r = d - (self.alpha + self.beta * xr)
         i = int(r.argmin())
         step_tol = max(STEP_MIN_S, 10.0 * self._unc)
-        if r[i] < -step_tol and self._n_window_bins >= 3:  # too few points: just a better minimum
+        if float(r[i]) < -step_tol and self._n_window_bins >= 3:  # too few points: just a better minimum
             keep = self._handle_violations(x, y, r < -step_tol, r, packets)
             if keep is None:
                 return
@@ -788,15 +802,16 @@ class ClockModel:
         else:
             ends = packets
         w = self.bin_width
-        b_first, b_last = math.floor(xr[0] / w), math.floor(xr[-1] / w)
+        b_first, b_last = math.floor(float(xr[0]) / w), math.floor(float(xr[-1]) / w)
         young = self._n_window_bins < YOUNG_BINS  # refit on every packet until the line is pinned
         if b_first == b_last == self._open_bin and not young:  # fast path: still inside the open bin
             if ends is not None:
                 self._open_n += float(ends.sum())
             else:
                 self._open_n += float(np.count_nonzero(new_packet) + 1 - continued)
-            if r[i] < self._open_r:
-                self._open_r, self._open_x, self._open_d = float(r[i]), float(xr[i]), float(d[i])
+            ri = float(r[i])
+            if ri < self._open_r:
+                self._open_r, self._open_x, self._open_d = ri, float(xr[i]), float(d[i])
             return
         if ends is None:
             ends = _packet_ends(new_packet, continued)

@@ -50,6 +50,10 @@ DRAIN_MARGIN_S = 0.25
 READ_COUNT = 500
 #: groups of events this long before the session started are not part of it (s)
 GROUP_MARGIN_S = 2.0
+#: Sensor streams are read from this long before the session's start (s): longer than any
+#: batch window a sensor may have had before the recorder raised its attention (none: 5 s,
+#: ×3 under high system load).
+START_MARGIN_S = 20.0
 #: Sensors whose samples are event markers: each sample also joins the session's marker stream.
 MARKER_ATTRIBUTES = frozenset({"marker"})
 
@@ -150,7 +154,11 @@ class SessionRecorder(threading.Thread):
                                                                   self.keys.groups]  # fmt: skip
 
     def _start_id(self) -> str:
-        return f"{int((self.session.started or time.time()) * 1000)}-0"
+        """Where the sensor streams are read from: ``START_MARGIN_S`` before the session's start.
+        A batch's id is its first sample's time: a batch that began before the start holds
+        samples after it (a 1 Hz thermometer batched for 2 s at low attention lost its first
+        two in-bounds samples); the reader keeps exactly the samples inside the bounds."""
+        return f"{int(((self.session.started or time.time()) - START_MARGIN_S) * 1000)}-0"
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> None:
