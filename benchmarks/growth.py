@@ -185,6 +185,7 @@ def growth_step(server: Server, n: int, rate: float, seconds: float, tmp: Path) 
         for _ in range(5):
             window.refresh()
         tele = json.loads(c.get(keys.telemetry("bench")) or "{}")
+        procs["worker"] = procs["worker"] or _proc((tele.get("state") or {}).get("worker_pid"))
         pub0, tel_t0 = (tele.get("publisher") or {}).get("published_samples", 0), float(tele.get("time", 0) or 0)
         cpu0 = {k: _cpu(p) for k, p in procs.items()}
         t0 = time.monotonic()
@@ -223,8 +224,12 @@ def soak(server: Server, minutes: float, tmp: Path) -> list[tuple[float, float, 
     c = redis.Redis.from_url(server.url)
     try:
         sensors = wait_sensors(c, keys, 14, 120)
-        tele = json.loads(c.get(keys.telemetry("bench")) or "{}")
-        node_p, worker_p = _proc(node.pid), _proc((tele.get("state") or {}).get("worker_pid"))
+        node_p, worker_p = _proc(node.pid), None
+        deadline = time.monotonic() + 30
+        while worker_p is None and time.monotonic() < deadline:  # the worker reports its pid a little later
+            tele = json.loads(c.get(keys.telemetry("bench")) or "{}")
+            worker_p = _proc((tele.get("state") or {}).get("worker_pid"))
+            time.sleep(0.5)
         session = record(server.url, keys, sensors, tmp / "soak" / "rec")
         t0 = time.monotonic()
         out = []

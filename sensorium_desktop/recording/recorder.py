@@ -54,6 +54,9 @@ GROUP_MARGIN_S = 2.0
 #: batch window a sensor may have had before the recorder raised its attention (none: 5 s,
 #: ×3 under high system load).
 START_MARGIN_S = 20.0
+#: Of what is read before the start, batches that ended more than this before it (s) are not
+#: spooled: the margin is for a batch straddling the start, not for minutes of earlier data.
+PRE_START_KEEP_S = 0.25
 #: Sensors whose samples are event markers: each sample also joins the session's marker stream.
 MARKER_ATTRIBUTES = frozenset({"marker"})
 
@@ -515,6 +518,8 @@ class SessionRecorder(threading.Thread):
             self._warn(f"{sid}: undecodable stream entry {eid} skipped ({exc})")
             return
         batch = entry.batch
+        if len(batch) and self._ended_before_start(batch, entry.node_id):
+            return  # read only for the batch straddling the start (see _start_id): not part of it
         missing_before = self.gaps.missing.get(sid, 0)
         if not self.gaps.check(batch):  # re-delivered after a crash: the spool has it
             self.status.duplicates += 1
@@ -529,6 +534,15 @@ class SessionRecorder(threading.Thread):
         self.writer.add_batch(batch, eid, use_delta)
         if batch.attribute in MARKER_ATTRIBUTES and batch.values.dtype == object and len(batch):
             self._derived_markers.extend(self._markers_of(batch))
+
+    def _ended_before_start(self, batch: SampleBatch, node_id: str) -> bool:
+        """True for a batch whose last sample arrived more than ``PRE_START_KEEP_S`` before the
+        session's start (global, through its node's host offset when known)."""
+        started = self.session.started
+        if not started:
+            return False
+        offset = self._host_offsets.get(node_id) or 0.0
+        return float(batch.t_arrival[-1]) + offset < started - PRE_START_KEEP_S
 
     def _markers_of(self, batch: SampleBatch) -> list[dict[str, str]]:
         """One session marker per sample of a marker sensor (an LSL marker outlet, …): its

@@ -52,27 +52,28 @@ class ReviewCancelled(Exception):
 ReviewProgress = Callable[[float, str], None]
 
 
-class _WatchedFile(io.BufferedReader):
-    """A file pyxdf reads through: each read reports how far it is and honours ``cancel``."""
+class _WatchedRaw(io.FileIO):
+    """The raw file under pyxdf's buffered reader: each refill of the (1 MiB) buffer reports how
+    far reading is and honours ``cancel`` — pyxdf's many small reads stay in C."""
 
     def __init__(self, path: Path, progress: ReviewProgress | None, cancel: threading.Event | None) -> None:
-        super().__init__(io.FileIO(str(path), "rb"), buffer_size=1 << 20)
+        super().__init__(str(path), "rb")
         self._size = max(path.stat().st_size, 1)
         self._progress, self._cancel = progress, cancel
         self._told = -1.0
-        self._name = path.name
+        self._label = path.name
 
-    def read(self, size: int | None = -1, /) -> bytes:
+    def readinto(self, buffer: Any) -> int | None:
         if self._cancel is not None and self._cancel.is_set():
-            raise ReviewCancelled(f"reading {self._name} was cancelled")
-        data = super().read(size)
+            raise ReviewCancelled(f"reading {self._label} was cancelled")
+        n = super().readinto(buffer)
         if self._progress is not None:
-            frac = min(self.tell() / self._size, 1.0)
+            done = self.tell()
+            frac = min(done / self._size, 1.0)
             if frac - self._told >= 0.005:
                 self._told = frac
-                done_mb, size_mb = self.tell() / 1e6, self._size / 1e6
-                self._progress(0.9 * frac, f"reading {self._name}: {done_mb:.0f} of {size_mb:.0f} MB")
-        return data
+                self._progress(0.9 * frac, f"reading {self._label}: {done / 1e6:.0f} of {self._size / 1e6:.0f} MB")
+        return n
 
 
 @dataclass
@@ -221,7 +222,7 @@ def _open_xdf(path: Path, progress: ReviewProgress | None = None,
     collect = _Collect()
     pylog = logging.getLogger("pyxdf")
     pylog.addHandler(collect)
-    watched = _WatchedFile(path, progress, cancel)
+    watched = io.BufferedReader(_WatchedRaw(path, progress, cancel), buffer_size=1 << 20)
     source: io.BufferedIOBase = watched
     if path.suffix == ".xdfz" or path.suffixes[-2:] == [".xdf", ".gz"]:
         source = gzip.GzipFile(fileobj=watched, mode="rb")

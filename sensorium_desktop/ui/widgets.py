@@ -10,6 +10,9 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from ..viewmodel.alerts import Alert, AlertsModel
 from .style import roles
 
+#: Item data role holding the text colour a cell was given (so an unchanged colour is not set again).
+_COLOUR_ROLE = QtCore.Qt.ItemDataRole.UserRole + 7
+
 
 class RowTable(QtWidgets.QTableWidget):
     """A read-only table replaced row by row (selection kept by the first column's text)."""
@@ -26,24 +29,34 @@ class RowTable(QtWidgets.QTableWidget):
         self.horizontalHeader().setStretchLastSection(True)
 
     def set_rows(self, rows: Sequence[Sequence[str]], colours: Sequence[str | None] | None = None) -> None:
+        """Show ``rows`` (``colours``: a text colour per row): only cells whose text or colour
+        changed are touched, and columns are sized again only when some text changed (a
+        refresh that changes nothing costs no layout)."""
         selected = self.selected_key()
-        self.setRowCount(len(rows))
+        changed = self.rowCount() != len(rows)
+        if changed:
+            self.setRowCount(len(rows))
+        align = QtCore.Qt.AlignmentFlag
         for r, row in enumerate(rows):
+            colour = (colours[r] if colours else None) or ""
             for col, text in enumerate(row):
                 item = self.item(r, col)
                 if item is None:
                     item = QtWidgets.QTableWidgetItem()
+                    if col > 0:  # numbers right-aligned; the stretched last column's at its left edge
+                        side = align.AlignLeft if col == len(row) - 1 else align.AlignRight
+                        item.setTextAlignment(side | align.AlignVCenter)
                     self.setItem(r, col, item)
-                item.setText(text)
-                if col > 0:  # numbers right-aligned; the stretched last column's at its left edge (never cut off)
-                    align = QtCore.Qt.AlignmentFlag
-                    side = align.AlignLeft if col == len(row) - 1 else align.AlignRight
-                    item.setTextAlignment(side | align.AlignVCenter)
-                colour = colours[r] if colours else None
-                item.setForeground(QtGui.QBrush(QtGui.QColor(colour)) if colour else QtGui.QBrush())
-            if selected is not None and row and row[0] == selected:
+                if item.text() != text:
+                    item.setText(text)
+                    changed = True
+                if item.data(_COLOUR_ROLE) != colour:
+                    item.setData(_COLOUR_ROLE, colour)
+                    item.setForeground(QtGui.QBrush(QtGui.QColor(colour)) if colour else QtGui.QBrush())
+            if selected is not None and row and row[0] == selected and self.currentRow() != r:
                 self.selectRow(r)
-        self.resizeColumnsToContents()
+        if changed:
+            self.resizeColumnsToContents()
 
     def selected_key(self) -> str | None:
         items = self.selectedItems()
