@@ -270,7 +270,8 @@ def pictures(rows: list[dict[str, float]], soaked: list[tuple[float, float, floa
         axes[1].legend(fontsize=8)
         axes[2].plot(n, [r["refresh_p50_ms"] for r in rows], "o-", label="p50")
         axes[2].plot(n, [r["refresh_p95_ms"] for r in rows], "o-", label="p95")
-        axes[2].set(xscale="log", xlabel="simulated sensors", ylabel="ms", title="window refresh")
+        axes[2].set(xscale="log", yscale="log", xlabel="simulated sensors", ylabel="ms",
+                    title="window refresh (Redis → models → panels)")  # fmt: skip
         axes[2].legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / "growth.png", dpi=110)

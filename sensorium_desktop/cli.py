@@ -602,6 +602,7 @@ def _sync_check_args(p: argparse.ArgumentParser) -> None:
 @arguments(_sync_check_args)
 def cmd_sync_check(args: argparse.Namespace) -> int:
     from . import paths
+    from .core.synccheck import PATCHES
     from .recording.synccheck import summary_lines
     from .worker.node import NodeConfig, default_node_id
     from .worker.synccheck import SyncCheckRequest, check_options, run_sync_check
@@ -626,8 +627,8 @@ def cmd_sync_check(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     try:
         options = check_options(args.sensor, args.region, events_from, args.label, args.max_mean_ms, args.max_sd_ms)
-        if args.patch not in ("full", "top-left", "top-right", "bottom-left", "bottom-right"):
-            raise ValueError(f"--patch {args.patch!r}: full, top-left, top-right, bottom-left or bottom-right")
+        if args.patch not in PATCHES:
+            raise ValueError(f"--patch {args.patch!r}: one of {', '.join(PATCHES)}")
     except ValueError as exc:
         log.error("%s", exc)
         return exitcodes.USAGE

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Where the flash window draws the white patch: the whole window or a corner (a photodiode's).
+PATCHES = ("full", "top-left", "top-right", "bottom-left", "bottom-right")
 #: A step smaller than this (in the signal's units, relative to its full range) is no flash.
 MIN_CONTRAST = 1e-9
 #: Levels between which a step is searched: this fraction of the range above the dark level

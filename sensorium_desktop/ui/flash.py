@@ -25,11 +25,11 @@ from PySide6.QtGui import QBackingStore, QColor, QGuiApplication, QOpenGLContext
 from PySide6.QtOpenGL import QOpenGLWindow
 
 from ..core.hostclock import host_time
+from ..core.synccheck import PATCHES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PATCHES = ("full", "top-left", "top-right", "bottom-left", "bottom-right")
 
 
 def _patch_rect(patch: str, size: int, w: int, h: int) -> QRect:

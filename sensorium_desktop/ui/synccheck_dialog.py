@@ -16,9 +16,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ..core.synccheck import Tolerance
+from ..core.synccheck import PATCHES, Tolerance
 from ..recording.synccheck import CheckOptions, summary_lines
-from .flash import PATCHES, FlashStimulus
+from .flash import FlashStimulus
 from .style import text_style
 
 if TYPE_CHECKING:
