@@ -162,9 +162,8 @@ def finish_check(
     """Analyse the check recorded in ``directory``, store the result (``about``: check id,
     timing, interval, …) and, with ``apply`` on a complete check, the corrections. Raises
     :class:`SyncCheckError` (or OSError/ValueError for an unreadable recording)."""
-    rec = load_recording(directory)
+    rec = load_recording(directory, trim=False)  # nothing mapped yet: the corrections can go first
     rec.latency_corrections = {}  # measured as recorded, never through an earlier correction
-    rec._global_cache.clear()
     rec.trim_to_bounds()
     result = analyse(rec, opts, truth, interrupted=interrupted, planned=planned)
     result.update(about)
