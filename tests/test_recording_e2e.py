@@ -269,7 +269,7 @@ def test_sensors_added_and_removed_while_recording(redis_server: RedisServer, ke
         time.sleep(6.0)  # hrv is a 0.2 Hz sensor: at least one value
         _stop_session(c, keys, s)
         wait_for(lambda: _status(c, keys, "edit").get("state") == "complete", 30, message="complete")
-        groups = [g[b"name"] for g in c.xinfo_groups(keys.stream("sim-chest-hr"))]
+        groups = [g["name"] for g in c.xinfo_groups(keys.stream("sim-chest-hr"))]  # redis-py: str field names
         assert b"rec-edit" not in groups  # the removed sensor's consumer group is cleaned up too
     finally:
         node.stop()

@@ -327,8 +327,7 @@ class SessionRecorder(threading.Thread):
         self._flush(c)
         self.status.state = "complete"
         self._write_meta("complete", stopped=self._stop_requested)
-        self._publish_status(c)
-        try:
+        try:  # cleaned up before "complete" is published: whoever sees it sees no group left
             release_attention(c, self.keys, self.sensor_ids, f"recording:{self.session.session_id}")
             pipe = c.pipeline(transaction=False)
             for key in set(self._stream_keys()) | self._created:
@@ -336,6 +335,7 @@ class SessionRecorder(threading.Thread):
             pipe.execute(raise_on_error=False)
         except (redis.RedisError, OSError) as exc:
             log.warning("recorder %s: cleanup failed: %s", self.session.session_id, exc)
+        self._publish_status(c)
         log.info("recorder %s: complete, %d samples spooled (with the margins exports leave out), %d bytes in %s",
                  self.session.session_id, self.status.samples,
                  self.status.bytes, self.directory)  # fmt: skip
