@@ -359,6 +359,7 @@ def test_uncertainty_widens_between_refits_and_refits_thin_out_with_age() -> Non
 
 
 @settings(max_examples=25, deadline=None)
+@example(seed=780, fraction=0.1875, max_delay=0.1875)  # 258 ms of deliveries all late: none on the line's tolerance
 @given(
     seed=st.integers(0, 10_000),
     fraction=st.floats(0.01, 0.3),

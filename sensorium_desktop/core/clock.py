@@ -27,7 +27,8 @@ Online and vectorized:
 - the excess-delay scale is the median of (deliveries x bin-minimum excess) / ln 2, robust
   to delay spikes;
 - a backward jump of ``t_local`` is a reboot only when later deliveries confirm it: the
-  samples from the jump on are held until either one of them fits the current line (then
+  samples from the jump on are held until either one of them fits the current line, or lies
+  ahead of the newest local time within ``LATE_FIT_MAX_S`` of it (then
   they were delivered late — batches reordered by the transport or several sensors of one
   clock domain interleaved — and update the line like any sample) or none has for
   ``RESET_CONFIRM_S`` and ``RESET_CONFIRM_DELIVERIES`` deliveries (then the clock was reset);
@@ -600,7 +601,10 @@ class ClockModel:
             x, y, p = _take(x, y, p, ~stale)
             r = r[~stale]
             self._held = [(x, y, p)]
-        fitting = np.flatnonzero(r <= self._fit_tol())
+        # a held sample ahead of the newest local time within a delivery's lateness of the line
+        # fits it too: a reset clock (stepped back >= RESET_CONFIRM_S) is not back there yet
+        ahead = (x > self._x_last) & (r <= LATE_FIT_MAX_S)
+        fitting = np.flatnonzero((r <= self._fit_tol()) | ahead)
         if fitting.size:  # the current line still holds: what was held until that sample came late
             j = int(fitting[0])
             self._held = []
