@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyxdf
 from conftest import sensorium
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_recording import make_recording
 
@@ -57,6 +57,7 @@ damage_ops = st.lists(
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(ops=[("zero", 0.0, 4096), ("zero", 0.15625, 4096), ("cut", 0.5, 0)])  # every app-note batch lost
 @given(ops=damage_ops)
 def test_every_intact_frame_is_read_and_every_damage_reported(tmp_path_factory, ops) -> None:
     root = tmp_path_factory.mktemp("dmg")

@@ -535,6 +535,11 @@ def find_losses(rec: Recording, meta: dict[str, Any], indexed: dict[str, int]) -
             elif gaps and len(gaps) > 1:
                 out.append({"sensor": sid, "batches": None, "samples": short, "from": math.nan, "to": math.nan,
                             "note": "spread over the gaps above"})  # fmt: skip
+    for sid in sorted((set(indexed) | set(written)) - set(rec.sensors)):  # not one batch of it was read
+        expected = max(int(indexed.get(sid, 0)), int(written.get(sid, 0) or 0))
+        if expected > 0:
+            out.append({"sensor": sid, "batches": None, "samples": expected, "from": math.nan, "to": math.nan,
+                        "note": "none of its batches could be read"})  # fmt: skip
     return out
 
 
