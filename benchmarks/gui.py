@@ -1,6 +1,6 @@
 """Live-plot benchmark: the operator window drawing N channels at R Hz, against a naive plot.
 
-    sensorium bench-gui --channels 32 --rate 512 --seconds 20      (or python -m benchmarks.gui)
+    python -m benchmarks.gui --channels 32 --rate 512 --seconds 20
 
 A private redis-server and a node child streaming ``sim:eeg?channels=N&rate=R`` at attention
 high; the real window (offscreen unless a display is set) plots the EEG sensor. Two phases of
@@ -32,7 +32,7 @@ import psutil
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="sensorium bench-gui", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.gui", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--channels", type=int, default=32)
     ap.add_argument("--rate", type=float, default=512.0)

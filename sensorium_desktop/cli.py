@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import __version__, exitcodes
+from . import exitcodes
+from .version import __version__
 
 if TYPE_CHECKING:
     from .bus.connection import RedisEndpoint
@@ -207,27 +208,9 @@ def cmd_open(args: argparse.Namespace) -> int:
         return exitcodes.FAILED
     for warning in data.warnings:
         log.warning("%s", warning)
-    from PySide6 import QtCore
+    from .ui.app import run_review
 
-    from .ui.app import make_app
-    from .ui.review_window import ReviewWindow
-
-    app = make_app()
-    app.setQuitOnLastWindowClosed(True)
-    win = ReviewWindow(data)
-    win.resize(1400, 850)
-    win.show()
-    if args.quit_after is not None:
-
-        def finish() -> None:
-            if args.screenshot is not None:
-                win.grab().save(str(args.screenshot))
-            win.close()
-            app.quit()
-
-        QtCore.QTimer.singleShot(int(args.quit_after * 1000), finish)
-    app.exec()
-    return exitcodes.OK
+    return run_review(data, args.quit_after, args.screenshot)
 
 
 def _replay_args(p: argparse.ArgumentParser) -> None:
@@ -243,7 +226,8 @@ def _replay_args(p: argparse.ArgumentParser) -> None:
 @arguments(_replay_args)
 def cmd_replay(args: argparse.Namespace) -> int:
     from .recording.review import ReviewError, open_review
-    from .worker.node import NodeConfig, default_node_id, run_node
+    from .worker.context import NodeConfig, default_node_id
+    from .worker.node import run_node
 
     path = args.path.resolve()
     try:
@@ -374,7 +358,8 @@ def _bad_device_uris(uris: list[str]) -> bool:
 @arguments(_node_args)
 def cmd_node(args: argparse.Namespace) -> int:
     from .core.backpressure import Attention
-    from .worker.node import NodeConfig, default_node_id, run_node
+    from .worker.context import NodeConfig, default_node_id
+    from .worker.node import run_node
 
     devices = list(args.device)
     if args.simulate:
@@ -396,10 +381,9 @@ def cmd_node(args: argparse.Namespace) -> int:
     rcs = _rcs_options(args)
     if rcs is None:
         return exitcodes.USAGE
+    remotes = {"rcs": rcs, "pupil": PupilOptions(args.pupil_port, args.remote_bind), "ingest": ingest}
     cfg = NodeConfig(
-        rcs=rcs,
-        pupil=PupilOptions(args.pupil_port, args.remote_bind),
-        ingest=ingest,
+        component_options={name: options for name, options in remotes.items() if options is not None},
         redis_url=endpoint.url,
         keys=endpoint.keys,
         node_id=args.node_id or default_node_id(),
@@ -445,25 +429,6 @@ def cmd_lsl_outlet(args: argparse.Namespace) -> int:
         endpoint.close()
     log.info("lsl outlet stopped: %s", bridge.stats)
     return 0
-
-
-def _bench_gui_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--channels", type=int, default=32)
-    p.add_argument("--rate", type=float, default=512.0, help="Hz")
-    p.add_argument("--seconds", type=float, default=20.0, help="per phase")
-
-
-@command("bench-gui", "benchmark the live plots (frames/s, CPU, data-to-pixel latency) against a naive plot")
-@arguments(_bench_gui_args)
-def cmd_bench_gui(args: argparse.Namespace) -> int:
-    if Path("benchmarks", "gui.py").is_file() and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        from benchmarks.gui import main as bench_main
-    except ImportError:
-        log.error("bench-gui runs from a source checkout (the benchmarks/ folder): cd to it first")
-        return 2
-    return bench_main(["--channels", str(args.channels), "--rate", str(args.rate), "--seconds", str(args.seconds)])
 
 
 def _redis_cmd_args(p: argparse.ArgumentParser) -> None:
@@ -526,7 +491,7 @@ def _record_args(p: argparse.ArgumentParser) -> None:
 @arguments(_record_args)
 def cmd_record(args: argparse.Namespace) -> int:
     from . import paths
-    from .worker.node import NodeConfig, default_node_id
+    from .worker.context import NodeConfig, default_node_id
     from .worker.record import RecordRequest, record
 
     if args.out is not None and args.out.exists() and any(args.out.iterdir()):
@@ -548,7 +513,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     if out is None:
         out = paths.sessions_dir() / time.strftime("%Y%m%d-%H%M%S")
     cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=node_id, devices=devices,
-                     allowed_roots=[out.resolve()], ingest=ingest)  # fmt: skip
+                     allowed_roots=[out.resolve()],
+                     component_options={"ingest": ingest} if ingest is not None else {})  # fmt: skip
     req = RecordRequest(args.duration, out.resolve(), args.sensors, args.participant, args.session, args.task,
                         args.run, args.notes, args.compact)  # fmt: skip
 
@@ -604,7 +570,7 @@ def cmd_sync_check(args: argparse.Namespace) -> int:
     from . import paths
     from .core.synccheck import PATCHES
     from .recording.synccheck import summary_lines
-    from .worker.node import NodeConfig, default_node_id
+    from .worker.context import NodeConfig, default_node_id
     from .worker.synccheck import SyncCheckRequest, check_options, run_sync_check
 
     devices = (["sim:lab"] if args.simulate else []) + list(args.device)
@@ -901,6 +867,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from .plugins import PluginInfo
+    from .ui.desktop import plugin_registries
 
     rows: list[PluginInfo] = []
     for registry in plugin_registries():
@@ -917,29 +884,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for r in failed:
         log.error("plugin %s %r: %s", r.kind, r.name, r.error)
     return exitcodes.FAILED if failed else 0
-
-
-def plugin_registries() -> list[Any]:
-    """The four registries (importing the window's panels needs Qt: present wherever the app is)."""
-    from .devices import TRANSPORTS
-    from .recording.export import EXPORTERS
-    from .ui.panels import PANELS
-    from .worker.components import COMPONENTS
-
-    return [TRANSPORTS, EXPORTERS, PANELS, COMPONENTS]
-
-
-def plugin_report(load: bool) -> tuple[str, list[str], list[str]]:
-    """("7 transports, 3 exporters, …", plugins that did not load, registrations refused for
-    a taken name). ``load``: import every plugin first (else count names, import nothing)."""
-    counts: list[str] = []
-    failed: list[str] = []
-    refused: list[str] = []
-    for registry in plugin_registries():
-        counts.append(f"{len(registry.load_all()) if load else len(registry)} {registry.kind}")
-        failed += [f"{registry.kind[:-1]} {name}: {why}" for name, why in registry.errors.items()]
-        refused += [f"{r.kind[:-1]} {r.name} of {r.distribution}: {r.error}" for r in registry.refused]
-    return ", ".join(counts), failed, refused
 
 
 def _marker_args(p: argparse.ArgumentParser) -> None:

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -191,3 +191,17 @@ class PluginRegistry(Generic[T]):
         rows += self.refused
         rows += [PluginInfo(self.kind, n, repr(o), "(run time)", "", True) for n, o in self._added.items()]
         return rows
+
+
+def plugin_report(registries: Sequence[PluginRegistry[Any]], load: bool) -> tuple[str, list[str], list[str]]:
+    """("7 transports, 3 exporters, …", plugins that did not load, registrations refused for
+    a taken name) of ``registries``. ``load``: import every plugin first (else count names,
+    import nothing)."""
+    counts: list[str] = []
+    failed: list[str] = []
+    refused: list[str] = []
+    for registry in registries:
+        counts.append(f"{len(registry.load_all()) if load else len(registry)} {registry.kind}")
+        failed += [f"{registry.kind[:-1]} {name}: {why}" for name, why in registry.errors.items()]
+        refused += [f"{r.kind[:-1]} {r.name} of {r.distribution}: {r.error}" for r in registry.refused]
+    return ", ".join(counts), failed, refused

@@ -59,9 +59,10 @@ class SelfTest:
 
     # -- checks -----------------------------------------------------------------------------
     def plugins(self) -> str:
-        from .cli import plugin_report
+        from .plugins import plugin_report
+        from .ui.desktop import plugin_registries
 
-        counts, failed, _refused = plugin_report(load=True)
+        counts, failed, _refused = plugin_report(plugin_registries(), load=True)
         if failed:
             raise RuntimeError("; ".join(failed))
         return counts
@@ -254,7 +255,7 @@ class SelfTest:
 
     # -- run --------------------------------------------------------------------------------
     def run(self) -> int:
-        from . import __version__
+        from .version import __version__
 
         frozen = bool(getattr(sys, "frozen", False))
         where = f"bundle {sys.executable}" if frozen else f"Python {sys.version.split()[0]}"

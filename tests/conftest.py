@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,7 +177,8 @@ class NodeThread:
         import threading
 
         from sensorium_desktop.core.backpressure import Attention
-        from sensorium_desktop.worker.node import Node, NodeConfig
+        from sensorium_desktop.worker.context import NodeConfig
+        from sensorium_desktop.worker.node import Node
 
         kw.setdefault("attention_default", Attention.HIGH)
         kw.setdefault("spill_dir", Path(tempfile.mkdtemp(prefix="spill-")))
@@ -198,6 +200,10 @@ class NodeThread:
             await self.node.run(self.stop_event)
 
         self.loop.run_until_complete(run())
+
+    def remote(self, name: str) -> Any:
+        """The node's running remote control ``name`` (None: not running yet)."""
+        return self.node.remote(name)
 
     def start(self) -> NodeThread:
         self.thread.start()

@@ -77,8 +77,8 @@ def sensor_params(sensor_id: str, connector: str = "conn-1", token: str = TOKEN,
 def ingest_node(redis_server: RedisServer, keys: Keys, tmp_path: Path):
     port = free_port()
     node = NodeThread(redis_server.url, keys, [], node_id="ingest-node", sessions_dir=tmp_path / "sessions",
-                      ingest=IngestOptions("127.0.0.1", port, TOKEN)).start()  # fmt: skip
-    wait_for(lambda: node.node.ingest is not None and node.node.ingest.port, 20, message="ingest listening")
+                      component_options={"ingest": IngestOptions("127.0.0.1", port, TOKEN)}).start()  # fmt: skip
+    wait_for(lambda: node.remote("ingest") is not None and node.remote("ingest").port, 20, message="ingest listening")
     yield node, port
     node.stop()
 
@@ -168,7 +168,7 @@ def test_phoenix_client_streams_measurements_into_redis(
     infos = {s.sensor_id: s for s in list_sensors(c, keys)}
     assert infos[f"{dev_id}-ecg"].device_name == "Chest" and infos[f"{dev_id}-ecg"].transport == "ws"
     assert infos[f"{dev_id}-ecg"].clock_domain == infos[f"{dev_id}-heartrate"].clock_domain == "ws-conn-1"
-    counters = node.node.ingest.counters  # type: ignore[union-attr]
+    counters = node.remote("ingest").counters  # type: ignore[union-attr]
     assert counters["invalid_measurements"] == 4 and counters["unauthorized"] == 1 and counters["join_crashed"] == 1
 
 
@@ -309,9 +309,9 @@ def test_bad_clients_never_hold_up_a_good_one(
     c = redis_server.client()
     wait_for(lambda: sum(len(e.batch) for e in read_all(c, keys, f"ws-{good}-heartrate")) == 150, 15,
              message="every measurement of the good client")  # fmt: skip
-    counters = node.node.ingest.counters  # type: ignore[union-attr]
+    counters = node.remote("ingest").counters  # type: ignore[union-attr]
     assert counters["malformed"] >= 4 and counters["oversized"] >= 1 and counters["rate_limited"] > 0
-    assert node.node.ingest.summary()["clients"] <= 1  # type: ignore[union-attr]
+    assert node.remote("ingest").summary()["clients"] <= 1  # type: ignore[union-attr]
 
 
 def test_the_sensocto_python_sdk_records_into_xdf(
@@ -505,10 +505,10 @@ def test_a_paused_client_resumes_without_losing_data(
 
     port = free_port()
     node = NodeThread(redis_server.url, keys, [], node_id="pause-node", attention_default=Attention.NONE,
-                      ingest=IngestOptions("127.0.0.1", port, TOKEN)).start()  # fmt: skip
+                      component_options={"ingest": IngestOptions("127.0.0.1", port, TOKEN)}).start()  # fmt: skip
     pressure = {"memory": False}
     node.node.load.assess = lambda *_a: (SystemLoad.NORMAL, pressure["memory"], 0.1)  # type: ignore[method-assign]
-    wait_for(lambda: node.node.ingest is not None and node.node.ingest.port, 20, message="ingest listening")
+    wait_for(lambda: node.remote("ingest") is not None and node.remote("ingest").port, 20, message="ingest listening")
     sid = f"p{uuid.uuid4().hex[:8]}"
     topic = f"sensocto:sensor:{sid}"
     sent: list[tuple[int, int]] = []

@@ -41,14 +41,15 @@ def test_every_marker_source_lands_in_one_session_stream(redis_server: RedisServ
     rcs_port, pupil_port = free_port(), free_port()
     url = redis_server.url
     node = NodeThread(redis_server.url, keys, ["sim:room", f"lsl:{name}"], node_id="inbox-node",
-                      sessions_dir=tmp_path / "sessions", rcs=RcsOptions(rcs_port),
-                      pupil=PupilOptions(pupil_port)).start()  # fmt: skip
+                      sessions_dir=tmp_path / "sessions", component_options={"rcs": RcsOptions(rcs_port),
+                      "pupil": PupilOptions(pupil_port)}).start()  # fmt: skip
     c = redis_server.client()
     ctx = zmq.Context()
     try:
         wait_for(lambda: c.xlen(keys.stream("sim-room-temperature")) > 2, 20, message="sim data")
-        wait_for(lambda: node.node.rcs is not None and node.node.rcs.listening, 10, message="rcs")
-        wait_for(lambda: node.node.pupil is not None and node.node.pupil.ports.get("pub"), 10, message="pupil")
+        wait_for(lambda: node.remote("rcs") is not None and node.remote("rcs").listening, 10, message="rcs")
+        wait_for(lambda: node.remote("pupil") is not None and node.remote("pupil").ports.get("pub"), 10,
+                 message="pupil")
         lsl_dev = next(d for d in node.node.devices if d.uri.scheme == "lsl")
         wait_for(lambda: lsl_dev.sensors(), 15, message="the LSL marker stream described")
         lsl_sid = lsl_dev.sensors()[0].sensor_id

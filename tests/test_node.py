@@ -21,7 +21,8 @@ from sensorium_desktop.bus.registry import list_devices, list_sensors
 from sensorium_desktop.bus.streams import read_all
 from sensorium_desktop.core.backpressure import Attention
 from sensorium_desktop.core.samples import SampleBatch
-from sensorium_desktop.worker.node import Node, NodeConfig
+from sensorium_desktop.worker.context import NodeConfig
+from sensorium_desktop.worker.node import Node
 
 
 def _run_node(cfg: NodeConfig, seconds: float) -> tuple[Node, list[SampleBatch]]:

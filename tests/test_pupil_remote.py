@@ -25,8 +25,9 @@ from sensorium_desktop.worker.pupil_remote import PupilOptions
 def pupil(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> Iterator[tuple[NodeThread, int]]:
     port = free_port()
     node = NodeThread(redis_server.url, keys, ["sim:chest"], node_id="pupil-node", sessions_dir=tmp_path,
-                      pupil=PupilOptions(port)).start()  # fmt: skip
-    wait_for(lambda: node.node.pupil is not None and node.node.pupil.ports.get("sub"), 20, message="pupil remote")
+                      component_options={"pupil": PupilOptions(port)}).start()  # fmt: skip
+    wait_for(lambda: node.remote("pupil") is not None and node.remote("pupil").ports.get("sub"), 20,
+             message="pupil remote")
     wait_for(lambda: redis_server.client().xlen(keys.stream("sim-chest-ecg")) > 3, 20, message="data")
     yield node, port
     node.stop()
@@ -95,7 +96,7 @@ def test_psychopy_style_client_records_annotations_at_their_time(
         streams, _ = pyxdf.load_xdf(str(out.files[0]))
         labels = [m[0] for s in streams if s["info"]["type"][0] == "Markers" for m in s["time_series"]]
         assert "stimulus on" in labels
-        assert _node.node.pupil is not None and _node.node.pupil.counters["annotations"] == 1
+        assert _node.remote("pupil") is not None and _node.remote("pupil").counters["annotations"] == 1
     finally:
         ctx.destroy(0)
 
@@ -113,7 +114,7 @@ def test_malformed_annotations_and_garbage_are_counted_not_fatal(pupil: tuple[No
         assert request(req, "R") == "OK"
         pub.send_multipart([b"annotation", b"\xc1not msgpack"])
         pub.send_multipart([b"annotation", msgpack.packb({"label": "no time"})])
-        wait_for(lambda: node.node.pupil.counters["bad_messages"] >= 2, 10, message="counted")  # type: ignore[union-attr]
+        wait_for(lambda: node.remote("pupil").counters["bad_messages"] >= 2, 10, message="counted")  # type: ignore[union-attr]
         assert request(req, "") == "Unknown command."
         assert request(req, "v").endswith("(Sensorium Desktop)")
         assert request(req, "r") == "OK"

@@ -49,10 +49,11 @@ class Client:
 def lab(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> Iterator[tuple[NodeThread, int]]:
     port = free_port()
     node = NodeThread(redis_server.url, keys, ["sim:chest", "sim:room"], node_id="rcs-node",
-                      sessions_dir=tmp_path / "sessions", rcs=RcsOptions(port)).start()  # fmt: skip
+                      sessions_dir=tmp_path / "sessions",
+                      component_options={"rcs": RcsOptions(port)}).start()  # fmt: skip
     c = redis_server.client()
     wait_for(lambda: c.scard(keys.devices) >= 2 and c.xlen(keys.stream("sim-chest-ecg")) > 3, 20, message="streams")
-    wait_for(lambda: node.node.rcs is not None and node.node.rcs.listening, 10, message="rcs listening")
+    wait_for(lambda: node.remote("rcs") is not None and node.remote("rcs").listening, 10, message="rcs listening")
     yield node, port
     node.stop()
 
@@ -147,7 +148,7 @@ def test_bad_clients_never_block_the_node_or_another_client(lab: tuple[NodeThrea
         st = good.status()
         assert time.monotonic() - t0 < 2.0 and st["state"] == "idle"
         assert garbage.recv(16).startswith(b"OK")
-        assert node.node.rcs is not None and node.node.rcs.clients >= 3
+        assert node.remote("rcs") is not None and node.remote("rcs").clients >= 3
         assert dropped.wait(40), "the client that never reads was not dropped"
         assert good.send("update") == b"OK"
         delivered = sum(d.health.samples.get("sim-chest-ecg", 0) for d in node.node.devices)
@@ -171,9 +172,9 @@ def test_required_streams_block_start_and_status_says_why(
     assert cfg.rcs_port == 22345 and cfg.rcs_enabled is True and cfg.study_root == str(tmp_path / "root")
     port = free_port()
     node = NodeThread(redis_server.url, keys, ["sim:chest"], node_id="rcs-req", sessions_dir=tmp_path / "s",
-                      rcs=RcsOptions(port, config=cfg)).start()  # fmt: skip
+                      component_options={"rcs": RcsOptions(port, config=cfg)}).start()  # fmt: skip
     try:
-        wait_for(lambda: node.node.rcs is not None and node.node.rcs.listening, 20, message="rcs")
+        wait_for(lambda: node.remote("rcs") is not None and node.remote("rcs").listening, 20, message="rcs")
         wait_for(lambda: redis_server.client().xlen(keys.stream("sim-chest-ecg")) > 3, 20, message="data")
         s = Client(port)
         assert s.send("start") == b"OK"
@@ -191,10 +192,11 @@ def test_a_taken_port_is_reported_and_the_node_carries_on(redis_server: RedisSer
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
-    node = NodeThread(redis_server.url, keys, ["sim:room"], node_id="rcs-taken", rcs=RcsOptions(port)).start()
+    node = NodeThread(redis_server.url, keys, ["sim:room"], node_id="rcs-taken",
+                      component_options={"rcs": RcsOptions(port)}).start()  # fmt: skip
     try:
-        wait_for(lambda: node.node.rcs is not None and node.node.rcs.listening, 20, message="rcs tried")
-        assert node.node.rcs.listening == f"off: port {port} in use"  # type: ignore[union-attr]
+        wait_for(lambda: node.remote("rcs") is not None and node.remote("rcs").listening, 20, message="rcs tried")
+        assert node.remote("rcs").listening == f"off: port {port} in use"  # type: ignore[union-attr]
         wait_for(lambda: node.node.last_data, 10, message="the node still acquires")
     finally:
         node.stop()
@@ -228,11 +230,12 @@ def test_the_window_shows_the_remote_controls(qtbot, redis_server: RedisServer, 
 
     rcs_port, pupil_port = free_port(), free_port()
     node = NodeThread(redis_server.url, keys, ["sim:room"], node_id="remote-gui", sessions_dir=tmp_path,
-                      rcs=RcsOptions(rcs_port), pupil=PupilOptions(pupil_port)).start()  # fmt: skip
+                      component_options={"rcs": RcsOptions(rcs_port),
+                                         "pupil": PupilOptions(pupil_port)}).start()  # fmt: skip
     arun = AsyncRunner()
     try:
         win = make_window(qtbot, redis_server.url, keys, tmp_path / "s.ini")
-        wait_for(lambda: node.node.rcs is not None and node.node.rcs.listening, 20, message="rcs listening")
+        wait_for(lambda: node.remote("rcs") is not None and node.remote("rcs").listening, 20, message="rcs listening")
         s = Client(rcs_port)
         s.send("select none")
         qtbot.waitUntil(lambda: (pump(arun, win), f"LabRecorder 127.0.0.1:{rcs_port} (1 client)"

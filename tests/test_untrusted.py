@@ -21,7 +21,8 @@ from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.bus.sessions import Session
 from sensorium_desktop.core.ids import InvalidIdError
 from sensorium_desktop.devices import DeviceError, open_device
-from sensorium_desktop.worker.node import Node, NodeConfig
+from sensorium_desktop.worker.context import NodeConfig
+from sensorium_desktop.worker.node import Node
 
 
 def test_confine_resolves_links_and_dots(tmp_path: Path) -> None:

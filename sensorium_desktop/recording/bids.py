@@ -92,7 +92,7 @@ def export_bids(
     rec: Recording, root: Path, options: ExportOptions, progress: Callable[[float, str], None] | None
 ) -> list[Path]:
     """Write ``rec`` into the BIDS dataset at ``root`` (created when missing); files written."""
-    from .. import __version__
+    from ..version import __version__
 
     root.mkdir(parents=True, exist_ok=True)
     meta = rec.meta

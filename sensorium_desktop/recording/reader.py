@@ -42,8 +42,10 @@ from .spool import (
     damaged_ranges,
     index_summary,
     iter_records,
+    latency_corrections,
     parse_batch_record,
     read_session_file,
+    read_sync_check,
     recording_name,
 )
 
@@ -416,10 +418,8 @@ def load_recording(directory: Path, progress: Progress | None = None, trim: bool
     rec.markers = _unique_by_id(rec.markers, "derived_id")  # re-delivered after a recorder crash
     rec.groups = _unique_by_id(rec.groups)
     rec.markers.sort(key=lambda m: _float(m.get("t_global")))
-    from .synccheck import corrections, load_result
-
-    rec.sync_check = load_result(directory)
-    rec.latency_corrections = corrections(directory)
+    rec.sync_check = read_sync_check(directory)
+    rec.latency_corrections = latency_corrections(directory)
     for sid, value in rec.latency_corrections.items():
         if sid in rec.sensors:
             rec.warn(f"{sid}: times corrected by -{value * 1e3:.3f} ms (its latency measured by the sync check)")

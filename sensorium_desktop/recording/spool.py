@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import mmap
 import os
 import struct
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 SPOOL_VERSION = 1
 SESSION_FILE = "session.json"
 INDEX_FILE = "index.jsonl"
+#: a sync check's result beside its recording (see :mod:`sensorium_desktop.recording.synccheck`)
+SYNC_CHECK_FILE = "sync-check.json"
 ROLL_BYTES = 256 * 1024 * 1024
 _BATCH_HEAD = struct.Struct("<qqB")
 #: the write call of the spool (a seam: tests inject ENOSPC here, for the spool alone)
@@ -431,3 +434,27 @@ def index_summary(directory: Path) -> dict[str, Any]:
             samples[sid] = samples.get(sid, 0) + int(n)
     size = sum(p.stat().st_size for p in spool_files(Path(directory)))
     return {"samples": samples, "chunks": chunks, "bytes": size}
+
+
+def read_sync_check(directory: Path) -> dict[str, Any] | None:
+    """The stored result of a recording's sync check, or None (none, or unreadable)."""
+    try:
+        data = json.loads((Path(directory) / SYNC_CHECK_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("sensors"), dict) else None
+
+
+def latency_corrections(directory: Path) -> dict[str, float]:
+    """Sensor id → latency correction (s) a check applied to this recording (subtracted)."""
+    result = read_sync_check(directory)
+    applied = (result or {}).get("applied_ms") or {}
+    out = {}
+    for sid, ms in applied.items():
+        try:
+            value = float(ms) / 1e3
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(value):
+            out[str(sid)] = value
+    return out

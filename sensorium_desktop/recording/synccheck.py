@@ -23,8 +23,8 @@ import numpy as np
 from ..core.samples import SensorInfo
 from ..core.synccheck import Tolerance, detect_clicks, detect_labels, detect_steps, match_onsets, summarize
 from .reader import Recording, SensorData
+from .spool import SYNC_CHECK_FILE as RESULT_FILE
 
-RESULT_FILE = "sync-check.json"
 PICTURE_FILE = "sync-check.png"
 #: Marker label and source of the presented flashes (as :mod:`sensorium_desktop.bus.synccheck` writes them).
 FLASH_LABEL, MARKER_SOURCE = "flash", "sync-check"
@@ -251,15 +251,6 @@ def write_result(directory: Path, result: dict[str, Any]) -> list[Path]:
     return [path, picture]
 
 
-def load_result(directory: Path) -> dict[str, Any] | None:
-    """The stored result of a recording's sync check, or None (none, or unreadable)."""
-    try:
-        data = json.loads((Path(directory) / RESULT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("sensors"), dict) else None
-
-
 def apply_corrections(directory: Path, result: dict[str, Any]) -> dict[str, float]:
     """Store, in the result, a latency correction per measured sensor (its mean latency, ms,
     subtracted from its times by every export); returns them."""
@@ -267,21 +258,6 @@ def apply_corrections(directory: Path, result: dict[str, Any]) -> dict[str, floa
     result["applied_ms"] = applied
     write_result(directory, result)
     return applied
-
-
-def corrections(directory: Path) -> dict[str, float]:
-    """Sensor id → latency correction (s) a check applied to this recording (subtracted)."""
-    result = load_result(directory)
-    applied = (result or {}).get("applied_ms") or {}
-    out = {}
-    for sid, ms in applied.items():
-        try:
-            value = float(ms) / 1e3
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(value):
-            out[str(sid)] = value
-    return out
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:

@@ -16,6 +16,7 @@ from ..bus.connection import RedisEndpoint, open_endpoint
 from ..bus.embedded import RedisUnavailableError
 from ..bus.keys import Keys
 from ..core.ids import make_id
+from ..recording.review import ReviewData
 from ..viewmodel.alerts import NodeWatch
 from ..viewmodel.app import AppModel
 from ..worker.supervisor import NodeProcess
@@ -60,11 +61,39 @@ def launched_at() -> float:
 
 def node_id_of(node_args: list[str]) -> str:
     """The id the started node will use (``--node-id`` or the host's default)."""
-    from ..worker.node import default_node_id
+    from ..worker.context import default_node_id
 
     if "--node-id" in node_args:
         return node_args[node_args.index("--node-id") + 1]
     return default_node_id()
+
+
+def close_after(window: QtWidgets.QWidget, seconds: float, screenshot: Path | None = None) -> None:
+    """Close ``window`` after ``seconds`` (s), saving a screenshot of it first when asked."""
+
+    def finish() -> None:
+        if screenshot:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            window.grab().save(str(screenshot))
+            log.info("screenshot saved to %s", screenshot)
+        window.close()
+
+    QtCore.QTimer.singleShot(int(seconds * 1000), finish)
+
+
+def run_review(data: ReviewData, quit_after: float | None = None, screenshot: Path | None = None) -> int:
+    """Show a recording's review window until it is closed (or ``quit_after`` s)."""
+    from .review_window import ReviewWindow
+
+    app = make_app()
+    app.setQuitOnLastWindowClosed(True)
+    window = ReviewWindow(data)
+    window.resize(1400, 850)
+    window.show()
+    if quit_after is not None:
+        close_after(window, quit_after, screenshot)
+    app.exec()
+    return 0
 
 
 def run_gui(opts: GuiOptions) -> int:
@@ -123,15 +152,7 @@ def run_gui(opts: GuiOptions) -> int:
         QtCore.QTimer.singleShot(500, select)
 
     if opts.quit_after is not None:
-
-        def finish() -> None:
-            if opts.screenshot:
-                opts.screenshot.parent.mkdir(parents=True, exist_ok=True)
-                window.grab().save(str(opts.screenshot))
-                log.info("screenshot saved to %s", opts.screenshot)
-            window.close()
-
-        QtCore.QTimer.singleShot(int(opts.quit_after * 1000), finish)
+        close_after(window, opts.quit_after, opts.screenshot)
 
     try:
         with loop:

@@ -9,11 +9,14 @@ import sys
 import traceback
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from .. import __version__, paths
+from .. import paths
 from ..logfiles import GUI_LOG, NODE_LOG, add_rotating_file, log_path
+from ..plugins import PluginRegistry, plugin_report
+from ..version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +65,19 @@ def about_text(endpoint: str) -> str:
     return "\n".join(f"{k}: {v}" for k, v in rows)
 
 
+def plugin_registries() -> list[PluginRegistry[Any]]:
+    """The app's four plugin registries: transports, exporters, panels, node components."""
+    from ..devices import TRANSPORTS
+    from ..recording.export import EXPORTERS
+    from ..worker.components import COMPONENTS
+    from .panels import PANELS
+
+    return [TRANSPORTS, EXPORTERS, PANELS, COMPONENTS]
+
+
 def plugin_summary() -> str:
     """How many plugins of each kind are registered, and which failed to load (and why)."""
-    from ..cli import plugin_report
-
-    counts, failed, refused = plugin_report(load=False)
+    counts, failed, refused = plugin_report(plugin_registries(), load=False)
     problems = failed + refused
     return counts + ("; FAILED: " + "; ".join(problems) if problems else "")
 

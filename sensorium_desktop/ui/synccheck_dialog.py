@@ -23,7 +23,7 @@ from .style import text_style
 
 if TYPE_CHECKING:
     from ..viewmodel.synccheck import SyncCheckModel
-    from .main_window import MainWindow
+    from .host import WindowHost
 
 COLUMNS = ("Sensor", "Detector", "Detected", "Mean ms", "SD ms", "Min ms", "Max ms", "Clock σ µs", "Verdict")
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
@@ -36,7 +36,7 @@ def _ms(value: object, digits: int = 2) -> str:
 class SyncCheckDialog(QtWidgets.QDialog):
     """Run a sync check (``window`` given) or show ``result`` (read-only)."""
 
-    def __init__(self, parent: QtWidgets.QWidget | None = None, window: MainWindow | None = None,
+    def __init__(self, parent: QtWidgets.QWidget | None = None, window: WindowHost | None = None,
                  result: dict[str, Any] | None = None, directory: Path | None = None) -> None:  # fmt: skip
         super().__init__(parent)
         self.setObjectName("syncCheckDialog")

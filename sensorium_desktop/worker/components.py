@@ -1,6 +1,7 @@
 """Node components beside acquisition: election, global clock, checkpoints, sync worker, recorder.
 
-Each component is ``factory(node) -> coroutine function(stop_event)``, named by an entry point
+Each component is ``factory(ctx) -> coroutine function(stop_event)`` (``ctx``: the node's
+:class:`~.context.NodeContext`, nothing more of the node), named by an entry point
 in the ``sensorium_desktop.components`` group (:data:`COMPONENTS`; these, the LabRecorder
 remote control, Pupil Remote and the network ingest are registered that way, as a lab's own
 component would be). The node runs every one, each supervised (restarted after a crash).
@@ -14,10 +15,8 @@ import json
 import logging
 import multiprocessing
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import redis
 
@@ -33,14 +32,11 @@ from ..paths import confine
 from ..plugins import PluginRegistry
 from ..recording.recorder import SessionRecorder
 from ..recording.spool import SpoolError, read_session_file
+from .context import Component, NodeContext, Run
 from .sync_worker import WorkerConfig, worker_main
-
-if TYPE_CHECKING:
-    from .node import Node
 
 log = logging.getLogger(__name__)
 
-Component = Callable[["Node"], Callable[[asyncio.Event], Awaitable[None]]]
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
@@ -48,7 +44,7 @@ async def _sleep(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-def election(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
+def election(node: NodeContext) -> Run:
     """Heartbeats and bully election; keeps ``node.elector.state`` current."""
     info = {"pid": node.pid, "host": node.hostname}
     elector = node.elector = Elector(node.keys, node.node_id, node.config.priority, node.config.heartbeat_ttl, info)
@@ -81,7 +77,7 @@ def election(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     return run
 
 
-def global_clock(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
+def global_clock(node: NodeContext) -> Run:
     """Round-trip probes against Redis TIME every 5 s; publishes the host offset."""
     probe = GlobalClockProbe()
     node.clock_probe = probe
@@ -106,7 +102,7 @@ def global_clock(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     return run
 
 
-def checkpoints(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
+def checkpoints(node: NodeContext) -> Run:
     """Leader: propose a checkpoint every ``checkpoint_interval`` s and commit it on a
     majority of live nodes. Followers: validate proposals and acknowledge them."""
 
@@ -135,7 +131,7 @@ def checkpoints(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     return run
 
 
-def _lead_checkpoint(node: Node, c: redis.Redis, term: int, seq: int) -> int:
+def _lead_checkpoint(node: NodeContext, c: redis.Redis, term: int, seq: int) -> int:
     committed = cp.read_json(c, node.keys.checkpoint_committed)
     if seq == 0 and committed:
         seq = int(committed.get("seq", 0))
@@ -172,7 +168,7 @@ def _lead_checkpoint(node: Node, c: redis.Redis, term: int, seq: int) -> int:
         time.sleep(0.05)
 
 
-def _follow_checkpoint(node: Node, c: redis.Redis, leader: str, term: int, acked: set[str]) -> None:
+def _follow_checkpoint(node: NodeContext, c: redis.Redis, leader: str, term: int, acked: set[str]) -> None:
     proposal = cp.read_json(c, node.keys.checkpoint_proposed)
     if not proposal or proposal.get("id") in acked:
         return
@@ -192,7 +188,7 @@ def _num(text: str) -> float | str:
         return text
 
 
-def sync_worker(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
+def sync_worker(node: NodeContext) -> Run:
     """Run the sync worker as a spawned process; restart it within 2 s if it dies."""
 
     async def run(stop: asyncio.Event) -> None:
@@ -224,7 +220,7 @@ def sync_worker(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     return run
 
 
-def room_light(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
+def room_light(node: NodeContext) -> Run:
     """Light the simulated room of this process with the flashes sync checks present (read
     from the bus, global → this host's time); real devices see the real screen instead."""
     from ..bus.connection import async_client
@@ -257,7 +253,7 @@ def room_light(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
     return run
 
 
-def recorder(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
+def recorder(node: NodeContext) -> Run:
     """Record the sessions whose ``recorder`` is this node: start a :class:`SessionRecorder`
     when a session enters ``recording`` (or is still recording after a crash: it resumes),
     finalize it when the session leaves that state, interrupt it when the node stops."""
@@ -283,7 +279,7 @@ class _Recordings:
     """The recorder component's book: the session recorders running on this node (by
     session id) and the sessions it refused or that failed (never retried)."""
 
-    def __init__(self, node: Node, c: redis.Redis) -> None:
+    def __init__(self, node: NodeContext, c: redis.Redis) -> None:
         self.node = node
         self.c = c
         self.running: dict[str, SessionRecorder] = {}
@@ -355,7 +351,7 @@ class _Recordings:
         self.c.close()
 
 
-def _session_directory(node: Node, s: Session) -> Path:
+def _session_directory(node: NodeContext, s: Session) -> Path:
     """Where to record ``s``: its directory (from Redis, so confined to the folders this PC
     allows) or ``<sessions dir>/<name>``, the name from its metadata at the start
     (:attr:`Session.bids_name`, checked like a sensor id); a name another recording holds
@@ -380,7 +376,7 @@ def _session_directory(node: Node, s: Session) -> Path:
     return root / s.session_id
 
 
-def _mark_failed(c: redis.Redis, node: Node, session: Session, error: str) -> None:
+def _mark_failed(c: redis.Redis, node: NodeContext, session: Session, error: str) -> None:
     """Take a session whose recording failed out of ``recording`` and say why."""
     try:
         raw = c.hget(node.keys.sessions, session.session_id)

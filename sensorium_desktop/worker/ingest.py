@@ -40,7 +40,6 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,11 +48,10 @@ from ..core.hostclock import host_time
 from ..core.ids import ID_PATTERN
 from ..core.measurements import Measurement, MeasurementError, decode_measurement
 from ..devices.network import HTTP_CONNECTOR, IngestHub, NetworkSensor
+from .context import NodeContext, remote_component
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-    from .node import Node
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +366,9 @@ class Connection:
 class IngestServer:
     """The endpoint (aiohttp) and its counters; see the module docstring."""
 
-    def __init__(self, node: Node, options: IngestOptions, hub: IngestHub) -> None:
+    name = "ingest"
+
+    def __init__(self, node: NodeContext, options: IngestOptions, hub: IngestHub) -> None:
         self.node = node
         self.options = options
         self.hub = hub
@@ -547,20 +547,19 @@ class IngestServer:
                 "last_error": self.last_error}  # fmt: skip
 
 
-def ingest(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
-    """Node component: the network ingest endpoint (off unless ``--ingest`` is given)."""
+async def serve_ingest(node: NodeContext, options: IngestOptions, stop: asyncio.Event) -> None:
+    """The network ingest endpoint until ``stop`` (needs the node's ingest hub)."""
+    if node.ingest_hub is None:
+        return
+    server = IngestServer(node, options, node.ingest_hub)
+    node.add_remote(server)
+    if not await server.start():
+        return
+    try:
+        await server.backpressure_loop(stop)
+    finally:
+        await server.close()
 
-    async def run(stop: asyncio.Event) -> None:
-        options = node.config.ingest
-        if options is None or node.ingest_hub is None:
-            return
-        server = IngestServer(node, options, node.ingest_hub)
-        node.ingest = server
-        if not await server.start():
-            return
-        try:
-            await server.backpressure_loop(stop)
-        finally:
-            await server.close()
 
-    return run
+#: node component: the network ingest endpoint (off unless ``--ingest`` is given)
+ingest = remote_component("ingest", IngestOptions, serve_ingest, port_zero_is_off=False)  # 0: any free port

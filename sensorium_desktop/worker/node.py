@@ -19,7 +19,6 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -38,7 +37,6 @@ from ..bus.commands import (
 from ..bus.connection import async_client
 from ..bus.election import Elector
 from ..bus.globalclock import GlobalClockProbe
-from ..bus.keys import Keys
 from ..bus.publisher import StreamPublisher
 from ..bus.registry import DeviceStatus, queue_sensor_registration, register_sensors
 from ..bus.sessions import global_now
@@ -48,15 +46,13 @@ from ..core.backpressure import Attention, BackpressureConfig, LoadEstimator, co
 from ..core.batching import Batcher
 from ..core.health import stale_after
 from ..core.hostclock import host_time
-from ..core.ids import make_id, validate_id
+from ..core.ids import validate_id
 from ..core.samples import SampleBatch, SensorInfo
 from ..core.status import NodeState, Telemetry
 from ..devices import Device, DeviceError, DeviceState, DeviceURI, UntrustedUriError, discover_all, open_device
 from ..devices.network import IngestHub
 from ..devices.simulated import expand_uri
-from .ingest import IngestOptions, IngestServer
-from .pupil_remote import PupilOptions, PupilRemote
-from .rcs import RcsOptions, RemoteControl
+from .context import NodeConfig, Remote
 
 log = logging.getLogger(__name__)
 
@@ -71,36 +67,6 @@ ATTENTION_FLOOR_KEY = "__floor__"
 PREVIEW_TTL_S = 10
 #: How long a ``connect`` command waits for the new device to stream or fail before answering (s).
 CONNECT_VERDICT_S = 1.5
-
-
-def default_node_id() -> str:
-    return make_id(socket.gethostname() or "node")
-
-
-@dataclass
-class NodeConfig:
-    """Everything a node needs to run (built from CLI flags or by the GUI)."""
-
-    redis_url: str
-    keys: Keys = field(default_factory=Keys)
-    node_id: str = field(default_factory=default_node_id)
-    devices: list[str] = field(default_factory=list)
-    priority: int = 0
-    heartbeat_ttl: float = 5.0
-    parent_pid: int | None = None
-    spill_dir: Path | None = None
-    attention_default: Attention = Attention.NONE
-    sync_worker: bool = True
-    checkpoint_interval: float = 10.0
-    components: bool = True  # election, global clock, checkpoints, sync worker, recorder
-    sessions_dir: Path | None = None  # recordings (default: the data dir's sessions/)
-    #: folders besides the data dir that paths from Redis may name (chosen locally, e.g. record --out)
-    allowed_roots: list[Path] = field(default_factory=list)
-    #: LabRecorder remote control and Pupil Remote (None or port 0: off)
-    rcs: RcsOptions | None = None
-    pupil: PupilOptions | None = None
-    #: network ingest endpoint (Sensocto WebSocket + HTTP JSON); None: off
-    ingest: IngestOptions | None = None
 
 
 class _RateMeter:
@@ -155,7 +121,7 @@ class Node:
         #: the network sensors' hub (before devices open: ``ws:`` URIs are answered by it)
         self.ingest_hub: IngestHub | None = None
         self._run_stop: asyncio.Event | None = None
-        if config.ingest is not None:
+        if config.component_options.get("ingest") is not None:
             self.ingest_hub = IngestHub(self.adopt_device)
             self.ingest_hub.activate()
         for text in config.devices:
@@ -205,10 +171,8 @@ class Node:
         self.last_data: dict[str, float] = {}
         #: per sensor, its usual gap between deliveries (s): how late "late" is for it
         self.delivery_gaps: dict[str, float] = {}
-        #: the remote controls while they run (see :mod:`.rcs`, :mod:`.pupil_remote`)
-        self.rcs: RemoteControl | None = None
-        self.pupil: PupilRemote | None = None
-        self.ingest: IngestServer | None = None
+        #: the remote controls while they run (see :mod:`.rcs`, :mod:`.pupil_remote`, :mod:`.ingest`)
+        self.remotes: list[Remote] = []
 
     # -- registry ---------------------------------------------------------------------------
     def sensor_infos(self) -> list[SensorInfo]:
@@ -450,7 +414,7 @@ class Node:
             latency_ms=self.publisher.latency_percentiles(), publisher=dict(self.publisher.stats),
             batch_flushes=dict(self.batcher.flushes), counters=self.counters,
             device_errors=[list(e) for e in self.device_errors],
-            remote_control=[r.summary() for r in (self.rcs, self.pupil, self.ingest) if r is not None],
+            remote_control=[r.summary() for r in self.remotes],
             state=self.state,
         )  # fmt: skip
         pipe.set(self.keys.telemetry(self.node_id), telemetry.to_json(), ex=30)
@@ -659,6 +623,15 @@ class Node:
         await publish("done", {"progress": "1", "found": json.dumps(rows, default=str)})
         await self._event("discover", cid, True, f"{len(rows)} devices found")
 
+    def add_remote(self, remote: Remote) -> None:
+        """Show ``remote`` in the node's status while it runs (one per name: a restarted
+        component's replaces the old one)."""
+        self.remotes = [r for r in self.remotes if r.name != remote.name] + [remote]
+
+    def remote(self, name: str) -> Remote | None:
+        """The running remote called ``name`` (None: not running)."""
+        return next((r for r in self.remotes if r.name == name), None)
+
     def allowed_roots(self) -> list[Path]:
         """Folders that paths received through Redis may name (:func:`paths.allowed_roots`)."""
         extra = [self.config.sessions_dir] if self.config.sessions_dir else []
@@ -819,7 +792,7 @@ class Node:
 
             for name, factory in COMPONENTS.load_all().items():
                 try:
-                    run = factory(self)
+                    run = factory(self)  # the node is the components' NodeContext
                 except Exception:  # a lab's component must not keep the node from starting
                     self.counters["component_crashes"] = self.counters.get("component_crashes", 0) + 1
                     log.critical("node %s: component %s could not be set up", self.node_id, name, exc_info=True)

@@ -18,14 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 import redis
 
-from .. import __version__
 from ..bus.connection import async_client
 from ..bus.registry import live_sensors_async
 from ..bus.sessions import (
@@ -39,11 +37,11 @@ from ..bus.sessions import (
     stop_recording,
 )
 from ..core.hostclock import host_time
+from ..version import __version__
+from .context import NodeContext, remote_component
 
 if TYPE_CHECKING:
     import zmq.asyncio
-
-    from .node import Node
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +59,9 @@ class PupilOptions:
 class PupilRemote:
     """The REP server, the backbone and what they do to the lab's sessions."""
 
-    def __init__(self, node: Node, options: PupilOptions) -> None:
+    name = "pupil"
+
+    def __init__(self, node: NodeContext, options: PupilOptions) -> None:
         self.node = node
         self.options = options
         #: Pupil time = host time + offset (s); ``T`` sets it
@@ -244,15 +244,12 @@ class PupilRemote:
                 await self.c.aclose()
 
 
-def pupil_remote(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
-    """Node component: Pupil Remote (off when ``pupil`` is None or its port 0)."""
+async def serve_pupil(node: NodeContext, options: PupilOptions, stop: asyncio.Event) -> None:
+    """Pupil Remote until ``stop``."""
+    remote = PupilRemote(node, options)
+    node.add_remote(remote)
+    await remote.run(stop)
 
-    async def run(stop: asyncio.Event) -> None:
-        options = node.config.pupil
-        if options is None or options.port == 0:
-            return
-        remote = PupilRemote(node, options)
-        node.pupil = remote
-        await remote.run(stop)
 
-    return run
+#: node component: Pupil Remote (off without PupilOptions or with port 0)
+pupil_remote = remote_component("pupil", PupilOptions, serve_pupil)

@@ -26,10 +26,9 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
@@ -49,9 +48,7 @@ from ..bus.sessions import stop_recording as stop_session
 from ..core.samples import SensorInfo
 from ..paths import OutsideRootsError, confine
 from ..recording.export import export_recording
-
-if TYPE_CHECKING:
-    from .node import Node
+from .context import NodeContext, remote_component
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +201,9 @@ class RcsOptions:
 class RemoteControl:
     """The command interpreter of one node (shared by every client connection)."""
 
-    def __init__(self, node: Node, options: RcsOptions) -> None:
+    name = "rcs"
+
+    def __init__(self, node: NodeContext, options: RcsOptions) -> None:
         self.node = node
         self.options = options
         cfg = options.config
@@ -494,23 +493,20 @@ async def _skip_line(reader: asyncio.StreamReader) -> None:
             await reader.readexactly(exc.consumed)
 
 
-def rcs(node: Node) -> Callable[[asyncio.Event], Awaitable[None]]:
-    """Node component: LabRecorder remote control (off when ``rcs_port`` is 0)."""
+async def serve_rcs(node: NodeContext, options: RcsOptions, stop: asyncio.Event) -> None:
+    """LabRecorder remote control until ``stop``."""
+    control = RemoteControl(node, options)
+    node.add_remote(control)
+    server = RcsServer(control)
+    await server.start()
+    try:
+        if options.config.auto_start:
+            await control.start()
+        await stop.wait()
+    finally:
+        await server.close()
+        await control.close()
 
-    async def run(stop: asyncio.Event) -> None:
-        options = node.config.rcs
-        if options is None or options.port == 0:
-            return
-        control = RemoteControl(node, options)
-        node.rcs = control
-        server = RcsServer(control)
-        await server.start()
-        try:
-            if options.config.auto_start:
-                await control.start()
-            await stop.wait()
-        finally:
-            await server.close()
-            await control.close()
 
-    return run
+#: node component: LabRecorder remote control (off without RcsOptions or with port 0)
+rcs = remote_component("rcs", RcsOptions, serve_rcs)

@@ -33,7 +33,8 @@ from ..bus.sessions import (
     stop_recording,
 )
 from ..bus.streams import first_sample_times
-from .node import Node, NodeConfig
+from .context import NodeConfig
+from .node import Node
 
 log = logging.getLogger(__name__)
 

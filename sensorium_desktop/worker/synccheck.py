@@ -38,7 +38,7 @@ from ..recording.synccheck import (
     detector_for,
     write_result,
 )
-from .node import NodeConfig
+from .context import NodeConfig
 from .record import RecordOutcome, RecordRequest, record
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6 import QtCore, QtWidgets
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
+    from ..host import WindowHost
 
 from ...plugins import PluginRegistry
 
@@ -41,7 +41,7 @@ class PanelSpec:
     name: str
     title: str
     area: QtCore.Qt.DockWidgetArea
-    build: Callable[[MainWindow], QtWidgets.QWidget]
+    build: Callable[[WindowHost], QtWidgets.QWidget]
     tab_with: str = ""
     #: docks are added by (order, name): the built-ins use 10…60, a lab's panel 100 by default
     order: int = 100

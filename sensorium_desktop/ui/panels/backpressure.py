@@ -13,12 +13,12 @@ from ..widgets import RowTable, empty_label
 from . import PanelSpec
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
+    from ..host import WindowHost
 
 
 
 class BackpressurePanel(QtWidgets.QWidget):
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: WindowHost) -> None:
         super().__init__()
         self.summary = empty_label("No backpressure configs yet.")
         self.table = RowTable(["sensor", "attention", "system load", "memory prot.", "paused", "window ms",

@@ -14,11 +14,11 @@ from ..widgets import RowTable, empty_label
 from . import PanelSpec
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
+    from ..host import WindowHost
 
 
 class ElectionPanel(QtWidgets.QWidget):
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: WindowHost) -> None:
         super().__init__()
         self.summary = empty_label("No node has reported yet.")
         self.checkpoint = empty_label("")

@@ -21,7 +21,7 @@ from ..widgets import empty_label
 from . import PanelSpec
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
+    from ..host import WindowHost
 
 HOLDER = "gaze"
 FRAME_MS = 66
@@ -30,7 +30,7 @@ GAZE_ASPECT = 16 / 10  # the tracked display (or scene camera) is drawn 16:10
 
 
 class GazePanel(QtWidgets.QWidget):
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: WindowHost) -> None:
         super().__init__()
         self.model = window.model
         self.heat = GazeHeatmap()

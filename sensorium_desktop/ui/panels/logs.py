@@ -14,13 +14,13 @@ from ..style import roles
 from . import PanelAction, PanelSpec
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
+    from ..host import WindowHost
 
 REFRESH_MS = 500
 
 
 class LogPanel(QtWidgets.QWidget):
-    def __init__(self, window: MainWindow | None = None, model: LogModel | None = None) -> None:
+    def __init__(self, window: WindowHost | None = None, model: LogModel | None = None) -> None:
         super().__init__()
         self.model = model or LogModel(log_path(NODE_LOG))
         self.model.attach()

@@ -17,7 +17,7 @@ from ..widgets import empty_label
 from . import PanelAction, PanelSpec
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
+    from ..host import WindowHost
 
 SESSION_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 SENSOR_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
@@ -102,7 +102,7 @@ class SessionTree(QtWidgets.QTreeWidget):
 
 
 class SessionsPanel(QtWidgets.QWidget):
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: WindowHost) -> None:
         super().__init__()
         self.main_window = window
         self.model = window.model.sessions

@@ -21,7 +21,7 @@ from ..widgets import empty_label
 from . import PanelSpec
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
+    from ..host import WindowHost
 
 HOLDER = "skeleton"
 FRAME_MS = 33
@@ -51,7 +51,7 @@ def bone_pens(visibility: np.ndarray, rgb: tuple[int, int, int] = (33, 150, 243)
 
 
 class SkeletonPanel(QtWidgets.QWidget):
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: WindowHost) -> None:
         super().__init__()
         self.model = window.model
         self.state = empty_label("No skeleton source streaming.")

@@ -17,7 +17,7 @@ from ..widgets import RowTable, empty_label
 from . import PanelSpec
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
+    from ..host import WindowHost
 
 HOLDER = "sync"
 MAX_TRACES = 8
@@ -75,7 +75,7 @@ class SyncPanel(QtWidgets.QWidget):
     transport latency, resets, late deliveries, rate and the age of the last update; beside
     them the residual of each domain's offset around its trend (µs), legend next to the data."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: WindowHost) -> None:
         super().__init__()
         self.main_window = window
         self.model = window.model
