@@ -24,7 +24,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ import redis
 
 from sensorium_desktop.bus.keys import Keys
 
-from .pipeline import Server
+from .lab import RedisServer, node_process, start_redis
 
 
 def _proc(pid: int | None) -> psutil.Process | None:
@@ -61,12 +60,7 @@ def _rss_mb(p: psutil.Process | None) -> float:
 
 
 def start_node(url: str, prefix: str, devices: list[str], data: Path) -> subprocess.Popen:
-    env = dict(os.environ, SENSORIUM_REDIS_URL=url, SENSORIUM_DATA_DIR=str(data))
-    args = [sys.executable, "-m", "sensorium_desktop", "node", "--prefix", prefix, "--node-id", "bench",
-            "--log-level", "WARNING", "--rcs-port", "0", "--pupil-port", "0"]  # fmt: skip
-    for d in devices:
-        args += ["--device", d]
-    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return node_process(url, prefix, devices, data, "--rcs-port", "0", "--pupil-port", "0")
 
 
 def wait_sensors(c: redis.Redis, keys: Keys, n: int, timeout: float) -> list[str]:
@@ -168,7 +162,7 @@ class Window:
         self.loop.close()
 
 
-def growth_step(server: Server, n: int, rate: float, seconds: float, tmp: Path) -> dict[str, float]:
+def growth_step(server: RedisServer, n: int, rate: float, seconds: float, tmp: Path) -> dict[str, float]:
     prefix = f"g{n}"
     keys = Keys(prefix)
     devices = [f"sim:eeg?channels=1&rate={rate:g}&participant={k + 1}&packet=10" for k in range(n)]
@@ -217,7 +211,7 @@ def growth_step(server: Server, n: int, rate: float, seconds: float, tmp: Path) 
             c.delete(key)
 
 
-def soak(server: Server, minutes: float, tmp: Path) -> list[tuple[float, float, float]]:
+def soak(server: RedisServer, minutes: float, tmp: Path) -> list[tuple[float, float, float]]:
     """(minutes, node RSS MB, worker RSS MB) every 15 s while the lab + EEG are recorded."""
     keys = Keys("soak")
     node = start_node(server.url, "soak", ["sim:lab", "sim:eeg?channels=32&rate=512"], tmp / "soak")
@@ -299,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="where the pictures go (default: none)")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="sensorium-growth-"))
-    server = Server(tmp)
+    server = start_redis(tmp)
     rows: list[dict[str, float]] = []
     soaked: list[tuple[float, float, float]] = []
     try:

@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -52,12 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     from sensorium_desktop.ui.main_window import MainWindow
     from sensorium_desktop.viewmodel.app import AppModel
 
+    from .lab import node_process
+
     prefix = "benchgui"
     endpoint = open_endpoint(None, prefix)
     device = f"sim:eeg?channels={args.channels}&rate={args.rate:g}"
-    node = subprocess.Popen([sys.executable, "-m", "sensorium_desktop", "node", "--redis-url", endpoint.url,
-                             "--prefix", prefix, "--device", device, "--attention", "high", "--no-sync-worker",
-                             "--log-level", "WARNING"])  # fmt: skip
+    node = node_process(endpoint.url, prefix, [device], None, "--attention", "high", "--no-sync-worker",
+                        stdout=None, stderr=None)
     app = make_app()
     settings = QtCore.QSettings(tempfile.mktemp(suffix=".ini"), QtCore.QSettings.Format.IniFormat)
     model = AppModel(endpoint.url, Keys(prefix), "bench-gui")

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import shutil
 import signal
 import subprocess
@@ -34,19 +33,12 @@ import psutil
 import redis
 import websockets
 
-from benchmarks.pipeline import Server, cpu_seconds
+from benchmarks.lab import free_port, node_process, start_redis
+from benchmarks.pipeline import cpu_seconds
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.bus.streams import read_all
 
 BATCH = 100
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def frame(topic: str, event: str, payload: object, ref: int) -> str:
@@ -182,13 +174,11 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=50.0)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    server = Server(tmp)
+    server = start_redis(tmp)
     prefix = f"b{uuid.uuid4().hex[:8]}"
     port = free_port()
-    env = dict(os.environ, SENSORIUM_REDIS_URL=server.url, SENSORIUM_DATA_DIR=str(tmp / "data"))
-    node = subprocess.Popen([sys.executable, "-m", "sensorium_desktop", "node", "--prefix", prefix, "--node-id",
-                             "bench", "--log-level", "ERROR", "--no-sync-worker", "--rcs-port", "0", "--pupil-port",
-                             "0", "--ingest", f"127.0.0.1:{port}"], env=env)  # fmt: skip
+    node = node_process(server.url, prefix, [], tmp / "data", "--no-sync-worker", "--rcs-port", "0", "--pupil-port",
+                        "0", "--ingest", f"127.0.0.1:{port}", log_level="ERROR", stdout=None, stderr=None)  # fmt: skip
     url = f"ws://127.0.0.1:{port}/socket/websocket"
     ok = True
     try:

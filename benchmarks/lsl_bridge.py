@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,7 +34,7 @@ from sensorium_desktop.core.backpressure import Attention
 from sensorium_desktop.core.hostclock import host_time
 from sensorium_desktop.worker.lsl_outlet import LslOutletBridge
 
-from .pipeline import Server
+from .lab import node_process, start_redis
 
 SENSOR = "sim-chest-ecg"
 
@@ -93,14 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = work / "lsl_api.cfg"
     cfg.write_text(f"[lab]\nSessionID = bench-{uuid.uuid4().hex}\n")
     os.environ["LSLAPICFG"] = str(cfg)  # before liblsl reads its configuration
-    server = Server(work)
+    server = start_redis(work)
     keys = Keys(f"bench{uuid.uuid4().hex[:6]}")
-    env = dict(os.environ, SENSORIUM_DATA_DIR=str(work / "data"))
-    node = subprocess.Popen(
-        [sys.executable, "-m", "sensorium_desktop", "node", "--redis-url", server.url, "--prefix", keys.prefix,
-         "--device", "sim:chest", "--no-sync-worker"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    node = node_process(server.url, keys.prefix, ["sim:chest"], work / "data", "--no-sync-worker")
     try:
         c = redis.Redis.from_url(server.url)
         deadline = time.monotonic() + 30

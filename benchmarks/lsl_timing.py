@@ -145,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args(argv)
-    from .pipeline import Server
+    from .lab import start_redis
 
     work = Path(tempfile.mkdtemp(prefix="bench-lsl-timing-"))
-    server = Server(work)
+    server = start_redis(work)
     env = dict(os.environ, SENSORIUM_REDIS_URL=server.url, SENSORIUM_DATA_DIR=str(work / "data"))
     ours: list[dict[str, np.ndarray]] = []
     base: list[dict[str, np.ndarray]] = []

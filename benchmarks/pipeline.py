@@ -25,58 +25,25 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import psutil
 import redis
 
-from sensorium_desktop.bus.embedded import find_redis_server
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.core.codec import encode_batch
 from sensorium_desktop.core.samples import SampleBatch
 
+from .lab import node_process, start_redis
+
 #: The simulated EEG's highest rate (Hz): steps above devices × this use more devices.
 MAX_SIM_RATE_HZ = 100_000.0
-
-
-class Server:
-    def __init__(self, directory: Path) -> None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.password = uuid.uuid4().hex
-        binary, _ = find_redis_server()
-        self.proc = subprocess.Popen(
-            [str(binary), "--port", str(self.port), "--bind", "127.0.0.1", "--requirepass", self.password,
-             "--dir", str(directory), "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.url = f"redis://:{self.password}@127.0.0.1:{self.port}/0"
-        for _ in range(200):
-            try:
-                if redis.Redis.from_url(self.url).ping():
-                    return
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        try:
-            redis.Redis.from_url(self.url).shutdown(nosave=True)
-        except redis.RedisError:
-            pass
-        self.proc.wait(10)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -99,12 +66,7 @@ def _span(before: dict, after: dict, elapsed: float) -> float:
 
 def run_node(url: str, prefix: str, devices: list[str], seconds: float, data: Path, *extra: str) -> dict:
     """Run a node subprocess for ``seconds``; returns CPU (s) per process and telemetry."""
-    env = dict(os.environ, SENSORIUM_REDIS_URL=url, SENSORIUM_DATA_DIR=str(data))
-    args = [sys.executable, "-m", "sensorium_desktop", "node", "--prefix", prefix, "--node-id", "bench",
-            "--log-level", "WARNING", *extra]  # fmt: skip
-    for d in devices:
-        args += ["--device", d]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = node_process(url, prefix, devices, data, *extra, stderr=subprocess.PIPE)
     c = redis.Redis.from_url(url)
     keys = Keys(prefix)
     time.sleep(3.0)  # start-up, device warm-up, worker spawn
@@ -218,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", default="0.5,1,1.5,2,2.5,3", help="offered M samples/s per knee step ('' = skip)")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="sensorium-pipeline-"))
-    server = Server(tmp)
+    server = start_redis(tmp)
     lines: list[str] = []
     ok_all = True
     try:

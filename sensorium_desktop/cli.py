@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import difflib
 import json
 import logging
@@ -11,7 +12,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,16 +72,17 @@ def _redis_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prefix", default=None, help="key prefix (default: $SENSORIUM_PREFIX or 'sensorium')")
 
 
-def _open_endpoint(args: argparse.Namespace) -> RedisEndpoint | None:
-    """The Redis of ``--redis-url``/``--prefix`` (embedded when none); None after logging why not."""
+@contextlib.contextmanager
+def _lab(args: argparse.Namespace) -> Iterator[RedisEndpoint]:
+    """The Redis of ``--redis-url``/``--prefix`` (embedded when none), closed on leaving;
+    :class:`RedisUnavailableError` when there is none (``main`` says why, exit 1)."""
     from .bus.connection import open_endpoint
-    from .bus.embedded import RedisUnavailableError
 
+    endpoint = open_endpoint(args.redis_url, args.prefix)
     try:
-        return open_endpoint(args.redis_url, args.prefix)
-    except RedisUnavailableError as exc:
-        log.error("%s", exc)
-        return None
+        yield endpoint
+    finally:
+        endpoint.close()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -238,18 +240,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     uri = f"replay:{path}?speed={args.speed:g}&delay={args.delay:g}" + ("&loop=1" if args.loop else "")
     if _bad_device_uris([uri]) or not _valid_node_id(args.node_id):
         return exitcodes.USAGE
-    endpoint = _open_endpoint(args)
-    if endpoint is None:
-        return exitcodes.FAILED
-    duration = None if args.loop else args.delay + (t1 - t0) / args.speed + 3.0
-    log.info("replaying %s (%.1f s of recording at %g×)%s", path.name, t1 - t0, args.speed,
-             " in a loop" if args.loop else "")  # fmt: skip
-    cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=args.node_id or default_node_id(),
-                     devices=[uri], allowed_roots=[path.parent])  # fmt: skip
-    try:
+    with _lab(args) as endpoint:
+        duration = None if args.loop else args.delay + (t1 - t0) / args.speed + 3.0
+        log.info("replaying %s (%.1f s of recording at %g×)%s", path.name, t1 - t0, args.speed,
+                 " in a loop" if args.loop else "")  # fmt: skip
+        cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=args.node_id or default_node_id(),
+                         devices=[uri], allowed_roots=[path.parent])  # fmt: skip
         return run_node(cfg, duration)
-    finally:
-        endpoint.close()
 
 
 # -----------------------------------------------------------------------------------------
@@ -373,33 +370,28 @@ def cmd_node(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     if not _valid_node_id(args.node_id):
         return exitcodes.USAGE
-    endpoint = _open_endpoint(args)
-    if endpoint is None:
-        return exitcodes.FAILED
-    from .worker.pupil_remote import PupilOptions
+    with _lab(args) as endpoint:
+        from .worker.pupil_remote import PupilOptions
 
-    rcs = _rcs_options(args)
-    if rcs is None:
-        return exitcodes.USAGE
-    remotes = {"rcs": rcs, "pupil": PupilOptions(args.pupil_port, args.remote_bind), "ingest": ingest}
-    cfg = NodeConfig(
-        component_options={name: options for name, options in remotes.items() if options is not None},
-        redis_url=endpoint.url,
-        keys=endpoint.keys,
-        node_id=args.node_id or default_node_id(),
-        devices=devices,
-        priority=args.priority,
-        heartbeat_ttl=args.heartbeat_ttl,
-        parent_pid=args.parent_pid,
-        sync_worker=not args.no_sync_worker,
-        checkpoint_interval=args.checkpoint_interval,
-        attention_default=Attention.parse(args.attention),
-    )
-    log.info("node %s using %s", cfg.node_id, endpoint.description)
-    try:
+        rcs = _rcs_options(args)
+        if rcs is None:
+            return exitcodes.USAGE
+        remotes = {"rcs": rcs, "pupil": PupilOptions(args.pupil_port, args.remote_bind), "ingest": ingest}
+        cfg = NodeConfig(
+            component_options={name: options for name, options in remotes.items() if options is not None},
+            redis_url=endpoint.url,
+            keys=endpoint.keys,
+            node_id=args.node_id or default_node_id(),
+            devices=devices,
+            priority=args.priority,
+            heartbeat_ttl=args.heartbeat_ttl,
+            parent_pid=args.parent_pid,
+            sync_worker=not args.no_sync_worker,
+            checkpoint_interval=args.checkpoint_interval,
+            attention_default=Attention.parse(args.attention),
+        )
+        log.info("node %s using %s", cfg.node_id, endpoint.description)
         return run_node(cfg, args.duration)
-    finally:
-        endpoint.close()
 
 
 def _lsl_outlet_args(p: argparse.ArgumentParser) -> None:
@@ -416,17 +408,12 @@ def cmd_lsl_outlet(args: argparse.Namespace) -> int:
 
     from .worker.lsl_outlet import LslOutletBridge
 
-    endpoint = _open_endpoint(args)
-    if endpoint is None:
-        return exitcodes.FAILED
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    bridge = LslOutletBridge(endpoint.url, endpoint.keys, args.sensor)
-    try:
+    with _lab(args) as endpoint:
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        bridge = LslOutletBridge(endpoint.url, endpoint.keys, args.sensor)
         bridge.run(stop, args.duration)
-    finally:
-        endpoint.close()
     log.info("lsl outlet stopped: %s", bridge.stats)
     return 0
 
@@ -505,31 +492,26 @@ def cmd_record(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return exitcodes.USAGE
-    endpoint = _open_endpoint(args)
-    if endpoint is None:
-        return exitcodes.FAILED
-    node_id = args.node_id or default_node_id()
-    out = args.out
-    if out is None:
-        out = paths.sessions_dir() / time.strftime("%Y%m%d-%H%M%S")
-    cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=node_id, devices=devices,
-                     allowed_roots=[out.resolve()],
-                     component_options={"ingest": ingest} if ingest is not None else {})  # fmt: skip
-    req = RecordRequest(args.duration, out.resolve(), args.sensors, args.participant, args.session, args.task,
-                        args.run, args.notes, args.compact)  # fmt: skip
+    with _lab(args) as endpoint:
+        node_id = args.node_id or default_node_id()
+        out = args.out
+        if out is None:
+            out = paths.sessions_dir() / time.strftime("%Y%m%d-%H%M%S")
+        cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=node_id, devices=devices,
+                         allowed_roots=[out.resolve()],
+                         component_options={"ingest": ingest} if ingest is not None else {})  # fmt: skip
+        req = RecordRequest(args.duration, out.resolve(), args.sensors, args.participant, args.session, args.task,
+                            args.run, args.notes, args.compact)  # fmt: skip
 
-    tty = sys.stderr.isatty()
+        tty = sys.stderr.isatty()
 
-    def report(status: dict[str, str]) -> None:
-        mb = int(status.get("bytes", 0) or 0) / 1e6
-        line = (f"  recording {float(status.get('seconds', 0)):5.1f} s  {int(status.get('samples', 0)):>9} samples"
-                f"  {mb:7.2f} MB  {status.get('state', '')}")  # fmt: skip
-        print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+        def report(status: dict[str, str]) -> None:
+            mb = int(status.get("bytes", 0) or 0) / 1e6
+            line = (f"  recording {float(status.get('seconds', 0)):5.1f} s  {int(status.get('samples', 0)):>9} samples"
+                    f"  {mb:7.2f} MB  {status.get('state', '')}")  # fmt: skip
+            print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
-    try:
         outcome = record(cfg, req, report)
-    finally:
-        endpoint.close()
     if tty:
         print(file=sys.stderr)
     return _report_recording(outcome)
@@ -598,20 +580,17 @@ def cmd_sync_check(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return exitcodes.USAGE
-    endpoint = _open_endpoint(args)
-    if endpoint is None:
-        return exitcodes.FAILED
-    out = (args.out or paths.sessions_dir() / time.strftime("synccheck-%Y%m%d-%H%M%S")).resolve()
-    cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=args.node_id or default_node_id(),
-                     devices=devices, allowed_roots=[out])  # fmt: skip
-    req = SyncCheckRequest(out, args.flashes, args.interval, args.flash_ms / 1000.0, options, args.apply, args.seed,
-                           args.participant, args.session)  # fmt: skip
+    with _lab(args) as endpoint:
+        out = (args.out or paths.sessions_dir() / time.strftime("synccheck-%Y%m%d-%H%M%S")).resolve()
+        cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=args.node_id or default_node_id(),
+                         devices=devices, allowed_roots=[out])  # fmt: skip
+        req = SyncCheckRequest(out, args.flashes, args.interval, args.flash_ms / 1000.0, options, args.apply, args.seed,
+                               args.participant, args.session)  # fmt: skip
 
-    def say(msg: str) -> None:
-        if not args.json:
-            print(f"  {msg}", file=sys.stderr, flush=True)
+        def say(msg: str) -> None:
+            if not args.json:
+                print(f"  {msg}", file=sys.stderr, flush=True)
 
-    try:
         if events_from:
             outcome = run_sync_check(cfg, req, None, say)
         else:
@@ -619,8 +598,6 @@ def cmd_sync_check(args: argparse.Namespace) -> int:
 
             outcome = present_while(lambda stim, flag: run_sync_check(cfg, req, stim, say, flag),
                                     args.patch, args.patch_size, not args.windowed, not args.no_clicks)  # fmt: skip
-    finally:
-        endpoint.close()
     result = outcome.result
     if result is None:
         log.error("sync check failed: %s", outcome.error)
@@ -896,21 +873,16 @@ def _marker_args(p: argparse.ArgumentParser) -> None:
 def cmd_marker(args: argparse.Namespace) -> int:
     from .bus.sessions import mark_recordings
 
-    endpoint = _open_endpoint(args)
-    if endpoint is None:
-        return exitcodes.FAILED
+    with _lab(args) as endpoint:
 
-    async def mark() -> list[str]:
-        c = endpoint.async_client()
-        try:
-            return await mark_recordings(c, endpoint.keys, args.text, "cli")
-        finally:
-            await c.aclose()
+        async def mark() -> list[str]:
+            c = endpoint.async_client()
+            try:
+                return await mark_recordings(c, endpoint.keys, args.text, "cli")
+            finally:
+                await c.aclose()
 
-    try:
         sessions = asyncio.run(mark())
-    finally:
-        endpoint.close()
     if not sessions:
         log.error("marker %r not stored: no session is being recorded", args.text)
         return exitcodes.FAILED
@@ -932,36 +904,31 @@ def cmd_forget(args: argparse.Namespace) -> int:
     if not args.device_ids and not args.offline:
         log.error("name the devices to forget or pass --offline")
         return exitcodes.USAGE
-    endpoint = _open_endpoint(args)
-    if endpoint is None:
-        return exitcodes.FAILED
+    with _lab(args) as endpoint:
 
-    async def forget() -> int:
-        c = endpoint.async_client()
-        failed = 0
-        try:
-            ids = list(args.device_ids)
-            if args.offline:
-                now = time.time()
-                devices = await list_devices_async(c, endpoint.keys)
-                ids += [d.device_id for d in devices if now - d.updated > OFFLINE_AFTER_S]
-            if not ids:
-                print("no offline devices")
-            for did in ids:
-                try:
-                    sensors = await forget_device(c, endpoint.keys, did)
-                    print(f"forgot {did} ({len(sensors)} sensors: {', '.join(sensors)})")
-                except (KeyError, ValueError) as exc:
-                    log.error("%s", exc.args[0])
-                    failed += 1
-        finally:
-            await c.aclose()
-        return exitcodes.FAILED if failed else exitcodes.OK
+        async def forget() -> int:
+            c = endpoint.async_client()
+            failed = 0
+            try:
+                ids = list(args.device_ids)
+                if args.offline:
+                    now = time.time()
+                    devices = await list_devices_async(c, endpoint.keys)
+                    ids += [d.device_id for d in devices if now - d.updated > OFFLINE_AFTER_S]
+                if not ids:
+                    print("no offline devices")
+                for did in ids:
+                    try:
+                        sensors = await forget_device(c, endpoint.keys, did)
+                        print(f"forgot {did} ({len(sensors)} sensors: {', '.join(sensors)})")
+                    except (KeyError, ValueError) as exc:
+                        log.error("%s", exc.args[0])
+                        failed += 1
+            finally:
+                await c.aclose()
+            return exitcodes.FAILED if failed else exitcodes.OK
 
-    try:
         return asyncio.run(forget())
-    finally:
-        endpoint.close()
 
 
 def _status_args(p: argparse.ArgumentParser) -> None:
@@ -974,15 +941,10 @@ def _status_args(p: argparse.ArgumentParser) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from .bus.status import format_status, read_status
 
-    endpoint = _open_endpoint(args)
-    if endpoint is None:
-        return exitcodes.FAILED
-    try:
+    with _lab(args) as endpoint:
         c = endpoint.client()
         status = read_status(c, endpoint.keys)
         print(json.dumps(status.to_dict(), indent=2, default=str) if args.json else format_status(status))
-    finally:
-        endpoint.close()
     return 0
 
 
@@ -1148,7 +1110,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
-    return COMMANDS[args.command].run(args)
+    from .bus.embedded import RedisUnavailableError
+
+    try:
+        return COMMANDS[args.command].run(args)
+    except RedisUnavailableError as exc:
+        log.error("%s", exc)
+        return exitcodes.FAILED
 
 
 def main_gui() -> int:
