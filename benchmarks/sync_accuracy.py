@@ -4,7 +4,7 @@ arrival times (drift fixed at 1.0) and (b) an offline linear-programming lower e
 
     python -m benchmarks.sync_accuracy [--duration 120] [--markdown docs/benchmarks.md]
 
-Reports causal RMS error of ``to_global`` against true time after a 10 s warm-up, the
+Reports causal RMS error of ``to_host`` against true time after a 10 s warm-up, the
 ratios, how well the reported uncertainty covers the error, and reset recovery time.
 Targets: BLE-like <= 0.1 ms RMS, >= 40x better than (a), within 2x of (b); reset recovered
 within 2 s.
@@ -36,7 +36,7 @@ def run_ours(sc: Scenario) -> tuple[np.ndarray, np.ndarray]:
     unc = np.empty_like(sc.t_local)
     for sl in sc.batch_slices():
         m.update(sc.t_local[sl], sc.t_arrival[sl])
-        est[sl] = m.to_global(sc.t_local[sl])
+        est[sl] = m.to_host(sc.t_local[sl])
         unc[sl] = m.uncertainty
     return est, unc
 
@@ -207,7 +207,7 @@ def run_refined(sc: Scenario) -> np.ndarray:
     est = np.empty_like(sc.t_local)
     for e in np.unique(epochs):
         sel = epochs == e
-        est[sel] = ref.to_global(sc.t_local[sel], epoch=int(e) if len(ref.epochs) > int(e) else -1)
+        est[sel] = ref.to_host(sc.t_local[sel], epoch=int(e) if len(ref.epochs) > int(e) else -1)
     return est
 
 

@@ -21,7 +21,7 @@ def feed(m: ClockModel, sc) -> tuple[np.ndarray, np.ndarray]:
     unc = np.empty_like(sc.t_local)
     for sl in sc.batch_slices():
         m.update(sc.t_local[sl], sc.t_arrival[sl])
-        est[sl] = m.to_global(sc.t_local[sl])
+        est[sl] = m.to_host(sc.t_local[sl])
         unc[sl] = m.uncertainty
     return est, unc
 
@@ -65,7 +65,7 @@ def test_recovers_offset_and_drift_with_one_sided_delays() -> None:
     st_ = m.state()
     assert {"offset_mean", "offset_variance", "drift", "uncertainty", "alpha", "beta", "x0", "epoch"} <= set(st_)
     assert st_["offset_variance"] == pytest.approx(m.uncertainty**2)
-    assert m.offset == pytest.approx(float(m.to_global(sc.t_local[-1])) - sc.t_local[-1], abs=1e-9)
+    assert m.offset == pytest.approx(float(m.to_host(sc.t_local[-1])) - sc.t_local[-1], abs=1e-9)
 
 
 def test_uncertainty_covers_the_error() -> None:
@@ -99,7 +99,7 @@ def test_clock_reset_is_detected_and_recovered_within_2s() -> None:
     # local times of the old epoch still map with the old epoch's line
     old = sc.t_local[(sc.t_true > T0 + 40) & (sc.t_true < t_reset - 1)]
     true_old = sc.t_true[(sc.t_true > T0 + 40) & (sc.t_true < t_reset - 1)]
-    assert np.abs(m.to_global(old) - true_old).max() < 0.5e-3
+    assert np.abs(m.to_host(old) - true_old).max() < 0.5e-3
 
 
 def test_forward_step_starts_a_new_epoch_and_lone_glitches_do_not() -> None:
@@ -114,7 +114,7 @@ def test_forward_step_starts_a_new_epoch_and_lone_glitches_do_not() -> None:
         m.update(x[k : k + 10], y[k : k + 10])
     assert m.glitches == 1
     assert m.epoch == 1
-    assert abs(float(m.to_global(x[-1])) - (T0 + t[-1])) < 1e-3
+    assert abs(float(m.to_host(x[-1])) - (T0 + t[-1])) < 1e-3
 
 
 def test_gaps_and_bursts() -> None:
@@ -129,7 +129,7 @@ def test_gaps_and_bursts() -> None:
         for k in range(0, t.size, 10):
             m.update(x[k : k + 10], arrival[k : k + 10])
     assert m.epoch == 0
-    assert abs(float(m.to_global(x[-1])) - (T0 + t[-1] + 0.0)) < 0.2e-3
+    assert abs(float(m.to_host(x[-1])) - (T0 + t[-1] + 0.0)) < 0.2e-3
     assert m.drift * 1e6 == pytest.approx(20.0, abs=3.0)
 
 
@@ -139,14 +139,14 @@ def test_bad_input_is_rejected() -> None:
         m.update(np.array([1.0, np.nan]), np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="equal length"):
         m.update(np.array([1.0]), np.array([1.0, 2.0]))
-    assert math.isnan(float(m.to_global(1.0)))
+    assert math.isnan(float(m.to_host(1.0)))
     m.update(np.array([]), np.array([]))
     assert not m.ready
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 10_000), st.floats(-200e-6, 200e-6))
-def test_to_global_is_monotone(seed: int, drift: float) -> None:
+def test_to_host_is_monotone(seed: int, drift: float) -> None:
     rng = np.random.default_rng(seed)
     t = np.sort(rng.uniform(0, 20, 500))
     x = 50.0 + t * (1 + drift)
@@ -155,7 +155,7 @@ def test_to_global_is_monotone(seed: int, drift: float) -> None:
     for k in range(0, t.size, 25):
         m.update(x[k : k + 25], y[k : k + 25])
     q = np.sort(rng.uniform(40.0, 80.0, 200))
-    g = m.to_global(q)
+    g = m.to_host(q)
     assert np.all(np.diff(g) >= 0)
 
 
@@ -166,7 +166,7 @@ def test_refine_is_at_least_as_good_as_causal() -> None:
     ref = m.refine()
     late = sc.t_true >= T0 + 10
     causal = np.sqrt(np.mean((est - sc.t_true)[late] ** 2))
-    refined = np.sqrt(np.mean((ref.to_global(sc.t_local) - sc.t_true)[late] ** 2))
+    refined = np.sqrt(np.mean((ref.to_host(sc.t_local) - sc.t_true)[late] ** 2))
     assert refined <= causal
     assert refined < 20e-6
 
@@ -188,7 +188,7 @@ def test_fit_on_bin_minima_equals_fit_on_every_sample(make) -> None:
     epochs = np.clip(np.searchsorted(rf.epoch_starts(), sc.t_arrival, side="right") - 1, 0, len(rf.epochs) - 1)
     for k in range(len(rf.epochs)):
         mine = epochs == k
-        diff = rf.to_global(sc.t_local[mine], k) - rq.to_global(sc.t_local[mine], k)
+        diff = rf.to_host(sc.t_local[mine], k) - rq.to_host(sc.t_local[mine], k)
         assert np.max(np.abs(diff)) < 2e-6, f"epoch {k}"
 
 
@@ -308,7 +308,7 @@ def test_packets_count_deliveries_not_samples() -> None:
     for k in range(0, t.size, 10):
         c.update(x[k : k + 10], burst[k : k + 10], ends[k : k + 10])
     assert c.uncertainty == pytest.approx(a.uncertainty, rel=1e-9)
-    assert float(c.to_global(x[-1])) == pytest.approx(float(a.to_global(x[-1])), abs=1e-9)
+    assert float(c.to_host(x[-1])) == pytest.approx(float(a.to_host(x[-1])), abs=1e-9)
     with pytest.raises(ValueError, match="packets"):
         c.update(x[:3], burst[:3], ends[:2])
 
@@ -334,8 +334,8 @@ def test_reset_inside_the_very_first_batch_is_detected() -> None:
     assert m.resets == 1 and m.epoch == 1
     ref = m.refine()
     late = sc.t_true > sc.events["reset"] + 2.0
-    assert np.all(np.isfinite(ref.to_global(sc.t_local[late], 1)))
-    assert np.abs(ref.to_global(sc.t_local[late], 1) - sc.t_true[late]).max() < 0.2e-3
+    assert np.all(np.isfinite(ref.to_host(sc.t_local[late], 1)))
+    assert np.abs(ref.to_host(sc.t_local[late], 1) - sc.t_true[late]).max() < 0.2e-3
 
 
 def test_uncertainty_widens_between_refits_and_refits_thin_out_with_age() -> None:

@@ -7,6 +7,7 @@ import numpy as np
 from benchmarks.clock_scenarios import T0, ble
 from sensorium_desktop.core.clockdomain import ClockDomains, domain_id, fit_domain, offset_trend
 from sensorium_desktop.core.samples import SampleBatch, SensorInfo
+from sensorium_desktop.core.timemap import TimeMap
 
 
 def _info(sid: str, device: str, **kw) -> SensorInfo:
@@ -28,7 +29,7 @@ def test_interleaved_sensors_of_one_clock_feed_one_model_without_resets() -> Non
     """ECG and accelerometer batches of one device interleave (each in its own arrival
     order): their local times step back between sensors, which is not a reboot."""
     sc = ble(seed=4, duration=40.0)
-    domains = ClockDomains()
+    domains = TimeMap()
     ecg = _info("dev-ecg", "dev", fixed_latency=sc.fixed_latency)
     acc = _info("dev-acc", "dev", fixed_latency=sc.fixed_latency)
     domains.register(ecg)
@@ -49,7 +50,7 @@ def test_interleaved_sensors_of_one_clock_feed_one_model_without_resets() -> Non
 
 
 def test_measured_domain_maps_equal_stamps_to_equal_times_and_keeps_spacing() -> None:
-    domains = ClockDomains()
+    domains = TimeMap()
     eeg = _info("lsl-eeg", "lsl-eeg", clock_domain="lsl", clock_offset=1.7e9 + 0.123456, clock_sigma=1e-6)
     mk = _info("lsl-mk", "lsl-mk", clock_domain="lsl", clock_offset=1.7e9 + 0.123456, clock_sigma=1e-6)
     domains.register(eeg)
@@ -76,7 +77,7 @@ def test_fit_domain_over_a_recording_of_two_interleaved_sensors() -> None:
                                 sc.fixed_latency)  # fmt: skip
     assert model.resets == 0 and len(refined.epochs) == 1
     settled = sc.t_true > T0 + 5
-    err = refined.to_global(sc.t_local[settled]) - sc.t_true[settled]
+    err = refined.to_host(sc.t_local[settled]) - sc.t_true[settled]
     assert np.sqrt(np.mean(err**2)) < 5e-5
     assert half > 0
 
@@ -86,7 +87,7 @@ def test_sub_millisecond_steps_back_across_bin_edges_keep_the_bins_in_order() ->
     (0.5 ms here) step back across bin edges: the model must keep its bins sorted (the hull
     assumes it) and treat the samples behind the open bin as late ones."""
     sc = ble(seed=12, duration=60.0)
-    domains = ClockDomains()
+    domains = TimeMap()
     domains.register(_info("dev-a", "dev", fixed_latency=sc.fixed_latency))
     domains.register(_info("dev-b", "dev", fixed_latency=sc.fixed_latency))
     for sl in sc.batch_slices():
@@ -135,7 +136,7 @@ def test_late_counts_a_sensor_reordered_not_two_sensors_interleaving() -> None:
 def test_a_new_run_of_the_node_fits_its_clock_afresh() -> None:
     """A restarted device's clock starts again from 0: with the old model it showed 94 resets
     and a sigma of 180 s; a new clock run (the node's start) starts a fresh fit."""
-    domains = ClockDomains()
+    domains = TimeMap()
     first = _info("dev-ecg", "dev", extra={"clock_run": 100.0})
     domains.register(first)
     t = np.arange(0.0, 60.0, 0.01)

@@ -16,7 +16,9 @@ from sensorium_desktop.core.kuramoto import (
     order_parameter,
     order_parameter_series,
 )
-from sensorium_desktop.core.sync import SyncCore, offset_model
+from sensorium_desktop.core.samples import SensorInfo
+from sensorium_desktop.core.sync import SyncCore
+from sensorium_desktop.core.timemap import UNFITTED_POLICY, TimeMap
 
 
 def test_sync_core_maps_each_sensor_and_groups_across_clocks() -> None:
@@ -34,26 +36,35 @@ def test_sync_core_maps_each_sensor_and_groups_across_clocks() -> None:
     for sid, (origin, drift, _) in clocks.items():
         m = core.models[sid]
         assert m.drift * 1e6 == pytest.approx(drift * 1e6, abs=2.0)
-        assert abs(float(core.to_global(sid, origin + 30.0 * (1 + drift))) - (T0 + 30.0)) < 0.5e-3
-    ids, local = [], []
-    for sid, (origin, drift, _) in clocks.items():
+        x = origin + 30.0 * (1 + drift)
+        assert abs(float(core.to_host(sid, x, T0 + 31.0)) - (T0 + 30.0)) < 0.5e-3  # fitted: arrival not used
+    ids, local, arrival = [], [], []
+    for sid, (origin, drift, delay) in clocks.items():
         ids += [sid] * events.size
         local += list(origin + (events - T0) * (1 + drift))
-    groups = core.group(ids, local, 0.001)
+        arrival += list(events + delay + 0.004)
+    groups = core.group(ids, local, 0.001, arrival)
     pairs = [g for g in groups if g.sensors == {"cam", "imu"}]
     assert len(pairs) == events.size
     assert all(abs(g.t_global - e) < 2e-3 for g, e in zip(pairs, events, strict=True))
     state = core.state()
     assert set(state) == {"cam", "imu"} and "offset_variance" in state["cam"]
-    seed = offset_model(core.models["imu"])
-    x = clocks["imu"][0] + 45.0 * (1 - 40e-6)
-    assert float(seed.to_global(x)) == pytest.approx(float(core.to_global("imu", x)), abs=1e-6)
 
 
-def test_unknown_sensor_is_on_the_global_clock() -> None:
+def test_a_clock_not_fitted_yet_maps_arrival_minus_its_fixed_latency() -> None:
+    """The one stated policy, for a sensor never seen and one seen but not fitted."""
+    assert UNFITTED_POLICY.startswith("arrival time minus the sensor's fixed latency")
     core = SyncCore()
-    assert float(core.to_global("new", 12.5)) == 12.5
-    assert core.uncertainty("new") == 0.0
+    assert float(core.to_host("new", 12.5, 1000.25)) == 1000.25
+    assert math.isnan(float(core.time.to_host("new", 12.5)))  # no arrival: not mappable
+    assert core.uncertainty("new") == math.inf
+    tm = TimeMap()
+    tm.register(SensorInfo("cam-video", "video", "cam", node_id="n1", fixed_latency=0.030))
+    assert float(tm.to_host("cam-video", 5.0, 2000.0)) == pytest.approx(1999.97)
+    assert float(tm.to_global("n1", 1999.97)) == 1999.97  # host offset not known: the host clock
+    tm.set_host_offset("n1", 0.5, 1e-4)
+    assert float(tm.to_global("n1", 1999.97)) == pytest.approx(2000.47)
+    assert float(tm.to_host_from_global("n1", 2000.47)) == pytest.approx(1999.97)
 
 
 def test_order_parameter() -> None:

@@ -108,7 +108,7 @@ class SyncEngine:
         entries = self.c.xrange(self.keys.observations, start, "+")
         if not entries:
             return []
-        ids, types, local, sigma = [], [], [], []
+        ids, types, local, arrival, sigma = [], [], [], [], []
         for _, f in entries:
             sid = f[b"sensor"].decode()
             t_l, t_a = float(f[b"t_local"]), float(f[b"t_arrival"])
@@ -116,8 +116,9 @@ class SyncEngine:
             ids.append(sid)
             types.append(f[b"type"].decode())
             local.append(t_l)
+            arrival.append(t_a)
             sigma.append(float(f[b"sigma"]))
-        groups = self.core.group(ids, local, sigma)
+        groups = self.core.group(ids, local, sigma, arrival)
         out = []
         for g in groups:
             members = [

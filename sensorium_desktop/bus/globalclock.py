@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import collections
 import math
+import socket
 import time
 from dataclasses import dataclass
 
 import redis
+import redis.asyncio
 
 from ..core.hostclock import host_time
+from ..core.timemap import HostOffset
 from .keys import Keys
 
 
@@ -29,6 +32,10 @@ class OffsetEstimate:
     uncertainty: float
     probes: int
     updated: float
+
+    def host_offset(self) -> HostOffset:
+        """As the time map's :class:`HostOffset` (a constant with its 1-sigma)."""
+        return HostOffset(self.offset, self.uncertainty)
 
     def to_mapping(self) -> dict[str, str]:
         return {k: repr(getattr(self, k)) for k in ("offset", "rtt", "uncertainty", "probes", "updated")}
@@ -87,6 +94,10 @@ class GlobalClockProbe:
         return est
 
 
+# The readers of the published host → global offsets (every other module reads them here).
+# One shape: an :class:`OffsetEstimate`, or None / left out while a node has published none.
+
+
 def read_offsets(c: redis.Redis, keys: Keys, node_ids: list[str]) -> dict[str, OffsetEstimate]:
     """Host offsets published by the given nodes (missing ones are left out)."""
     pipe = c.pipeline(transaction=False)
@@ -98,3 +109,29 @@ def read_offsets(c: redis.Redis, keys: Keys, node_ids: list[str]) -> dict[str, O
         if est is not None:
             out[n] = est
     return out
+
+
+def _this_host(info: dict[bytes, bytes]) -> bool:
+    return (info.get(b"host") or b"").decode("utf-8", "replace") == socket.gethostname()
+
+
+def local_offset(c: redis.Redis, keys: Keys) -> OffsetEstimate | None:
+    """The host → global offset published by a node on this host (None: none publishes one)."""
+    for raw in sorted(c.smembers(keys.nodes)):
+        node = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if _this_host(c.hgetall(keys.node_info(node))):
+            est = OffsetEstimate.from_mapping(c.hgetall(keys.host_offset(node)))
+            if est is not None:
+                return est
+    return None
+
+
+async def local_offset_async(c: redis.asyncio.Redis, keys: Keys) -> OffsetEstimate | None:
+    """:func:`local_offset` on an asyncio client."""
+    for raw in sorted(await c.smembers(keys.nodes)):
+        node = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if _this_host(await c.hgetall(keys.node_info(node))):
+            est = OffsetEstimate.from_mapping(await c.hgetall(keys.host_offset(node)))
+            if est is not None:
+                return est
+    return None

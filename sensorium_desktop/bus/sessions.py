@@ -20,6 +20,8 @@ from typing import Any
 import redis.asyncio
 
 from ..core.hostclock import host_time
+from ..core.timemap import host_to_global
+from .globalclock import local_offset_async
 from .keys import Keys
 
 SESSION_STATES = ("idle", "recording", "stopped")
@@ -140,22 +142,6 @@ async def delete_session(c: redis.asyncio.Redis, keys: Keys, session_id: str) ->
     await c.hdel(keys.sessions, session_id)
 
 
-async def host_global_offset(c: redis.asyncio.Redis, keys: Keys) -> float | None:
-    """host → global offset (s) published by a node on this host, if any."""
-    me = socket.gethostname()
-    for nid in await c.smembers(keys.nodes):
-        node = nid.decode() if isinstance(nid, bytes) else nid
-        info = await c.hgetall(keys.node_info(node))
-        if (info.get(b"host") or b"").decode() != me:
-            continue
-        off = await c.hgetall(keys.host_offset(node))
-        try:
-            return float(off[b"offset"])
-        except (KeyError, ValueError):
-            continue
-    return None
-
-
 async def add_marker(
     c: redis.asyncio.Redis,
     keys: Keys,
@@ -169,7 +155,7 @@ async def add_marker(
     global clock; ``extra`` fields are stored with it (``t_original``: the sender's own
     timestamp, in its ``clock_original``; default the host time it was stamped at)."""
     t = host_time() if t_host is None else t_host
-    offset = await host_global_offset(c, keys)
+    est = await local_offset_async(c, keys)
     marker = {
         "t_original": repr(t),
         "clock_original": "host",
@@ -177,8 +163,8 @@ async def add_marker(
         "label": label,
         "source": source,
         "t_host": repr(t),
-        "t_global": repr(t + offset if offset is not None else t),
-        "clock": "global" if offset is not None else "host",
+        "t_global": repr(float(host_to_global(est.host_offset() if est is not None else None, t))),
+        "clock": "global" if est is not None else "host",
         "host": socket.gethostname(),
     }
     await c.xadd(keys.markers(session_id), marker)

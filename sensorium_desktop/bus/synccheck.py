@@ -13,8 +13,10 @@ import socket
 
 import redis.asyncio
 
+from ..core.timemap import host_to_global
+from .globalclock import local_offset_async
 from .keys import Keys
-from .sessions import host_global_offset, mark_recordings
+from .sessions import mark_recordings
 
 #: Label and source of a sync check's markers.
 FLASH_LABEL = "flash"
@@ -29,8 +31,8 @@ async def present(
     """A flash ``index`` of check ``check_id`` went on (``lit``) or off at host time ``t_host``
     (s, the frame's swap): published on the flashes stream and, for an onset, as a marker in
     every recording session. Returns (global time s, sessions marked)."""
-    offset = await host_global_offset(c, keys)
-    t_global = t_host + (offset if offset is not None else 0.0)
+    est = await local_offset_async(c, keys)
+    t_global = float(host_to_global(est.host_offset() if est is not None else None, t_host))
     flash_id = f"{check_id}-{index}"
     await c.xadd(keys.sync_flashes, {"check": check_id, "flash": flash_id, "index": str(index),
                                      "phase": "on" if lit else "off", "t_global": repr(t_global),

@@ -39,8 +39,8 @@ Online and vectorized:
   shrinks the window;
 - isolated samples below the envelope (glitches) are counted and ignored.
 
-``t_global = t_local + off(t_local)``; ``drift = -beta / (1 + beta)`` (device seconds gained
-per host second); ``uncertainty`` is the posterior 1-sigma of ``to_global`` at the latest
+``t_host = t_local + off(t_local)``; ``drift = -beta / (1 + beta)`` (device seconds gained
+per host second); ``uncertainty`` is the posterior 1-sigma of ``to_host`` at the latest
 sample.
 """
 
@@ -464,7 +464,7 @@ class ClockModel:
 
     @property
     def offset(self) -> float:
-        """``to_global(t) - t`` at the latest sample, seconds."""
+        """``to_host(t) - t`` at the latest sample, seconds."""
         if not self.epochs:
             return math.nan
         return self.alpha + self.beta * (self._x_last - self.epochs[-1].x0)
@@ -476,7 +476,7 @@ class ClockModel:
 
     @property
     def uncertainty(self) -> float:
-        """1-sigma of ``to_global`` at the latest sample, seconds: the last fit's, widened by
+        """1-sigma of ``to_host`` at the latest sample, seconds: the last fit's, widened by
         its slope uncertainty over the local time since that fit."""
         ahead = self._x_last - self.epochs[-1].x0 - self._x_fit if self.epochs else 0.0
         return math.hypot(self._unc, self._slope_unc * ahead) if ahead > 0.0 else self._unc
@@ -712,8 +712,8 @@ class ClockModel:
             self._hull.rebuild(keep[:, 0], keep[:, 1])
         self._next_refit = -math.inf
 
-    def to_global(self, t_local: np.ndarray | float) -> np.ndarray:
-        """Host/global time of local times ``t_local`` (s) with the current (causal) estimate.
+    def to_host(self, t_local: np.ndarray | float) -> np.ndarray:
+        """Host time (s) of device times ``t_local`` (s) with the current (causal) estimate.
 
         After a clock reset, local times inside an older epoch's range (and outside the
         newer ones') are mapped with that epoch's last line.
@@ -1076,8 +1076,8 @@ class RefinedClock:
             out.append((ep.x0, ep.t_start, knots, values))
         return cls(out, m.drift, m.offset, m.uncertainty)
 
-    def to_global(self, t_local: np.ndarray | float, epoch: int = -1) -> np.ndarray:
-        """Global time of ``t_local`` on clock epoch ``epoch`` (default: the latest)."""
+    def to_host(self, t_local: np.ndarray | float, epoch: int = -1) -> np.ndarray:
+        """Host time (s) of device times ``t_local`` (s) on clock epoch ``epoch`` (default: the latest)."""
         x0, _, kx, kv = self.epochs[epoch]
         x = np.asarray(t_local, dtype=np.float64)
         xr = x - x0

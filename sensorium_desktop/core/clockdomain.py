@@ -4,8 +4,8 @@ A *clock domain* is one clock that stamps samples: a device's own oscillator (sh
 of the device's attributes — Polar ECG and accelerometer, the eye tracker's gaze and blinks,
 the columns of one serial instrument, a camera's frames), the LSL clock of the node's host
 (every LSL stream a node reads is stamped on it, after ``time_correction``), or — for a
-sensor without a clock — its own arrival times. One implementation, :class:`ClockDomains`,
-maps time for the sync worker, the live view, the exporter and the LSL bridge:
+sensor without a clock — its own arrival times. :class:`ClockDomains` keeps one clock per
+domain; :class:`~.timemap.TimeMap` (the one place time is mapped) reads them:
 
 - a *fitted* domain keeps one :class:`~sensorium_desktop.core.clock.ClockModel` fed by the
   (t_local, t_arrival) pairs of all of its sensors (interleaved batches of several sensors
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .clock import ClockModel, RefinedClock, bin_minima
-from .samples import SampleBatch, SensorInfo
+from .samples import SensorInfo
 
 
 def format_offset(offset: float) -> str:
@@ -109,7 +109,7 @@ def domain_kind(info: SensorInfo) -> str:
 class MeasuredClock:
     """A clock whose mapping to host time was measured directly: ``host = t + offset``
     (s), with the measurement's 1-sigma ``sigma`` (s). Same reading interface as
-    :class:`ClockModel` (offset, drift, uncertainty, latency, state, update, to_global)."""
+    :class:`ClockModel` (offset, drift, uncertainty, latency, state, update, to_host)."""
 
     offset: float
     sigma: float = 0.0
@@ -156,7 +156,7 @@ class MeasuredClock:
         """The measured clock a sensor description carries (``clock_offset``, ``clock_sigma``)."""
         return cls(float(info.clock_offset or 0.0), float(info.clock_sigma))
 
-    def to_global(self, t_local: np.ndarray | float) -> np.ndarray:
+    def to_host(self, t_local: np.ndarray | float) -> np.ndarray:
         return np.asarray(t_local, dtype=np.float64) + self.offset
 
     def state(self) -> dict[str, Any]:
@@ -179,7 +179,7 @@ def clock_report(m: ClockLike) -> dict[str, Any]:
 
 
 class ClockDomains:
-    """One clock per clock domain; maps any registered sensor's device times to host time.
+    """One clock per clock domain, fed by every registered sensor's (device, arrival) pairs.
 
     Unregistered sensor ids (the seed API's ingest) are domains of their own, fitted.
     ``clock_options`` go to every new :class:`ClockModel`.
@@ -263,22 +263,10 @@ class ClockDomains:
         """Samples of the domain's sensors delivered after a later one of the same sensor."""
         return self.reordered.get(dom, 0)
 
-    def to_host(self, sensor_id: str, t_local: np.ndarray | float) -> np.ndarray:
-        """Host times (s) of device times; NaN until the domain's clock is known."""
-        return self.model(sensor_id).to_global(t_local)
-
     def uncertainty(self, sensor_id: str) -> float:
+        """1-sigma (s) of the domain's device → host mapping now (inf: not fitted)."""
         m = self.models.get(self.domain(sensor_id))
         return m.uncertainty if m is not None and m.ready else math.inf
-
-    def map_batch(self, batch: SampleBatch) -> np.ndarray:
-        """Observe a batch and return its samples' host times (s), causally (live views)."""
-        m = self.observe(batch.sensor_id, batch.device_times, batch.t_arrival)
-        out = m.to_global(batch.device_times)
-        if not np.isfinite(out).all():  # not yet fitted: arrival minus the known latency
-            fixed = self.infos[batch.sensor_id].fixed_latency if batch.sensor_id in self.infos else 0.0
-            out = np.where(np.isfinite(out), out, batch.t_arrival - fixed)
-        return out
 
 
 #: bin minima per clock-model update when fitting a whole recording (64 = 4 s of local time)

@@ -23,18 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ..core.clock import ClockModel
-from ..core.clockdomain import (
-    MEASURED,
-    MeasuredClock,
-    clock_report,
-    domain_id,
-    domain_kind,
-    fit_domain,
-    offset_trend,
-)
+from ..core.clockdomain import domain_id
 from ..core.codec import CodecError
 from ..core.samples import SensorInfo
+from ..core.timemap import TimeMap
 from .spool import (
     BatchRecord,
     RecordKind,
@@ -52,8 +44,6 @@ from .spool import (
 log = logging.getLogger(__name__)
 
 CLOCK_MODES = ("refined", "causal")
-#: A host-offset snapshot this far (s) from the line through all of them is a clock step.
-OFFSET_STEP_S = 2e-3
 Progress = Callable[[float, str], None]
 
 
@@ -123,6 +113,8 @@ class Recording:
     sync_check: dict[str, Any] | None = None
     #: sensor id → latency (s) a sync check applied: subtracted from its global times
     latency_corrections: dict[str, float] = field(default_factory=dict)
+    #: the one mapping of time (device → host → global), fitted over this recording
+    time: TimeMap = field(default_factory=TimeMap, repr=False)
     _host_cache: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     _global_cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -166,13 +158,11 @@ class Recording:
         for key in [k for k in self._global_cache if k[1] != "refined"]:  # other modes: fitted again on what is left
             del self._global_cache[key]
 
-    def host_offset(self, node_id: str, t_host: np.ndarray) -> tuple[np.ndarray, bool]:
-        """host → global offset (s) for ``node_id`` at host times; (offsets, known).
-
-        The recorded estimates scatter by their probes' round trips (tens of µs under load);
-        both clocks are the host's, so the offset is a line unless the wall clock was stepped:
-        a weighted line through the snapshots (outliers beyond 5 MAD out), or — when some lie
-        farther than ``OFFSET_STEP_S`` from it — the snapshots themselves, interpolated."""
+    def host_offsets_of(self, node_id: str) -> bool:
+        """Put ``node_id``'s recorded host → global offsets into :attr:`time` (once); False
+        when the recording has none for it (its host clock is then used)."""
+        if node_id in self.time.host_offsets:
+            return True
         times, offsets, sigmas = [], [], []
         for snap in self.clocks:
             est = snap.get("hostoffsets", {}).get(node_id)
@@ -184,19 +174,8 @@ class Recording:
                 times.append(float(snap["time"]))
                 offsets.append(off)
                 sigmas.append(sig if math.isfinite(sig) and sig > 0 else 1e-4)
-        if not times:
-            return np.zeros_like(t_host), False
-        t, o, s = (np.asarray(v) for v in (times, offsets, sigmas))
-        order = np.argsort(t)
-        t, o, s = t[order], o[order], s[order]
-        if t.size < 3 or t[-1] - t[0] < 1.0:
-            return np.full_like(t_host, float(np.median(o))), True
-        keep = np.abs(o - np.median(o)) <= max(5 * 1.4826 * float(np.median(np.abs(o - np.median(o)))), 1e-6)
-        # a constant unless the probes see drift (Redis on this host: both clocks advance together)
-        t_ref, value, slope = offset_trend(t[keep], o[keep], s[keep])
-        if np.max(np.abs(o - (value + slope * (t - t_ref)))) > OFFSET_STEP_S:  # the wall clock was stepped
-            return np.interp(t_host, t, o), True
-        return value + slope * (t_host - t_ref), True
+        self.time.set_host_offset_history(node_id, np.asarray(times), np.asarray(offsets), np.asarray(sigmas))
+        return node_id in self.time.host_offsets
 
     def domain(self, sensor_id: str) -> str:
         """Clock domain id of a recorded sensor."""
@@ -212,13 +191,13 @@ class Recording:
             members = {sid: d for sid, d in self.sensors.items() if len(d) and self.domain(sid) == key[0]}
             if sensor_id not in members:
                 return np.zeros(0)
-            times, report = domain_to_host(members, mode)
+            times, report = self.time.fit_domain(members, mode)
             self._host_cache[key] = times
             self.sync_reports[key] = {"domain": key[0], **report}
         return self._host_cache[key].get(sensor_id, np.zeros(0))
 
     def sync_report(self, sensor_id: str, mode: str = "refined") -> dict[str, Any]:
-        """The clock domain's report for ``sensor_id`` (see :func:`domain_to_host`)."""
+        """The clock domain's report for ``sensor_id`` (see :meth:`TimeMap.fit_domain`)."""
         self.host_times(sensor_id, mode)
         return self.sync_reports.get((self.domain(sensor_id), mode), {})
 
@@ -231,9 +210,10 @@ class Recording:
         host = self.host_times(sensor_id, mode)
         if len(data) == 0:
             return np.zeros(0)
-        offset, known = self.host_offset(data.info.node_id, data.t_arrival)
-        if not known:
-            self.warn(f"{sensor_id}: no host→global offset recorded for node {data.info.node_id!r}; host clock used")
+        node = data.info.node_id
+        if not self.host_offsets_of(node):
+            self.warn(f"{sensor_id}: no host→global offset recorded for node {node!r}; host clock used")
+        offset = self.time.host_offsets[node].at(data.t_arrival) if node in self.time.host_offsets else 0.0
         out = host + offset - self.latency_corrections.get(sensor_id, 0.0)
         self._global_cache[(sensor_id, mode)] = out
         return out
@@ -278,75 +258,6 @@ class Recording:
         if message not in self.warnings:
             self.warnings.append(message)
             log.warning("%s: %s", self.directory.name, message)
-
-
-DomainTimes = tuple[dict[str, np.ndarray], dict[str, Any]]
-
-
-def domain_to_host(members: dict[str, SensorData], mode: str) -> DomainTimes:
-    """Host times (s) of every sample of the sensors of one clock domain, and the domain's
-    sync report (kind, offset s, drift ppm, sigma s, resets, late samples, latency s).
-
-    Measured domains map with their recorded offset; fitted ones with one clock model fed by
-    every member's (t_local, t_arrival) pairs: ``refined`` fits the whole recording
-    (non-causal), ``causal`` maps each batch with what was known when it arrived."""
-    first = next(iter(members.values())).info
-    if domain_kind(first) == MEASURED:
-        clock = MeasuredClock.of(first)
-        out = {}
-        for sid, d in members.items():
-            clock.update(d.device_times, d.t_arrival)
-            out[sid] = clock.to_global(d.device_times)
-        return out, clock_report(clock)
-    if mode == "causal":
-        return _causal_domain(members, first.fixed_latency)
-    model, refined = fit_domain([(d.device_times, d.t_arrival) for d in members.values()], first.fixed_latency)
-    out = {}
-    for sid, d in members.items():
-        x, y = d.device_times, d.t_arrival
-        if len(refined.epochs) == 1:
-            out[sid] = refined.to_global(x, 0)
-            continue
-        epoch_of = epochs_of(model, x, y)
-        host = np.empty_like(x)
-        for k in range(len(refined.epochs)):
-            mine = epoch_of == k
-            host[mine] = refined.to_global(x[mine], k)
-        out[sid] = host
-    return out, clock_report(model)
-
-
-def epochs_of(model: ClockModel, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Clock epoch of each sample (local times ``x``, arrivals ``y``, s): the latest epoch
-    begun by its arrival whose local-time range holds it; a late delivery of an older epoch
-    (arriving after a reset, local time outside the new epoch's range) keeps its own."""
-    starts = np.array([ep.t_start for ep in model.epochs])
-    k = np.clip(np.searchsorted(starts, y, side="right") - 1, 0, len(model.epochs) - 1)
-    for e in range(len(model.epochs) - 1, 0, -1):
-        ep = model.epochs[e]
-        hi = math.inf if e == len(model.epochs) - 1 else ep.x_hi + model.bin_width  # x_hi: of the bin minima
-        outside = (k == e) & ((x < ep.x0) | (x > hi))
-        k[outside] = e - 1
-    return k
-
-
-def _causal_domain(members: dict[str, SensorData], fixed_latency: float) -> DomainTimes:
-    """Each batch of every member mapped right after the domain's model saw it (arrival order)."""
-    model = ClockModel(fixed_latency=fixed_latency)
-    out = {sid: np.empty_like(d.device_times) for sid, d in members.items()}
-    spans = []
-    for sid, d in members.items():
-        ends = np.append(d.batch_start[1:], len(d)).astype(np.int64)
-        for a, b in zip(d.batch_start.tolist(), ends.tolist(), strict=True):
-            if b > a:
-                spans.append((float(d.t_arrival[b - 1]), sid, a, b))
-    spans.sort(key=lambda s: s[0])
-    for _t, sid, a, b in spans:
-        d = members[sid]
-        x = d.device_times[a:b]
-        model.update(x, d.t_arrival[a:b])
-        out[sid][a:b] = model.to_global(x)
-    return out, clock_report(model)
 
 
 def _concat_sensor(info: SensorInfo, parts: list[BatchRecord], warn: Callable[[str], None]) -> SensorData:

@@ -27,15 +27,16 @@ import redis
 
 from ..bus.attention import hold_for_recording, release_attention
 from ..bus.connection import client as make_client
+from ..bus.globalclock import OffsetEstimate
 from ..bus.keys import Keys
 from ..bus.registry import list_sensors
 from ..bus.sessions import Session
 from ..bus.streams import GapTracker, decode_entry
 from ..core.backoff import Backoff
-from ..core.clockdomain import MEASURED, domain_kind
 from ..core.codec import CodecError
 from ..core.delta import DELTA_ATTRIBUTES
 from ..core.samples import SampleBatch, SensorInfo
+from ..core.timemap import TimeMap
 from .spool import SPOOL_VERSION, RecordKind, SpoolError, SpoolFullError, SpoolWriter, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,10 @@ class SessionRecorder(threading.Thread):
         self.last_arrival: dict[str, float] = {}
         self._acks: dict[str, list[bytes]] = {}
         self._derived_markers: list[dict[str, str]] = []  # from marker sensors, not yet in Redis
-        self._host_offsets: dict[str, float] = {}  # node → host→global offset (s), from the last snapshot
+        #: markers' times as known while recording (measured clocks exactly, others at arrival
+        #: − fixed latency: the map is not fed samples; exports refine); host offsets from the
+        #: last clock snapshot
+        self.time = TimeMap()
         self._created: set[str] = set()
         self._pending_from: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -411,6 +415,7 @@ class SessionRecorder(threading.Thread):
                 if self.infos.get(info.sensor_id) != d:
                     self._link_video(d)
                     self.infos[info.sensor_id] = d
+                    self.time.register(info)
                     self.writer.add_json(RecordKind.SENSOR, d)  # type: ignore[union-attr]
                     new = True
         if new:
@@ -448,11 +453,10 @@ class SessionRecorder(threading.Thread):
         offsets = {node: {_s(k): _s(v) for k, v in h.items()}
                    for node, h in zip(nodes, res[len(self.sensor_ids):], strict=True) if h}  # fmt: skip
         self.writer.add_json(RecordKind.CLOCK, {"time": time.time(), "clocks": clocks, "hostoffsets": offsets})  # type: ignore[union-attr]
-        for node, h in offsets.items():
-            try:
-                self._host_offsets[node] = float(h["offset"])
-            except (KeyError, ValueError):
-                continue
+        for node, h in zip(nodes, res[len(self.sensor_ids):], strict=True):
+            est = OffsetEstimate.from_mapping(h) if h else None
+            if est is not None:
+                self.time.set_host_offset(node, est.offset, est.uncertainty)
 
     def _read(self, c: redis.Redis, pending: bool) -> int:
         """Read one round (pending entries first); returns entries handled."""
@@ -541,8 +545,7 @@ class SessionRecorder(threading.Thread):
         started = self.session.started
         if not started:
             return False
-        offset = self._host_offsets.get(node_id) or 0.0
-        return float(batch.t_arrival[-1]) + offset < started - PRE_START_KEEP_S
+        return float(self.time.to_global(node_id, float(batch.t_arrival[-1]))) < started - PRE_START_KEEP_S
 
     def _markers_of(self, batch: SampleBatch) -> list[dict[str, str]]:
         """One session marker per sample of a marker sensor (an LSL marker outlet, …): its
@@ -551,11 +554,11 @@ class SessionRecorder(threading.Thread):
         raw = self.infos.get(batch.sensor_id)
         info = SensorInfo.from_json(json.dumps(raw)) if raw else None
         source = f"{info.transport}:{info.device_name}" if info else batch.sensor_id
-        measured = info is not None and domain_kind(info) == MEASURED and batch.t_local is not None
         t_local = batch.t_local if batch.t_local is not None else batch.t_arrival
-        t_host = t_local + (info.clock_offset or 0.0) if measured and info else batch.t_arrival
-        offset = self._host_offsets.get(info.node_id if info else "", None)
-        t_global = t_host + (offset or 0.0)
+        t_host = self.time.to_host(batch.sensor_id, batch.t_local, batch.t_arrival)
+        node = info.node_id if info else ""
+        t_global = self.time.to_global(node, t_host)
+        offset = self.time.host_offset(node)
         labels = batch.values[:, 0]
         host = socket.gethostname()
         return [

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,17 +14,13 @@ import redis.asyncio
 
 from ..bus.keys import Keys
 from ..bus.streams import GapTracker, decode_entry, read_tail_async
-from ..core.clockdomain import ClockDomains
 from ..core.codec import CodecError
 from ..core.ring import RingBuffer
 from ..core.samples import SampleBatch, SensorInfo
+from ..core.timemap import TimeMap
 from .base import Event
 
 log = logging.getLogger(__name__)
-
-#: Maps a batch to display times (s, global clock).
-TimeMap = Callable[[SampleBatch], np.ndarray]
-
 
 @dataclass(slots=True)
 class Subscription:
@@ -44,11 +39,11 @@ class LiveStore:
     ``updated`` fires with the set of sensor ids that received data in a read.
     """
 
-    def __init__(self, keys: Keys, history_s: float = 60.0, time_map: TimeMap | None = None) -> None:
+    def __init__(self, keys: Keys, history_s: float = 60.0) -> None:
         self.keys = keys
         self.history_s = history_s
-        self.clocks = ClockDomains()
-        self.time_map: TimeMap = time_map or self.clocks.map_batch
+        #: device → host, causally: the plots' time axis is this host's clock
+        self.time = TimeMap()
         self.subs: dict[str, Subscription] = {}
         self.gaps = GapTracker()
         self.errors: dict[str, int] = {}
@@ -70,7 +65,7 @@ class LiveStore:
                 ring = RingBuffer(self.capacity_for(info), info.channel_count, np.float32)
             sub = Subscription(info, ring, last_id="")
             self.subs[info.sensor_id] = sub
-            self.clocks.register(info)
+            self.time.register(info)
             self._wake.set()
         sub.holders.add(holder)
         return sub
@@ -88,7 +83,7 @@ class LiveStore:
         sub = self.subs.get(batch.sensor_id)
         if sub is None or not self.gaps.check(batch):
             return False
-        t = self.time_map(batch)
+        t = self.time.map_batch(batch)
         if batch.values.dtype == object:
             vals = np.ones((len(batch), 1), dtype=np.float32)  # string events plotted as ticks
         else:

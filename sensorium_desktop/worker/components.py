@@ -28,6 +28,7 @@ from ..bus.globalclock import GlobalClockProbe
 from ..bus.registry import list_sensors
 from ..bus.sessions import Session
 from ..core.ids import InvalidIdError, validate_id
+from ..core.timemap import HostOffset, global_to_host
 from ..paths import confine
 from ..plugins import PluginRegistry
 from ..recording.recorder import SessionRecorder
@@ -239,9 +240,10 @@ def room_light(node: NodeContext) -> Run:
                     log.debug("room light: %s", exc)
                     await _sleep(stop, 1.0)
                     continue
-                offset = node.state.host_offset_s or 0.0  # None before the first probe
+                st = node.state
+                offset = None if st.host_offset_s is None else HostOffset(st.host_offset_s)  # None: no probe yet
                 for flash, phase, t_global in phases:
-                    t_host = t_global - offset
+                    t_host = float(global_to_host(offset, t_global))
                     if phase == "on":
                         lit[flash] = t_host
                         ROOM_LIGHT.show(flash, t_host)

@@ -26,15 +26,16 @@ import redis
 
 from ..bus.attention import hold_attention, release_attention
 from ..bus.connection import client
+from ..bus.globalclock import local_offset
 from ..bus.keys import Keys
 from ..bus.registry import list_sensors
 from ..bus.streams import decode_entry, sensor_of_stream
 from ..core.backoff import Backoff
 from ..core.backpressure import Attention
-from ..core.clockdomain import ClockDomains
 from ..core.codec import CodecError
 from ..core.contenttypes import content_type, display_name
 from ..core.samples import SensorInfo
+from ..core.timemap import TimeMap
 from ..devices.lsl import LSL_FORMATS, OWN_SOURCE_PREFIX, measure_lsl_offset
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,9 @@ class LslOutletBridge:
         self.outlets: dict[str, Any] = {}
         self.infos: dict[str, SensorInfo] = {}
         self.positions: dict[str, str] = {}
-        self.times = ClockDomains()
+        #: device → host (causal), and this host's host → global for session markers
+        self.time = TimeMap()
+        self.host = socket.gethostname()
         self.lsl_offset, _ = measure_lsl_offset()  # host - LSL clock (s)
         self.attention = attention  # None: no hold (the sensors' own attention decides the latency)
         self.holder = f"lsl-outlet:{socket.gethostname()}:{os.getpid()}"
@@ -115,7 +118,7 @@ class LslOutletBridge:
             siblings = sum(1 for i in infos if i.device_id == info.device_id and i.node_id == info.node_id)
             self.outlets[sid] = make_outlet(info, siblings > 1)
             self.infos[sid] = info
-            self.times.register(info)
+            self.time.register(info)
             top = c.xrevrange(self.keys.stream(sid), count=1)
             self.positions[sid] = top[0][0].decode() if top else "0-0"
             log.info("lsl outlet: %s (%s, %d ch)", sid, info.attribute, info.channel_count)
@@ -129,31 +132,28 @@ class LslOutletBridge:
         if self.marker_positions and self.marker_outlet is None:  # before any marker: inlets can connect
             self.marker_outlet = make_markers_outlet()
 
-    def _host_offset(self, c: redis.Redis) -> float:
-        """host → global offset (s) of a node on this host (0 when none publishes one)."""
-        me = socket.gethostname()
-        for raw in c.smembers(self.keys.nodes):
-            node = raw.decode() if isinstance(raw, bytes) else str(raw)
-            if (c.hget(self.keys.node_info(node), "host") or b"").decode() == me:
-                off = c.hget(self.keys.host_offset(node), "offset")
-                if off is not None:
-                    return float(off)
-        return 0.0
+    def _refresh_host_offset(self, c: redis.Redis) -> None:
+        """This host's host → global offset, as a node on it publishes it (none: host clock)."""
+        est = local_offset(c, self.keys)
+        if est is not None:
+            self.time.set_host_offset(self.host, est.offset, est.uncertainty)
 
     def _push_markers(self, c: redis.Redis, key: str, entries: list[tuple[bytes, dict[bytes, Any]]]) -> None:
         """Session markers → the ``Markers`` outlet (made by :meth:`_refresh` when it follows
         their streams), stamped on this host's LSL clock."""
-        offset: float | None = None
+        fresh = False
         for eid, fields in entries:
             self.marker_positions[key] = eid.decode()
             try:
                 label = fields[b"label"].decode("utf-8", "replace")
-                same_host = fields.get(b"host", b"").decode() == socket.gethostname() and b"t_host" in fields
+                same_host = fields.get(b"host", b"").decode() == self.host and b"t_host" in fields
                 if same_host:
                     t = float(fields[b"t_host"])
                 else:
-                    offset = self._host_offset(c) if offset is None else offset
-                    t = float(fields[b"t_global"]) - offset
+                    if not fresh:
+                        self._refresh_host_offset(c)
+                        fresh = True
+                    t = float(self.time.to_host_from_global(self.host, float(fields[b"t_global"])))
             except (KeyError, ValueError) as exc:
                 self.stats["malformed"] += 1
                 log.error("lsl outlet: skipping a malformed marker in %s: %s", key, exc)
@@ -174,7 +174,7 @@ class LslOutletBridge:
                 continue
             if not len(batch):
                 continue
-            stamps = self.times.map_batch(batch) + offset
+            stamps = self.time.map_batch(batch) + offset
             values = batch.values
             if info.channel_format == "string":
                 outlet.push_chunk([[str(v) for v in row] for row in values.tolist()], stamps.tolist())

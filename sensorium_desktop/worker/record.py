@@ -21,11 +21,11 @@ from typing import Any
 
 from .. import exitcodes
 from ..bus.connection import async_client
+from ..bus.globalclock import local_offset_async
 from ..bus.registry import list_sensors_async
 from ..bus.sessions import (
     Session,
     global_now,
-    host_global_offset,
     new_session_id,
     recording_status,
     save_session,
@@ -33,6 +33,7 @@ from ..bus.sessions import (
     stop_recording,
 )
 from ..bus.streams import first_sample_times
+from ..core.timemap import host_to_global
 from .context import NodeConfig
 from .node import Node
 
@@ -157,14 +158,14 @@ async def _data_start(
     silent = sorted(set(wanted) - set(first))
     if silent:
         log.warning("no samples yet from %s; recording without waiting for them", ", ".join(silent))
-    offset = await host_global_offset(c, config.keys)
+    est = await local_offset_async(c, config.keys)
     if not first:
         return await global_now(c)
     rate = {sid: infos[sid].nominal_rate if sid in infos else 0.0 for sid in first}
     fastest = max(rate.values())
     t0 = min(t for sid, t in first.items() if rate[sid] == fastest)
     margin = min(0.5 / fastest, 0.5) if fastest > 0 else IRREGULAR_MARGIN_S
-    return t0 - margin + (offset or 0.0)
+    return float(host_to_global(est.host_offset() if est is not None else None, t0 - margin))
 
 
 async def _recorder_running(c: object, config: NodeConfig, session_id: str, node_task: asyncio.Task[None]) -> None:

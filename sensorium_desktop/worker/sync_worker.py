@@ -35,7 +35,7 @@ import redis
 
 from ..bus.connection import client as make_client
 from ..bus.election import StaleTermError, fenced_exec, read_leader
-from ..bus.globalclock import OffsetEstimate, read_offsets
+from ..bus.globalclock import read_offsets
 from ..bus.keys import Keys
 from ..bus.registry import decode_sensor, list_sensors
 from ..bus.seed_import import SeedImporter
@@ -92,6 +92,7 @@ class _Obs:
     sensor_id: str
     node: str
     t_local: np.ndarray
+    t_arrival: np.ndarray
     sigma: np.ndarray
     keys: list[str]  # "<seq>:<row>" per observation, for traceability
 
@@ -136,7 +137,6 @@ class SyncWorker:
         self.last_seq: dict[str, int] = {}
         self.cursor_ids: dict[str, str] = {}  # stream key → last id read (for XREADGROUP ">")
         self.pending: list[_Obs] = []
-        self.offsets: dict[str, OffsetEstimate] = {}
         self.stats = WorkerStats(pid=os.getpid(), started=time.time())
         self.seed_importer = SeedImporter(self.keys) if cfg.seed_import else None
         self._stop = False
@@ -252,7 +252,8 @@ class SyncWorker:
         if info is not None and (info.attribute in SYNC_EVENT_ATTRIBUTES or info.extra.get("sync_events")):
             sigma = float(info.extra.get("timing_sigma", DEFAULT_EVENT_SIGMA))
             keys = [f"{b.seq}:{i}" for i in range(len(b))]
-            self.pending.append(_Obs(sid, entry.node_id, np.array(local), np.full(len(b), sigma), keys))
+            self.pending.append(_Obs(sid, entry.node_id, np.array(local), np.array(b.t_arrival), np.full(len(b), sigma),
+                                     keys))  # fmt: skip
 
     def _process_observation(self, fields: dict[bytes, Any]) -> None:
         try:
@@ -270,7 +271,7 @@ class SyncWorker:
             self.stats.decode_errors += 1
             return
         self.core.observe(sid, np.array([t_local]), np.array([t_arrival]))
-        self.pending.append(_Obs(sid, node, np.array([t_local]), np.array([sigma]), [seq]))
+        self.pending.append(_Obs(sid, node, np.array([t_local]), np.array([t_arrival]), np.array([sigma]), [seq]))
 
     def read(self, block_ms: int = 200) -> int:
         streams = dict(self.cursor_ids)
@@ -298,16 +299,16 @@ class SyncWorker:
 
     # -- grouping ---------------------------------------------------------------------------
     def global_now(self) -> float:
-        est = self.offsets.get(self.cfg.node_id)
-        return host_time() + (est.offset if est else 0.0)
+        return float(self.core.time.to_global(self.cfg.node_id, host_time()))
 
     def _global_of(self, o: _Obs) -> tuple[np.ndarray, np.ndarray]:
-        host = self.core.to_global(o.sensor_id, o.t_local)
-        est = self.offsets.get(o.node)
-        off, off_sigma = (est.offset, est.uncertainty) if est else (0.0, 0.0)
+        """Global times (s) of observations and their 1-sigma (s): device → host → global."""
+        host = self.core.to_host(o.sensor_id, o.t_local, o.t_arrival)
+        off = self.core.time.host_offset(o.node)
         unc = self.core.uncertainty(o.sensor_id)
         unc = unc if math.isfinite(unc) else 0.0
-        return host + off, np.sqrt(o.sigma**2 + unc**2 + off_sigma**2)
+        off_sigma = off.sigma if off is not None else 0.0
+        return self.core.time.to_global(o.node, host), np.sqrt(o.sigma**2 + unc**2 + off_sigma**2)
 
     def sync_grouped(self) -> None:
         """Learn which observations are in a group (whoever wrote it) from the groups stream."""
@@ -375,7 +376,8 @@ class SyncWorker:
         self.stats.is_leader = leader == self.cfg.node_id
         self.stats.term = term
         nodes = sorted({o.node for o in self.pending} | {self.cfg.node_id})
-        self.offsets.update(read_offsets(self.c, self.keys, nodes))
+        for node, est in read_offsets(self.c, self.keys, nodes).items():
+            self.core.time.set_host_offset(node, est.offset, est.uncertainty)
         return term
 
     def _cut_slice(self, cursor: float) -> tuple[float, list[_SliceRow], list[_Obs], list[_Obs]]:
@@ -427,9 +429,8 @@ class SyncWorker:
 
     @staticmethod
     def _subset(o: _Obs, mask: np.ndarray) -> _Obs:
-        return _Obs(
-            o.sensor_id, o.node, o.t_local[mask], o.sigma[mask], [k for k, m in zip(o.keys, mask, strict=True) if m]
-        )
+        return _Obs(o.sensor_id, o.node, o.t_local[mask], o.t_arrival[mask], o.sigma[mask],
+                    [k for k, m in zip(o.keys, mask, strict=True) if m])  # fmt: skip
 
     def import_seed(self) -> None:
         """Observations scripts wrote the seed's way join the observations stream (read next)."""

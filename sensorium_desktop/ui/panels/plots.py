@@ -107,7 +107,8 @@ class PlotEntry:
 
 
 class LivePlotPanel(QtWidgets.QWidget):
-    """One stacked plot per sensor, x-linked, scrolling on the host/global clock."""
+    """One stacked plot per sensor, x-linked, scrolling on this host's clock (device → host,
+    causally: :mod:`sensorium_desktop.core.timemap`)."""
 
     def __init__(self, live: LiveStore, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
