@@ -249,7 +249,7 @@ def test_an_offline_device_never_shows_its_last_rate_as_ok(
 def test_status_cli_reports_health(redis_server: RedisServer, keys: Keys, data_dir: Path, flag: str) -> None:
     node = NodeThread(redis_server.url, keys, ["sim:room"], node_id="stat").start()
     try:
-        wait_for(lambda: node.node.last_data, message="data")
+        wait_for(lambda: node.node.acquisition.last_data, message="data")
         time.sleep(1.2)
         run = run_cli(cli_env(redis_server, data_dir), "status", "--prefix", keys.prefix, *([flag] if flag else []))
         assert run.returncode == 0, run.stderr

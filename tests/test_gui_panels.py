@@ -518,7 +518,7 @@ def test_a_running_discovery_can_be_stopped(window, arun: AsyncRunner, qtbot, re
         stopped_after = time.monotonic() - began
         assert panel.discover_button.text() == "Discover" and panel.discover_button.isEnabled()
         assert "discovery stopped" in panel.message.text() and not panel.progress.isVisible()
-        assert node.node.discovering is not None and node.node.discovering.cancelled()
+        assert node.node.commands.discovering is not None and node.node.commands.discovering.cancelled()
         print(f"discovery stopped {stopped_after:.2f} s after Stop")
     finally:
         node.stop()

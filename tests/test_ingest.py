@@ -507,7 +507,7 @@ def test_a_paused_client_resumes_without_losing_data(
     node = NodeThread(redis_server.url, keys, [], node_id="pause-node", attention_default=Attention.NONE,
                       component_options={"ingest": IngestOptions("127.0.0.1", port, TOKEN)}).start()  # fmt: skip
     pressure = {"memory": False}
-    node.node.load.assess = lambda *_a: (SystemLoad.NORMAL, pressure["memory"], 0.1)  # type: ignore[method-assign]
+    node.node.flow.load.assess = lambda *_a: (SystemLoad.NORMAL, pressure["memory"], 0.1)  # type: ignore[method-assign]
     wait_for(lambda: node.remote("ingest") is not None and node.remote("ingest").port, 20, message="ingest listening")
     sid = f"p{uuid.uuid4().hex[:8]}"
     topic = f"sensocto:sensor:{sid}"

@@ -30,13 +30,13 @@ def _run_node(cfg: NodeConfig, seconds: float) -> tuple[Node, list[SampleBatch]]
 
     async def main() -> Node:
         node = Node(cfg)
-        original = node.publisher.publish
+        original = node.acquisition.publisher.publish
 
         def spy(batch: SampleBatch):
             published.append(batch)
             return original(batch)
 
-        node.batcher.emit = spy
+        node.acquisition.batcher.emit = spy
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(seconds, stop.set)
         await node.run(stop)
@@ -72,7 +72,7 @@ def test_node_to_redis_round_trip_is_bit_exact(redis_server: RedisServer, keys: 
         assert idx == list(np.cumsum([0] + [len(e.batch) for e in entries[:-1]])), sid
     ecg = SampleBatch.concat(by_sensor["sim-chest-ecg"])
     assert len(ecg) > 1200  # ~3 s at 512 Hz (more when a loaded machine stops the node late)
-    assert node.publisher.stats["published_batches"] == len(published)
+    assert node.acquisition.publisher.stats["published_batches"] == len(published)
 
 
 def test_backpressure_configs_follow_attention(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:
@@ -118,7 +118,7 @@ def test_node_cli_subprocess(redis_server: RedisServer, keys: Keys, data_dir: Pa
 def test_bad_device_uri_is_reported_not_fatal(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:
     cfg = NodeConfig(redis_server.url, keys, "n3", ["sim:room", "sim:toaster", "nonsense"], spill_dir=tmp_path)
     node, _published = _run_node(cfg, 1.5)
-    assert [u for u, _ in node.device_errors] == ["sim:toaster", "nonsense"]
+    assert [u for u, _ in node.acquisition.device_errors] == ["sim:toaster", "nonsense"]
     tele = json.loads(redis_server.client().get(keys.telemetry("n3")))
     assert len(tele["device_errors"]) == 2
 

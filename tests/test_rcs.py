@@ -197,7 +197,7 @@ def test_a_taken_port_is_reported_and_the_node_carries_on(redis_server: RedisSer
     try:
         wait_for(lambda: node.remote("rcs") is not None and node.remote("rcs").listening, 20, message="rcs tried")
         assert node.remote("rcs").listening == f"off: port {port} in use"  # type: ignore[union-attr]
-        wait_for(lambda: node.node.last_data, 10, message="the node still acquires")
+        wait_for(lambda: node.node.acquisition.last_data, 10, message="the node still acquires")
     finally:
         node.stop()
         taken.close()

@@ -21,6 +21,7 @@ from ..core.status import (
     Telemetry,
     WorkerStats,
 )
+from .globalclock import OffsetEstimate
 from .keys import Keys
 from .registry import OFFLINE_AFTER_S, DeviceStatus, decode_sensor
 
@@ -89,8 +90,10 @@ def read_status(c: redis.Redis, keys: Keys) -> LabStatus:
     nodes: dict[str, NodeStatus] = {}
     for nid in node_ids:
         info, hb, tele, worker, offset = (next(replies) for _ in range(5))
+        estimate = OffsetEstimate.from_mapping(offset)  # the one reader's shape: None while none is published
         node = NodeStatus(nid, info=_decode(info), alive=hb is not None, telemetry=Telemetry.from_json(tele),
-                          worker=WorkerStats.from_json(worker), host_offset=_decode(offset))  # fmt: skip
+                          worker=WorkerStats.from_json(worker),
+                          host_offset=estimate.to_mapping() if estimate is not None else {})  # fmt: skip
         node.host = node.info.get("host", "")
         try:
             beat = json.loads(hb) if hb else {}

@@ -110,9 +110,9 @@ async def _wait_for_sensors(node: Node, c: object, wanted: list[str], timeout: f
         waited = time.monotonic() - began
         if (
             node.config.devices
-            and not node.sensor_infos()
+            and not node.acquisition.sensor_infos()
             and waited > NO_DEVICE_GIVE_UP_S
-            and len(node.failed_devices()) == len(node.devices) + len(node.device_errors)
+            and len(node.acquisition.failed_devices()) == len(node.devices) + len(node.acquisition.device_errors)
         ):
             return []  # every device we were asked to open failed: nothing to wait for
         if wanted:
@@ -122,10 +122,10 @@ async def _wait_for_sensors(node: Node, c: object, wanted: list[str], timeout: f
                     log.warning("recording sensors that are not registered (yet): %s", ", ".join(missing))
                 return wanted
         else:
-            mine = [i.sensor_id for i in node.sensor_infos()]
+            mine = [i.sensor_id for i in node.acquisition.sensor_infos()]
             # a device that announces its sensors only once data flows (serial) is waited for
             # until it has or has failed: otherwise the recording would start without it
-            failed = {uri for uri, _why in node.failed_devices()}
+            failed = {uri for uri, _why in node.acquisition.failed_devices()}
             announced = all(d.sensors() or str(d.uri) in failed for d in node.devices)
             if mine and set(mine) <= known and announced:
                 return mine
@@ -215,9 +215,10 @@ def record(
         try:
             session.sensors = await _wait_for_sensors(node, c, request.sensors, 10.0)
             if not session.sensors:
-                node.report_devices()
-                return RecordOutcome(session.session_id, "not started", request.directory, {},
-                                     node.failed_devices(pending_too=True), error="no sensor to record")  # fmt: skip
+                node.acquisition.report_devices()
+                failed = node.acquisition.failed_devices(pending_too=True)
+                return RecordOutcome(session.session_id, "not started", request.directory, {}, failed,
+                                     error="no sensor to record")  # fmt: skip
             await save_session(c, config.keys, session)
             await start_recording(c, config.keys, session, config.node_id, started=started)
             await _recorder_running(c, config, session.session_id, node_task)
@@ -266,7 +267,7 @@ def record(
             await c.aclose()
         samples = _recorded_samples(request.directory)
         silent = [sid for sid in session.sensors if not samples.get(sid)]
-        failed = node.failed_devices(pending_too=True)
+        failed = node.acquisition.failed_devices(pending_too=True)
         return RecordOutcome(session.session_id, status.get("state", "unknown"), request.directory, status,
                              failed, silent, samples, status.get("error", ""), status.get("name", ""),
                              interrupted=interrupted.is_set() or (during is not None and not completed))  # fmt: skip
