@@ -563,3 +563,34 @@ def test_no_orphaned_tab_bar_over_a_panel_after_a_resize(qtbot, redis_server: Re
         titles = [tuple(b.tabText(i) for i in range(b.count())) for b in bars]
         assert len(titles) == len(set(titles)), titles
         assert all(win._docks_sit_on(b) for b in bars), [(t, b.geometry()) for t, b in zip(titles, bars, strict=True)]
+
+
+def test_a_hidden_panel_renders_nothing_and_shows_the_newest_state_when_shown(qtbot) -> None:
+    """Panels behind another tab or in a closed dock cost nothing: they keep only the newest
+    snapshot and render it once when they show."""
+    from sensorium_desktop.ui.panels import render_while_visible
+    from sensorium_desktop.viewmodel.base import Event
+
+    changed = Event()
+    widget = QtWidgets.QLabel()
+    qtbot.addWidget(widget)
+    rendered: list[int] = []
+
+    def render(value: int) -> None:
+        rendered.append(value)
+        widget.setText(str(value))
+
+    render_while_visible(widget, changed, render)
+    for value in range(5):
+        changed.emit(value)
+    assert rendered == []  # never shown: nothing rendered
+    widget.show()
+    qtbot.waitUntil(lambda: rendered == [4])  # the newest, once
+    changed.emit(5)
+    assert rendered == [4, 5]  # visible: every snapshot
+    widget.hide()
+    changed.emit(6)
+    changed.emit(7)
+    widget.show()
+    qtbot.waitUntil(lambda: rendered == [4, 5, 7])
+    assert widget.text() == "7"

@@ -10,7 +10,7 @@ from PySide6 import QtCore, QtWidgets
 from ...viewmodel.lab import LabSnapshot
 from ..style import attention_colour, roles
 from ..widgets import RowTable, empty_label
-from . import PanelSpec
+from . import PanelSpec, render_while_visible
 
 if TYPE_CHECKING:
     from ..host import WindowHost
@@ -27,7 +27,7 @@ class BackpressurePanel(QtWidgets.QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.summary)
         layout.addWidget(self.table, 1)
-        window.model.lab.changed.connect(self.render_snapshot)
+        render_while_visible(self, window.model.lab.changed, self.render_snapshot)
 
     def render_snapshot(self, snap: LabSnapshot) -> None:
         queues = ", ".join(

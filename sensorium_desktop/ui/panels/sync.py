@@ -14,7 +14,7 @@ from ...core.clockdomain import format_offset, offset_origin
 from ...viewmodel.lab import ClockRow, LabSnapshot, breathing_synchrony
 from ..style import colour, roles
 from ..widgets import RowTable, empty_label
-from . import PanelSpec
+from . import PanelSpec, render_while_visible
 
 if TYPE_CHECKING:
     from ..host import WindowHost
@@ -121,7 +121,7 @@ class SyncPanel(QtWidgets.QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.summary)
         layout.addWidget(self.split, 1)
-        self.model.lab.changed.connect(self.render_snapshot)
+        render_while_visible(self, self.model.lab.changed, self.render_snapshot)
 
     def _fit_rows(self, n: int) -> None:
         """Give the table the height of all its rows (the residual plot takes the rest)."""
