@@ -23,6 +23,7 @@ check's result can be compared with the truth.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -414,6 +415,10 @@ class LightSensor(SimSensor):
             self.truth.pop(next(iter(self.truth)))
 
 
+#: how far back (s) the simulated eyes keep their planned movements: far more than any delivery lags
+EYE_HISTORY_S = 60.0
+
+
 class EyeModel:
     """Fixations, saccades and blinks generated ahead in time from a seeded RNG."""
 
@@ -426,6 +431,13 @@ class EyeModel:
         self._generated_to = t_start
 
     def _extend(self, t: float) -> None:
+        """Plan fixations, saccades and blinks to 1 s past ``t``; forget those that ended more
+        than :data:`EYE_HISTORY_S` before it (kept forever, they grew the node's memory and
+        made every call slower over a long session)."""
+        if len(self.knots_t) > 64 and self.knots_t[1] < t - EYE_HISTORY_S:
+            first = bisect.bisect_left(self.knots_t, t - EYE_HISTORY_S) - 1  # one knot before, to interpolate
+            del self.knots_t[:first], self.knots_xy[:first]
+            self.blinks = [b for b in self.blinks if b[1] >= t - EYE_HISTORY_S]
         while self.knots_t[-1] < t + 1.0:
             fix = float(np.clip(self.rng.lognormal(math.log(0.28), 0.35), 0.08, 1.5))
             target = np.clip(self.knots_xy[-1] + self.rng.normal(0, 0.18, 2), 0.05, 0.95)
