@@ -83,25 +83,45 @@ def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def where_time_goes(raw: Path) -> list[tuple[str, float]]:
-    """Share (%) of the profiled samples under each of our modules (ui/panels/X, viewmodel/X,
-    ui/X) — inclusive, so nested ones overlap — and the event loop's own share."""
+def _frame_name(frame: str) -> str:
+    """``function (package/module)`` of a py-spy raw frame ``function (path:line)``."""
+    func, _, where = frame.partition(" (")
+    path = where.split(":", 1)[0]
+    short = path.split("site-packages/", 1)[-1].split("sensorium_desktop/", 1)[-1]
+    return f"{func} ({short})"
+
+
+def where_time_goes(raw: Path) -> tuple[list[tuple[str, float]], list[tuple[str, float]], float]:
+    """From a py-spy raw profile: the share (%) of samples under each of our ui/viewmodel
+    modules (inclusive, so nested ones overlap), the top functions by own time, and the share
+    spent waiting for events (idle)."""
     by_module: collections.Counter[str] = collections.Counter()
-    total = 0
+    by_leaf: collections.Counter[str] = collections.Counter()
+    total = idle = 0
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not stack or not n.isdigit():
             continue
-        total += int(n)
+        count = int(n)
+        frames = stack.split(";")
+        total += count
+        leaf = _frame_name(frames[-1])
+        if leaf.startswith(("exec (", "select (", "poll (", "wait (", "processEvents (")):
+            idle += count
+        by_leaf[leaf] += count
         seen = set()
-        for frame in stack.split(";"):
-            if "sensorium_desktop/" not in frame:
-                continue
-            path = frame.split("sensorium_desktop/", 1)[1].split(":", 1)[0].split(")", 1)[0]
-            if path.startswith(("ui/", "viewmodel/")):
-                seen.add(path.removesuffix(".py"))
-        by_module.update(dict.fromkeys(seen, int(n)))
-    return [(m, 100.0 * v / max(total, 1)) for m, v in by_module.most_common(14)]
+        for frame in frames:
+            if "sensorium_desktop/" in frame:
+                path = frame.split("sensorium_desktop/", 1)[1].split(":", 1)[0]
+                if path.startswith(("ui/panels/", "viewmodel/")) or path in ("ui/main_window.py", "ui/widgets.py"):
+                    seen.add(path.removesuffix(".py"))
+            elif "pyqtgraph/" in frame and " paint " in f" {frame.split(' (')[0]} ":
+                seen.add("pyqtgraph paint")
+        by_module.update(dict.fromkeys(seen, count))
+    def share(c: collections.Counter[str], k: int) -> list[tuple[str, float]]:
+        return [(m, 100.0 * v / max(total, 1)) for m, v in c.most_common(k)]
+
+    return share(by_module, 14), share(by_leaf, 12), 100.0 * idle / max(total, 1)
 
 
 def phase(url: str, data: Path, warmup: float, seconds: float, profile: Path | None, *args: str) -> dict[str, float]:
@@ -159,9 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     verdict = all(lab.get(f"cpu_{k}", 1e9) <= g for k, g in goals.items())
     print(f"goals {'MET' if verdict else 'MISSED'}")
     if raw is not None and raw.exists():
-        print("where the window's time goes (py-spy, % of its samples, inclusive):")
-        for module, share in where_time_goes(raw):
-            print(f"  {share:5.1f} %  {module}")
+        modules, leaves, waiting = where_time_goes(raw)
+        print(f"where the window's time goes (py-spy, % of its samples; waiting for events {waiting:.0f} %):")
+        for module, share in modules:
+            print(f"  {share:5.1f} %  {module} (inclusive)")
+        print("  by own time:")
+        for leaf, share in leaves:
+            print(f"  {share:5.1f} %  {leaf}")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

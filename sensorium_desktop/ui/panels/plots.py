@@ -186,6 +186,8 @@ class LivePlotPanel(QtWidgets.QWidget):
             item = self.graphics.addPlot(row=row, col=0, axisItems={"bottom": TimeAxis(self.t0)})
             item.setTitle(f"{info.sensor_id}", size="8pt")  # no grid: it is repainted on every scroll
             item.getAxis("left").setWidth(LEFT_AXIS_PX)
+            for still in (item.getAxis("left"), item.titleLabel):  # drawn once, not on every frame's repaint
+                still.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
             if not last:  # x-linked: one time axis, under the last plot, leaves the room to the traces
                 item.getAxis("bottom").setStyle(showValues=False)
                 item.getAxis("bottom").setHeight(4)
