@@ -15,6 +15,7 @@ import socket
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import redis
 import redis.asyncio
 
@@ -25,67 +26,90 @@ from .keys import Keys
 
 @dataclass(frozen=True, slots=True)
 class OffsetEstimate:
-    """``global = host + offset`` (s); ``rtt`` of the best probes (s); 1-sigma (s)."""
+    """``global = host + offset + drift·(host − t_ref)`` (s; ``drift`` s/s, ``t_ref`` the host
+    time of the newest probe used); ``rtt`` of the best probes (s); 1-sigma (s)."""
 
     offset: float
     rtt: float
     uncertainty: float
     probes: int
     updated: float
+    drift: float = 0.0
+    t_ref: float = 0.0
 
     def host_offset(self) -> HostOffset:
-        """As the time map's :class:`HostOffset` (a constant with its 1-sigma)."""
-        return HostOffset(self.offset, self.uncertainty)
+        """As the time map's :class:`HostOffset` (a line when a drift was measured)."""
+        return HostOffset(self.offset, self.uncertainty, self.drift, self.t_ref)
 
     def to_mapping(self) -> dict[str, str]:
-        return {k: repr(getattr(self, k)) for k in ("offset", "rtt", "uncertainty", "probes", "updated")}
+        return {k: repr(getattr(self, k)) for k in ("offset", "rtt", "uncertainty", "probes", "updated", "drift",
+                                                    "t_ref")}  # fmt: skip
 
     @classmethod
     def from_mapping(cls, m: dict[bytes, bytes]) -> OffsetEstimate | None:
         try:
             return cls(float(m[b"offset"]), float(m[b"rtt"]), float(m[b"uncertainty"]), int(float(m[b"probes"])),
-                       float(m[b"updated"]))  # fmt: skip
+                       float(m[b"updated"]), float(m.get(b"drift", 0.0)), float(m.get(b"t_ref", 0.0)))  # fmt: skip
         except (KeyError, ValueError):
             return None
 
 
+#: a drift is fitted once the good probes span this long (s)
+DRIFT_FIT_MIN_SPAN_S = 10.0
+
+
 class GlobalClockProbe:
-    """Keeps the best probes of the last ``window`` seconds."""
+    """Keeps the best probe of each burst of the last ``window`` seconds (host time)."""
 
     def __init__(self, window: float = 60.0, burst: int = 8) -> None:
         self.window = window
         self.burst = burst
-        self.samples: collections.deque[tuple[float, float, float]] = collections.deque()  # (when, rtt, offset)
+        #: (host time of the probe's midpoint, rtt, offset), seconds
+        self.samples: collections.deque[tuple[float, float, float]] = collections.deque()
 
     def probe(self, c: redis.Redis) -> tuple[float, float]:
         """One burst of ``TIME`` round trips; keeps and returns the best (offset, rtt)."""
-        best = (math.inf, 0.0)
+        best = (math.inf, 0.0, 0.0)
         for _ in range(self.burst):
             t0 = host_time()
             sec, usec = c.time()
             t1 = host_time()
             rtt = t1 - t0
             if rtt < best[0]:
-                best = (rtt, sec + usec / 1e6 - 0.5 * (t0 + t1))
-        now = time.monotonic()
-        self.samples.append((now, best[0], best[1]))
-        while self.samples and now - self.samples[0][0] > self.window:
-            self.samples.popleft()
+                best = (rtt, sec + usec / 1e6 - 0.5 * (t0 + t1), 0.5 * (t0 + t1))
+        self.add(best[2], best[0], best[1])
         return best[1], best[0]
 
+    def add(self, t_host: float, rtt: float, offset: float) -> None:
+        """Keep one burst's best probe (host time s, round trip s, offset s)."""
+        self.samples.append((t_host, rtt, offset))
+        while self.samples and t_host - self.samples[0][0] > self.window:
+            self.samples.popleft()
+
     def estimate(self) -> OffsetEstimate | None:
-        """Offset from the probes whose round trip is within 1.5x the fastest."""
+        """From the probes whose round trip is within 1.5x the fastest: the offset at the
+        newest of them — a line through them once they span :data:`DRIFT_FIT_MIN_SPAN_S`
+        (two host clocks drift apart by tens of ppm: a median over a minute lagged by
+        hundreds of µs), else their median."""
         if not self.samples:
             return None
         rtts = [s[1] for s in self.samples]
         fastest = min(rtts)
-        good = [s[2] for s in self.samples if s[1] <= 1.5 * fastest + 1e-6]
-        offsets = sorted(good)
-        offset = offsets[len(offsets) // 2]
-        spread = (offsets[-1] - offsets[0]) / 2 if len(offsets) > 1 else 0.0
+        good = np.array([(s[0], s[2]) for s in self.samples if s[1] <= 1.5 * fastest + 1e-6])
+        t_ref = float(good[-1, 0])
+        drift, spread = 0.0, 0.0
+        if good.shape[0] >= 3 and good[-1, 0] - good[0, 0] >= DRIFT_FIT_MIN_SPAN_S:
+            x = good[:, 0] - t_ref
+            drift, offset = (float(v) for v in np.polyfit(x, good[:, 1], 1))
+            resid = good[:, 1] - (offset + drift * x)
+            spread = float(np.sqrt(np.sum(resid**2) / (good.shape[0] - 2) / good.shape[0]))
+        else:
+            offsets = np.sort(good[:, 1])
+            offset = float(offsets[len(offsets) // 2])
+            spread = float(offsets[-1] - offsets[0]) / 2 if len(offsets) > 1 else 0.0
         # the server read lies within +-rtt/2: uniform → sigma rtt/sqrt(12); plus 1 us TIME resolution
         sigma = math.sqrt((fastest / math.sqrt(12.0)) ** 2 + spread**2 + 1e-12)
-        return OffsetEstimate(offset, fastest, sigma, len(self.samples), time.time())
+        return OffsetEstimate(offset, fastest, sigma, len(self.samples), time.time(), drift, t_ref)
 
     def publish(self, c: redis.Redis, keys: Keys, node_id: str) -> OffsetEstimate | None:
         est = self.estimate()

@@ -187,10 +187,13 @@ class TimeMap:
         return self.domains.uncertainty(sensor_id)
 
     # -- host → global ----------------------------------------------------------------------
-    def set_host_offset(self, node_id: str, offset: float, sigma: float = 0.0) -> None:
-        """The node's current host → global offset (s) and its 1-sigma (s)."""
+    def set_host_offset(self, node_id: str, offset: float, sigma: float = 0.0, drift: float = 0.0,
+                        t_ref: float = 0.0) -> None:  # fmt: skip
+        """The node's current host → global offset (s) at host time ``t_ref`` (s), its drift
+        (s/s) and 1-sigma (s)."""
         if math.isfinite(offset):
-            self.host_offsets[node_id] = HostOffset(offset, sigma if math.isfinite(sigma) else 0.0)
+            drift = drift if math.isfinite(drift) and math.isfinite(t_ref) else 0.0
+            self.host_offsets[node_id] = HostOffset(offset, sigma if math.isfinite(sigma) else 0.0, drift, t_ref)
 
     def set_host_offset_history(self, node_id: str, times: np.ndarray, offsets: np.ndarray,
                                 sigmas: np.ndarray) -> None:  # fmt: skip

@@ -168,10 +168,11 @@ class Recording:
             est = snap.get("hostoffsets", {}).get(node_id)
             try:
                 off, sig = float(est["offset"]), float(est.get("uncertainty", 1e-4))
+                t_ref = float(est.get("t_ref", 0.0))  # the host time the offset is for (older spools: none)
             except (TypeError, KeyError, ValueError):
                 continue
             if math.isfinite(off):
-                times.append(float(snap["time"]))
+                times.append(t_ref if math.isfinite(t_ref) and t_ref > 0 else float(snap["time"]))
                 offsets.append(off)
                 sigmas.append(sig if math.isfinite(sig) and sig > 0 else 1e-4)
         self.time.set_host_offset_history(node_id, np.asarray(times), np.asarray(offsets), np.asarray(sigmas))

@@ -456,7 +456,7 @@ class SessionRecorder(threading.Thread):
         for node, h in zip(nodes, res[len(self.sensor_ids):], strict=True):
             est = OffsetEstimate.from_mapping(h) if h else None
             if est is not None:
-                self.time.set_host_offset(node, est.offset, est.uncertainty)
+                self.time.set_host_offset(node, est.offset, est.uncertainty, est.drift, est.t_ref)
 
     def _read(self, c: redis.Redis, pending: bool) -> int:
         """Read one round (pending entries first); returns entries handled."""

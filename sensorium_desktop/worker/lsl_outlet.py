@@ -136,7 +136,7 @@ class LslOutletBridge:
         """This host's host → global offset, as a node on it publishes it (none: host clock)."""
         est = local_offset(c, self.keys)
         if est is not None:
-            self.time.set_host_offset(self.host, est.offset, est.uncertainty)
+            self.time.set_host_offset(self.host, est.offset, est.uncertainty, est.drift, est.t_ref)
 
     def _push_markers(self, c: redis.Redis, key: str, entries: list[tuple[bytes, dict[bytes, Any]]]) -> None:
         """Session markers → the ``Markers`` outlet (made by :meth:`_refresh` when it follows

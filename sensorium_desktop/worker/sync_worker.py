@@ -377,7 +377,7 @@ class SyncWorker:
         self.stats.term = term
         nodes = sorted({o.node for o in self.pending} | {self.cfg.node_id})
         for node, est in read_offsets(self.c, self.keys, nodes).items():
-            self.core.time.set_host_offset(node, est.offset, est.uncertainty)
+            self.core.time.set_host_offset(node, est.offset, est.uncertainty, est.drift, est.t_ref)
         return term
 
     def _cut_slice(self, cursor: float) -> tuple[float, list[_SliceRow], list[_Obs], list[_Obs]]:
