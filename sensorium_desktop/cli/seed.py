@@ -6,8 +6,6 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from .. import exitcodes
-
 if TYPE_CHECKING:
     pass
 
@@ -38,13 +36,7 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
 @command("ingest", "record one observation of an event (seed API): SENSOR TYPE T_LOCAL [--sigma S]")
 @arguments(_ingest_args)
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from ..bus.embedded import RedisUnavailableError
-
-    try:
-        engine = _engine(args)
-    except RedisUnavailableError as exc:
-        log.error("%s", exc)
-        return exitcodes.FAILED
+    engine = _engine(args)  # no Redis: main says why (exit 1)
     try:
         eid = engine.ingest(args.sensor_id, args.sensor_type, args.t_local, args.sigma, args.t_arrival)
     except ValueError as exc:
@@ -71,13 +63,7 @@ def _print_groups(groups: list[dict], as_json: bool) -> None:
 @command("sync", "group the observations ingested since the last sync and print them (seed API)")
 @arguments(_engine_args)
 def cmd_sync(args: argparse.Namespace) -> int:
-    from ..bus.embedded import RedisUnavailableError
-
-    try:
-        engine = _engine(args)
-    except RedisUnavailableError as exc:
-        log.error("%s", exc)
-        return exitcodes.FAILED
+    engine = _engine(args)  # no Redis: main says why (exit 1)
     try:
         _print_groups(engine.step(), args.json)
     finally:
@@ -94,14 +80,9 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
 @command("experiment", "deterministic single time slice with membership probabilities (seed experiment)")
 @arguments(_experiment_args)
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from ..bus.embedded import RedisUnavailableError
     from ..bus.experiment import run_experiment
 
-    try:
-        result = run_experiment(args.seed, args.redis_url)
-    except RedisUnavailableError as exc:
-        log.error("%s", exc)
-        return exitcodes.FAILED
+    result = run_experiment(args.seed, args.redis_url)  # no Redis: main says why (exit 1)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
