@@ -106,14 +106,19 @@ class StatusReporter:
             sensor_ids=[s.sensor_id for s in d.sensors()],
         )
 
-    def register_all(self, c: redis.Redis) -> None:
-        """Every sensor and device entry (the publisher calls it on each (re)connect)."""
-        register_sensors(c, self.keys, self.acquisition.sensor_infos())
-        pipe = c.pipeline(transaction=False)
+    def _queue_devices(self, pipe: redis.client.Pipeline | redis.asyncio.client.Pipeline) -> dict[str, float]:
+        """Queue every device's registry entry on ``pipe``; the live rates they were made with."""
         live = self.live_rates(time.time())
         for d in self.acquisition.devices:
             pipe.hset(self.keys.device(d.device_id), mapping=self.device_status(d, live).to_mapping())
             pipe.sadd(self.keys.devices, d.device_id)
+        return live
+
+    def register_all(self, c: redis.Redis) -> None:
+        """Every sensor and device entry (the publisher calls it on each (re)connect)."""
+        register_sensors(c, self.keys, self.acquisition.sensor_infos())
+        pipe = c.pipeline(transaction=False)
+        self._queue_devices(pipe)
         pipe.execute()
 
     async def loop(self, stop: asyncio.Event) -> None:
@@ -144,10 +149,7 @@ class StatusReporter:
             return
         acq = self.acquisition
         pipe = c.pipeline(transaction=False)
-        live = self.live_rates(time.time())
-        for d in acq.devices:
-            pipe.hset(self.keys.device(d.device_id), mapping=self.device_status(d, live).to_mapping())
-            pipe.sadd(self.keys.devices, d.device_id)
+        live = self._queue_devices(pipe)
         publisher = acq.publisher
         telemetry = Telemetry(
             node=self.node_id, pid=os.getpid(), time=now, cpu_percent=cpu_percent, rates=live,
