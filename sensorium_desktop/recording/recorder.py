@@ -450,13 +450,15 @@ class SessionRecorder(threading.Thread):
             pipe.hgetall(self.keys.host_offset(node))
         res = pipe.execute()
         clocks = {sid: {_s(k): _s(v) for k, v in h.items()} for sid, h in zip(self.sensor_ids, res, strict=False) if h}
-        offsets = {node: {_s(k): _s(v) for k, v in h.items()}
-                   for node, h in zip(nodes, res[len(self.sensor_ids):], strict=True) if h}  # fmt: skip
-        self.writer.add_json(RecordKind.CLOCK, {"time": time.time(), "clocks": clocks, "hostoffsets": offsets})  # type: ignore[union-attr]
+        offsets = {}
         for node, h in zip(nodes, res[len(self.sensor_ids):], strict=True):
-            est = OffsetEstimate.from_mapping(h) if h else None
+            if not h:
+                continue
+            offsets[node] = {_s(k): _s(v) for k, v in h.items()}
+            est = OffsetEstimate.from_mapping(h)
             if est is not None:
                 self.time.set_host_offset(node, est.offset, est.uncertainty, est.drift, est.t_ref)
+        self.writer.add_json(RecordKind.CLOCK, {"time": time.time(), "clocks": clocks, "hostoffsets": offsets})  # type: ignore[union-attr]
 
     def _read(self, c: redis.Redis, pending: bool) -> int:
         """Read one round (pending entries first); returns entries handled."""
