@@ -19,10 +19,12 @@ from conftest import NodeThread, RedisServer, disk_filling_write, sensorium, wai
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.bus.sessions import Session
 from sensorium_desktop.bus.streams import read_all
+from sensorium_desktop.core.samples import EVENT_INTERVAL_KEY, SensorInfo
 from sensorium_desktop.recording import spool as spool_mod
 from sensorium_desktop.recording.reader import load_recording
 from sensorium_desktop.recording.recorder import PRE_START_KEEP_S
 from sensorium_desktop.recording.xdf import xdf_datetime, xdf_stream_key
+from sensorium_desktop.worker.record import RecordOutcome, _split_silent
 
 
 def _status(c: redis.Redis, keys: Keys, sid: str) -> dict[str, str]:
@@ -131,6 +133,25 @@ def _node_proc(url: str, keys: Keys, node_id: str, data_dir: Path) -> subprocess
                   "sim:eyes", "--no-sync-worker", "--attention", "high"),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def test_silence_of_an_event_sensor_counts_only_when_an_event_was_due() -> None:
+    """A 3 s recording of an HRV sensor reporting every ~4.5 s holds no event without having
+    failed; a regular sensor, or an event sensor whose interval is unknown or shorter, is
+    silent (exit 3)."""
+    infos = [
+        SensorInfo("hrv", "hrv", "chest", extra={EVENT_INTERVAL_KEY: 4.5}),
+        SensorInfo("marker", "marker", "box"),
+        SensorInfo("ecg", "ecg", "chest", nominal_rate=512.0, extra={EVENT_INTERVAL_KEY: 9.0}),
+        SensorInfo("hr", "hr", "chest", extra={EVENT_INTERVAL_KEY: 0.9}),
+    ]
+    silent, quiet = _split_silent(["hrv", "marker", "ecg", "hr"], infos, 3.0)
+    assert silent == ["marker", "ecg", "hr"] and quiet == [("hrv", 4.5)]
+    silent, quiet = _split_silent(["hrv"], infos, 10.0)
+    assert silent == ["hrv"] and quiet == []
+    outcome = RecordOutcome("s", "complete", Path("."), {}, silent_sensors=[], quiet_event_sensors=[("hrv", 4.5)],
+                            samples={"ecg": 10, "hrv": 0})  # fmt: skip
+    assert outcome.exit_code == 0
 
 
 def test_node_killed_mid_session_resumes_and_loses_nothing(redis_server: RedisServer, keys: Keys, data_dir: Path,

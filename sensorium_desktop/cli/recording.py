@@ -194,6 +194,9 @@ def _report_recording(outcome: RecordOutcome) -> int:
         log.error("device %s delivered nothing: %s", uri, why)
     for sid in outcome.silent_sensors:
         log.error("sensor %s delivered no sample during the recording", sid)
+    for sid, every in outcome.quiet_event_sensors:
+        log.warning("sensor %s had no event in the recording: it reports about every %.1f s, longer than the "
+                    "recording", sid, every)  # fmt: skip
     code = outcome.exit_code
     if code == exitcodes.FAILED:
         log.error("recording %s %s: %s", outcome.session_id, outcome.state,

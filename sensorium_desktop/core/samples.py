@@ -117,6 +117,12 @@ class SampleBatch:
         )
 
 
+#: ``SensorInfo.extra`` key of an irregular sensor's typical time between events (s), when
+#: its device knows it (an HRV value every 5 beats): a recording shorter than that is not
+#: expected to hold an event, and its silence is reported as such, not as a failure
+EVENT_INTERVAL_KEY = "event_interval_s"
+
+
 @dataclass(slots=True)
 class SensorInfo:
     """Description of one sensor stream (stored in the Redis registry and in exports).

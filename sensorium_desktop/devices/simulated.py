@@ -35,7 +35,7 @@ import numpy as np
 from ..core.hostclock import host_time
 from ..core.ids import make_id
 from ..core.pose import N_LANDMARKS
-from ..core.samples import SampleBatch, SensorInfo
+from ..core.samples import EVENT_INTERVAL_KEY, SampleBatch, SensorInfo
 from .base import (
     BatchSink,
     Device,
@@ -668,7 +668,7 @@ class SimulatedDevice(Device):
         return [
             RegularSensor(self._info("ecg", 512.0), ecg, pkt),
             EventSensor(self._info("hr", 0.0), hr_events),
-            EventSensor(self._info("hrv", 0.0), hrv_events),
+            EventSensor(self._info("hrv", 0.0, extra={EVENT_INTERVAL_KEY: 5.0 / phys.hr0}), hrv_events),
         ]
 
     def _belt_sensors(self, uri: DeviceURI) -> list[SimSensor]:

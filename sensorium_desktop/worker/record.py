@@ -33,6 +33,7 @@ from ..bus.sessions import (
     stop_recording,
 )
 from ..bus.streams import first_sample_times
+from ..core.samples import EVENT_INTERVAL_KEY, SensorInfo
 from ..core.timemap import host_to_global
 from .context import NodeConfig
 from .node import Node
@@ -82,6 +83,9 @@ class RecordOutcome:
     name: str = ""
     #: stopped early (a signal, ``stop_flag``, or a ``during`` that did not finish)
     interrupted: bool = False
+    #: event sensors without an event in a recording shorter than their typical interval
+    #: (sensor id, that interval in s): reported, not counted as silent
+    quiet_event_sensors: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -266,13 +270,31 @@ def record(
                 await node_task
             await c.aclose()
         samples = _recorded_samples(request.directory)
-        silent = [sid for sid in session.sensors if not samples.get(sid)]
+        silent, quiet = _split_silent([sid for sid in session.sensors if not samples.get(sid)],
+                                      node.acquisition.sensor_infos(), request.duration)  # fmt: skip
         failed = node.acquisition.failed_devices(pending_too=True)
         return RecordOutcome(session.session_id, status.get("state", "unknown"), request.directory, status,
                              failed, silent, samples, status.get("error", ""), status.get("name", ""),
-                             interrupted=interrupted.is_set() or (during is not None and not completed))  # fmt: skip
+                             interrupted=interrupted.is_set() or (during is not None and not completed),
+                             quiet_event_sensors=quiet)  # fmt: skip
 
     return asyncio.run(main())
+
+
+def _split_silent(
+    no_samples: list[str], infos: list[SensorInfo], duration: float
+) -> tuple[list[str], list[tuple[str, float]]]:
+    """Of the sensors without a sample in a ``duration``-s recording: the silent ones, and the
+    irregular ones whose device says they report less often than that ((id, interval s)):
+    no event was due from them, so they did not fail."""
+    interval = {
+        i.sensor_id: float(i.extra[EVENT_INTERVAL_KEY])
+        for i in infos
+        if i.nominal_rate == 0 and isinstance(i.extra.get(EVENT_INTERVAL_KEY), int | float)
+    }
+    quiet = [(sid, interval[sid]) for sid in no_samples if interval.get(sid, 0.0) > duration]
+    quiet_ids = {sid for sid, _ in quiet}
+    return [sid for sid in no_samples if sid not in quiet_ids], quiet
 
 
 async def _watch_flag(flag: threading.Event, interrupted: asyncio.Event) -> None:
