@@ -20,6 +20,7 @@ import redis
 
 from .election import fenced_exec
 from .keys import Keys
+from .sentinel import replicated_sync
 
 log = logging.getLogger(__name__)
 
@@ -114,4 +115,5 @@ def try_commit(c: redis.Redis, keys: Keys, node_id: str, term: int, cp: dict[str
         return CommitResult(False, acks, need, live)
     committed = {**cp, "acks": acks, "live_nodes": live, "committed_at": time.time()}
     fenced_exec(c, keys, node_id, term, [["SET", keys.checkpoint_committed, json.dumps(committed)]])
+    replicated_sync(c, f"checkpoint {cp['id']}")
     return CommitResult(True, acks, need, live)

@@ -17,6 +17,7 @@ import redis
 import redis.asyncio
 
 from .keys import Keys
+from .sentinel import replicated
 
 COMMAND_OPS = ("discover", "stop_discovery", "connect", "disconnect")
 COMMANDS_MAXLEN = 1000
@@ -55,6 +56,7 @@ async def send_command(c: redis.asyncio.Redis, keys: Keys, node_id: str, op: str
     cid = uuid.uuid4().hex[:12]
     await c.xadd(keys.commands(node_id), {"id": cid, "op": op, "args": json.dumps(args), "time": repr(time.time())},
                  maxlen=COMMANDS_MAXLEN, approximate=True)  # fmt: skip
+    await replicated(c, f"command {op} for {node_id}")
     return cid
 
 

@@ -15,6 +15,14 @@ from redis.retry import Retry
 
 from .embedded import EmbeddedRedis, RedisUnavailableError
 from .keys import Keys, default_prefix
+from .sentinel import (
+    SentinelURLError,
+    async_sentinel_client,
+    discover_primary,
+    is_sentinel_url,
+    parse_sentinel_url,
+    sentinel_client,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +31,11 @@ ENV_URL = "SENSORIUM_REDIS_URL"
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (for logs and the status bar)."""
+    if is_sentinel_url(url):
+        try:
+            return parse_sentinel_url(url).masked()
+        except SentinelURLError:
+            return "redis+sentinel://(malformed)"
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -35,12 +48,14 @@ def mask_url(url: str) -> str:
 
 
 def client(url: str, *, timeout: float = 5.0, decode: bool = False, retries: int = 3) -> redis.Redis:
-    """A synchronous client for ``url`` (redis://, rediss://, unix://).
+    """A synchronous client for ``url`` (redis://, rediss://, unix://, redis+sentinel://).
 
     ``retries=0`` makes a lost connection fail at once (for code that does its own
     reconnect/backoff, like the publisher).
     """
     extra = {} if retries else {"retry": Retry(NoBackoff(), 0)}
+    if is_sentinel_url(url):
+        return sentinel_client(url, timeout=timeout, decode=decode, **extra)
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout,
@@ -53,6 +68,8 @@ def client(url: str, *, timeout: float = 5.0, decode: bool = False, retries: int
 
 def async_client(url: str, *, timeout: float = 5.0, decode: bool = False) -> redis.asyncio.Redis:
     """An asyncio client for ``url``."""
+    if is_sentinel_url(url):
+        return async_sentinel_client(url, timeout=timeout, decode=decode)
     return redis.asyncio.Redis.from_url(
         url,
         socket_timeout=timeout,
@@ -63,7 +80,16 @@ def async_client(url: str, *, timeout: float = 5.0, decode: bool = False) -> red
 
 
 def check_reachable(url: str, timeout: float = 3.0) -> None:
-    """PING ``url``; raise :class:`RedisUnavailableError` with a readable reason."""
+    """PING ``url``; raise :class:`RedisUnavailableError` with a readable reason (for a
+    sentinel URL: which sentinels answered and what they said of the service)."""
+    if is_sentinel_url(url):
+        try:
+            host, port = discover_primary(url, timeout)
+        except SentinelURLError as exc:
+            raise RedisUnavailableError(f"Bad Redis Sentinel URL {mask_url(url)}: {exc}") from exc
+        except redis.RedisError as exc:
+            raise RedisUnavailableError(f"Redis Sentinel at {mask_url(url)}: {exc}") from exc
+        log.info("redis sentinel %s: primary is %s:%d", mask_url(url), host, port)
     try:
         c = client(url, timeout=timeout)
         try:

@@ -47,6 +47,7 @@ from ..core.hostclock import host_time
 from ..core.samples import SampleBatch, SensorInfo
 from .connection import client as make_client
 from .keys import Keys
+from .sentinel import is_sentinel_url, parse_sentinel_url, primary_address
 
 log = logging.getLogger(__name__)
 
@@ -608,7 +609,9 @@ class StreamPublisher:
         self._client = c
         self.connected = True
         if self.stats["disconnects"]:
-            log.warning("publisher: reconnected to Redis; %d batches queued", self.queue_depth)
+            primary = primary_address(c)
+            log.warning("publisher: reconnected to Redis%s; %d batches queued",
+                        f" (primary {primary})" if primary else "", self.queue_depth)  # fmt: skip
         self.last_error = ""
         return True
 
@@ -815,7 +818,11 @@ class StreamPublisher:
 
 
 def _endpoint(url: str) -> str:
-    """host:port/db of a Redis URL, without credentials (identifies where a spill belongs)."""
+    """host:port/db of a Redis URL, without credentials (identifies where a spill belongs);
+    for a sentinel URL its sentinels and service (the lab's Redis, whichever PC is primary)."""
+    if is_sentinel_url(url):
+        u = parse_sentinel_url(url)
+        return f"sentinel:{u.hosts}/{u.service}/{u.db}"
     parts = urlsplit(url)
     return f"{parts.hostname or parts.path}:{parts.port or ''}{parts.path if parts.hostname else ''}"
 

@@ -23,6 +23,7 @@ from ..core.hostclock import host_time
 from ..core.timemap import host_to_global
 from .globalclock import local_offset_async
 from .keys import Keys
+from .sentinel import replicated
 
 SESSION_STATES = ("idle", "recording", "stopped")
 _BIDS_LABEL = re.compile(r"[^A-Za-z0-9]+")
@@ -103,6 +104,7 @@ async def save_session(c: redis.asyncio.Redis, keys: Keys, s: Session) -> None:
     if s.state not in SESSION_STATES:
         raise ValueError(f"unknown session state {s.state!r}")
     await c.hset(keys.sessions, s.session_id, s.to_json())
+    await replicated(c, f"session {s.session_id} ({s.state})")
 
 
 async def global_now(c: redis.asyncio.Redis) -> float:

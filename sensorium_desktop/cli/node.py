@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import TYPE_CHECKING
 
 from .. import exitcodes
-
-if TYPE_CHECKING:
-    pass
-
+from ..bus.labredis import (
+    DEFAULT_DOWN_AFTER_MS,
+    DEFAULT_FAILOVER_TIMEOUT_MS,
+    LabRedisSpec,
+    default_port,
+    new_password,
+    parse_primary_url,
+    start_lab_server,
+)
+from ..bus.sentinel import DEFAULT_SERVICE
 from .base import (
     arguments,
     bad_device_uris,
@@ -114,6 +119,21 @@ def cmd_lsl_outlet(args: argparse.Namespace) -> int:
 
 def _redis_cmd_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop", action="store_true", help="stop a running embedded server")
+    lab_pcs = p.add_argument_group("the lab's Redis across PCs (docs/multi-pc.md)")
+    lab_pcs.add_argument("--listen", metavar="HOST:PORT",
+                         help="serve the lab from this PC as its primary, reachable at HOST:PORT (default port 6379; "
+                              "with --replica-of/--sentinel: where that one listens)")  # fmt: skip
+    lab_pcs.add_argument("--password", help="the lab's Redis password (default: a new random one for a primary; "
+                                            "a replica or sentinel takes the one in the primary's URL)")  # fmt: skip
+    lab_pcs.add_argument("--replica-of", metavar="URL", help="run a replica of the primary redis://:PW@HOST:PORT")
+    lab_pcs.add_argument("--sentinel", metavar="URL",
+                         help="run a sentinel monitoring the primary redis://:PW@HOST:PORT (3 sentinels on 3 PCs)")
+    lab_pcs.add_argument("--service", default=DEFAULT_SERVICE, help="the name sentinels give the lab's Redis")
+    lab_pcs.add_argument("--quorum", type=int, default=2, help="sentinels that must agree the primary is down")
+    lab_pcs.add_argument("--down-after-ms", type=int, default=DEFAULT_DOWN_AFTER_MS,
+                         help="a primary unreachable this long is down (ms)")  # fmt: skip
+    lab_pcs.add_argument("--failover-timeout-ms", type=int, default=DEFAULT_FAILOVER_TIMEOUT_MS)
+    lab_pcs.add_argument("--announce-ip", default="", help="the address other PCs reach this one at (NAT, 0.0.0.0)")
 
 
 @command("redis", "start the embedded Redis in the foreground and print its URL (Ctrl-C stops it)")
@@ -122,6 +142,8 @@ def cmd_redis(args: argparse.Namespace) -> int:
     from .. import paths
     from ..bus.embedded import EmbeddedRedis, RedisUnavailableError
 
+    if args.listen or args.replica_of or args.sentinel:
+        return _run_lab_server(args)
     if args.stop:
         running = EmbeddedRedis.running()
         if running is None:
@@ -148,3 +170,59 @@ def cmd_redis(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+
+
+def _lab_spec(args: argparse.Namespace) -> LabRedisSpec:
+    """The lab server the command line asks for; ValueError saying what is wrong."""
+    if args.replica_of and args.sentinel:
+        raise ValueError("--replica-of and --sentinel are two processes: run each with its own command")
+    role = "replica" if args.replica_of else "sentinel" if args.sentinel else "primary"
+    primary, password = None, args.password or ""
+    if role != "primary":
+        primary, url_password = parse_primary_url(args.replica_of or args.sentinel)
+        password = password or url_password
+        if not password:
+            raise ValueError("the primary's URL has no password (redis://:PASSWORD@HOST:PORT)")
+    elif not password:
+        password = new_password()
+    host, _, port = (args.listen or f"0.0.0.0:{default_port(role)}").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--listen {args.listen!r}: give HOST:PORT")
+    if args.quorum < 1:
+        raise ValueError("--quorum must be at least 1")
+    return LabRedisSpec(role, host, int(port), password, primary, args.service, args.quorum, args.down_after_ms,
+                        args.failover_timeout_ms, args.announce_ip)  # fmt: skip
+
+
+def _run_lab_server(args: argparse.Namespace) -> int:
+    """A primary, replica or sentinel of the lab's Redis in the foreground (Ctrl-C stops it)."""
+    import signal
+
+    from .. import paths
+    from ..bus.embedded import RedisUnavailableError
+
+    try:
+        spec = _lab_spec(args)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return exitcodes.USAGE
+    directory = paths.data_dir() / "redis-lab" / f"{spec.role}-{spec.port}"
+    try:
+        proc = start_lab_server(spec, directory)
+    except (RedisUnavailableError, OSError, ValueError) as exc:
+        log.error("cannot start the lab's Redis %s: %s", spec.role, exc)
+        return exitcodes.FAILED
+    print(f"{spec.role} listening on {spec.bind}:{spec.port}, data in {directory}", flush=True)
+    print(f"clients: --redis-url {spec.url}" if spec.role != "sentinel" else
+          f"clients: --redis-url {spec.url} (list all of the lab's sentinels: redis+sentinel://H1:P,H2:P,H3:P/"
+          f"{spec.service})", flush=True)  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        code = proc.wait()
+    if code not in (0, -signal.SIGTERM):
+        log.error("the lab's Redis %s exited with %d (its log is above)", spec.role, code)
+        return exitcodes.FAILED
+    return exitcodes.OK

@@ -49,6 +49,8 @@ class AlertsModel:
         self.alerts: dict[str, Alert] = {}
         self.changed = Event()
         self._device_states: dict[str, str] = {}
+        self._redis_down_since: float | None = None
+        self._redis_primary = ""
 
     def active(self) -> list[Alert]:
         return sorted(self.alerts.values(), key=lambda a: a.since)
@@ -82,6 +84,27 @@ class AlertsModel:
                 elif state == "streaming" and key in self.alerts and "— streams again" not in self.alerts[key].text:
                     self.raise_alert(key, f"{self.alerts[key].text} — streams again since {clock(t)}", "warning")
                 self._device_states[device_id] = state
+
+
+    def follow_redis(self, error: str, primary: str = "", now: float | None = None) -> None:
+        """Raise an alert when Redis becomes unreachable (``error`` non-empty) and say how long
+        it was and which server took over (a sentinel failover: ``primary`` changed) when it
+        is back; the alert stays until acknowledged."""
+        t = now or time.time()
+        if error and self._redis_down_since is None:
+            self._redis_down_since = t
+            self.raise_alert("redis", f"Redis unreachable since {clock(t)}: live views paused; nodes keep their "
+                                      f"samples on disk until it is back ({error})", now=t)  # fmt: skip
+        elif not error and self._redis_down_since is not None:
+            down = self._redis_down_since
+            self._redis_down_since = None
+            moved = f"; the lab's Redis is now {primary} (was {self._redis_primary})" \
+                if primary and self._redis_primary and primary != self._redis_primary else ""
+            text = f"Redis was unreachable from {clock(down)} to {clock(t)} ({t - down:.1f} s){moved}"
+            self.raise_alert("redis", text + "; nodes re-sent what they kept (sensorium verify checks a recording)",
+                             "warning", now=t)  # fmt: skip
+        if not error and primary:
+            self._redis_primary = primary
 
 
 class NodeWatch:

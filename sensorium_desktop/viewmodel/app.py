@@ -14,6 +14,7 @@ import redis.asyncio
 
 from ..bus.connection import async_client, mask_url
 from ..bus.keys import Keys
+from ..bus.sentinel import primary_address
 from ..core.status import Telemetry
 from .alerts import AlertsModel
 from .attention import AttentionModel
@@ -109,6 +110,10 @@ class AppModel:
             s.samples_per_s = sum(sum(t.rates.values()) for t in s.nodes.values())
         except (redis.RedisError, OSError) as exc:
             s.error = f"Redis unreachable: {exc}"
+        primary = primary_address(c)
+        if primary and not s.error:
+            s.redis_text = f"{s.redis_text} → primary {primary}"
+        self.alerts.follow_redis(s.error, primary)
         s.updated = time.time()
         self.status = s
         self.status_changed.emit(s)

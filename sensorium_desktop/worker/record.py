@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from .. import exitcodes
 from ..bus.connection import async_client
 from ..bus.globalclock import local_offset_async
 from ..bus.registry import list_sensors_async
+from ..bus.sentinel import primary_address
 from ..bus.sessions import (
     Session,
     global_now,
@@ -237,25 +240,32 @@ def record(
                      request.directory)  # fmt: skip
             if during is not None:
                 during_task = asyncio.create_task(during(c, session))
+            bus = _Outage(c)
             while not interrupted.is_set() and not node_task.done() and not (during_task and during_task.done()):
-                left = stop_at - await global_now(c)
+                left = stop_at - await bus.now()
                 if left <= 0:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(interrupted.wait(), min(0.2 if during_task else 1.0, left))
-                status = await recording_status(c, config.keys, session.session_id)
+                status = await bus.call(recording_status(c, config.keys, session.session_id)) or status
                 if report is not None and status:
                     report(status)
-                if status.get("state") == "failed":
+                if status.get("state") == "failed" or bus.given_up:
                     break
-            now = await global_now(c)
-            await stop_recording(c, config.keys, session, stopped=min(now, stop_at))
+            now = await bus.now()
+            # the stop command must not be lost: re-driven until Redis (or its promoted replica) takes it
+            while not await bus.call(stop_recording(c, config.keys, session, stopped=min(now, stop_at)), True):
+                if bus.given_up:
+                    break
+                await asyncio.sleep(OUTAGE_RETRY_S)
             deadline = time.monotonic() + FINALIZE_TIMEOUT_S
-            while time.monotonic() < deadline and not node_task.done():
-                status = await recording_status(c, config.keys, session.session_id)
+            while time.monotonic() < deadline and not node_task.done() and not bus.given_up:
+                status = await bus.call(recording_status(c, config.keys, session.session_id)) or status
                 if status.get("state") in ("complete", "failed"):
                     break
                 await asyncio.sleep(0.1)
+            if bus.given_up:
+                status = {**status, "state": "failed", "error": bus.error}
         finally:
             completed = during_task is not None and during_task.done() and not during_task.cancelled() \
                 and during_task.exception() is None and during_task.result()
@@ -279,6 +289,54 @@ def record(
                              quiet_event_sensors=quiet)  # fmt: skip
 
     return asyncio.run(main())
+
+
+#: a lost Redis connection is retried every (s) …
+OUTAGE_RETRY_S = 0.25
+#: … for this long before ``record`` gives up (s): a sentinel failover takes down-after + a few s
+OUTAGE_GIVE_UP_S = 60.0
+
+
+class _Outage:
+    """``record``'s calls to Redis through an outage (a restart, a sentinel failover): the
+    global clock is carried on by the host clock from its last reading, commands are re-driven,
+    and the outage is logged with its length; after :data:`OUTAGE_GIVE_UP_S` it gives up."""
+
+    def __init__(self, c: Any) -> None:
+        self.c = c
+        self.offset = 0.0  # global − host at the last reading (s)
+        self.down_since: float | None = None
+        self.given_up = False
+        self.error = ""
+
+    async def now(self) -> float:
+        """The global clock (s): Redis TIME, or the host clock plus the last offset while down."""
+        t = await self.call(global_now(self.c))
+        if t is not None:
+            self.offset = t - time.time()
+            return float(t)
+        return time.time() + self.offset
+
+    async def call(self, awaitable: Any, ok: Any = None) -> Any:
+        """The awaitable's result (or ``ok`` when given), None while Redis is unreachable."""
+        try:
+            result = await awaitable
+        except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, OSError) as exc:
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                log.warning("Redis unreachable (%s): the node spills its samples; retrying for up to %.0f s",
+                            exc, OUTAGE_GIVE_UP_S)  # fmt: skip
+            elif time.monotonic() - self.down_since > OUTAGE_GIVE_UP_S and not self.given_up:
+                self.given_up = True
+                self.error = f"Redis unreachable for {OUTAGE_GIVE_UP_S:.0f} s ({exc})"
+                log.error("%s: giving up", self.error)
+            return None
+        if self.down_since is not None:
+            primary = primary_address(self.c)
+            log.warning("Redis reachable again after %.1f s%s", time.monotonic() - self.down_since,
+                        f" (primary now {primary})" if primary else "")  # fmt: skip
+            self.down_since = None
+        return result if ok is None else ok
 
 
 def _split_silent(
