@@ -109,3 +109,20 @@ def test_skewed_node_through_a_lan_link_knows_the_global_clock_within_100_us(red
     assert r["bursts"] >= 8
     assert r["ours_rms_us"] <= 100.0
     assert r["ours_rms_us"] <= r["ntp8_rms_us"]
+
+
+def test_a_failover_to_another_pcs_redis_is_a_logged_step_of_the_global_clock(caplog: pytest.LogCaptureFixture) -> None:
+    """The global clock is the primary's TIME: after a failover it is another PC's clock. The
+    probe says by how much it stepped and drops the old server's probes (no bent fit)."""
+    from sensorium_desktop.bus.globalclock import GlobalClockProbe
+
+    probe = GlobalClockProbe()
+    probe._follow_server("pc1:6379", 0.0, 0.0)
+    for k in range(20):
+        probe.add(1000.0 + k, 2e-4, 0.010 + 20e-6 * k)  # 20 µs/s drift between host and pc1
+    assert probe.steps == []
+    with caplog.at_level("WARNING"):
+        probe._follow_server("pc2:6379", 1020.0, 0.0123 + 20e-6 * 20)
+    ((_t, server, step),) = probe.steps
+    assert server == "pc2:6379" and step == pytest.approx(0.0023, abs=1e-6)
+    assert "stepped by +2.300 ms" in caplog.text and not probe.samples

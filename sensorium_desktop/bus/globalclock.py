@@ -10,6 +10,7 @@ correction we keep bursts of probes and trust the ones with the smallest round t
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import socket
 import time
@@ -22,6 +23,9 @@ import redis.asyncio
 from ..core.hostclock import host_time
 from ..core.timemap import HostOffset
 from .keys import Keys
+from .sentinel import primary_address
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,10 @@ class GlobalClockProbe:
         self.burst = burst
         #: (host time of the probe's midpoint, rtt, offset), seconds
         self.samples: collections.deque[tuple[float, float, float]] = collections.deque()
+        #: the Redis primary the probes went to (sentinel labs; "" otherwise)
+        self.server = ""
+        #: (host time s, new primary, step s) each time a failover moved the global clock
+        self.steps: list[tuple[float, str, float]] = []
 
     def probe(self, c: redis.Redis) -> tuple[float, float]:
         """One burst of ``TIME`` round trips; keeps and returns the best (offset, rtt)."""
@@ -77,8 +85,24 @@ class GlobalClockProbe:
             rtt = t1 - t0
             if rtt < best[0]:
                 best = (rtt, sec + usec / 1e6 - 0.5 * (t0 + t1), 0.5 * (t0 + t1))
+        server = primary_address(c)
+        if server != self.server:
+            self._follow_server(server, best[2], best[1])
         self.add(best[2], best[0], best[1])
         return best[1], best[0]
+
+    def _follow_server(self, server: str, t_host: float, offset: float) -> None:
+        """A failover put another PC's Redis in charge: the global clock is now its ``TIME``.
+        The step (its clock minus the old one's, as this host sees them) is logged and kept,
+        and the probes of the old server are dropped (they would bend the fit)."""
+        before = self.estimate()
+        if self.server and before is not None:
+            step = offset - before.host_offset().at(np.array([t_host]))[0]
+            self.steps.append((t_host, server, float(step)))
+            log.warning("the lab's Redis moved from %s to %s: the global clock (its TIME) stepped by %+.3f ms "
+                        "(the two PCs' clocks differ by that much)", self.server, server, step * 1e3)  # fmt: skip
+            self.samples.clear()
+        self.server = server
 
     def add(self, t_host: float, rtt: float, offset: float) -> None:
         """Keep one burst's best probe (host time s, round trip s, offset s)."""
