@@ -56,6 +56,8 @@ def test_simulated_session_is_valid_bids(redis_server: RedisServer, keys: Keys, 
     ecg = json.loads((beh / "sub-P01_ses-S1_task-rest_run-1_recording-simchestecg_physio.json").read_text())
     assert ecg["SamplingFrequency"] == 512.0 and ecg["Columns"] == ["ecg"] and ecg["ecg"]["Units"] == "mV"
     assert "linear interpolation" in ecg["Resampling"] and ecg["SensoriumSync"]["domain"]
+    # the host's host → global mapping and the bound a route asymmetry leaves (½ fastest round trip)
+    assert 0 < ecg["SensoriumSync"]["asymmetry_bound"] < 0.01 and ecg["SensoriumSync"]["host_to_global_sigma"] > 0
     events = (beh / "sub-P01_ses-S1_task-rest_run-1_events.tsv").read_text().splitlines()
     assert events[0].split("\t") == ["onset", "duration", "trial_type", "value", "source"]
     assert [e.split("\t")[2] for e in events[1:]] == ["go", "stop"]

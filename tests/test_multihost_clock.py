@@ -126,3 +126,13 @@ def test_a_failover_to_another_pcs_redis_is_a_logged_step_of_the_global_clock(ca
     ((_t, server, step),) = probe.steps
     assert server == "pc2:6379" and step == pytest.approx(0.0023, abs=1e-6)
     assert "stepped by +2.300 ms" in caplog.text and not probe.samples
+
+
+def test_status_states_the_bound_a_route_asymmetry_leaves() -> None:
+    from sensorium_desktop.core.status import host_clock_short, host_clock_text
+
+    published = {"offset": "0.25", "uncertainty": "1.5e-05", "rtt": "0.0002"}
+    text = host_clock_text(published)
+    assert "offset +250.000 ms ± 15 µs" in text and "±0.10 ms" in text and "0.20 ms" in text
+    assert host_clock_short("pc2", published) == "pc2: ±15 µs, route ≤ ±0.10 ms"
+    assert "not measured" in host_clock_text({}) and "not measured" in host_clock_short("pc3", {"rtt": "x"})

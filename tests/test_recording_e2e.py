@@ -87,6 +87,8 @@ def test_record_cli_simulated_lab_then_export_and_list(redis_server: RedisServer
     assert set(by_name) - {"sim-chest-hrv"} == {"sim-chest-ecg", "sim-eyes-eye_gaze", "sim-room-temperature",
                                                  "Markers"}  # fmt: skip
     assert len(by_name["sim-chest-ecg"]["time_stamps"]) > 2.5 * 512 * 0.9
+    sync = by_name["sim-chest-ecg"]["info"]["desc"][0]["synchronization"][0]
+    assert 0 < float(sync["asymmetry_bound"][0]) < 0.01 and float(sync["host_to_global_sigma"][0]) > 0
     # exact bounds: the recording is the requested 3 s, from the continuous streams' first
     # samples (an event stream, HRV here, is not waited for: before, it made a 3 s recording
     # 5-6 s long); nothing outside [start, stop]; each regular stream spans the duration: one

@@ -20,6 +20,7 @@ from ..core.status import (
     SensorStatus,
     Telemetry,
     WorkerStats,
+    host_clock_text,
 )
 from .globalclock import OffsetEstimate
 from .keys import Keys
@@ -93,7 +94,7 @@ def read_status(c: redis.Redis, keys: Keys) -> LabStatus:
         estimate = OffsetEstimate.from_mapping(offset)  # the one reader's shape: None while none is published
         node = NodeStatus(nid, info=_decode(info), alive=hb is not None, telemetry=Telemetry.from_json(tele),
                           worker=WorkerStats.from_json(worker),
-                          host_offset=estimate.to_mapping() if estimate is not None else {})  # fmt: skip
+                          host_offset=_with_bound(estimate))  # fmt: skip
         node.host = node.info.get("host", "")
         try:
             beat = json.loads(hb) if hb else {}
@@ -181,6 +182,13 @@ def clock_summary(clock: dict[str, str], now: float) -> str:
             f"  resets {int(num('resets', 0))}  late {int(num('late', 0))}  updated {age}")  # fmt: skip
 
 
+def _with_bound(estimate: OffsetEstimate | None) -> dict[str, str]:
+    """The published offset as stored, plus ``asymmetry_bound`` (s): half the fastest round trip."""
+    if estimate is None:
+        return {}
+    return {**estimate.to_mapping(), "asymmetry_bound": repr(estimate.rtt / 2)}
+
+
 def format_status(s: LabStatus) -> str:
     """Human-readable status."""
     lines = [f"leader: {s.leader or '(none)'}   term: {s.term}"]
@@ -208,6 +216,8 @@ def format_status(s: LabStatus) -> str:
         prio = n.priority if n.priority is not None else n.info.get("priority", "?")
         lines.append(f"  {nid:<24} {role:<8} prio {prio}  {alive}"
                      f"  queue {tele.queue_depth if tele else '?'}{lat_txt}{wtxt}")  # fmt: skip
+        if n.host_offset:
+            lines.append(f"    {host_clock_text(n.host_offset)}")
     lines.append(f"devices ({len(s.devices)}):")
     for d in s.devices:
         msg = f"  ({d.message})" if d.message else ""

@@ -172,6 +172,27 @@ class NodeStatus:
     host_offset: dict[str, str] = field(default_factory=dict)
 
 
+def host_clock_text(host_offset: dict[str, str]) -> str:
+    """One line on a node's host → global mapping from its published offset (``offset``,
+    ``uncertainty``, ``rtt`` in s): the offset, its 1-sigma, and the bound an asymmetric
+    route leaves (half the fastest round trip), which no round trip can reveal."""
+    try:
+        offset, sigma, rtt = (float(host_offset[k]) for k in ("offset", "uncertainty", "rtt"))
+    except (KeyError, ValueError):
+        return "host → global: not measured yet"
+    return (f"host → global: offset {offset * 1e3:+.3f} ms ± {sigma * 1e6:.0f} µs; an asymmetric route could add up "
+            f"to ±{rtt / 2 * 1e3:.2f} ms (½ of the fastest round trip, {rtt * 1e3:.2f} ms)")
+
+
+def host_clock_short(node_id: str, host_offset: dict[str, str]) -> str:
+    """``node: ±15 µs, route ≤ ±0.10 ms`` (1-sigma of host → global; the asymmetry bound)."""
+    try:
+        sigma, rtt = float(host_offset["uncertainty"]), float(host_offset["rtt"])
+    except (KeyError, ValueError):
+        return f"{node_id}: not measured yet"
+    return f"{node_id}: ±{sigma * 1e6:.0f} µs, route ≤ ±{rtt / 2 * 1e3:.2f} ms"
+
+
 @dataclass(slots=True)
 class SensorStatus:
     """One registered sensor: measured ``rate`` (Hz) against ``nominal_rate``, its health

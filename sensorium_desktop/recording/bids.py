@@ -171,7 +171,8 @@ def _dataset_files(root: Path, meta: dict[str, Any], version: str) -> list[Path]
 
 
 def _sync_report(rec: Recording, clock: str) -> dict[str, dict[str, Any]]:
-    """Per sensor: clock domain, kind, offset (s), drift (ppm), sigma (s)."""
+    """Per sensor: clock domain, kind, offset (s), drift (ppm), sigma (s), and its host's
+    host → global sigma and asymmetry bound (s)."""
     out = {}
     for sid, d in rec.sensors.items():
         if not len(d):
@@ -179,6 +180,7 @@ def _sync_report(rec: Recording, clock: str) -> dict[str, dict[str, Any]]:
         rep = rec.sync_report(sid, clock)
         out[sid] = {k: (float(v) if isinstance(v, int | float | np.floating) else v) for k, v in rep.items()
                     if k in ("domain", "kind", "offset", "drift_ppm", "sigma", "latency", "resets")}  # fmt: skip
+        out[sid].update(rec.host_clock(d.info.node_id))  # host → global sigma, asymmetry bound (s)
         check = rec.sync_check_of(sid)
         if check is not None:  # what a physical sync check measured (and corrected, if applied)
             out[sid]["sync_check"] = check

@@ -178,6 +178,26 @@ class Recording:
         self.time.set_host_offset_history(node_id, np.asarray(times), np.asarray(offsets), np.asarray(sigmas))
         return node_id in self.time.host_offsets
 
+    def host_clock(self, node_id: str) -> dict[str, float]:
+        """How well ``node_id``'s host clock was put on the global one during the recording:
+        ``host_to_global_sigma`` (s, median of the published 1-sigma) and
+        ``asymmetry_bound`` (s, half the fastest round trip to Redis: an asymmetric route can
+        shift the offset by up to this and no round trip can see it); {} when none recorded."""
+        sigmas, rtts = [], []
+        for snap in self.clocks:
+            est = (snap.get("hostoffsets") or {}).get(node_id)
+            if not isinstance(est, dict):
+                continue
+            try:
+                sigmas.append(float(est["uncertainty"]))
+                rtts.append(float(est["rtt"]))
+            except (TypeError, KeyError, ValueError):
+                continue
+        finite = [r for r in rtts if math.isfinite(r) and r >= 0]
+        if not finite:
+            return {}
+        return {"host_to_global_sigma": float(np.median(sigmas)), "asymmetry_bound": min(finite) / 2}
+
     def domain(self, sensor_id: str) -> str:
         """Clock domain id of a recorded sensor."""
         return domain_id(self.sensors[sensor_id].info)

@@ -298,6 +298,8 @@ def _sync_desc(rec: Recording, sid: str, clock: str, timestamps: str, t_global: 
         parts += [_el("clock_domain", rep["domain"]), _el("domain_kind", rep["kind"])]
         parts += [_el(k, repr(float(rep[k]))) for k in ("offset", "drift_ppm", "sigma", "latency")]
         parts += [_el(k, int(rep[k])) for k in ("resets", "late_samples")]
+    host = rec.host_clock(info.node_id)
+    parts += [_el(k, repr(v)) for k, v in host.items()]  # host → global: sigma and the asymmetry bound (s)
     if t_global.size:
         resid = t_global - data.device_times
         parts += [_el("offset_first", repr(float(resid[0]))), _el("offset_last", repr(float(resid[-1])))]

@@ -11,6 +11,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from ...core.clockdomain import format_offset, offset_origin
+from ...core.status import host_clock_short
 from ...viewmodel.lab import ClockRow, LabSnapshot, breathing_synchrony
 from ..style import colour, roles
 from ..widgets import RowTable, empty_label
@@ -80,6 +81,12 @@ class SyncPanel(QtWidgets.QWidget):
         self.main_window = window
         self.model = window.model
         self.summary = empty_label("No clock states yet: the sync worker writes them once sensors stream.")
+        self.hosts = QtWidgets.QLabel()
+        self.hosts.setObjectName("hostClocks")
+        self.hosts.setWordWrap(True)
+        self.hosts.setToolTip("Each PC's host clock → the lab's global clock (Redis TIME): 1-sigma of the fitted "
+                              "offset, and ½ of the fastest round trip — an asymmetric route can shift the offset "
+                              "by up to that, and no round trip can reveal it")  # fmt: skip
         self.table = RowTable(COLUMNS)
         self.table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setTextElideMode(QtCore.Qt.TextElideMode.ElideRight)
@@ -120,6 +127,7 @@ class SyncPanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.summary)
+        layout.addWidget(self.hosts)
         layout.addWidget(self.split, 1)
         render_while_visible(self, self.model.lab.changed, self.render_snapshot)
 
@@ -156,6 +164,9 @@ class SyncPanel(QtWidgets.QWidget):
         else:
             self.summary.setText(f"{len(domains)} clock domains, {len(snap.clocks)} sensors · groups "
                                  f"{snap.group_rate:.2f}/s · {kura}")  # fmt: skip
+        hosts = [host_clock_short(nid, n.host_offset) for nid, n in sorted(snap.status.nodes.items())]
+        self.hosts.setText("host → global: " + " · ".join(hosts) if hosts else "")
+        self.hosts.setVisible(bool(hosts))
         rows = domain_rows(snap.clocks)
         colours = [roles().error if m[0].uncertainty > 0.005 else None for _d, m in rows]
         self.table.set_rows([clock_cells(d, m) for d, m in rows], colours)
