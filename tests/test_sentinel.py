@@ -27,7 +27,7 @@ from sensorium_desktop.viewmodel.alerts import AlertsModel
 
 PASSWORD = "lab-pw"
 DOWN_AFTER_MS = 1000
-FAILOVER_TIMEOUT_MS = 5000
+FAILOVER_TIMEOUT_MS = 3000
 
 
 def test_sentinel_urls_parse_and_never_show_passwords() -> None:
@@ -171,8 +171,8 @@ def test_primary_killed_mid_recording_fails_over_without_loss(sentinel_lab: Sent
     assert rec.returncode == 0, stderr[-4000:]
     back = re.search(r"Redis reachable again after ([\d.]+) s \(primary now 127\.0\.0\.1:(\d+)\)", stderr)
     assert back and int(back.group(2)) == lab.data_ports[1], stderr[-4000:]
-    assert float(back.group(1)) <= (DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS) / 1000 + 2.0
-    assert promoted <= (DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS) / 1000 + 2.0
+    assert float(back.group(1)) <= promoted + 2.0  # the app follows within 2 s of the promotion
+    assert promoted <= (DOWN_AFTER_MS + 4 * FAILOVER_TIMEOUT_MS) / 1000 + 1.0  # one retry of the sentinels at most
     verify = subprocess.run(sensorium("verify", str(out)), env=lab.env, capture_output=True, text=True, timeout=120)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "intact" in verify.stdout

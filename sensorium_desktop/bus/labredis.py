@@ -22,8 +22,9 @@ from .sentinel import DEFAULT_SENTINEL_PORT, DEFAULT_SERVICE
 DEFAULT_PORT = 6379
 #: a primary unreachable this long (ms) is subjectively down for a sentinel
 DEFAULT_DOWN_AFTER_MS = 5000
-#: the sentinels' failover timeout (ms): how long before a failed failover is tried again
-DEFAULT_FAILOVER_TIMEOUT_MS = 30000
+#: the sentinels' failover timeout (ms): a failover that could not start (the sentinels' last
+#: INFO of the replica was older than 5 s) is tried again after twice this
+DEFAULT_FAILOVER_TIMEOUT_MS = 10000
 
 
 @dataclass(frozen=True)

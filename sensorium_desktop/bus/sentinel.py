@@ -21,10 +21,18 @@ import redis
 import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
 SCHEME = "redis+sentinel"
+#: reconnect backoff (base s, cap s) behind sentinels: an attempt only asks them for the
+#: primary, and a failover ends at a moment nobody knows, so retry often
+SENTINEL_BACKOFF = (0.1, 0.5)
+#: how long a sentinel may take to answer (s) before the next one is asked
+SENTINEL_TIMEOUT_S = 0.5
 #: how long a write that must survive a failover waits for a replica to acknowledge it (ms)
 REPLICA_WAIT_MS = 500
 #: the service name a lab's sentinels monitor unless told otherwise
@@ -113,8 +121,12 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     return SentinelURL(tuple(sentinels), unquote(segments[0]), db, username, password, sentinel_password)
 
 
-def _sentinel_kwargs(u: SentinelURL, timeout: float) -> dict[str, Any]:
-    kw: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+def _sentinel_kwargs(u: SentinelURL, timeout: float, is_async: bool = False) -> dict[str, Any]:
+    """Connections to the sentinels: a dead one (its PC is off) is skipped at once for the
+    next, never retried with backoff — that delayed following a failover by seconds."""
+    t = min(timeout, SENTINEL_TIMEOUT_S)
+    retry = AsyncRetry(NoBackoff(), 0) if is_async else Retry(NoBackoff(), 0)
+    kw: dict[str, Any] = {"socket_timeout": t, "socket_connect_timeout": t, "retry": retry}
     if u.sentinel_password is not None:
         kw["password"] = u.sentinel_password
     return kw
@@ -142,7 +154,7 @@ def sentinel_client(url: str, *, timeout: float = 5.0, decode: bool = False, **e
 def async_sentinel_client(url: str, *, timeout: float = 5.0, decode: bool = False) -> redis.asyncio.Redis:
     """An asyncio client of the service's current primary (follows failovers)."""
     u = parse_sentinel_url(url)
-    s = redis.asyncio.sentinel.Sentinel(list(u.sentinels), sentinel_kwargs=_sentinel_kwargs(u, timeout))
+    s = redis.asyncio.sentinel.Sentinel(list(u.sentinels), sentinel_kwargs=_sentinel_kwargs(u, timeout, True))
     return s.master_for(u.service, **_data_kwargs(u, timeout, decode))
 
 

@@ -62,8 +62,9 @@ def arguments(configure: Callable[[argparse.ArgumentParser], None]) -> Callable[
 
 def redis_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis-url", default=None,
-                   help="Redis URL (redis://, rediss://, with password); default: $SENSORIUM_REDIS_URL "
-                        "or the embedded server")  # fmt: skip
+                   help="Redis URL (redis://, rediss://, with password; a lab of several PCs: "
+                        "redis+sentinel://:PW@h1:26379,h2:26379,h3:26379/sensorium, docs/multi-pc.md); "
+                        "default: $SENSORIUM_REDIS_URL or the embedded server")  # fmt: skip
     p.add_argument("--prefix", default=None, help="key prefix (default: $SENSORIUM_PREFIX or 'sensorium')")
 
 

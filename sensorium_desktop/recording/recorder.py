@@ -30,6 +30,7 @@ from ..bus.connection import client as make_client
 from ..bus.globalclock import OffsetEstimate
 from ..bus.keys import Keys
 from ..bus.registry import list_sensors
+from ..bus.sentinel import SENTINEL_BACKOFF, is_sentinel_url
 from ..bus.sessions import Session
 from ..bus.streams import GapTracker, decode_entry
 from ..core.backoff import Backoff
@@ -175,7 +176,7 @@ class SessionRecorder(threading.Thread):
             self._fail(f"cannot open the recording directory {self.directory}: {exc}")
             return
         self.status.state = "recording"
-        backoff = Backoff(base=0.5, cap=5.0)
+        backoff = Backoff(*SENTINEL_BACKOFF) if is_sentinel_url(self.redis_url) else Backoff(base=0.5, cap=5.0)
         c: redis.Redis | None = None
         pending_phase = True  # first re-read what was delivered but not acknowledged
         last_flush = last_clock = last_hold = 0.0
