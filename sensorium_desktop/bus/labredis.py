@@ -20,8 +20,11 @@ from .embedded import _write_private, find_redis_server
 from .sentinel import DEFAULT_SENTINEL_PORT, DEFAULT_SERVICE
 
 DEFAULT_PORT = 6379
-#: a primary unreachable this long (ms) is subjectively down for a sentinel
-DEFAULT_DOWN_AFTER_MS = 5000
+#: a primary unreachable this long (ms) is subjectively down for a sentinel. 10 s, not less:
+#: a sentinel asks a replica for INFO every 10 s (every 1 s once the replica reports its link
+#: down) and will not promote one whose INFO is over 5 s old; with a shorter down-after the
+#: first attempt fails about half the time and the next comes 2 failover timeouts later
+DEFAULT_DOWN_AFTER_MS = 10000
 #: the sentinels' failover timeout (ms): a failover that could not start (the sentinels' last
 #: INFO of the replica was older than 5 s) is tried again after twice this
 DEFAULT_FAILOVER_TIMEOUT_MS = 10000
