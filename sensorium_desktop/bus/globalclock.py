@@ -60,6 +60,27 @@ class OffsetEstimate:
 
 #: a drift is fitted once the good probes span this long (s)
 DRIFT_FIT_MIN_SPAN_S = 10.0
+#: … or sooner, from this many good probes over this span (s), when the slope is known this well
+#: (its standard error, s/s): on a LAN a few seconds tell a 30 ppm drift; over Wi-Fi they do not
+EARLY_FIT_PROBES, EARLY_FIT_SPAN_S, EARLY_SLOPE_MAX_SE = 4, 3.0, 3e-6
+#: without a drift, the offset is the median of the good probes of this last stretch (s)
+EARLY_WINDOW_S = 3.0
+#: probe interval (s) until a drift is fitted, and after
+PROBE_EARLY_S, PROBE_EVERY_S = 1.0, 5.0
+
+
+def _line(good: np.ndarray, t_ref: float) -> tuple[float, float, float, float] | None:
+    """Least-squares line through (host time s, offset s) rows, at ``t_ref``: (offset, drift,
+    the offset's standard error, the drift's standard error); None when degenerate."""
+    n = good.shape[0]
+    x = good[:, 0] - t_ref
+    sxx = float(np.sum((x - x.mean()) ** 2))
+    if n < 3 or sxx <= 0.0:
+        return None
+    drift, offset = (float(v) for v in np.polyfit(x, good[:, 1], 1))
+    resid = good[:, 1] - (offset + drift * x)
+    s2 = float(np.sum(resid**2)) / (n - 2)
+    return offset, drift, math.sqrt(s2 / n), math.sqrt(s2 / sxx)
 
 
 class GlobalClockProbe:
@@ -112,28 +133,34 @@ class GlobalClockProbe:
 
     def estimate(self) -> OffsetEstimate | None:
         """From the probes whose round trip is within 1.5x the fastest: the offset at the
-        newest of them — a line through them once they span :data:`DRIFT_FIT_MIN_SPAN_S`
-        (two host clocks drift apart by tens of ppm: a median over a minute lagged by
-        hundreds of µs), else their median."""
+        newest of them — a line through them once they span :data:`DRIFT_FIT_MIN_SPAN_S`, or
+        :data:`EARLY_FIT_SPAN_S` when its slope is already that certain (two host clocks drift
+        apart by tens of ppm: a median over a minute lagged by hundreds of µs), else the
+        median of those of the last :data:`EARLY_WINDOW_S`."""
         if not self.samples:
             return None
         rtts = [s[1] for s in self.samples]
         fastest = min(rtts)
         good = np.array([(s[0], s[2]) for s in self.samples if s[1] <= 1.5 * fastest + 1e-6])
         t_ref = float(good[-1, 0])
-        drift, spread = 0.0, 0.0
-        if good.shape[0] >= 3 and good[-1, 0] - good[0, 0] >= DRIFT_FIT_MIN_SPAN_S:
-            x = good[:, 0] - t_ref
-            drift, offset = (float(v) for v in np.polyfit(x, good[:, 1], 1))
-            resid = good[:, 1] - (offset + drift * x)
-            spread = float(np.sqrt(np.sum(resid**2) / (good.shape[0] - 2) / good.shape[0]))
-        else:
-            offsets = np.sort(good[:, 1])
-            offset = float(offsets[len(offsets) // 2])
+        span = float(good[-1, 0] - good[0, 0])
+        fit = _line(good, t_ref) if good.shape[0] >= EARLY_FIT_PROBES and span >= EARLY_FIT_SPAN_S else None
+        if fit is not None and (span >= DRIFT_FIT_MIN_SPAN_S or fit[3] <= EARLY_SLOPE_MAX_SE):
+            offset, drift, spread = fit[0], fit[1], fit[2]
+        else:  # no drift yet: the newest good probes (a median of the window lags drift × its age)
+            recent = good[good[:, 0] >= t_ref - EARLY_WINDOW_S]
+            offsets = np.sort(recent[:, 1])
+            offset, drift = float(offsets[len(offsets) // 2]), 0.0
             spread = float(offsets[-1] - offsets[0]) / 2 if len(offsets) > 1 else 0.0
         # the server read lies within +-rtt/2: uniform → sigma rtt/sqrt(12); plus 1 us TIME resolution
         sigma = math.sqrt((fastest / math.sqrt(12.0)) ** 2 + spread**2 + 1e-12)
         return OffsetEstimate(offset, fastest, sigma, len(self.samples), time.time(), drift, t_ref)
+
+    def next_interval(self) -> float:
+        """Seconds to the next burst: often until a drift is fitted (a short recording right after
+        the start is mapped well too), then every :data:`PROBE_EVERY_S`."""
+        est = self.estimate()
+        return PROBE_EVERY_S if est is not None and est.drift != 0.0 else PROBE_EARLY_S
 
     def publish(self, c: redis.Redis, keys: Keys, node_id: str) -> OffsetEstimate | None:
         est = self.estimate()

@@ -96,7 +96,7 @@ def global_clock(node: NodeContext) -> Run:
                             est.offset, est.rtt, est.uncertainty)  # fmt: skip
                 except (redis.RedisError, OSError) as exc:
                     log.debug("clock probe failed: %s", exc)
-                await _sleep(stop, 5.0 if probe.samples else 0.2)
+                await _sleep(stop, probe.next_interval() if probe.samples else 0.2)
         finally:
             c.close()
 
