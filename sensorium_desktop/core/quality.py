@@ -1,0 +1,313 @@
+"""Is this signal still good? Signal quality of one sensor from its own history (pure numpy).
+
+A :class:`SignalQuality` keeps the last seconds of a sensor's samples and, every time it is
+asked, judges the newest window (``window_s``: 0.5 s, at least 16 samples) of every channel
+against a baseline it learned from that sensor's own good windows:
+
+- **dropout / rate drop**: fewer samples than the nominal rate promises (rules need no baseline);
+- **nan**: a run of NaN/inf values;
+- **clipped**: samples pinned at the attribute's range, or many at exactly the window's extreme
+  (an amplifier in saturation);
+- **flat**: the window's spread collapsed (an electrode off, a frozen value);
+- **jump**: the window's spread or level far beyond the learned one (electrode pop, spike);
+- **noise**: mains hum (50/60 Hz) or broadband noise far above the learned share;
+- **drift**: the level moved away from the learned level by several typical spreads;
+- **model**: the standardized error of a trained forecaster (:mod:`.forecast`), when one is
+  given for this sensor and attribute.
+
+Each check yields a severity in [0, 1]; the anomaly score is the largest, the state is
+``good`` (< 0.5), ``suspect`` (< 0.9) or ``bad``, and the reason names the check (and the
+channel). Until :data:`BASELINE_WINDOWS` good windows were seen the state is ``learning``
+(the rules needing no baseline still mark bad data). Units: s, Hz, the sensor's own units.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+#: judged window (s), at least :data:`MIN_WINDOW_SAMPLES` samples
+WINDOW_S = 0.5
+MIN_WINDOW_SAMPLES = 8
+#: the level (for drift) is the median of this longer stretch (s), at least as many samples
+LEVEL_WINDOW_S = 10.0
+#: history kept (s) for the window and the forecaster's inputs
+HISTORY_S = 10.0
+#: good windows needed before the baseline is trusted
+BASELINE_WINDOWS = 8
+#: the baseline follows good windows with this time constant (s): slower than any drift
+BASELINE_TAU_S = 120.0
+#: state thresholds on the score
+SUSPECT_AT, BAD_AT = 0.5, 0.9
+REASONS = ("dropout", "rate drop", "nan", "clipped", "flat", "jump", "noise", "drift", "model")
+MAINS_HZ = (50.0, 60.0)
+
+
+class Forecaster(Protocol):
+    """A one-step forecaster of a sensor's values (see :mod:`.forecast`)."""
+
+    attribute: str
+    sensor_id: str
+
+    def standardized_error(self, values: np.ndarray) -> np.ndarray:
+        """|error| / training residual scale per channel for the newest samples, shape (channels,)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the operator sees for one sensor: ``state`` good/suspect/bad/learning, ``score``
+    0–1, ``reason`` one of :data:`REASONS` ("" when good), ``detail`` in words."""
+
+    state: str
+    score: float
+    reason: str = ""
+    detail: str = ""
+    channel: int = -1
+
+
+@dataclass(slots=True)
+class _Baseline:
+    spread: np.ndarray  # typical robust spread (IQR) of a window, per channel
+    ptp: np.ndarray  # typical peak-to-peak of a window, per channel
+    level: np.ndarray  # typical window median, per channel
+    hum: np.ndarray  # typical share of mains-band power, per channel
+    rough: np.ndarray  # typical std(diff) / std, per channel
+    level_long: np.ndarray  # typical median of the longer level window, per channel
+    range_long: np.ndarray  # typical peak-to-peak of the longer level window, per channel
+    windows: int = 0
+
+
+def _severity(ratio: np.ndarray | float, at: float, full: float) -> np.ndarray:
+    """0 below ``at``, rising to 1 at ``full`` (linear; ratios, any shape)."""
+    r = np.asarray(ratio, dtype=np.float64)
+    return np.clip((r - at) / (full - at), 0.0, 1.0)
+
+
+class SignalQuality:
+    """Quality of one sensor's stream. ``rate`` Hz (0: irregular — rate checks off),
+    ``channels``; ``value_range`` (lo, hi) the attribute's valid range when known."""
+
+    def __init__(
+        self,
+        rate: float,
+        channels: int,
+        value_range: tuple[float | None, float | None] | None = None,
+        forecaster: Forecaster | None = None,
+        window_s: float = WINDOW_S,
+    ) -> None:
+        self.rate = float(rate)
+        self.channels = int(channels)
+        self.value_range = value_range
+        self.forecaster = forecaster
+        min_s = MIN_WINDOW_SAMPLES / self.rate if self.rate > 0 else window_s
+        self.window_s = max(window_s, min_s)
+        n_hist = math.ceil(HISTORY_S * self.rate) if self.rate > 0 else 4096
+        self._n_hist = max(n_hist, 2 * MIN_WINDOW_SAMPLES)
+        self._t = np.full(self._n_hist, np.nan)
+        self._v = np.full((self._n_hist, self.channels), np.nan)
+        self._filled = 0
+        self._head = 0
+        self.base: _Baseline | None = None
+        self._pending: list[np.ndarray] = []  # window stats before the baseline exists
+        self._learned_at = math.nan  # time of the last window folded into the baseline (s)
+        self._first_t = math.nan  # the first sample's time (s): a window is not due before it
+
+    # -- data ---------------------------------------------------------------------------------
+    def update(self, t: np.ndarray, values: np.ndarray) -> None:
+        """Append samples: times (n,) s and values (n, channels)."""
+        t = np.asarray(t, dtype=np.float64)
+        n = t.size
+        if n == 0:
+            return
+        v = np.asarray(values, dtype=np.float64).reshape(n, -1)[:, : self.channels]
+        if n >= self._n_hist:
+            t, v, n = t[-self._n_hist :], v[-self._n_hist :], self._n_hist
+        if math.isnan(self._first_t):
+            self._first_t = float(t[0])
+        idx = (self._head + np.arange(n)) % self._n_hist
+        self._t[idx] = t
+        self._v[idx] = v
+        self._head = (self._head + n) % self._n_hist
+        self._filled = min(self._n_hist, self._filled + n)
+
+    def _window(self, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Samples of (now − window_s, now], oldest first."""
+        order = (self._head - self._filled + np.arange(self._filled)) % self._n_hist
+        t, v = self._t[order], self._v[order]
+        keep = (t > now - self.window_s) & (t <= now)
+        return t[keep], v[keep]
+
+    # -- judging ------------------------------------------------------------------------------
+    def assess(self, now: float) -> Verdict:
+        """Judge the window ending at ``now`` (s, the samples' clock)."""
+        with warnings.catch_warnings():  # all-NaN channels are judged ("nan"), not warned about
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return self._assess(now)
+
+    def _assess(self, now: float) -> Verdict:
+        t, v = self._window(now)
+        sev: dict[str, np.ndarray] = {}
+        covered = min(self.window_s, now - self._first_t) if math.isfinite(self._first_t) else self.window_s
+        expected = self.rate * covered
+        if self.rate > 0 and expected >= 1.0:
+            ratio = t.size / expected
+            if t.size == 0:
+                return Verdict("bad", 1.0, "dropout", f"no sample in the last {self.window_s:.2f} s")
+            sev["rate drop"] = np.full(self.channels, float(_severity(1.0 - ratio, 0.2, 0.5)))
+        finite = np.isfinite(v)
+        nan_share = 1.0 - finite.mean(axis=0) if v.size else np.zeros(self.channels)
+        sev["nan"] = _severity(nan_share, 0.05, 0.3)
+        vf = np.where(finite, v, np.nan)
+        with np.errstate(all="ignore"):
+            lo, hi = np.nanmin(vf, axis=0), np.nanmax(vf, axis=0)
+            ptp = hi - lo
+            q25, med, q75 = np.nanpercentile(vf, [25, 50, 75], axis=0)
+            spread = q75 - q25
+        sev["clipped"] = self._clipped(vf, lo, hi, ptp)
+        level_long, range_long = self._level(now)
+        stats = np.stack([spread, ptp, med, self._hum(vf), self._rough(vf), level_long, range_long])
+        base = self.base
+        if base is not None and base.windows >= BASELINE_WINDOWS:
+            floor = 1e-9 + 1e-6 * np.abs(base.level)
+            sev["flat"] = _severity(1.0 - ptp / np.maximum(base.ptp, floor), 0.9, 0.98)
+            sev["jump"] = _severity(ptp / np.maximum(base.ptp, floor), 2.5, 4.0)
+            hum_gain = stats[3] / np.maximum(base.hum, 1e-3)
+            rough_gain = stats[4] / np.maximum(base.rough, floor)
+            sev["noise"] = np.maximum(_severity(hum_gain, 4.0, 8.0) * (stats[3] > 0.1),
+                                      _severity(rough_gain, 3.0, 5.0))  # fmt: skip
+            moved = np.abs(level_long - base.level_long) / np.maximum(base.range_long, floor)
+            sev["drift"] = _severity(moved, 0.75, 1.5)
+            if self.forecaster is not None and t.size:
+                z = self.forecaster.standardized_error(self._recent(now))
+                sev["model"] = _severity(z, 4.0, 8.0)
+        verdict = _verdict(sev, self.channels)
+        if not np.isfinite(stats).all(axis=0).any():
+            return verdict
+        self._learn(stats, verdict, now)
+        if (base is None or base.windows < BASELINE_WINDOWS) and verdict.state != "bad":
+            n = 0 if base is None else base.windows
+            return Verdict("learning", verdict.score, verdict.reason,
+                           f"learning this sensor's normal signal ({n}/{BASELINE_WINDOWS} windows)")  # fmt: skip
+        return verdict
+
+    def _level(self, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Median and peak-to-peak of the last :data:`LEVEL_WINDOW_S` (the level a drift moves)."""
+        order = (self._head - self._filled + np.arange(self._filled)) % self._n_hist
+        t, v = self._t[order], self._v[order]
+        span = max(LEVEL_WINDOW_S, 4 * self.window_s)
+        x = v[(t > now - span) & (t <= now)]
+        if x.shape[0] == 0:
+            return np.full(self.channels, np.nan), np.full(self.channels, np.nan)
+        with np.errstate(all="ignore"):
+            return np.nanmedian(x, axis=0), np.nanmax(x, axis=0) - np.nanmin(x, axis=0)
+
+    def _recent(self, now: float) -> np.ndarray:
+        order = (self._head - self._filled + np.arange(self._filled)) % self._n_hist
+        keep = self._t[order] <= now
+        return self._v[order][keep]
+
+    def _clipped(self, vf: np.ndarray, lo: np.ndarray, hi: np.ndarray, ptp: np.ndarray) -> np.ndarray:
+        """Share of samples pinned at the range's ends, or at exactly the window's extreme."""
+        n = max(vf.shape[0], 1)
+        out = np.zeros(self.channels)
+        if self.value_range is not None:
+            rlo, rhi = self.value_range
+            tol = 1e-3 * (abs(rhi - rlo) if rlo is not None and rhi is not None else 1.0)
+            at = np.zeros_like(vf, dtype=bool)
+            if rlo is not None:
+                at |= vf <= rlo + tol
+            if rhi is not None:
+                at |= vf >= rhi - tol
+            out = np.maximum(out, _severity(at.mean(axis=0), 0.05, 0.2))
+        with np.errstate(invalid="ignore"):
+            at_hi = (vf == hi).sum(axis=0)
+            at_lo = (vf == lo).sum(axis=0)
+        most = np.maximum(at_hi, at_lo)
+        out = np.maximum(out, _severity(most / n, 0.1, 0.3) * (ptp > 0) * (most >= 3))
+        return out
+
+    def _hum(self, vf: np.ndarray) -> np.ndarray:
+        """Share of the window's power (mean removed) within ±2 Hz of 50 or 60 Hz, per channel."""
+        if self.rate < 2.5 * MAINS_HZ[0] or vf.shape[0] < MIN_WINDOW_SAMPLES:
+            return np.zeros(self.channels)
+        x = np.nan_to_num(vf - np.nanmean(vf, axis=0))
+        spec = np.abs(np.fft.rfft(x * np.hanning(x.shape[0])[:, None], axis=0)) ** 2
+        f = np.fft.rfftfreq(x.shape[0], 1.0 / self.rate)
+        band = np.zeros(f.size, dtype=bool)
+        for mains in MAINS_HZ:
+            if mains < self.rate / 2:
+                band |= np.abs(f - mains) <= 2.0 + self.rate / x.shape[0]
+        total = spec[1:].sum(axis=0)
+        return np.where(total > 0, spec[band].sum(axis=0) / np.maximum(total, 1e-300), 0.0)
+
+    def _rough(self, vf: np.ndarray) -> np.ndarray:
+        """Robust SD (1.4826 × median absolute value) of the second difference: the signal's own
+        slope and curvature cancel, one spike does not count, broadband noise does; per channel."""
+        if vf.shape[0] < 4:
+            return np.zeros(self.channels)
+        with np.errstate(all="ignore"):
+            r = 1.4826 * np.nanmedian(np.abs(np.diff(vf, n=2, axis=0)), axis=0)
+        return np.nan_to_num(r, nan=0.0, posinf=0.0)
+
+    def _learn(self, stats: np.ndarray, verdict: Verdict, now: float) -> None:
+        """Fold a good window's statistics into the baseline (medians of windows a window
+        apart until it is trusted, then an average over :data:`BASELINE_TAU_S`)."""
+        if verdict.state == "bad" or not np.isfinite(stats).all():
+            return
+        if self.base is None or self.base.windows < BASELINE_WINDOWS:
+            if now - self._learned_at < self.window_s:
+                return
+            self._learned_at = now
+            self._pending.append(stats)
+            m = np.median(np.stack(self._pending), axis=0)
+            self.base = _Baseline(m[0], m[1], m[2], m[3], m[4], m[5], m[6], len(self._pending))
+            return
+        if verdict.state != "good":
+            return
+        a = min(1.0, (now - self._learned_at) / BASELINE_TAU_S) if math.isfinite(self._learned_at) else 0.0
+        self._learned_at = now
+        b = self.base
+        b.spread += a * (stats[0] - b.spread)
+        b.ptp += a * (stats[1] - b.ptp)
+        b.level += a * (stats[2] - b.level)
+        b.hum += a * (stats[3] - b.hum)
+        b.rough += a * (stats[4] - b.rough)
+        b.level_long += a * (stats[5] - b.level_long)
+        b.range_long += a * (stats[6] - b.range_long)
+        b.windows += 1
+
+
+#: reasons that say what happened more precisely than a changed spread: named first when they
+#: reach suspect (a saturated amplifier also widens the spread, a "jump")
+SPECIFIC = ("dropout", "rate drop", "nan", "clipped", "flat")
+
+
+def _verdict(sev: dict[str, np.ndarray], channels: int) -> Verdict:
+    """The worst check over all channels → state, score, reason, channel (a specific reason
+    that reached suspect is named before a larger general one; the score is the largest)."""
+    worst: dict[str, tuple[float, int]] = {}
+    for reason in REASONS:
+        s = sev.get(reason)
+        if s is None or s.size == 0:
+            continue
+        s = np.nan_to_num(np.asarray(s, dtype=np.float64).reshape(-1), nan=0.0)
+        ch = int(np.argmax(s))
+        worst[reason] = (float(s[ch]), ch)
+    best_reason, best_score, best_ch = "", 0.0, -1
+    for reason, (score, ch) in worst.items():
+        if score > best_score:
+            best_reason, best_score, best_ch = reason, score, ch
+    specific = [(worst[r][0], r) for r in SPECIFIC if r in worst and worst[r][0] >= SUSPECT_AT]
+    if specific:
+        best_reason = max(specific)[1]
+        best_ch = worst[best_reason][1]
+    if best_score < SUSPECT_AT:
+        return Verdict("good", best_score)
+    state = "bad" if best_score >= BAD_AT else "suspect"
+    where = f" (channel {best_ch + 1})" if channels > 1 else ""
+    return Verdict(state, best_score, best_reason, f"{best_reason}{where}", best_ch if channels > 1 else -1)

@@ -1,0 +1,88 @@
+"""Signal quality from a sensor's own history (core/quality.py): each rule on a real-looking
+signal, the state machine (learning → good → bad with a reason) and its channel."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sensorium_desktop.core.quality import BASELINE_WINDOWS, SignalQuality
+
+RATE = 256.0
+HOP = 0.125
+
+
+def _signal(t: np.ndarray, channels: int, rng: np.random.Generator) -> np.ndarray:
+    phase = rng.uniform(0, 2 * math.pi, channels)
+    return 20 * np.sin(2 * math.pi * 10 * t[:, None] + phase) + rng.normal(0, 3, (t.size, channels))
+
+
+def _feed(q: SignalQuality, t0: float, seconds: float, make, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+    """Deliver ``seconds`` of ``make(t)`` every HOP s; the verdicts after each delivery."""
+    verdicts = []
+    for k in range(int(seconds / HOP)):
+        t = t0 + k * HOP + np.arange(int(RATE * HOP)) / RATE
+        v = make(t)
+        if v is not None:
+            q.update(t, v)
+        verdicts.append((t[-1] + 1 / RATE - t0, q.assess(t[-1] + 1 / RATE)))
+    return verdicts
+
+
+@pytest.fixture
+def learned() -> tuple[SignalQuality, float, np.random.Generator]:
+    rng = np.random.default_rng(5)
+    q = SignalQuality(RATE, 4, value_range=(-500.0, 500.0))
+    verdicts = _feed(q, 0.0, 20.0, lambda t: _signal(t, 4, rng), rng)
+    assert verdicts[0][1].state == "learning"
+    assert [v.state for _t, v in verdicts[-40:]] == ["good"] * 40 and q.base is not None
+    assert q.base.windows >= BASELINE_WINDOWS
+    return q, 20.0, rng
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "channel"),
+    [("flat", "flat", 2), ("nan", "nan", 1), ("clipped", "clipped", 0), ("hum", "noise", 3), ("pop", "jump", 2),
+     ("dropout", "dropout", -1)],  # fmt: skip
+)
+def test_each_artifact_is_named_with_its_channel_within_a_second(learned, kind: str, reason: str, channel: int) -> None:  # type: ignore[no-untyped-def]
+    q, t0, rng = learned
+
+    def make(t: np.ndarray) -> np.ndarray | None:
+        v = _signal(t, 4, rng)
+        if kind == "flat":
+            v[:, 2] = 1.5
+        elif kind == "nan":
+            v[:, 1] = np.nan
+        elif kind == "clipped":
+            v[:, 0] = np.clip(v[:, 0] * 40, -500.0, 500.0)
+        elif kind == "hum":
+            v[:, 3] += 30 * np.sin(2 * math.pi * 50 * t)
+        elif kind == "pop":
+            v[:, 2] += 400 * np.exp(-(t - t0) / 0.3)
+        elif kind == "dropout":
+            return None
+        return v
+
+    verdicts = _feed(q, t0, 2.0, make, rng)
+    first_bad = next((dt, v) for dt, v in verdicts if v.state in ("suspect", "bad"))
+    dt, v = first_bad
+    assert v.reason == reason or (reason == "dropout" and v.reason == "rate drop"), v  # a drop comes first
+    assert dt <= 1.0, f"{reason} found only after {dt:.2f} s"
+    assert v.channel == channel or channel == -1
+    assert (f"channel {channel + 1}" in v.detail) if channel >= 0 else v.reason in v.detail
+
+
+def test_a_clean_signal_stays_good_and_the_baseline_follows_it_slowly(learned) -> None:  # type: ignore[no-untyped-def]
+    q, t0, rng = learned
+    verdicts = _feed(q, t0, 30.0, lambda t: _signal(t, 4, rng) * 1.1, rng)  # 10 % louder: still normal
+    bad = [(round(dt, 2), v.reason) for dt, v in verdicts if v.state != "good"]
+    assert bad == []
+
+
+def test_an_irregular_sensor_has_no_rate_rules() -> None:
+    q = SignalQuality(0.0, 1)
+    q.update(np.array([1.0, 1.2]), np.array([[3.0], [4.0]]))
+    assert q.assess(1.3).reason != "dropout"
