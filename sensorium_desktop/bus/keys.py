@@ -143,6 +143,11 @@ class Keys:
         """The sync worker's statistics (JSON, :class:`core.status.WorkerStats`) of ``node_id``."""
         return self._k("telemetry", node_id, "worker")
 
+    @property
+    def quality(self) -> str:
+        """Hash: sensor id → its signal quality now (JSON: state, score, reason, detail, channel, time)."""
+        return self._k("quality")
+
     def discovery(self, node_id: str) -> str:
         return self._k("discovery", node_id)
 

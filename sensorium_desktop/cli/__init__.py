@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import exitcodes
-from . import devices, node, recording, seed, window  # noqa: F401  (importing them registers their commands)
+from . import devices, node, quality, recording, seed, window  # noqa: F401  (importing them registers their commands)
 from .base import COMMANDS, build_parser, command, log, setup_logging
 
 if TYPE_CHECKING:

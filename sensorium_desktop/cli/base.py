@@ -92,7 +92,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: the order ``--help`` lists the command modules in (a lab's first steps first)
-HELP_ORDER = ("window", "node", "recording", "devices", "seed")
+HELP_ORDER = ("window", "node", "recording", "devices", "quality", "seed")
 
 
 def _help_position(c: Command) -> int:

@@ -23,10 +23,12 @@ channel). Until :data:`BASELINE_WINDOWS` good windows were seen the state is ``l
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -311,3 +313,23 @@ def _verdict(sev: dict[str, np.ndarray], channels: int) -> Verdict:
     state = "bad" if best_score >= BAD_AT else "suspect"
     where = f" (channel {best_ch + 1})" if channels > 1 else ""
     return Verdict(state, best_score, best_reason, f"{best_reason}{where}", best_ch if channels > 1 else -1)
+
+
+def verdict_json(v: Verdict, now: float) -> str:
+    """A verdict as stored in the ``quality`` hash (JSON)."""
+    return json.dumps({"state": v.state, "score": round(v.score, 3), "reason": v.reason, "detail": v.detail,
+                       "channel": v.channel, "time": now})  # fmt: skip
+
+
+def parse_quality(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The ``quality`` hash as sensor → verdict dict (malformed entries left out)."""
+    out: dict[str, dict[str, Any]] = {}
+    for k, val in raw.items():
+        try:
+            sid = k.decode() if isinstance(k, bytes) else str(k)
+            d = json.loads(val)
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(d, dict) and d.get("state") in ("good", "suspect", "bad", "learning"):
+            out[sid] = d
+    return out

@@ -55,6 +55,8 @@ class Acquisition:
         #: wall time (s) the node started: sensors carry it as their clock run
         self.started = started
         self.on_new_sensors = on_new_sensors
+        #: called with every delivery before it is queued (components that look at the data)
+        self.taps: list[Callable[[SampleBatch], None]] = []
         self.devices: list[Device] = []
         #: (URI, why) of every requested device that could not be opened
         self.device_errors: list[tuple[str, str]] = []
@@ -158,6 +160,12 @@ class Acquisition:
             usual = DELIVERY_GAP_DECAY * self.delivery_gaps.get(batch.sensor_id, 0.0)
             self.delivery_gaps[batch.sensor_id] = max(gap, usual)
         self.last_data[batch.sensor_id] = now
+        for tap in self.taps:
+            try:
+                tap(batch)
+            except Exception:  # a component's bug must not cost a sample
+                self.counters["tap_errors"] += 1
+                log.exception("node: a sample tap failed on %s", batch.sensor_id)
         held = self._anchoring.get(batch.sensor_id)
         if held is not None:
             held.append(batch)

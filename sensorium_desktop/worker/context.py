@@ -24,6 +24,7 @@ from ..bus.globalclock import GlobalClockProbe
 from ..bus.keys import Keys
 from ..core.backpressure import Attention
 from ..core.ids import make_id
+from ..core.samples import SampleBatch, SensorInfo
 from ..core.status import NodeState
 from ..devices.network import IngestHub
 
@@ -99,6 +100,15 @@ class NodeContext(Protocol):
 
     def add_remote(self, remote: Remote) -> None:
         """Show ``remote`` in the node's status (``remote_control``) while it runs."""
+        ...
+
+    def add_sample_tap(self, tap: Callable[[SampleBatch], None]) -> None:
+        """Call ``tap`` with every batch this node's devices deliver (in the event loop, before
+        it is queued; keep it cheap — an exception is counted and logged, never lost data)."""
+        ...
+
+    def sensor_info(self, sensor_id: str) -> SensorInfo | None:
+        """The description of one of this node's sensors (None: not this node's)."""
         ...
 
     def remote(self, name: str) -> Remote | None:

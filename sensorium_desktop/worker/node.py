@@ -19,7 +19,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import psutil
@@ -32,6 +32,7 @@ from ..bus.globalclock import GlobalClockProbe
 from ..core.backoff import Backoff
 from ..core.backpressure import Attention
 from ..core.ids import validate_id
+from ..core.samples import SampleBatch, SensorInfo
 from ..core.status import NodeState
 from ..devices import Device
 from ..devices.network import IngestHub
@@ -91,6 +92,12 @@ class Node:
     def attention(self) -> Mapping[str, Attention]:
         """Current attention level per sensor id."""
         return self.flow.attention
+
+    def add_sample_tap(self, tap: Callable[[SampleBatch], None]) -> None:
+        self.acquisition.taps.append(tap)
+
+    def sensor_info(self, sensor_id: str) -> SensorInfo | None:
+        return next((i for i in self.acquisition.sensor_infos() if i.sensor_id == sensor_id), None)
 
     def add_remote(self, remote: Remote) -> None:
         """Show ``remote`` in the node's status while it runs (one per name: a restarted

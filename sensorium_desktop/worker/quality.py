@@ -1,0 +1,148 @@
+"""Node component ``quality``: is each of this node's signals still good?
+
+Every delivery of a regular numeric sensor goes to its :class:`~..core.quality.SignalQuality`
+(a sample tap: no Redis read); every :data:`ASSESS_EVERY_S` each is judged and the verdicts
+are written to the ``quality`` hash (sensor → JSON), which ``sensorium status``, the device
+tree and the review read. A bad spell that ends is put into every running recording as a
+marker ``BAD_<reason>`` at the spell's start with its duration — BIDS ``events.tsv`` rows
+that MNE reads as annotations marking the span bad. A forecaster trained for the sensor and
+its attribute (``sensorium train``, :mod:`..core.forecast`) is used when its file is in the
+data dir's ``models/``; never one trained for another sensor or attribute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from .. import paths
+from ..bus.connection import async_client
+from ..bus.sessions import mark_recordings
+from ..core.attributes import get_type
+from ..core.forecast import Forecaster, model_name
+from ..core.hostclock import host_time
+from ..core.quality import SignalQuality, Verdict, verdict_json
+from ..core.samples import SampleBatch, SensorInfo
+from .context import NodeContext, Run
+
+log = logging.getLogger(__name__)
+
+#: how often every sensor is judged (s)
+ASSESS_EVERY_S = 0.25
+#: a sensor is scored when it is regular, numeric and has at most this many channels
+MAX_CHANNELS = 64
+
+
+def value_range(info: SensorInfo) -> tuple[float | None, float | None] | None:
+    """The attribute's valid range when its schema has one numeric value with bounds."""
+    at = get_type(info.attribute)
+    if at is None or len(at.fields) != 1:
+        return None
+    f = at.fields[0]
+    return (f.minimum, f.maximum) if f.minimum is not None or f.maximum is not None else None
+
+
+@dataclass
+class _Scored:
+    quality: SignalQuality
+    verdict: Verdict
+    bad_since: float | None = None  # host time the current bad spell began (s)
+
+
+class QualityScorer:
+    """The verdicts of one node's sensors (no I/O: fed by a tap, read by the component)."""
+
+    def __init__(self, models_dir: str | None = None) -> None:
+        self.sensors: dict[str, _Scored] = {}
+        self.skipped: set[str] = set()
+        self.models_dir = models_dir
+
+    def tap(self, batch: SampleBatch, info: SensorInfo | None) -> None:
+        sid = batch.sensor_id
+        scored = self.sensors.get(sid)
+        if scored is None:
+            if sid in self.skipped or info is None:
+                return
+            if info.nominal_rate <= 0 or info.channel_format == "string" or info.channel_count > MAX_CHANNELS:
+                self.skipped.add(sid)  # events, text, a 99-point skeleton: not a signal to judge this way
+                return
+            model = load_forecaster(self.models_dir, info.sensor_id, info.attribute) if self.models_dir else None
+            q = SignalQuality(info.nominal_rate, info.channel_count, value_range(info), model)
+            scored = self.sensors[sid] = _Scored(q, Verdict("learning", 0.0))
+        values = batch.values
+        if values.dtype == object:
+            return
+        scored.quality.update(batch.t_arrival, values)
+
+    def assess(self, now: float) -> list[tuple[str, Verdict, float]]:
+        """Judge every sensor at host time ``now``; returns the bad spells that just ended
+        (sensor, the verdict that made it bad, its start s)."""
+        ended = []
+        for sid, s in self.sensors.items():
+            v = s.quality.assess(now)
+            if v.state == "bad" and s.bad_since is None:
+                s.bad_since = now - s.quality.window_s
+                s.verdict = v
+            elif v.state != "bad" and s.bad_since is not None:
+                ended.append((sid, s.verdict, s.bad_since))
+                s.bad_since = None
+            if v.state != "bad" or s.bad_since is None or v.reason == s.verdict.reason:
+                s.verdict = v
+        return ended
+
+
+def load_forecaster(models_dir: str | Path, sensor_id: str, attribute: str) -> Forecaster | None:
+    """The model trained for exactly this sensor and attribute in ``models_dir``, or None
+    (none, unreadable — logged — or trained for another: never used silently)."""
+    path = Path(models_dir) / model_name(sensor_id, attribute)
+    if not path.is_file():
+        return None
+    try:
+        f = Forecaster.from_bytes(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        log.warning("quality: %s: %s; %s scored by the rules alone", path, exc, sensor_id)
+        return None
+    if (f.sensor_id, f.attribute) != (sensor_id, attribute):
+        log.warning("quality: %s was trained for %s/%s, not %s/%s: not used", path, f.sensor_id, f.attribute,
+                    sensor_id, attribute)  # fmt: skip
+        return None
+    log.info("quality: %s scored with its forecaster (%s, %d epochs)", sensor_id, f.backend, f.epochs)
+    return f
+
+
+def quality(node: NodeContext) -> Run:
+    """Score this node's sensors; publish the verdicts; mark ended bad spells in recordings."""
+    scorer = QualityScorer(str(paths.data_dir() / "models"))
+    node.add_sample_tap(lambda b: scorer.tap(b, node.sensor_info(b.sensor_id)))
+
+    async def run(stop: asyncio.Event) -> None:
+        c = async_client(node.config.redis_url, timeout=2.0)
+        try:
+            while not stop.is_set():
+                now = host_time()
+                t0 = time.perf_counter()
+                ended = scorer.assess(now)
+                node.counters["quality_cpu_us"] = int(1e6 * (time.perf_counter() - t0))
+                try:
+                    if scorer.sensors:
+                        await c.hset(node.keys.quality, mapping={sid: verdict_json(s.verdict, now)
+                                                                 for sid, s in scorer.sensors.items()})  # fmt: skip
+                    for sid, v, start in ended:
+                        extra = {"sensor_id": sid, "duration": repr(round(now - start, 3)), "detail": v.detail}
+                        await mark_recordings(c, node.keys, f"BAD_{v.reason.replace(' ', '_')}", "quality", start,
+                                              extra)  # fmt: skip
+                except (redis.RedisError, OSError) as exc:
+                    log.debug("quality: Redis unreachable: %s", exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), ASSESS_EVERY_S)
+                except TimeoutError:
+                    pass
+        finally:
+            await c.aclose()
+
+    return run
