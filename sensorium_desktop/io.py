@@ -65,8 +65,10 @@ def read_raw(path: str | Path, stream: str | None = None, preload: bool = True) 
     t0 = float(s.times[0])
     keep = (data.marker_times >= t0) & (data.marker_times <= float(s.times[-1]))
     if keep.any():
+        # BAD_<reason> spells of the quality scorer keep their length: MNE treats them as bad spans
+        durations = data.marker_durations if data.marker_durations is not None else np.zeros(keep.size)
         raw.set_annotations(mne.Annotations(
-            onset=data.marker_times[keep] - t0, duration=np.zeros(int(keep.sum())),
+            onset=data.marker_times[keep] - t0, duration=durations[keep],
             description=[lbl for lbl, k in zip(data.marker_labels, keep, strict=True) if k],
             extras=[{"source": src} for src, k in zip(data.marker_sources, keep, strict=True) if k]))  # fmt: skip
     raw.info["description"] = f"{s.name} from {data.path.name}; clock: {data.clock}"

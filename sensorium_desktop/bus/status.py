@@ -12,6 +12,7 @@ import redis
 from ..core.backpressure import BackpressureConfig
 from ..core.clockdomain import format_offset
 from ..core.health import finite_or_zero, sensor_health, silence_s
+from ..core.quality import parse_quality, quality_text
 from ..core.status import (
     CheckpointSummary,
     DeviceSummary,
@@ -62,7 +63,9 @@ def read_status(c: redis.Redis, keys: Keys) -> LabStatus:
     first.get(keys.checkpoint_committed)
     first.get(keys.checkpoint_proposed)
     first.xlen(keys.groups)
-    node_set, device_set, sensor_set, leader, term, committed, proposed, groups = first.execute()
+    first.hgetall(keys.quality)
+    node_set, device_set, sensor_set, leader, term, committed, proposed, groups, quality_raw = first.execute()
+    quality = parse_quality(quality_raw or {})
     node_ids = sorted(x.decode() for x in node_set)
     device_ids = sorted(x.decode() for x in device_set)
     sensor_ids = sorted(x.decode() for x in sensor_set)
@@ -130,7 +133,7 @@ def read_status(c: redis.Redis, keys: Keys) -> LabStatus:
         sensors.append(SensorStatus(sid, info.attribute, info.device_id, info.node_id, info.nominal_rate,
                                     round(health.rate, 3), health.state, health.text,
                                     None if silent is None else round(silent, 3), int(length),
-                                    _decode(clock)))  # fmt: skip
+                                    _decode(clock), quality.get(sid, {})))  # fmt: skip
     return LabStatus(
         time=now, nodes=nodes, leader=(leader or {}).get(b"node", b"").decode(), term=int(term) if term else 0,
         checkpoint=_checkpoint(committed), proposal=_checkpoint(proposed, acks) if proposal_id else None,
@@ -225,6 +228,7 @@ def format_status(s: LabStatus) -> str:
     lines.append(f"sensors ({len(s.sensors)}):")
     for x in s.sensors:
         cl = "  " + clock_summary(x.clock, s.time) if x.clock else ""
+        qt = f"  quality {quality_text(x.quality)}" if x.quality else ""
         lines.append(f"  {x.sensor_id:<28} {x.attribute:<12} {x.rate:8.1f}/{x.nominal_rate:g} Hz"
-                     f"  {x.health_text}{cl}")  # fmt: skip
+                     f"  {x.health_text}{qt}{cl}")  # fmt: skip
     return "\n".join(lines)

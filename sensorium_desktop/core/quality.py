@@ -47,6 +47,8 @@ BASELINE_TAU_S = 120.0
 SUSPECT_AT, BAD_AT = 0.5, 0.9
 REASONS = ("dropout", "rate drop", "nan", "clipped", "flat", "jump", "noise", "drift", "model")
 MAINS_HZ = (50.0, 60.0)
+#: mains hum is measured over this long (s): 1 Hz resolution
+HUM_WINDOW_S = 1.0
 
 
 class Forecaster(Protocol):
@@ -172,15 +174,15 @@ class SignalQuality:
             spread = q75 - q25
         sev["clipped"] = self._clipped(vf, lo, hi, ptp)
         level_long, range_long = self._level(now)
-        stats = np.stack([spread, ptp, med, self._hum(vf), self._rough(vf), level_long, range_long])
+        stats = np.stack([spread, ptp, med, self._hum(now), self._rough(vf), level_long, range_long])
         base = self.base
         if base is not None and base.windows >= BASELINE_WINDOWS:
             floor = 1e-9 + 1e-6 * np.abs(base.level)
             sev["flat"] = _severity(1.0 - ptp / np.maximum(base.ptp, floor), 0.9, 0.98)
             sev["jump"] = _severity(ptp / np.maximum(base.ptp, floor), 2.5, 4.0)
-            hum_gain = stats[3] / np.maximum(base.hum, 1e-3)
+            hum_gain = stats[3] / np.maximum(base.hum, 1.0)
             rough_gain = stats[4] / np.maximum(base.rough, floor)
-            sev["noise"] = np.maximum(_severity(hum_gain, 4.0, 8.0) * (stats[3] > 0.1),
+            sev["noise"] = np.maximum(_severity(hum_gain, 4.0, 10.0) * (stats[3] > 8.0),
                                       _severity(rough_gain, 3.0, 5.0))  # fmt: skip
             moved = np.abs(level_long - base.level_long) / np.maximum(base.range_long, floor)
             sev["drift"] = _severity(moved, 0.75, 1.5)
@@ -233,19 +235,28 @@ class SignalQuality:
         out = np.maximum(out, _severity(most / n, 0.1, 0.3) * (ptp > 0) * (most >= 3))
         return out
 
-    def _hum(self, vf: np.ndarray) -> np.ndarray:
-        """Share of the window's power (mean removed) within ±2 Hz of 50 or 60 Hz, per channel."""
-        if self.rate < 2.5 * MAINS_HZ[0] or vf.shape[0] < MIN_WINDOW_SAMPLES:
+    def _hum(self, now: float) -> np.ndarray:
+        """Mains hum: mean power within ±1.5 Hz of 50 or 60 Hz over the median power 3–12 Hz
+        away (a peak, not a share: white noise gives ~1), from the last :data:`HUM_WINDOW_S`."""
+        if self.rate < 2.5 * MAINS_HZ[0]:
             return np.zeros(self.channels)
-        x = np.nan_to_num(vf - np.nanmean(vf, axis=0))
+        order = (self._head - self._filled + np.arange(self._filled)) % self._n_hist
+        t, v = self._t[order], self._v[order]
+        x = v[(t > now - HUM_WINDOW_S) & (t <= now)]
+        if x.shape[0] < self.rate * HUM_WINDOW_S / 2:
+            return np.zeros(self.channels)
+        x = np.nan_to_num(x - np.nanmean(x, axis=0))
         spec = np.abs(np.fft.rfft(x * np.hanning(x.shape[0])[:, None], axis=0)) ** 2
         f = np.fft.rfftfreq(x.shape[0], 1.0 / self.rate)
-        band = np.zeros(f.size, dtype=bool)
+        best = np.zeros(self.channels)
         for mains in MAINS_HZ:
-            if mains < self.rate / 2:
-                band |= np.abs(f - mains) <= 2.0 + self.rate / x.shape[0]
-        total = spec[1:].sum(axis=0)
-        return np.where(total > 0, spec[band].sum(axis=0) / np.maximum(total, 1e-300), 0.0)
+            if mains + 12.0 >= self.rate / 2:
+                continue
+            d = np.abs(f - mains)
+            band, near = d <= 1.5, (d > 3.0) & (d <= 12.0)
+            ratio = spec[band].mean(axis=0) / np.maximum(np.median(spec[near], axis=0), 1e-300)
+            best = np.maximum(best, ratio)
+        return best
 
     def _rough(self, vf: np.ndarray) -> np.ndarray:
         """Robust SD (1.4826 × median absolute value) of the second difference: the signal's own
@@ -333,3 +344,14 @@ def parse_quality(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, d
         if isinstance(d, dict) and d.get("state") in ("good", "suspect", "bad", "learning"):
             out[sid] = d
     return out
+
+
+def quality_text(q: Mapping[str, Any]) -> str:
+    """``bad: flat (channel 3), score 1.00`` from a stored verdict."""
+    state = str(q.get("state", "?"))
+    if state == "learning":
+        return "learning"
+    detail = str(q.get("detail") or q.get("reason") or "")
+    score = q.get("score")
+    sc = f", score {float(score):.2f}" if isinstance(score, int | float) else ""
+    return f"{state}: {detail}{sc}" if detail and state != "good" else f"{state}{sc}"

@@ -210,6 +210,8 @@ class SensorStatus:
     silent_s: float | None
     stream_length: int
     clock: dict[str, str] = field(default_factory=dict)
+    #: its signal quality now (``<p>:quality``: state, score, reason, detail), {} when not scored
+    quality: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

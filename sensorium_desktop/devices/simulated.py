@@ -761,11 +761,20 @@ class SimulatedDevice(Device):
         return [RegularSensor(self._info("temperature", 1.0), temp, 1)]
 
     def _eeg_sensors(self, uri: DeviceURI) -> list[SimSensor]:
-        """EEG: ``channels`` (1-1024) at ``rate`` Hz (1-100000), alpha rhythm plus noise (uV)."""
+        """EEG: ``channels`` (1-1024) at ``rate`` Hz (1-100000), alpha rhythm plus noise (uV).
+        ``flat_channel=K&flat_after=S[&flat_for=D]``: channel K (1-based) goes flat S seconds after
+        the device starts, for D seconds (default: for good) — an electrode off its gel, a
+        demonstrable bad channel."""
         channels = uri.int_param("channels", 32)
         rate = uri.float_param("rate", 512.0)
         if not 1 <= channels <= 1024 or not 1 <= rate <= 100_000:
             raise DeviceError(f"{uri}: channels must be 1-1024 and rate 1-100000 Hz")
+        flat_channel = uri.int_param("flat_channel", 0)
+        flat_after = uri.float_param("flat_after", 0.0)
+        flat_for = uri.float_param("flat_for", math.inf)
+        if not 0 <= flat_channel <= channels:
+            raise DeviceError(f"{uri}: flat_channel must be 1-{channels}")
+        started: list[float] = []
         prng = np.random.default_rng(self.seed)
         alpha_amp = prng.uniform(5, 20, channels)
         alpha_phase = prng.uniform(0, 2 * math.pi, channels)
@@ -774,7 +783,13 @@ class SimulatedDevice(Device):
         def eeg(s: SimSensor, t: np.ndarray) -> np.ndarray:
             env = 1.0 + 0.5 * np.sin(2 * math.pi * 0.1 * t)
             alpha = np.sin(2 * math.pi * 10.0 * t[:, None] + alpha_phase) * (alpha_amp * env[:, None])
-            return alpha + s.rng.normal(0, 4.0, (t.size, channels))
+            out = alpha + s.rng.normal(0, 4.0, (t.size, channels))
+            if flat_channel and t.size:
+                if not started:
+                    started.append(float(t[0]))
+                since = t - started[0] - flat_after
+                out[(since >= 0) & (since < flat_for), flat_channel - 1] = 0.5  # the amplifier's offset, no signal
+            return out
 
         info = self._info("eeg", rate, channel_names=names, units=("uV",) * channels)
         return [RegularSensor(info, eeg, uri.int_param("packet", 32))]

@@ -125,6 +125,8 @@ class ReviewData:
     session_dir: Path | None = None
     #: the recording's sync check result (``sync-check.json``), if one was run in it
     sync_check: dict[str, Any] | None = None
+    #: each marker's duration (s; 0 for an instant), e.g. a ``BAD_flat`` spell of the quality scorer
+    marker_durations: np.ndarray | None = None
 
     @property
     def span(self) -> tuple[float, float]:
@@ -198,8 +200,18 @@ def _open_session(directory: Path, progress: ReviewProgress | None = None,
     labels = [str(rec.markers[i].get("label", "")) for i in order]
     sources = [str(rec.markers[i].get("source", "")) for i in order]
     clock = "our refined clock models (sync worker's fit over the whole recording)"
+    durations = np.array([_duration(rec.markers[i].get("duration")) for i in order], dtype=np.float64)
     return ReviewData(directory, "session", clock, streams, times[order], labels, sources, list(rec.warnings),
-                      directory, rec.sync_check)  # fmt: skip
+                      directory, rec.sync_check, durations)  # fmt: skip
+
+
+def _duration(value: object) -> float:
+    """A marker's ``duration`` field as seconds (0 when absent or not a finite non-negative number)."""
+    try:
+        d = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return d if math.isfinite(d) and d >= 0 else 0.0
 
 
 class _Collect(logging.Handler):

@@ -14,6 +14,7 @@ from ..bus.commands import REPLY_TIMEOUT_S, await_reply, last_event_id, read_dis
 from ..bus.keys import Keys
 from ..bus.registry import OFFLINE_AFTER_S, DeviceStatus, forget_device, list_devices_async, list_sensors_async
 from ..core.health import SensorHealth, finite_or_zero, sensor_health, silence_s
+from ..core.quality import parse_quality
 from ..core.samples import SensorInfo
 from .base import Event
 
@@ -41,6 +42,8 @@ class SensorRow:
     device_state: str = "streaming"
     #: its usual gap between deliveries at its node (s)
     delivery_gap_s: float = 0.0
+    #: its signal quality now (state, score, reason, detail; {} when not scored)
+    quality: dict[str, Any] = field(default_factory=dict)
 
     @property
     def health(self) -> SensorHealth:
@@ -130,6 +133,7 @@ class DeviceTreeModel:
         try:
             devices = await list_devices_async(c, self.keys)
             sensors = {s.sensor_id: s for s in await list_sensors_async(c, self.keys)}
+            quality = parse_quality(await c.hgetall(self.keys.quality))
         except (redis.RedisError, OSError) as exc:
             tree = DeviceTree(self.tree.groups, self.tree.sensors, f"Redis unreachable: {exc}", time.time())
             self.tree = tree
@@ -147,7 +151,7 @@ class DeviceTreeModel:
             for sid in (x for x in d.sensor_ids if x in sensors):
                 silent = silence_s(now, d.updated, finite_or_zero(last[sid]) if sid in last else None)
                 rows.append(SensorRow(sensors[sid], finite_or_zero(rates.get(sid)), sensors[sid].nominal_rate,
-                                      silent, state, finite_or_zero(gaps.get(sid))))  # fmt: skip
+                                      silent, state, finite_or_zero(gaps.get(sid)), quality.get(sid, {})))  # fmt: skip
             groups.setdefault(d.transport, []).append(DeviceRow(d, rows, stale))
         for device_rows in groups.values():
             device_rows.sort(key=lambda r: r.status.name.lower())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -52,6 +52,8 @@ class _Scored:
     quality: SignalQuality
     verdict: Verdict
     bad_since: float | None = None  # host time the current bad spell began (s)
+    #: during a bad spell: how many assessments each reason was the verdict's, and its verdict
+    spell: dict[str, tuple[int, Verdict]] = field(default_factory=dict)
 
 
 class QualityScorer:
@@ -81,18 +83,19 @@ class QualityScorer:
 
     def assess(self, now: float) -> list[tuple[str, Verdict, float]]:
         """Judge every sensor at host time ``now``; returns the bad spells that just ended
-        (sensor, the verdict that made it bad, its start s)."""
+        (sensor, the verdict of the reason that held longest, its start s)."""
         ended = []
         for sid, s in self.sensors.items():
             v = s.quality.assess(now)
-            if v.state == "bad" and s.bad_since is None:
-                s.bad_since = now - s.quality.window_s
-                s.verdict = v
-            elif v.state != "bad" and s.bad_since is not None:
-                ended.append((sid, s.verdict, s.bad_since))
+            s.verdict = v
+            if v.state == "bad":
+                if s.bad_since is None:
+                    s.bad_since, s.spell = now - s.quality.window_s, {}
+                n, _ = s.spell.get(v.reason, (0, v))
+                s.spell[v.reason] = (n + 1, v)
+            elif s.bad_since is not None:
+                ended.append((sid, max(s.spell.values(), key=lambda nv: nv[0])[1], s.bad_since))
                 s.bad_since = None
-            if v.state != "bad" or s.bad_since is None or v.reason == s.verdict.reason:
-                s.verdict = v
         return ended
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
+from ...core.quality import quality_text
 from ...viewmodel.devices import TRANSPORTS, DeviceControl, DeviceTree, DeviceTreeModel
 from ..mime import SENSORS_MIME, sensors_mime
 from ..style import state_brush, text_style
@@ -24,6 +25,7 @@ KNOWN_SCHEMES = ("sim", "ble", "serial", "camera", "lsl", "ws")
 #: how long an outcome (discovery result, connect answer) stays in the panel's message line
 #: before the device and sensor counts take it back (s)
 OUTCOME_S = 15.0
+QUALITY_COLOUR = {"good": "streaming", "suspect": "reconnecting", "bad": "error", "learning": "idle"}
 SENSOR_STATE_COLOUR = {"ok": "streaming", "stale": "reconnecting", "no data": "error", "waiting": "connecting"}
 
 
@@ -60,7 +62,7 @@ class DevicesPanel(QtWidgets.QWidget):
         self.tree.setObjectName("deviceTree")
         self.tree.setDragEnabled(True)
         self.tree.setDragDropMode(QtWidgets.QAbstractItemView.DragDropMode.DragOnly)
-        self.tree.setHeaderLabels(["Device / sensor", "Rate", "Status"])
+        self.tree.setHeaderLabels(["Device / sensor", "Rate", "Status", "Quality"])
         self.tree.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection)
         self.tree.setUniformRowHeights(True)
         self.tree.setAlternatingRowColors(True)
@@ -68,7 +70,12 @@ class DevicesPanel(QtWidgets.QWidget):
         header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(False)
+        if (quality_header := self.tree.headerItem()) is not None:
+            quality_header.setToolTip(3, "Signal quality learned from each sensor's own history: good, suspect or "
+                                         "bad with the reason (flat, clipped, nan, jump, noise, drift, dropout); "
+                                         "learning while it learns what normal is")  # fmt: skip
         self.message = QtWidgets.QLabel("Waiting for devices…")
         self._outcome_until = 0.0
         self.message.setWordWrap(True)
@@ -219,6 +226,7 @@ class DevicesPanel(QtWidgets.QWidget):
                     sitem.setText(2, health.text)
                     sitem.setToolTip(2, f"{health.state}: {health.text}")
                     sitem.setForeground(2, state_brush(SENSOR_STATE_COLOUR.get(health.state, "reconnecting")))
+                    self._show_quality(sitem, srow.quality)
                     sitem.setToolTip(0, f"{info.attribute} ({info.sensor_id}) of {row.status.name}\n"
                                         f"{info.channel_count} channels: {', '.join(info.channel_names[:12])}"
                                         + (" …" if info.channel_count > 12 else ""))  # fmt: skip
@@ -239,6 +247,18 @@ class DevicesPanel(QtWidgets.QWidget):
         self._drop_available_connected()
 
     # -- discovery, connect, disconnect --------------------------------------------------------
+    def _show_quality(self, item: QtWidgets.QTreeWidgetItem, q: dict[str, Any]) -> None:
+        """Column 3: the sensor's quality state (reason beside a suspect/bad one), the whole
+        verdict as its tooltip; empty for sensors that are not scored (events, text)."""
+        if not q:
+            item.setText(3, "")
+            item.setToolTip(3, "not scored (irregular, text or a skeleton)")
+            return
+        state, reason = str(q.get("state", "")), str(q.get("reason") or "")
+        item.setText(3, f"{state}: {reason}" if reason and state in ("suspect", "bad") else state)
+        item.setToolTip(3, quality_text(q))
+        item.setForeground(3, state_brush(QUALITY_COLOUR.get(state, "idle")))
+
     def _run(self, coro: Coroutine[Any, Any, Any]) -> None:
         if self.spawn is not None:
             self.spawn(coro)

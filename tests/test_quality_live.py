@@ -1,0 +1,81 @@
+"""Signal quality in a running lab: a real node with a simulated 8-channel EEG whose channel 3
+goes flat for a while, scored by the node's ``quality`` component — the verdict in ``sensorium
+status`` (text and JSON), the bad spell as a ``BAD_flat`` marker of the running recording with
+its duration, in the BIDS ``events.tsv`` and in the MNE annotations ``read_raw`` hands over;
+and in the window's device tree (Quality column, reason as tooltip)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import RedisServer, sensorium
+
+from sensorium_desktop.bus.keys import Keys
+from sensorium_desktop.core.quality import parse_quality
+
+EEG = "sim:eeg?channels=8&rate=256&flat_channel=3&flat_after=8&flat_for=5"
+
+
+def _quality(c: redis.Redis, keys: Keys, sid: str) -> dict:
+    return parse_quality(c.hgetall(keys.quality)).get(sid, {})
+
+
+def test_a_flat_channel_is_found_shown_and_recorded(redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:
+    c = redis_server.client()
+    env = dict(os.environ, SENSORIUM_REDIS_URL=redis_server.url, SENSORIUM_DATA_DIR=str(tmp_path / "data"))
+    rec = tmp_path / "rec"
+    run = subprocess.Popen(sensorium("record", "--prefix", keys.prefix, "--device", EEG, "--duration", "22",
+                                     "--out", str(rec), "--participant", "01", "--task", "quality"),
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    sid = "sim-eeg-eeg"
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    while run.poll() is None and time.monotonic() < deadline:
+        q = _quality(c, keys, sid)
+        if q:
+            seen.append(f"{q['state']}:{q.get('reason', '')}")
+            if q["state"] == "bad":
+                status = subprocess.run(sensorium("status", "--prefix", keys.prefix), env=env, capture_output=True,
+                                        text=True, timeout=60)  # fmt: skip
+                js = json.loads(subprocess.run(sensorium("status", "--prefix", keys.prefix, "--json"), env=env,
+                                               capture_output=True, text=True, timeout=60).stdout)  # fmt: skip
+        time.sleep(0.2)
+    _out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err[-3000:]
+    states = [s.split(":")[0] for s in seen]
+    assert states[0] == "learning" and "good" in states and "bad:flat" in seen, sorted(set(seen))
+    assert states.index("good") < seen.index("bad:flat") and states[-1] == "good", seen  # it came back
+    assert "quality bad: flat (channel 3)" in status.stdout, status.stdout
+    (row,) = [s for s in js["sensors"] if s["sensor_id"] == sid]
+    assert row["quality"]["state"] == "bad" and row["quality"]["reason"] == "flat" and row["quality"]["channel"] == 2
+
+    bids = tmp_path / "bids"
+    exp = subprocess.run(sensorium("export", str(rec), "--format", "bids", "-o", str(bids)), env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert exp.returncode == 0, exp.stderr[-2000:]
+    events = next(bids.rglob("*_events.tsv")).read_text().splitlines()
+    bad = [line.split("\t") for line in events[1:] if "BAD_flat" in line]
+    assert len(bad) == 1, events
+    onset, duration = float(bad[0][0]), float(bad[0][1])
+    assert 7.0 <= onset <= 11.0 and 4.0 <= duration <= 7.0, bad  # flat from 8 s for 5 s after the device started
+    mne = pytest.importorskip("mne")
+    from sensorium_desktop.io import read_raw
+
+    raw = read_raw(rec, stream=sid)  # the session folder, as sensorium_desktop.io hands it to MNE
+    marked = [(a["description"], a["duration"]) for a in raw.annotations if a["description"].startswith("BAD_")]
+    assert [m[0] for m in marked] == ["BAD_flat"] and 4.0 <= marked[0][1] <= 7.0, list(raw.annotations)
+    good = raw.get_data(reject_by_annotation="omit")
+    assert good.shape[1] < raw.n_times - 4 * raw.info["sfreq"]  # MNE leaves the bad span out
+    mne_bids = pytest.importorskip("mne_bids")
+    vhdr = next(bids.rglob("*_eeg.vhdr"))
+    path = mne_bids.get_bids_path_from_fname(vhdr)
+    raw_bids = mne_bids.read_raw_bids(path, verbose="error")  # the BIDS export, read the BIDS way
+    bad_bids = [(a["description"], a["duration"]) for a in raw_bids.annotations if a["description"] == "BAD_flat"]
+    assert len(bad_bids) == 1 and 4.0 <= bad_bids[0][1] <= 7.0, list(raw_bids.annotations)
+    assert isinstance(raw_bids, mne.io.BaseRaw)
