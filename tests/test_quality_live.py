@@ -35,12 +35,14 @@ def test_a_flat_channel_is_found_shown_and_recorded(redis_server: RedisServer, k
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     sid = "sim-eeg-eeg"
     seen: list[str] = []
+    status: subprocess.CompletedProcess[str] | None = None
+    js: dict = {}
     deadline = time.monotonic() + 60
     while run.poll() is None and time.monotonic() < deadline:
         q = _quality(c, keys, sid)
         if q:
             seen.append(f"{q['state']}:{q.get('reason', '')}")
-            if q["state"] == "bad":
+            if q["state"] == "bad" and q.get("reason") == "flat" and status is None:
                 status = subprocess.run(sensorium("status", "--prefix", keys.prefix), env=env, capture_output=True,
                                         text=True, timeout=60)  # fmt: skip
                 js = json.loads(subprocess.run(sensorium("status", "--prefix", keys.prefix, "--json"), env=env,
@@ -51,7 +53,7 @@ def test_a_flat_channel_is_found_shown_and_recorded(redis_server: RedisServer, k
     states = [s.split(":")[0] for s in seen]
     assert states[0] == "learning" and "good" in states and "bad:flat" in seen, sorted(set(seen))
     assert states.index("good") < seen.index("bad:flat") and states[-1] == "good", seen  # it came back
-    assert "quality bad: flat (channel 3)" in status.stdout, status.stdout
+    assert status is not None and "quality bad: flat (channel 3)" in status.stdout, status and status.stdout
     (row,) = [s for s in js["sensors"] if s["sensor_id"] == sid]
     assert row["quality"]["state"] == "bad" and row["quality"]["reason"] == "flat" and row["quality"]["channel"] == 2
 
@@ -79,3 +81,63 @@ def test_a_flat_channel_is_found_shown_and_recorded(redis_server: RedisServer, k
     bad_bids = [(a["description"], a["duration"]) for a in raw_bids.annotations if a["description"] == "BAD_flat"]
     assert len(bad_bids) == 1 and 4.0 <= bad_bids[0][1] <= 7.0, list(raw_bids.annotations)
     assert isinstance(raw_bids, mne.io.BaseRaw)
+
+
+@pytest.mark.gui
+def test_the_window_marks_the_bad_channel(qtbot, arun, redis_server: RedisServer, keys: Keys,  # type: ignore[no-untyped-def]
+                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from PySide6 import QtCore, QtWidgets
+
+    from sensorium_desktop.bus.connection import async_client
+    from sensorium_desktop.ui.main_window import MainWindow
+    from sensorium_desktop.viewmodel.app import AppModel
+    from sensorium_desktop.worker.supervisor import NodeProcess
+
+    monkeypatch.setenv("SENSORIUM_DATA_DIR", str(tmp_path / "data"))
+    node = NodeProcess(redis_server.url, ["--prefix", keys.prefix, "--node-id", "q-node", "--device",
+                                          "sim:eeg?channels=8&rate=256&flat_channel=3&flat_after=6", "--device",
+                                          "sim:chest", "--rcs-port", "0", "--pupil-port", "0"],
+                       log_path=tmp_path / "node.log")  # fmt: skip
+    model = AppModel(redis_server.url, keys, "gui-quality")
+    win = MainWindow(model, settings=QtCore.QSettings(str(tmp_path / "gui.ini"), QtCore.QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    win.resize(1366, 768)
+    win.show()
+
+    async def refresh() -> None:
+        c = async_client(redis_server.url)
+        try:
+            await model.refresh(c)
+            await model.live.read_once(c, block_ms=20)
+            await win.drain()
+        finally:
+            await c.aclose()
+
+    def until(what: str, predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"waited {timeout:.0f} s for {what}"
+            arun.run(refresh())
+            win.plots.redraw()
+            QtWidgets.QApplication.processEvents()
+            time.sleep(0.05)
+
+    node.start()
+    try:
+        until("the EEG in the tree", lambda: win.devices_panel.sensor_item("sim-eeg-eeg") is not None, 40)
+        win.plot_sensors(["sim-eeg-eeg", "sim-chest-ecg"])
+        item = win.devices_panel.sensor_item("sim-eeg-eeg")
+        until("the flat channel found", lambda: item.text(3) == "bad: flat", 40)
+        assert "channel 3" in item.toolTip(3)
+        ecg = win.devices_panel.sensor_item("sim-chest-ecg")
+        assert ecg.text(3) in ("good", "learning")
+        entry = win.plots.entries["sim-eeg-eeg"]
+        until("the plot shaded", lambda: entry.shade is not None, 10)
+        assert entry.quality[:2] == ("bad", "flat") and entry.quality[2] == 2
+        lo, hi = entry.shade.getRegion()
+        assert (lo, hi) == (-2.5, -1.5)  # channel 3's band of the stacked plot
+        assert "flat (channel 3)" in entry.item.titleLabel.text
+        if os.environ.get("SENSORIUM_SHOTS"):
+            win.grab().save(os.path.join(os.environ["SENSORIUM_SHOTS"], "quality-bad-channel.png"))
+    finally:
+        node.stop()

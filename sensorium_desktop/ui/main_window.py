@@ -125,6 +125,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._actions()
         model.status_changed.connect(self.show_status)
         model.lab.changed.connect(self.show_role)
+        model.devices.changed.connect(lambda tree: self.plots.show_quality(tree.quality()))
         self.attention_timer = QtCore.QTimer(self)
         self.attention_timer.setInterval(ATTENTION_MS)
         self.attention_timer.timeout.connect(self.update_attention)

@@ -116,6 +116,11 @@ class DeviceTree:
     def device_count(self) -> int:
         return sum(len(v) for v in self.groups.values())
 
+    def quality(self) -> dict[str, dict[str, Any]]:
+        """Sensor id → its quality verdict (the scored sensors of every device)."""
+        return {r.info.sensor_id: r.quality for rows in self.groups.values() for d in rows for r in d.sensors
+                if r.quality}  # fmt: skip
+
 
 class DeviceTreeModel:
     """Reads the registry from Redis; ``changed`` fires with the new :class:`DeviceTree`."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -104,6 +105,9 @@ class PlotEntry:
     version: int = -1
     stacked: pg.PlotCurveItem | None = None
     scaler: ChannelScaler = field(default_factory=ChannelScaler)
+    #: the quality shown: (state, reason, channel), and the shading drawn for it
+    quality: tuple[str, str, int] = ("", "", -1)
+    shade: pg.LinearRegionItem | None = None
 
 
 class LivePlotPanel(QtWidgets.QWidget):
@@ -224,6 +228,39 @@ class LivePlotPanel(QtWidgets.QWidget):
         self.plot_scroll.setVisible(bool(infos))
         self.graphics.setVisible(bool(infos))
         self.empty.setVisible(not infos)
+
+    def show_quality(self, quality: dict[str, dict[str, Any]]) -> None:
+        """Shade what the quality scorer finds suspect (amber) or bad (red): the channel's band of
+        a stacked plot, the whole plot otherwise; the title says why. Only changes are drawn."""
+        for sid, e in self.entries.items():
+            q = quality.get(sid, {})
+            state = str(q.get("state", ""))
+            key = (state, str(q.get("reason", "")), int(q.get("channel", -1)))
+            if key == e.quality:
+                continue
+            e.quality = key
+            if e.shade is not None:
+                e.item.removeItem(e.shade)
+                e.shade = None
+            if state not in ("suspect", "bad"):
+                e.item.setTitle(sid, size="8pt")
+                continue
+            rgb = (214, 39, 40) if state == "bad" else (255, 160, 0)
+            n = min(e.info.channel_count, MAX_CHANNELS_PER_PLOT)
+            ch = key[2]
+            if e.stacked is not None and 0 <= ch < n:
+                span = (-ch - 0.5, -ch + 0.5)
+            else:
+                vb = e.item.getViewBox()
+                lo, hi = vb.viewRange()[1]
+                span = (lo - 1e9, hi + 1e9)  # the whole height, whatever the autoscale does
+            e.shade = pg.LinearRegionItem(span, orientation="horizontal", movable=False,
+                                          brush=pg.mkBrush(*rgb, 45), pen=pg.mkPen(None))  # fmt: skip
+            e.shade.setZValue(-10)
+            e.item.addItem(e.shade, ignoreBounds=True)
+            colour_hex = "#{:02x}{:02x}{:02x}".format(*rgb)
+            e.item.setTitle(f"{sid}  <span style='color:{colour_hex}'>⚠ {state}: {q.get('detail') or key[1]}</span>",
+                            size="8pt")  # fmt: skip
 
     def redraw(self) -> None:
         """Push changed ring buffers to their curves and scroll the window."""
