@@ -64,8 +64,8 @@ def test_a_flat_channel_is_found_shown_and_recorded(redis_server: RedisServer, k
     events = next(bids.rglob("*_events.tsv")).read_text().splitlines()
     bad = [line.split("\t") for line in events[1:] if "BAD_flat" in line]
     assert len(bad) == 1, events
-    onset, duration = float(bad[0][0]), float(bad[0][1])
-    assert 7.0 <= onset <= 11.0 and 4.0 <= duration <= 7.0, bad  # flat from 8 s for 5 s after the device started
+    onset, span = float(bad[0][0]), float(bad[0][1])
+    assert 7.0 <= onset <= 11.0 and 4.0 <= span <= 7.0, bad  # flat from 8 s for 5 s after the device started
     mne = pytest.importorskip("mne")
     from sensorium_desktop.io import read_raw
 
