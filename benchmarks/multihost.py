@@ -220,6 +220,78 @@ def run_lsl_netns(seconds: float, interval: float) -> dict[str, float]:
             "samples": float(len(kept))}  # fmt: skip
 
 
+#: pc1's LSL outlet for the end-to-end runs: each sample's value is the true global time of its stamp
+E2E_OUTLET = """
+import sys, time, pylsl
+info = pylsl.StreamInfo(sys.argv[1], "Clock", 1, 50.0, "double64", "netns-e2e")
+outlet = pylsl.StreamOutlet(info)
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    stamp = pylsl.local_clock()
+    outlet.push_sample([time.time()], stamp)
+    time.sleep(0.02)
+"""
+
+
+def run_e2e(setups: list[str], seconds: float) -> dict[str, dict[str, float]]:
+    """Exported timestamps against the truth, per link: pc1 holds Redis and an LSL outlet
+    whose values are the true global times of their stamps; pc2's ``sensorium record`` (host
+    clock 250 ms ahead) reaches Redis only through the delay link (in the root namespace) and
+    records the outlet; the XDF export is compared with the values (error µs: median, RMS, max)."""
+    import pyxdf
+
+    env = dict(os.environ, LAB_NETNS_PREFIX="mhe", LAB_NETNS_BRIDGE="mhebr", LAB_NETNS_NET="67")
+    env.pop("SENSORIUM_REDIS_URL", None)
+    subprocess.run([str(LAB_NETNS), "up", "2"], env=env, check=True, capture_output=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-multihost-e2e-"))
+    py = [sys.executable, "-m"]
+    procs: list[subprocess.Popen] = []
+    out: dict[str, dict[str, float]] = {}
+    try:
+        procs.append(subprocess.Popen([str(LAB_NETNS), "exec", "1", *py, "sensorium_desktop", "redis", "--listen",
+                                       "10.67.0.11:6379", "--password", "bench"],
+                                      env=dict(env, SENSORIUM_DATA_DIR=str(tmp / "pc1")), stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))  # fmt: skip
+        procs.append(subprocess.Popen([str(LAB_NETNS), "exec", "1", sys.executable, "-c", E2E_OUTLET, "mh-e2e",
+                                       str(len(setups) * (seconds + 60))], env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))  # fmt: skip
+        time.sleep(2.0)
+        for name in setups:
+            up, down = SETUPS[name]
+            proxy = DelayProxy(("10.67.0.11", 6379), up, down, listen=("10.67.0.1", 0)).start()
+            rec = tmp / f"rec-{name}"
+            skew = f"0.25,0,{time.time()!r}"
+            child_env = dict(env, SENSORIUM_DATA_DIR=str(tmp / "pc2"), SENSORIUM_HOST_CLOCK_SKEW=skew)
+            run = subprocess.run([str(LAB_NETNS), "exec", "2", *py, "sensorium_desktop", "record", "--redis-url",
+                                  f"redis://:bench@10.67.0.1:{proxy.port}/0", "--prefix", f"e2e{name}", "--device",
+                                  "lsl:mh-e2e", "--duration", str(seconds), "--out", str(rec)], env=child_env,
+                                 capture_output=True, text=True, timeout=seconds + 180)  # fmt: skip
+            proxy.stop()
+            if run.returncode != 0:
+                raise RuntimeError(f"{name}: record exited {run.returncode}: {run.stderr[-1500:]}")
+            xdf = tmp / f"{name}.xdf"
+            exp = subprocess.run([*py, "sensorium_desktop", "export", str(rec), "--format", "xdf", "-o", str(xdf)],
+                                 env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+            if exp.returncode != 0:
+                raise RuntimeError(f"{name}: export failed: {exp.stderr[-1500:]}")
+            streams, _ = pyxdf.load_xdf(str(xdf), dejitter_timestamps=False)
+            (st,) = [x for x in streams if x["info"]["name"][0] == "mh-e2e"]
+            err = np.asarray(st["time_stamps"]) - np.asarray(st["time_series"])[:, 0]
+            asym = 0.5 * ((up.delay_s + up.jitter_s) - (down.delay_s + down.jitter_s))
+            out[name] = {"median_us": 1e6 * float(np.median(err)), "rms_us": 1e6 * float(np.sqrt(np.mean(err**2))),
+                         "max_us": 1e6 * float(np.max(np.abs(err))), "beyond_us": 1e6 * float(np.sqrt(np.mean(
+                             (err - asym) ** 2))), "samples": float(err.size)}  # fmt: skip
+            r = out[name]
+            print(f"{name:<11} exported timestamps: median {r['median_us']:+9.1f} µs, RMS {r['rms_us']:9.1f}, max "
+                  f"{r['max_us']:9.1f}; less the link's asymmetry {r['beyond_us']:9.1f} µs RMS "
+                  f"({r['samples']:.0f} samples)", flush=True)  # fmt: skip
+    finally:
+        for p in procs:
+            p.terminate()
+        subprocess.run([str(LAB_NETNS), "down"], env=env, capture_output=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.multihost", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -228,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--setups", default=",".join(SETUPS))
     ap.add_argument("--lsl", action="store_true",
                     help="also compare with pylsl's time_correction() across two network namespaces (root)")
+    ap.add_argument("--e2e", action="store_true",
+                    help="exported timestamps end to end across two network namespaces, through each link (root)")
     ap.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
     ap.add_argument("--lsl-outlet", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--lsl-inlet", metavar="URL", help=argparse.SUPPRESS)
@@ -240,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.lsl_inlet:
         lsl_inlet_child(args.lsl_inlet, args.seconds, args.interval)
+        return 0
+    if args.e2e:
+        run_e2e([x for x in args.setups.split(",") if x], args.seconds)
         return 0
     lsl_ok = True
     if args.lsl:

@@ -22,6 +22,7 @@ import pytest
 import redis
 from conftest import sensorium, wait_for
 
+from benchmarks.multihost import E2E_OUTLET
 from sensorium_desktop.bus.keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,16 +157,6 @@ def test_a_pc_with_the_redis_primary_dies_mid_recording(netns_lab: NetnsLab) -> 
           + ", ".join(f"{n} {t:.1f} s" for n, t in resumed.items()) + f"; verify: {verify.stdout.strip()}")
 
 
-OUTLET = """
-import sys, time, pylsl
-info = pylsl.StreamInfo(sys.argv[1], "Clock", 1, 50.0, "double64", "netns-e2e")
-outlet = pylsl.StreamOutlet(info)
-end = time.monotonic() + float(sys.argv[2])
-while time.monotonic() < end:
-    stamp = pylsl.local_clock()
-    outlet.push_sample([time.time()], stamp)  # the value: the true global time of the stamp
-    time.sleep(0.02)
-"""
 
 
 def test_lsl_samples_from_another_pc_are_exported_on_the_global_clock(netns_lab: NetnsLab) -> None:
@@ -180,7 +171,7 @@ def test_lsl_samples_from_another_pc_are_exported_on_the_global_clock(netns_lab:
     lab = netns_lab
     lab.run_in(1, "redis", "redis", "--listen", f"{lab.addr(1)}:6379", "--password", PASSWORD)
     wait_for(lambda: lab.role(1) == "master", 30, 0.3, "Redis in pc1")
-    outlet = subprocess.Popen([str(SCRIPT), "exec", "1", sys.executable, "-c", OUTLET, "netns-e2e", "60"],
+    outlet = subprocess.Popen([str(SCRIPT), "exec", "1", sys.executable, "-c", E2E_OUTLET, "netns-e2e", "60"],
                               env=lab.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     lab.procs.append(outlet)
     out = lab.tmp / "lslrec"
