@@ -86,3 +86,13 @@ def test_an_irregular_sensor_has_no_rate_rules() -> None:
     q = SignalQuality(0.0, 1)
     q.update(np.array([1.0, 1.2]), np.array([[3.0], [4.0]]))
     assert q.assess(1.3).reason != "dropout"
+
+
+def test_the_clean_simulated_lab_raises_no_alarm() -> None:
+    """Two minutes of the default simulated lab and a 32-channel EEG through the node's scorer:
+    not one suspect or bad verdict (gaze, pose and the worn flag are not scored: saccades,
+    blinks and a worn flag move by jumps and plateaus)."""
+    from benchmarks.anomaly import lab_cpu
+
+    _cpu, scored, alarms = lab_cpu(120.0)
+    assert scored == 4 and alarms == 0

@@ -46,6 +46,21 @@ BASELINE_TAU_S = 120.0
 #: state thresholds on the score
 SUSPECT_AT, BAD_AT = 0.5, 0.9
 REASONS = ("dropout", "rate drop", "nan", "clipped", "flat", "jump", "noise", "drift", "model")
+#: attributes these rules do not judge: eye trackers and pose move by jumps and plateaus
+#: (saccades, blinks, a worn flag), the sync check's light sensors by flashes
+NOT_SCORED = frozenset({"skeleton", "brightness", "eye_gaze", "eye_aperture", "eye_worn", "eye_blink", "pupil"})
+#: reasons off per attribute category: a room's temperature or light drifts by nature
+OFF_BY_CATEGORY = {"environment": frozenset({"drift"}), "eye_tracking": frozenset(REASONS),
+                   "location": frozenset(REASONS), "activity": frozenset(REASONS),
+                   "device": frozenset(REASONS)}  # fmt: skip
+
+
+def checks_off(attribute: str, category: str) -> frozenset[str] | None:
+    """The reasons not judged for ``attribute`` (of ``category``); None: not scored at all."""
+    off = OFF_BY_CATEGORY.get(category, frozenset())
+    if attribute in NOT_SCORED or off >= frozenset(REASONS):
+        return None
+    return off
 MAINS_HZ = (50.0, 60.0)
 #: mains hum is measured over this long (s): 0.5 Hz resolution
 HUM_WINDOW_S = 2.0
@@ -102,7 +117,8 @@ def _severity(ratio: np.ndarray | float, at: float, full: float) -> np.ndarray:
 
 class SignalQuality:
     """Quality of one sensor's stream. ``rate`` Hz (0: irregular — rate checks off),
-    ``channels``; ``value_range`` (lo, hi) the attribute's valid range when known."""
+    ``channels``; ``value_range`` (lo, hi) the attribute's valid range when known; ``off``
+    the reasons not judged (:func:`checks_off`)."""
 
     def __init__(
         self,
@@ -111,8 +127,10 @@ class SignalQuality:
         value_range: tuple[float | None, float | None] | None = None,
         forecaster: Forecaster | None = None,
         window_s: float = WINDOW_S,
+        off: frozenset[str] = frozenset(),
     ) -> None:
         self.rate = float(rate)
+        self.off = off
         self.channels = int(channels)
         self.value_range = value_range
         self.forecaster = forecaster
@@ -197,7 +215,7 @@ class SignalQuality:
             if self.forecaster is not None and t.size:
                 z = self.forecaster.standardized_error(self._recent(now))
                 sev["model"] = _severity(z, 4.0, 8.0)
-        verdict = _verdict(sev, self.channels)
+        verdict = _verdict({k: v for k, v in sev.items() if k not in self.off}, self.channels)
         if not np.isfinite(stats).all(axis=0).any():
             return verdict
         self._learn(stats, verdict, now)

@@ -23,10 +23,10 @@ import redis
 from .. import paths
 from ..bus.connection import async_client
 from ..bus.sessions import mark_recordings
-from ..core.attributes import get_type
+from ..core.attributes import category, get_type
 from ..core.forecast import Forecaster, model_name
 from ..core.hostclock import host_time
-from ..core.quality import SignalQuality, Verdict, verdict_json
+from ..core.quality import SignalQuality, Verdict, checks_off, verdict_json
 from ..core.samples import SampleBatch, SensorInfo
 from .context import NodeContext, Run
 
@@ -70,11 +70,13 @@ class QualityScorer:
         if scored is None:
             if sid in self.skipped or info is None:
                 return
-            if info.nominal_rate <= 0 or info.channel_format == "string" or info.channel_count > MAX_CHANNELS:
-                self.skipped.add(sid)  # events, text, a 99-point skeleton: not a signal to judge this way
+            off = checks_off(info.attribute, str(category(info.attribute)))
+            if off is None or info.nominal_rate <= 0 or info.channel_format == "string" \
+                    or info.channel_count > MAX_CHANNELS:
+                self.skipped.add(sid)  # events, text, gaze, a skeleton: not a signal to judge this way
                 return
             model = load_forecaster(self.models_dir, info.sensor_id, info.attribute) if self.models_dir else None
-            q = SignalQuality(info.nominal_rate, info.channel_count, value_range(info), model)
+            q = SignalQuality(info.nominal_rate, info.channel_count, value_range(info), model, off=off)
             scored = self.sensors[sid] = _Scored(q, Verdict("learning", 0.0))
         values = batch.values
         if values.dtype == object:
