@@ -46,21 +46,20 @@ BASELINE_TAU_S = 120.0
 #: state thresholds on the score
 SUSPECT_AT, BAD_AT = 0.5, 0.9
 REASONS = ("dropout", "rate drop", "nan", "clipped", "flat", "jump", "noise", "drift", "model")
-#: attributes these rules do not judge: eye trackers and pose move by jumps and plateaus
-#: (saccades, blinks, a worn flag), the sync check's light sensors by flashes
-NOT_SCORED = frozenset({"skeleton", "brightness", "eye_gaze", "eye_aperture", "eye_worn", "eye_blink", "pupil"})
-#: reasons off per attribute category: a room's temperature or light drifts by nature
-OFF_BY_CATEGORY = {"environment": frozenset({"drift"}), "eye_tracking": frozenset(REASONS),
-                   "location": frozenset(REASONS), "activity": frozenset(REASONS),
-                   "device": frozenset(REASONS)}  # fmt: skip
+#: the attributes these rules judge: continuous physiological, motion and environment signals.
+#: Not eye trackers and pose (saccades, blinks and a worn flag move by jumps and plateaus), not
+#: cameras' frame counters, light sensors that see sync flashes, events or a heart rate per beat.
+SCORED = frozenset({"ecg", "eeg", "emg", "eog", "ppg", "eda", "gsr", "respiration", "imu", "accelerometer",
+                    "gyroscope", "magnetometer", "temperature", "humidity", "pressure"})  # fmt: skip
+#: reasons off per attribute category: a room's temperature or pressure drifts by nature
+OFF_BY_CATEGORY = {"environment": frozenset({"drift"})}
 
 
 def checks_off(attribute: str, category: str) -> frozenset[str] | None:
     """The reasons not judged for ``attribute`` (of ``category``); None: not scored at all."""
-    off = OFF_BY_CATEGORY.get(category, frozenset())
-    if attribute in NOT_SCORED or off >= frozenset(REASONS):
+    if attribute not in SCORED:
         return None
-    return off
+    return OFF_BY_CATEGORY.get(category, frozenset())
 MAINS_HZ = (50.0, 60.0)
 #: mains hum is measured over this long (s): 0.5 Hz resolution
 HUM_WINDOW_S = 2.0
