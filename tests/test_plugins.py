@@ -64,7 +64,7 @@ def test_plugins_lists_the_lab_package_and_names_the_broken_one(plugin_site: Pat
     assert "already taken by sensorium-desktop" in refused["error"]
     builtin_sim = rows["transports", "sim", "sensorium-desktop"]
     assert builtin_sim["loaded"] and not builtin_sim["error"]  # the built-in keeps its name
-    for kind, count in (("transports", 9), ("exporters", 3), ("panels", 7), ("components", 9)):
+    for kind, count in (("transports", 9), ("exporters", 3), ("panels", 7), ("components", 10)):
         ours = [r for r in rows.values() if r["kind"] == kind and r["distribution"] == "sensorium-desktop"]
         assert len(ours) == count and all(r["loaded"] and not r["error"] for r in ours), kind
     assert "lab_broken" in out.stderr and "wobbly" in out.stderr
