@@ -225,6 +225,52 @@ def arun() -> Iterator[AsyncRunner]:
     r.close()
 
 
+class WindowDriver:
+    """The real main window (1366×768) on ``url``/``keys``, refreshed as the app's loop refreshes
+    it: Redis → models (and the live store with ``live``) → panels."""
+
+    def __init__(self, qtbot, arun: AsyncRunner, url: str, keys: Keys, name: str, tmp_path: Path,  # type: ignore[no-untyped-def]
+                 live: bool = False, redis_timeout: float = 5.0) -> None:  # fmt: skip
+        from PySide6 import QtCore
+
+        from sensorium_desktop.ui.main_window import MainWindow
+        from sensorium_desktop.viewmodel.app import AppModel
+
+        self.arun, self.url, self.live, self.redis_timeout = arun, url, live, redis_timeout
+        self.model = AppModel(url, keys, name)
+        settings = QtCore.QSettings(str(tmp_path / f"{name}.ini"), QtCore.QSettings.Format.IniFormat)
+        self.win = MainWindow(self.model, settings=settings)
+        qtbot.addWidget(self.win)
+        self.win.resize(1366, 768)
+        self.win.show()
+
+    async def refresh(self) -> None:
+        from sensorium_desktop.bus.connection import async_client
+
+        c = async_client(self.url, timeout=self.redis_timeout)
+        try:
+            await self.model.refresh(c)
+            if self.live:
+                await self.model.live.read_once(c, block_ms=20)
+            await self.win.drain()
+        finally:
+            await c.aclose()
+
+    def until(self, what: str, predicate, timeout: float = 30.0, detail=lambda: "") -> None:  # type: ignore[no-untyped-def]
+        """Refresh until ``predicate()``; fail saying ``what`` (and ``detail()``) after ``timeout`` s."""
+        from PySide6 import QtWidgets
+
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            why = detail()
+            assert time.monotonic() < deadline, f"waited {timeout:.0f} s for {what}" + (f": {why}" if why else "")
+            self.arun.run(self.refresh())
+            if self.live:
+                self.win.plots.redraw()
+            QtWidgets.QApplication.processEvents()
+            time.sleep(0.05)
+
+
 def disk_filling_write(budget_bytes: int):
     """An ``os.write`` that writes ``budget_bytes`` in total, then fails with ENOSPC (a disk
     filling up mid-chunk); inject it with ``monkeypatch.setattr(spool, "_write", ...)``."""

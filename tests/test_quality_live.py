@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import RedisServer, sensorium
+from conftest import RedisServer, WindowDriver, sensorium
 
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.core.quality import parse_quality
@@ -86,11 +86,6 @@ def test_a_flat_channel_is_found_shown_and_recorded(redis_server: RedisServer, k
 @pytest.mark.gui
 def test_the_window_marks_the_bad_channel(qtbot, arun, redis_server: RedisServer, keys: Keys,  # type: ignore[no-untyped-def]
                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    from PySide6 import QtCore, QtWidgets
-
-    from sensorium_desktop.bus.connection import async_client
-    from sensorium_desktop.ui.main_window import MainWindow
-    from sensorium_desktop.viewmodel.app import AppModel
     from sensorium_desktop.worker.supervisor import NodeProcess
 
     monkeypatch.setenv("SENSORIUM_DATA_DIR", str(tmp_path / "data"))
@@ -98,29 +93,8 @@ def test_the_window_marks_the_bad_channel(qtbot, arun, redis_server: RedisServer
                                           "sim:eeg?channels=8&rate=256&flat_channel=3&flat_after=6", "--device",
                                           "sim:chest", "--rcs-port", "0", "--pupil-port", "0"],
                        log_path=tmp_path / "node.log")  # fmt: skip
-    model = AppModel(redis_server.url, keys, "gui-quality")
-    win = MainWindow(model, settings=QtCore.QSettings(str(tmp_path / "gui.ini"), QtCore.QSettings.Format.IniFormat))
-    qtbot.addWidget(win)
-    win.resize(1366, 768)
-    win.show()
-
-    async def refresh() -> None:
-        c = async_client(redis_server.url)
-        try:
-            await model.refresh(c)
-            await model.live.read_once(c, block_ms=20)
-            await win.drain()
-        finally:
-            await c.aclose()
-
-    def until(what: str, predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < deadline, f"waited {timeout:.0f} s for {what}"
-            arun.run(refresh())
-            win.plots.redraw()
-            QtWidgets.QApplication.processEvents()
-            time.sleep(0.05)
+    driver = WindowDriver(qtbot, arun, redis_server.url, keys, "gui-quality", tmp_path, live=True)
+    win, until = driver.win, driver.until
 
     node.start()
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
-from conftest import free_port, sensorium, wait_for
+from conftest import WindowDriver, free_port, sensorium, wait_for
 
 from sensorium_desktop.bus.connection import check_reachable, mask_url
 from sensorium_desktop.bus.embedded import RedisUnavailableError
@@ -198,12 +198,7 @@ def test_follow_redis_says_how_long_and_who_took_over() -> None:
 @pytest.mark.gui
 def test_the_window_follows_a_failover(qtbot, arun, sentinel_lab: SentinelLab, tmp_path: Path,  # type: ignore[no-untyped-def]
                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    from PySide6 import QtCore, QtWidgets
-
-    from sensorium_desktop.bus.connection import async_client
     from sensorium_desktop.bus.keys import Keys
-    from sensorium_desktop.ui.main_window import MainWindow
-    from sensorium_desktop.viewmodel.app import AppModel
     from sensorium_desktop.worker.supervisor import NodeProcess
 
     lab = sentinel_lab
@@ -211,27 +206,11 @@ def test_the_window_follows_a_failover(qtbot, arun, sentinel_lab: SentinelLab, t
     keys = Keys(f"sen{os.getpid()}")
     node = NodeProcess(lab.url, ["--prefix", keys.prefix, "--node-id", "pc2", "--device", "sim:chest",
                                  "--rcs-port", "0", "--pupil-port", "0"], log_path=tmp_path / "node.log")  # fmt: skip
-    model = AppModel(lab.url, keys, "gui-sentinel")
-    win = MainWindow(model, settings=QtCore.QSettings(str(tmp_path / "gui.ini"), QtCore.QSettings.Format.IniFormat))
-    qtbot.addWidget(win)
-    win.resize(1366, 768)
-    win.show()
-
-    async def refresh() -> None:
-        c = async_client(lab.url, timeout=1.0)
-        try:
-            await model.refresh(c)
-            await win.drain()
-        finally:
-            await c.aclose()
+    driver = WindowDriver(qtbot, arun, lab.url, keys, "gui-sentinel", tmp_path, redis_timeout=1.0)
+    model, win = driver.model, driver.win
 
     def until(what: str, predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < deadline, f"waited {timeout:.0f} s for {what}: {win.status_redis.text()}"
-            arun.run(refresh())
-            QtWidgets.QApplication.processEvents()
-            time.sleep(0.1)
+        driver.until(what, predicate, timeout, lambda: win.status_redis.text())
 
     node.start()
     try:

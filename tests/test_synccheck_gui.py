@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import AsyncRunner, RedisServer
+from conftest import AsyncRunner, RedisServer, WindowDriver
 from PySide6 import QtCore, QtWidgets
 
-from sensorium_desktop.bus.connection import async_client
 from sensorium_desktop.bus.keys import Keys
 from sensorium_desktop.worker.supervisor import NodeProcess
 
@@ -26,36 +25,14 @@ NODE = "sync-node"
 def test_sync_check_from_the_window(
     qtbot, arun: AsyncRunner, redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sensorium_desktop.ui.main_window import MainWindow
-    from sensorium_desktop.viewmodel.app import AppModel
-
     monkeypatch.setenv("SENSORIUM_DATA_DIR", str(tmp_path / "data"))
     keys = Keys(f"sc{os.getpid()}")
     args = ["--prefix", keys.prefix, "--node-id", NODE, "--device", "sim:photodiode?flash_latency_ms=0.5",
             "--device", "sim:eyes?flash_latency_ms=12.5", "--rcs-port", "0", "--pupil-port", "0"]  # fmt: skip
     node = NodeProcess(redis_server.url, args, log_path=tmp_path / "node.log")
-    settings = QtCore.QSettings(str(tmp_path / "gui.ini"), QtCore.QSettings.Format.IniFormat)
-    model = AppModel(redis_server.url, keys, "gui-sync")
+    driver = WindowDriver(qtbot, arun, redis_server.url, keys, "gui-sync", tmp_path)
+    model, win, until = driver.model, driver.win, driver.until
     model.sessions.recorder_node = NODE
-    win = MainWindow(model, settings=settings)
-    qtbot.addWidget(win)
-    win.resize(1366, 768)
-    win.show()
-
-    async def refresh() -> None:
-        c = async_client(redis_server.url)
-        try:
-            await model.refresh(c)
-        finally:
-            await c.aclose()
-
-    def until(what: str, predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < deadline, f"waited {timeout:.0f} s for {what}"
-            arun.run(refresh())
-            QtWidgets.QApplication.processEvents()
-            time.sleep(0.05)
 
     node.start()
     try:
