@@ -272,19 +272,19 @@ def lab_cpu(seconds: float = 300.0) -> tuple[float, int, int]:
     t0 = 1_800_000_000.0
     for d in lab + eeg:
         d.start(t0)
-    scorer, extra = QualityScorer(None), QualityScorer(None)
+    scorer, extra = QualityScorer(infos.get), QualityScorer(infos.get)
     cpu, next_assess, alarms = 0.0, t0 + ASSESS_EVERY_S, 0
     for k in range(1, int(seconds / 0.02) + 1):
         now = t0 + 0.02 * k
         batches = [b for d in lab for b in d.step(now)]
         c0 = time.perf_counter()
         for b in batches:
-            scorer.tap(b, infos.get(b.sensor_id))
+            scorer.tap(b)
         if now >= next_assess:
             scorer.assess(now)
         cpu += time.perf_counter() - c0
         for b in (b for d in eeg for b in d.step(now)):
-            extra.tap(b, infos.get(b.sensor_id))
+            extra.tap(b)
         if now >= next_assess:
             extra.assess(now)
             next_assess += ASSESS_EVERY_S

@@ -28,7 +28,7 @@ import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -90,14 +90,21 @@ class Verdict:
 
 @dataclass(slots=True)
 class _Baseline:
-    spread: np.ndarray  # typical robust spread (IQR) of a window, per channel
+    #: the window statistics, in the order of the rows :meth:`SignalQuality._assess` stacks
+    STATS: ClassVar[tuple[str, ...]] = ("ptp", "level", "hum", "rough", "level_long", "range_long")
+
     ptp: np.ndarray  # typical peak-to-peak of a window, per channel
     level: np.ndarray  # typical window median, per channel
-    hum: np.ndarray  # typical share of mains-band power, per channel
-    rough: np.ndarray  # typical std(diff) / std, per channel
+    hum: np.ndarray  # typical mains line over its neighbourhood, per channel
+    rough: np.ndarray  # typical robust SD of the second difference, per channel
     level_long: np.ndarray  # typical median of the longer level window, per channel
-    range_long: np.ndarray  # typical peak-to-peak of the longer level window, per channel
+    range_long: np.ndarray  # typical 5–95 % range of the longer level window, per channel
     windows: int = 0
+
+    @classmethod
+    def from_stats(cls, stats: np.ndarray, windows: int) -> _Baseline:
+        """From stacked statistics (rows in :attr:`STATS` order, columns = channels)."""
+        return cls(stats[0], stats[1], stats[2], stats[3], stats[4], stats[5], windows)
 
 
 def _percentiles(x: np.ndarray, qs: list[float]) -> np.ndarray:
@@ -164,11 +171,11 @@ class SignalQuality:
         self._head = (self._head + n) % self._n_hist
         self._filled = min(self._n_hist, self._filled + n)
 
-    def _window(self, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """Samples of (now − window_s, now], oldest first."""
+    def _history(self, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """The kept samples up to ``now``, oldest first: times (n,) s, values (n, channels)."""
         order = (self._head - self._filled + np.arange(self._filled)) % self._n_hist
         t, v = self._t[order], self._v[order]
-        keep = (t > now - self.window_s) & (t <= now)
+        keep = t <= now
         return t[keep], v[keep]
 
     # -- judging ------------------------------------------------------------------------------
@@ -179,7 +186,9 @@ class SignalQuality:
             return self._assess(now)
 
     def _assess(self, now: float) -> Verdict:
-        t, v = self._window(now)
+        hist_t, hist_v = self._history(now)  # one copy of the ring per judgement, read by every check
+        recent = hist_t > now - self.window_s
+        t, v = hist_t[recent], hist_v[recent]
         sev: dict[str, np.ndarray] = {}
         covered = min(self.window_s, now - self._first_t) if math.isfinite(self._first_t) else self.window_s
         expected = self.rate * covered
@@ -195,24 +204,23 @@ class SignalQuality:
         with np.errstate(all="ignore"):
             lo, hi = np.nanmin(vf, axis=0), np.nanmax(vf, axis=0)
             ptp = hi - lo
-            q25, med, q75 = _percentiles(vf, [25, 50, 75])
-            spread = q75 - q25
+            med = _percentiles(vf, [50])[0]
         sev["clipped"] = self._clipped(vf, lo, hi, ptp)
-        level_long, range_long = self._level(now)
-        stats = np.stack([spread, ptp, med, self._hum(now), self._rough(vf), level_long, range_long])
+        level_long, range_long = self._level(hist_t, hist_v, now)
+        stats = np.stack([ptp, med, self._hum(hist_t, hist_v, now), self._rough(vf), level_long, range_long])
         base = self.base
         if base is not None and base.windows >= BASELINE_WINDOWS:
             floor = 1e-9 + 1e-6 * np.abs(base.level)
             sev["flat"] = _severity(1.0 - ptp / np.maximum(base.ptp, floor), 0.9, 0.98)
             sev["jump"] = _severity(ptp / np.maximum(base.ptp, floor), 2.5, 4.0)
-            hum_gain = stats[3] / np.maximum(base.hum, 1.0)
-            rough_gain = stats[4] / np.maximum(base.rough, floor)
-            sev["noise"] = np.maximum(_severity(stats[3], 30.0, 100.0) * (hum_gain > 4.0),
+            hum_gain = stats[2] / np.maximum(base.hum, 1.0)
+            rough_gain = stats[3] / np.maximum(base.rough, floor)
+            sev["noise"] = np.maximum(_severity(stats[2], 30.0, 100.0) * (hum_gain > 4.0),
                                       _severity(rough_gain, 3.0, 5.0))  # fmt: skip
             moved = np.abs(level_long - base.level_long) / np.maximum(base.range_long, floor)
             sev["drift"] = _severity(moved, 0.75, 1.5)
             if self.forecaster is not None and t.size:
-                z = self.forecaster.standardized_error(self._recent(now))
+                z = self.forecaster.standardized_error(hist_v)
                 sev["model"] = _severity(z, 4.0, 8.0)
         verdict = _verdict({k: v for k, v in sev.items() if k not in self.off}, self.channels)
         if not np.isfinite(stats).all(axis=0).any():
@@ -224,22 +232,16 @@ class SignalQuality:
                            f"learning this sensor's normal signal ({n}/{BASELINE_WINDOWS} windows)")  # fmt: skip
         return verdict
 
-    def _level(self, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """Median and 5–95 % range of the last :data:`LEVEL_WINDOW_S` (the level a drift moves)."""
-        order = (self._head - self._filled + np.arange(self._filled)) % self._n_hist
-        t, v = self._t[order], self._v[order]
+    def _level(self, t: np.ndarray, v: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Median and 5–95 % range of the last :data:`LEVEL_WINDOW_S` of the history ``t``, ``v``
+        (the level a drift moves)."""
         span = max(LEVEL_WINDOW_S, 4 * self.window_s)
-        x = v[(t > now - span) & (t <= now)]
+        x = v[t > now - span]
         if x.shape[0] == 0:
             return np.full(self.channels, np.nan), np.full(self.channels, np.nan)
         with np.errstate(all="ignore"):
             lo, mid, hi = _percentiles(x, [5, 50, 95])  # robust: an ECG's R peaks are not its range
             return mid, hi - lo
-
-    def _recent(self, now: float) -> np.ndarray:
-        order = (self._head - self._filled + np.arange(self._filled)) % self._n_hist
-        keep = self._t[order] <= now
-        return self._v[order][keep]
 
     def _clipped(self, vf: np.ndarray, lo: np.ndarray, hi: np.ndarray, ptp: np.ndarray) -> np.ndarray:
         """Share of samples pinned at the range's ends, or at exactly the window's extreme."""
@@ -261,15 +263,14 @@ class SignalQuality:
         out = np.maximum(out, _severity(most / n, 0.1, 0.3) * (ptp > 0) * (most >= 3))
         return out
 
-    def _hum(self, now: float) -> np.ndarray:
+    def _hum(self, t: np.ndarray, v: np.ndarray, now: float) -> np.ndarray:
         """Mains hum: the strongest spectral line within ±1 Hz of 50 or 60 Hz over the median
         power 3–12 Hz away (a line, not a share: noise of any colour gives ~3, rarely over 15;
-        a hum of a tenth of the signal hundreds), from the last :data:`HUM_WINDOW_S`."""
+        a hum of a tenth of the signal hundreds), from the last :data:`HUM_WINDOW_S` of the
+        history ``t``, ``v``."""
         if self.rate < 2.5 * MAINS_HZ[0]:
             return np.zeros(self.channels)
-        order = (self._head - self._filled + np.arange(self._filled)) % self._n_hist
-        t, v = self._t[order], self._v[order]
-        x = v[(t > now - HUM_WINDOW_S) & (t <= now)]
+        x = v[t > now - HUM_WINDOW_S]
         if x.shape[0] < self.rate * HUM_WINDOW_S / 2:
             return np.zeros(self.channels)
         x = np.nan_to_num(x - np.nanmean(x, axis=0))
@@ -305,20 +306,16 @@ class SignalQuality:
             self._learned_at = now
             self._pending.append(stats)
             m = np.median(np.stack(self._pending), axis=0)
-            self.base = _Baseline(m[0], m[1], m[2], m[3], m[4], m[5], m[6], len(self._pending))
+            self.base = _Baseline.from_stats(m, len(self._pending))
             return
         if verdict.state != "good":
             return
         a = min(1.0, (now - self._learned_at) / BASELINE_TAU_S) if math.isfinite(self._learned_at) else 0.0
         self._learned_at = now
         b = self.base
-        b.spread += a * (stats[0] - b.spread)
-        b.ptp += a * (stats[1] - b.ptp)
-        b.level += a * (stats[2] - b.level)
-        b.hum += a * (stats[3] - b.hum)
-        b.rough += a * (stats[4] - b.rough)
-        b.level_long += a * (stats[5] - b.level_long)
-        b.range_long += a * (stats[6] - b.range_long)
+        for name, row in zip(_Baseline.STATS, stats, strict=True):
+            mean = getattr(b, name)
+            setattr(b, name, mean + a * (row - mean))
         b.windows += 1
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,16 +60,21 @@ class _Scored:
 class QualityScorer:
     """The verdicts of one node's sensors (no I/O: fed by a tap, read by the component)."""
 
-    def __init__(self, models_dir: str | None = None) -> None:
+    def __init__(self, info_of: Callable[[str], SensorInfo | None], models_dir: str | None = None) -> None:
         self.sensors: dict[str, _Scored] = {}
         self.skipped: set[str] = set()
+        self.info_of = info_of
         self.models_dir = models_dir
 
-    def tap(self, batch: SampleBatch, info: SensorInfo | None) -> None:
+    def tap(self, batch: SampleBatch) -> None:
+        """Take one delivery (a sensor's description is looked up only the first time it is seen)."""
         sid = batch.sensor_id
         scored = self.sensors.get(sid)
         if scored is None:
-            if sid in self.skipped or info is None:
+            if sid in self.skipped:
+                return
+            info = self.info_of(sid)
+            if info is None:  # not announced yet: asked again at its next delivery
                 return
             off = checks_off(info.attribute, str(category(info.attribute)))
             if off is None or info.nominal_rate <= 0 or info.channel_format == "string" \
@@ -122,8 +128,8 @@ def load_forecaster(models_dir: str | Path, sensor_id: str, attribute: str) -> F
 
 def quality(node: NodeContext) -> Run:
     """Score this node's sensors; publish the verdicts; mark ended bad spells in recordings."""
-    scorer = QualityScorer(str(paths.data_dir() / "models"))
-    node.add_sample_tap(lambda b: scorer.tap(b, node.sensor_info(b.sensor_id)))
+    scorer = QualityScorer(node.sensor_info, str(paths.data_dir() / "models"))
+    node.add_sample_tap(scorer.tap)
 
     async def run(stop: asyncio.Event) -> None:
         c = async_client(node.config.redis_url, timeout=2.0)
