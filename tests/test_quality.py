@@ -8,7 +8,17 @@ import math
 import numpy as np
 import pytest
 
-from sensorium_desktop.core.quality import BASELINE_WINDOWS, SignalQuality
+from sensorium_desktop.core.quality import (
+    BASELINE_WINDOWS,
+    REASONS,
+    SignalQuality,
+    Verdict,
+    anomaly_info,
+    anomaly_row,
+    anomaly_sensor_id,
+)
+from sensorium_desktop.core.samples import SensorInfo
+from sensorium_desktop.recording.bids import _uniform
 
 RATE = 256.0
 HOP = 0.125
@@ -96,3 +106,28 @@ def test_the_clean_simulated_lab_raises_no_alarm() -> None:
 
     _cpu, scored, alarms = lab_cpu(120.0)
     assert scored == 4 and alarms == 0
+
+
+def test_the_anomaly_stream_describes_its_sensor_and_codes_each_verdict() -> None:
+    info = SensorInfo("amp-eeg", "eeg", "amp", "Amplifier", channel_names=("Fz", "Cz"), units=("uV", "uV"),
+                      nominal_rate=256.0, node_id="pc1")  # fmt: skip
+    a = anomaly_info(info)
+    assert (a.sensor_id, a.attribute, a.device_id, a.node_id, a.nominal_rate) == ("amp-eeg-anomaly", "anomaly", "amp",
+                                                                                  "pc1", 4.0)  # fmt: skip
+    assert a.channel_names == ("score", "state", "reason", "channel") and a.extra["stream_word"] == "EEG Anomaly"
+    row = anomaly_row(Verdict("bad", 0.97, "flat", "flat (channel 2)", 1))
+    assert row.tolist() == pytest.approx([0.97, 2.0, 1 + REASONS.index("flat"), 2.0])
+    assert anomaly_row(Verdict("learning", 0.0)).tolist() == [0.0, -1.0, 0.0, 0.0]
+    long_id = "x" * 60
+    aid = anomaly_sensor_id(long_id)
+    assert len(aid) == 64 and aid.endswith("-anomaly") and aid != anomaly_sensor_id("x" * 59 + "y")
+    SensorInfo(aid, "anomaly", "dev")  # a valid id
+
+
+def test_state_codes_are_not_interpolated_onto_the_bids_grid() -> None:
+    t = np.array([0.0, 0.25, 0.5, 0.75])
+    v = np.array([[0.1, 0.0], [0.9, 2.0], [1.0, 2.0], [0.2, 0.0]])
+    _grid, out = _uniform(t + 0.1, v, 4.0, frozenset({1}))
+    _, lin = _uniform(t + 0.1, v, 3.0)
+    assert out[:, 1].tolist() == [0.0, 2.0, 2.0, 0.0]
+    assert set(np.round(lin[:, 1], 6)) - {0.0, 2.0}  # linear interpolation would have made up codes

@@ -12,12 +12,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 from conftest import RedisServer, WindowDriver, sensorium
 
 from sensorium_desktop.bus.keys import Keys
-from sensorium_desktop.core.quality import parse_quality
+from sensorium_desktop.core.quality import REASONS, parse_quality
 
 EEG = "sim:eeg?channels=8&rate=256&flat_channel=3&flat_after=8&flat_for=5"
 
@@ -57,10 +58,34 @@ def test_a_flat_channel_is_found_shown_and_recorded(redis_server: RedisServer, k
     (row,) = [s for s in js["sensors"] if s["sensor_id"] == sid]
     assert row["quality"]["state"] == "bad" and row["quality"]["reason"] == "flat" and row["quality"]["channel"] == 2
 
+    xdf_path = tmp_path / "rec.xdf"
+    exp = subprocess.run(sensorium("export", str(rec), "--format", "xdf", "-o", str(xdf_path)), env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert exp.returncode == 0, exp.stderr[-2000:]
+    pyxdf = pytest.importorskip("pyxdf")
+    streams, _ = pyxdf.load_xdf(str(xdf_path))
+    by_type = {s["info"]["type"][0]: s for s in streams}
+    anomaly, eeg = by_type["Anomaly"], by_type["EEG"]
+    assert anomaly["info"]["name"][0] == "Simulated EEG amplifier EEG Anomaly"
+    assert float(anomaly["info"]["nominal_srate"][0]) == 4.0
+    labels = [c["label"][0] for c in anomaly["info"]["desc"][0]["channels"][0]["channel"]]
+    assert labels == ["score", "state", "reason", "channel"]
+    t, v = anomaly["time_stamps"], anomaly["time_series"]
+    assert 0.2 < np.median(np.diff(t)) < 0.3 and abs(t[-1] - t[0] - 22) < 1.5, (t[0], t[-1])
+    t0 = eeg["time_stamps"][0]
+    bad = v[:, 1] == 2
+    assert bad.any() and (v[bad, 2] == 1 + REASONS.index("flat")).all() and (v[bad, 3] == 3).all()  # channel 3
+    bad_t = t[bad] - t0
+    assert 7.5 <= bad_t[0] <= 10.5 and 12.0 <= bad_t[-1] <= 15.0, (bad_t[0], bad_t[-1])  # flat 8–13 s
+    assert (v[t - t0 > bad_t[-1] + 1.0, 1] == 0).all()  # good again after
+
     bids = tmp_path / "bids"
     exp = subprocess.run(sensorium("export", str(rec), "--format", "bids", "-o", str(bids)), env=env,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert exp.returncode == 0, exp.stderr[-2000:]
+    physio = json.loads(next(bids.rglob("*recording-simeegeeganomaly_physio.json")).read_text())
+    assert physio["Columns"] == ["score", "state", "reason", "channel"] and physio["SamplingFrequency"] == 4.0
+    assert physio["state"]["Levels"]["2"] == "bad" and physio["reason"]["Levels"]["5"] == "flat"
     events = next(bids.rglob("*_events.tsv")).read_text().splitlines()
     bad = [line.split("\t") for line in events[1:] if "BAD_flat" in line]
     assert len(bad) == 1, events
@@ -81,6 +106,26 @@ def test_a_flat_channel_is_found_shown_and_recorded(redis_server: RedisServer, k
     bad_bids = [(a["description"], a["duration"]) for a in raw_bids.annotations if a["description"] == "BAD_flat"]
     assert len(bad_bids) == 1 and 4.0 <= bad_bids[0][1] <= 7.0, list(raw_bids.annotations)
     assert isinstance(raw_bids, mne.io.BaseRaw)
+
+
+def test_a_signal_still_bad_when_the_recording_stops_is_marked_up_to_the_stop(redis_server: RedisServer, keys: Keys,
+                                                                              tmp_path: Path) -> None:  # fmt: skip
+    env = dict(os.environ, SENSORIUM_REDIS_URL=redis_server.url, SENSORIUM_DATA_DIR=str(tmp_path / "data"))
+    rec = tmp_path / "rec"
+    run = subprocess.run(sensorium("record", "--prefix", keys.prefix, "--device",
+                                   "sim:eeg?channels=4&rate=256&flat_channel=2&flat_after=6", "--duration", "12",
+                                   "--out", str(rec), "--participant", "01", "--task", "open"),
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "was bad (flat) when the recording stopped" in run.stderr, run.stderr[-3000:]
+    bids = tmp_path / "bids"
+    exp = subprocess.run(sensorium("export", str(rec), "--format", "bids", "-o", str(bids)), env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert exp.returncode == 0, exp.stderr[-2000:]
+    rows = [line.split("\t") for line in next(bids.rglob("*_events.tsv")).read_text().splitlines()[1:]]
+    (bad,) = [r for r in rows if r[2] == "BAD_flat"]
+    onset, span = float(bad[0]), float(bad[1])
+    assert 5.0 <= onset <= 9.0 and abs(onset + span - 12.0) < 0.5, bad  # from the flat start to the stop
 
 
 @pytest.mark.gui

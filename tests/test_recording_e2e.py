@@ -84,8 +84,11 @@ def test_record_cli_simulated_lab_then_export_and_list(redis_server: RedisServer
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert exp.returncode == 0, exp.stderr[-3000:]
     by_name = _check_xdf_against_spool(xdf, out)
-    assert set(by_name) - {"sim-chest-hrv"} == {"sim-chest-ecg", "sim-eyes-eye_gaze", "sim-room-temperature",
-                                                 "Markers"}  # fmt: skip
+    anomaly = {k for k in by_name if k.endswith("-anomaly")}  # the scored sensors' quality, once they have one
+    assert anomaly <= {"sim-chest-ecg-anomaly", "sim-room-temperature-anomaly"}, anomaly
+    assert all(by_name[k]["info"]["type"][0] == "Anomaly" for k in anomaly)
+    assert set(by_name) - {"sim-chest-hrv"} - anomaly == {"sim-chest-ecg", "sim-eyes-eye_gaze",
+                                                           "sim-room-temperature", "Markers"}  # fmt: skip
     assert len(by_name["sim-chest-ecg"]["time_stamps"]) > 2.5 * 512 * 0.9
     sync = by_name["sim-chest-ecg"]["info"]["desc"][0]["synchronization"][0]
     assert 0 < float(sync["asymmetry_bound"][0]) < 0.01 and float(sync["host_to_global_sigma"][0]) > 0
@@ -100,7 +103,7 @@ def test_record_cli_simulated_lab_then_export_and_list(redis_server: RedisServer
     streams, header = pyxdf.load_xdf(str(xdf), dejitter_timestamps=False)
     for s in streams:
         sid = xdf_stream_key(s)
-        if sid in ("Markers", "sim-chest-hrv") or not len(s["time_stamps"]):
+        if sid in ("Markers", "sim-chest-hrv") or sid in anomaly or not len(s["time_stamps"]):
             continue
         ts = s["time_stamps"]
         assert ts[0] >= start and ts[-1] <= stop, sid
@@ -110,6 +113,8 @@ def test_record_cli_simulated_lab_then_export_and_list(redis_server: RedisServer
     assert header["info"]["datetime"] == [xdf_datetime(meta["started"])]
     types = {xdf_stream_key(s): s["info"]["type"][0] for s in streams}
     types.pop("sim-chest-hrv", None)
+    for k in anomaly:
+        types.pop(k)
     assert types == {"sim-chest-ecg": "ECG", "sim-eyes-eye_gaze": "Gaze", "sim-room-temperature": "Temperature",
                      "Markers": "Markers"}  # fmt: skip
     # every batch Redis holds from the session's window is in the spool (nothing silently lost)

@@ -48,6 +48,7 @@ from ..core.samples import SampleBatch, SensorInfo
 from .connection import client as make_client
 from .keys import Keys
 from .sentinel import SENTINEL_BACKOFF, is_sentinel_url, parse_sentinel_url, primary_address
+from .streams import top_of_entries
 
 log = logging.getLogger(__name__)
 
@@ -643,7 +644,7 @@ class StreamPublisher:
         pipe = c.pipeline(transaction=False)
         for sid, _ in items:
             pipe.xrevrange(self.keys.stream(sid), "+", "-", count=1)
-        tops = {sid: _top_of(entries) for (sid, _), entries in zip(items, pipe.execute(), strict=True)}
+        tops = {sid: top_of_entries(entries) for (sid, _), entries in zip(items, pipe.execute(), strict=True)}
         resend: list[PublishRecord] = []
         with self._lock:
             shifts: dict[str, tuple[int, int]] = {}
@@ -843,13 +844,4 @@ def _fields(rec: PublishRecord, node_id: str, now: float) -> dict[str, object]:
 
 def _stream_top(c: redis.Redis, key: str) -> tuple[int, int, int]:
     """(seq, next sample index, ms) of the newest entry of a stream, or (-1, 0, 0)."""
-    return _top_of(c.xrevrange(key, "+", "-", count=1))
-
-
-def _top_of(entries: list) -> tuple[int, int, int]:
-    """(seq, next sample index, ms) of an ``XREVRANGE … COUNT 1`` answer, or (-1, 0, 0)."""
-    if not entries:
-        return -1, 0, 0
-    entry_id, fields = entries[0]
-    eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-    return int(fields[b"seq"]), int(fields[b"idx"]) + int(fields[b"n"]), int(eid.split("-")[0])
+    return top_of_entries(c.xrevrange(key, "+", "-", count=1))

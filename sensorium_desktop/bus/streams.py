@@ -10,7 +10,7 @@ import numpy as np
 import redis
 import redis.asyncio
 
-from ..core.codec import CodecError, decode_batch
+from ..core.codec import CodecError, decode_batch, encode_batch
 from ..core.samples import SampleBatch
 from .keys import Keys
 
@@ -44,6 +44,21 @@ def decode_entry(sensor_id: str, entry_id: bytes | str, fields: dict[bytes, Any]
         raise CodecError(f"stream entry {_s(entry_id)} of {sensor_id} lacks field {exc}") from exc
     batch = decode_batch(data, sensor_id, attr, seq, idx)
     return StreamEntry(_s(entry_id), batch, _s(fields.get(b"node")), float(_s(fields.get(b"tpub"), "0") or 0))
+
+
+def entry_fields(batch: SampleBatch, node_id: str, t_published: float) -> dict[str, Any]:
+    """The fields of one stream entry holding ``batch`` (what :func:`decode_entry` reads)."""
+    return {"seq": batch.seq, "idx": batch.first_index, "n": len(batch), "attr": batch.attribute, "node": node_id,
+            "tpub": repr(t_published), "data": encode_batch(batch)}  # fmt: skip
+
+
+def top_of_entries(entries: list) -> tuple[int, int, int]:
+    """(seq, next sample index, ms) of an ``XREVRANGE … COUNT 1`` answer, or (-1, 0, 0)."""
+    if not entries:
+        return -1, 0, 0
+    entry_id, fields = entries[0]
+    eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    return int(fields[b"seq"]), int(fields[b"idx"]) + int(fields[b"n"]), int(eid.split("-")[0])
 
 
 def sensor_of_stream(keys: Keys, stream_key: bytes | str) -> str:

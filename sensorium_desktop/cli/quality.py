@@ -139,8 +139,8 @@ def _bootstrap(c: redis.Redis, keys: Keys, sensor_id: str, info: SensorInfo | No
     """Write ``samples`` synthetic readings of the sensor's attribute into its Redis stream
     (level ± amplitude over a slow cycle, plus noise; from the attribute's range when known)."""
     from ..bus.registry import register_sensors
+    from ..bus.streams import entry_fields
     from ..core.attributes import get_type
-    from ..core.codec import encode_batch
 
     if info is None:
         attribute = sensor_id.rsplit("-", 1)[-1]
@@ -165,9 +165,8 @@ def _bootstrap(c: redis.Redis, keys: Keys, sensor_id: str, info: SensorInfo | No
     seq = int(top[0][1][b"seq"]) + 1 if top else 0
     for a in range(0, samples, 64):
         b = SampleBatch(sensor_id, info.attribute, t[a : a + 64], vals[a : a + 64], None, seq, a)
-        c.xadd(keys.stream(sensor_id), {"seq": seq, "idx": a, "n": len(b), "attr": info.attribute,
-                                         "node": "bootstrap", "tpub": repr(time.time()), "data": encode_batch(b)},
-               id=f"{int(t[min(a + 63, samples - 1)] * 1000)}-{seq}")  # fmt: skip
+        c.xadd(keys.stream(sensor_id), entry_fields(b, "bootstrap", time.time()),
+               id=f"{int(t[min(a + 63, samples - 1)] * 1000)}-{seq}")
         seq += 1
     log.info("bootstrap: %d synthetic %s readings written to %s", samples, info.attribute, keys.stream(sensor_id))
     return info

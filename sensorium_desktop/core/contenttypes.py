@@ -27,6 +27,7 @@ id to its content type; the attribute id itself travels in the stream's ``desc``
 | audio, microphone | Audio |
 | video | VideoRaw |
 | temperature | Temperature |
+| anomaly (a sensor's signal quality) | Anomaly |
 | geolocation, altitude, speed | Position |
 | anything else | the attribute id |
 """
@@ -42,7 +43,8 @@ CONTENT_TYPES: dict[str, str] = {
     "eye_aperture": "Pupillometry", "pupil_diameter": "Pupillometry",
     "eye_blink": "Pupillometry", "eye_worn": "Pupillometry", "marker": "Markers", "trigger": "Stim",
     "tap": "Stim", "button": "Stim", "audio": "Audio", "microphone": "Audio", "video": "VideoRaw",
-    "temperature": "Temperature", "geolocation": "Position", "altitude": "Position", "speed": "Position",
+    "temperature": "Temperature", "anomaly": "Anomaly", "geolocation": "Position", "altitude": "Position",
+    "speed": "Position",
 }  # fmt: skip
 
 

@@ -23,6 +23,7 @@ channel). Until :data:`BASELINE_WINDOWS` good windows were seen the state is ``l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
@@ -31,6 +32,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
+
+from .contenttypes import NAME_WORDS, content_type
+from .samples import SensorInfo
 
 #: judged window (s), at least :data:`MIN_WINDOW_SAMPLES` samples
 WINDOW_S = 0.5
@@ -350,10 +354,49 @@ def _verdict(sev: dict[str, np.ndarray], channels: int) -> Verdict:
     return Verdict(state, best_score, best_reason, f"{best_reason}{where}", best_ch if channels > 1 else -1)
 
 
-def verdict_json(v: Verdict, now: float) -> str:
-    """A verdict as stored in the ``quality`` hash (JSON)."""
-    return json.dumps({"state": v.state, "score": round(v.score, 3), "reason": v.reason, "detail": v.detail,
-                       "channel": v.channel, "time": now})  # fmt: skip
+def verdict_json(v: Verdict, now: float, bad_since: float | None = None, spell_reason: str = "") -> str:
+    """A verdict as stored in the ``quality`` hash (JSON); during a bad spell also its start
+    (``bad_since``, host s) and the reason that held longest so far (``spell_reason``)."""
+    d: dict[str, Any] = {"state": v.state, "score": round(v.score, 3), "reason": v.reason, "detail": v.detail,
+                         "channel": v.channel, "time": now}  # fmt: skip
+    if bad_since is not None:
+        d |= {"bad_since": bad_since, "spell_reason": spell_reason or v.reason}
+    return json.dumps(d)
+
+
+#: the channels of a sensor's ``Anomaly`` stream (one sample per assessment)
+ANOMALY_CHANNELS = ("score", "state", "reason", "channel")
+#: ``state`` channel codes; ``reason`` is 1 + the index in :data:`REASONS` (0: none); ``channel``
+#: 1-based (0: the sensor as a whole)
+STATE_CODES = {"learning": -1.0, "good": 0.0, "suspect": 1.0, "bad": 2.0}
+ANOMALY_ATTRIBUTE = "anomaly"
+#: verdicts per second of a scored sensor: the rate of its ``Anomaly`` stream (Hz)
+ANOMALY_RATE_HZ = 4.0
+
+
+def anomaly_sensor_id(sensor_id: str) -> str:
+    """The id of the ``Anomaly`` stream of ``sensor_id`` (its stream key holds the verdicts):
+    ``<id>-anomaly``, a long id shortened with a hash of it (ids have at most 64 characters)."""
+    if len(sensor_id) <= 64 - len("-anomaly"):
+        return f"{sensor_id}-anomaly"
+    return f"{sensor_id[:47]}-{hashlib.sha1(sensor_id.encode()).hexdigest()[:8]}-anomaly"
+
+
+def anomaly_info(info: SensorInfo) -> SensorInfo:
+    """The description of the ``Anomaly`` stream of the sensor ``info`` describes: the same
+    device and node, host-clock samples at :data:`ANOMALY_RATE_HZ`, channels :data:`ANOMALY_CHANNELS`."""
+    word = info.extra.get("stream_word") or NAME_WORDS.get(info.attribute, content_type(info.attribute))
+    codes = {"state": STATE_CODES, "reason": {"none": 0} | {r: i + 1 for i, r in enumerate(REASONS)}}
+    return SensorInfo(anomaly_sensor_id(info.sensor_id), ANOMALY_ATTRIBUTE, info.device_id, info.device_name,
+                      "quality", info.uri, ANOMALY_CHANNELS, ("", "", "", ""), "float32", ANOMALY_RATE_HZ,
+                      node_id=info.node_id, extra={"anomaly_of": info.sensor_id, "stream_word": f"{word} Anomaly",
+                             "codes": codes})  # fmt: skip
+
+
+def anomaly_row(v: Verdict) -> np.ndarray:
+    """One ``Anomaly`` sample of a verdict, shape (4,) float32 (see :data:`ANOMALY_CHANNELS`)."""
+    reason = REASONS.index(v.reason) + 1 if v.reason in REASONS else 0
+    return np.array([v.score, STATE_CODES.get(v.state, -1.0), reason, v.channel + 1], dtype=np.float32)
 
 
 def parse_quality(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, dict[str, Any]]:

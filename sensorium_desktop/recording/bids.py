@@ -226,14 +226,24 @@ def _bv_unit(unit: str) -> str:
     return "µV" if unit in ("uV", "microvolts", "µV") else unit
 
 
-def _uniform(t: np.ndarray, values: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
-    """``values`` (n, c) at times ``t`` on a uniform grid at ``rate`` Hz from t[0] (linear)."""
+def _uniform(t: np.ndarray, values: np.ndarray, rate: float,
+             coded: frozenset[int] = frozenset()) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``values`` (n, c) at times ``t`` on a uniform grid at ``rate`` Hz from t[0] (linear; the
+    columns in ``coded`` — codes of a state — take the newest sample at or before each point)."""
     n = math.floor((t[-1] - t[0]) * rate + 1e-9) + 1
     grid = t[0] + np.arange(n) / rate
     v = np.asarray(values, dtype=np.float64)
     if n == 0:
         return grid, np.zeros((0, v.shape[1]))
-    return grid, np.column_stack([np.interp(grid, t, v[:, k]) for k in range(v.shape[1])])
+    before = np.clip(np.searchsorted(t, grid + 1e-9, side="right") - 1, 0, len(t) - 1)
+    return grid, np.column_stack([v[before, k] if k in coded else np.interp(grid, t, v[:, k])
+                                  for k in range(v.shape[1])])  # fmt: skip
+
+
+def _codes(info: SensorInfo) -> dict[str, dict[str, Any]]:
+    """Channel → {name: code} of a stream whose channels hold codes (``extra["codes"]``)."""
+    codes = info.extra.get("codes")
+    return {str(k): v for k, v in codes.items() if isinstance(v, dict)} if isinstance(codes, dict) else {}
 
 
 def _on_grid(rec: Recording, sid: str, clock: str) -> tuple[SensorInfo, float, np.ndarray, np.ndarray] | None:
@@ -245,7 +255,8 @@ def _on_grid(rec: Recording, sid: str, clock: str) -> tuple[SensorInfo, float, n
         rec.warn(f"BIDS: {sid} has {t.size} sample(s): no sampling rate, not written")
         return None
     rate = data.info.nominal_rate or round(1.0 / float(np.median(np.diff(t))), 6)
-    grid, values = _uniform(t, data.values, rate)
+    coded = frozenset(i for i, c in enumerate(data.info.channel_names) if c in _codes(data.info))
+    grid, values = _uniform(t, data.values, rate, coded)
     return data.info, rate, grid, values
 
 
@@ -271,8 +282,11 @@ def _write_physio(rec: Recording, sid: str, folder: Path, base: str, t_zero: flo
                        "sample (global clock); BIDS physio needs a constant rate"),
         "SensoriumSync": {"clock": clock, "sensor_id": sid, "attribute": info.attribute, **sync.get(sid, {})},
     }  # fmt: skip
-    for c, u in zip(columns, info.units, strict=False):
+    codes = _codes(info)
+    for c, channel, u in zip(columns, info.channel_names, info.units, strict=False):
         sidecar[c] = {"Units": u or "n/a"}
+        if channel in codes:  # BIDS: the meaning of each value of a categorical column
+            sidecar[c]["Levels"] = {f"{float(code):g}": name for name, code in codes[channel].items()}
     if gaze:  # BIDS eye tracking: timestamp, then the gaze columns by their names
         columns = ["timestamp", "x_coordinate", "y_coordinate", *columns[2:]]
         sidecar.update({"Columns": columns, "RecordedEye": "cyclopean", "SampleCoordinateSystem": "custom",

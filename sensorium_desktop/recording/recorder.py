@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import redis
 
 from ..bus.attention import hold_for_recording, release_attention
@@ -36,6 +37,7 @@ from ..bus.streams import GapTracker, decode_entry
 from ..core.backoff import Backoff
 from ..core.codec import CodecError
 from ..core.delta import DELTA_ATTRIBUTES
+from ..core.quality import anomaly_info, anomaly_sensor_id, parse_quality
 from ..core.samples import SampleBatch, SensorInfo
 from ..core.timemap import TimeMap
 from .spool import SPOOL_VERSION, RecordKind, SpoolError, SpoolFullError, SpoolWriter, write_json_atomic
@@ -129,6 +131,9 @@ class SessionRecorder(threading.Thread):
         self._new_sensors: list[str] | None = None
         self.writer: SpoolWriter | None = None
         self.meta: dict[str, Any] = {}
+        #: recorded sensor → the stream key of its ``Anomaly`` stream (once the node's quality
+        #: component writes one; recorded with it, see :mod:`..worker.quality`)
+        self.anomaly_keys: dict[str, str] = {}
 
     # -- control --------------------------------------------------------------------------
     def request_stop(self, stopped_at: float | None = None, started_at: float | None = None) -> None:
@@ -158,8 +163,9 @@ class SessionRecorder(threading.Thread):
         return list(self.session.sensors)
 
     def _stream_keys(self) -> list[str]:
-        return [self.keys.stream(s) for s in self.sensor_ids] + [self.keys.markers(self.session.session_id),
-                                                                  self.keys.groups]  # fmt: skip
+        anomaly = [self.anomaly_keys[s] for s in self.sensor_ids if s in self.anomaly_keys]
+        return [self.keys.stream(s) for s in self.sensor_ids] + anomaly + [self.keys.markers(self.session.session_id),
+                                                                            self.keys.groups]  # fmt: skip
 
     def _start_id(self) -> str:
         """Where the sensor streams are read from: ``START_MARGIN_S`` before the session's start.
@@ -200,6 +206,7 @@ class SessionRecorder(threading.Thread):
                         if len(self.infos) < len(self.sensor_ids):
                             self._describe_sensors(c)  # self-describing devices announce sensors late
                         self._snapshot_clocks(c)
+                        self._find_anomaly_streams(c)
                         last_clock = now
                     got = self._read(c, pending_phase)
                     if pending_phase and got == 0:
@@ -213,8 +220,9 @@ class SessionRecorder(threading.Thread):
                     if self._interrupt.wait(backoff.next_delay()):
                         break
                     continue
-                if self._stop_requested is not None and self.status.state == "recording":
+                if self._stop_requested is not None and self.status.state == "recording" and c is not None:
                     self.status.state = "draining"
+                    self._mark_open_bad_spells(c)
                 if time.monotonic() - last_flush >= self.flush_interval or self._draining_done():
                     self._flush(c)
                     last_flush = time.monotonic()
@@ -421,6 +429,60 @@ class SessionRecorder(threading.Thread):
                     new = True
         if new:
             self._write_meta("recording")
+
+    def _find_anomaly_streams(self, c: redis.Redis) -> None:
+        """Record the ``Anomaly`` stream of every recorded sensor that has one (from the
+        session's start; found within :data:`CLOCK_SNAPSHOT_S` of its first verdict)."""
+        wanted = [s for s in self.sensor_ids if s not in self.anomaly_keys and s in self.infos]
+        if not wanted:
+            return
+        keys = [self.keys.stream(anomaly_sensor_id(s)) for s in wanted]
+        pipe = c.pipeline(transaction=False)
+        for key in keys:
+            pipe.exists(key)
+        for sid, key, exists in zip(wanted, keys, pipe.execute(), strict=True):
+            if not exists:
+                continue
+            try:
+                c.xgroup_create(key, self.group, id=self._start_id())
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._created.add(key)
+            self.anomaly_keys[sid] = key
+            parent = SensorInfo.from_json(json.dumps(self.infos[sid]))
+            info = anomaly_info(parent)
+            self.infos[info.sensor_id] = json.loads(info.to_json())
+            self.time.register(info)
+            self.writer.add_json(RecordKind.SENSOR, self.infos[info.sensor_id])  # type: ignore[union-attr]
+            self._write_meta("recording")
+
+    def _mark_open_bad_spells(self, c: redis.Redis) -> None:
+        """A sensor still bad when the recording stops: its spell (from its start to the stop)
+        becomes a ``BAD_<reason>`` marker, as a spell that ended is (the quality component marks
+        those only in running recordings)."""
+        stop = self._stop_requested
+        assert stop is not None and self.writer is not None
+        verdicts = parse_quality(c.hgetall(self.keys.quality))
+        for sid in self.sensor_ids:
+            q = verdicts.get(sid, {})
+            since, t_verdict = q.get("bad_since"), q.get("time")
+            if q.get("state") != "bad" or not isinstance(since, int | float) or not isinstance(t_verdict, int | float):
+                continue
+            node = str(self.infos.get(sid, {}).get("node_id", ""))
+            start, last = (float(x) for x in self.time.to_global(node, np.array([since, t_verdict], dtype=np.float64)))
+            if last < stop - 5.0 or start >= stop:  # a node that stopped scoring: not known to be bad now
+                continue
+            reason = str(q.get("spell_reason") or q.get("reason") or "unknown").replace(" ", "_")
+            marker = {"id": f"quality-open-{sid}", "t_original": repr(float(since)), "clock_original": "host",
+                      "sensor_id": sid, "duration": repr(round(stop - start, 3)),
+                      "detail": f"{q.get('detail', '')}; still bad when the recording stopped",
+                      "label": f"BAD_{reason}", "source": "quality", "t_host": repr(float(since)),
+                      "t_global": repr(start), "clock": "global" if self.time.host_offset(node) is not None else "host",
+                      "host": node}  # fmt: skip
+            self.writer.add_json(RecordKind.MARKER, marker)
+            log.info("recorder %s: %s was bad (%s) when the recording stopped: marked from %.3f for %.3f s",
+                     self.session.session_id, sid, reason, start, stop - start)  # fmt: skip
 
     def _link_video(self, info: dict[str, Any]) -> None:
         """A camera's frames stay in its video file; put that file into the session folder too

@@ -14,27 +14,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import redis
+import redis.asyncio
 
 from .. import paths
 from ..bus.connection import async_client
+from ..bus.keys import Keys
 from ..bus.sessions import mark_recordings
+from ..bus.streams import entry_fields, top_of_entries
 from ..core.attributes import category, get_type
 from ..core.forecast import Forecaster, model_name
 from ..core.hostclock import host_time
-from ..core.quality import SignalQuality, Verdict, checks_off, verdict_json
+from ..core.quality import (
+    ANOMALY_ATTRIBUTE,
+    ANOMALY_RATE_HZ,
+    SignalQuality,
+    Verdict,
+    anomaly_row,
+    anomaly_sensor_id,
+    checks_off,
+    verdict_json,
+)
 from ..core.samples import SampleBatch, SensorInfo
 from .context import NodeContext, Run
 
 log = logging.getLogger(__name__)
 
 #: how often every sensor is judged (s)
-ASSESS_EVERY_S = 0.25
+ASSESS_EVERY_S = 1.0 / ANOMALY_RATE_HZ
+#: ``Anomaly`` samples kept in Redis per sensor (10 min)
+ANOMALY_KEEP = int(600 / ASSESS_EVERY_S)
 #: a sensor is scored when it is regular, numeric and has at most this many channels
 MAX_CHANNELS = 64
 
@@ -89,9 +105,9 @@ class QualityScorer:
             return
         scored.quality.update(batch.t_arrival, values)
 
-    def assess(self, now: float) -> list[tuple[str, Verdict, float]]:
+    def assess(self, now: float) -> list[tuple[str, Verdict, float, float]]:
         """Judge every sensor at host time ``now``; returns the bad spells that just ended
-        (sensor, the verdict of the reason that held longest, its start s)."""
+        (sensor, the verdict of the reason that held longest, its start and end s)."""
         ended = []
         for sid, s in self.sensors.items():
             v = s.quality.assess(now)
@@ -102,7 +118,7 @@ class QualityScorer:
                 n, _ = s.spell.get(v.reason, (0, v))
                 s.spell[v.reason] = (n + 1, v)
             elif s.bad_since is not None:
-                ended.append((sid, max(s.spell.values(), key=lambda nv: nv[0])[1], s.bad_since))
+                ended.append((sid, max(s.spell.values(), key=lambda nv: nv[0])[1], s.bad_since, now))
                 s.bad_since = None
         return ended
 
@@ -127,33 +143,99 @@ def load_forecaster(models_dir: str | Path, sensor_id: str, attribute: str) -> F
 
 
 def quality(node: NodeContext) -> Run:
-    """Score this node's sensors; publish the verdicts; mark ended bad spells in recordings."""
+    """Score this node's sensors every :data:`ASSESS_EVERY_S` (on a fixed schedule: the
+    ``Anomaly`` streams are regular); publish the verdicts and one ``Anomaly`` sample per
+    scored sensor; mark ended bad spells in recordings."""
     scorer = QualityScorer(node.sensor_info, str(paths.data_dir() / "models"))
     node.add_sample_tap(scorer.tap)
+    node.counters.setdefault("quality_samples_lost", 0)
 
     async def run(stop: asyncio.Event) -> None:
         c = async_client(node.config.redis_url, timeout=2.0)
+        streams = AnomalyStreams(node.keys, node.node_id)
+        t0 = host_time()
+        tick = 0
+        spells: list[tuple[str, Verdict, float, float]] = []  # ended bad spells not yet marked
         try:
             while not stop.is_set():
                 now = host_time()
-                t0 = time.perf_counter()
-                ended = scorer.assess(now)
-                node.counters["quality_cpu_us"] = int(1e6 * (time.perf_counter() - t0))
+                t_cpu = time.perf_counter()
+                spells.extend(scorer.assess(now))
+                node.counters["quality_cpu_us"] = int(1e6 * (time.perf_counter() - t_cpu))
                 try:
                     if scorer.sensors:
-                        await c.hset(node.keys.quality, mapping={sid: verdict_json(s.verdict, now)
-                                                                 for sid, s in scorer.sensors.items()})  # fmt: skip
-                    for sid, v, start in ended:
-                        extra = {"sensor_id": sid, "duration": repr(round(now - start, 3)), "detail": v.detail}
+                        await streams.publish(c, scorer, now, tick)
+                    while spells:  # kept while Redis is unreachable; ended at the tick they were seen
+                        sid, v, start, end = spells[0]
+                        extra = {"sensor_id": sid, "duration": repr(round(end - start, 3)), "detail": v.detail}
                         await mark_recordings(c, node.keys, f"BAD_{v.reason.replace(' ', '_')}", "quality", start,
                                               extra)  # fmt: skip
+                        spells.pop(0)
                 except (redis.RedisError, OSError) as exc:
-                    log.debug("quality: Redis unreachable: %s", exc)
+                    log.debug("quality: Redis unreachable (%d Anomaly samples kept): %s", len(streams.pending), exc)
+                if streams.lost > node.counters["quality_samples_lost"]:
+                    log.warning("quality: %d Anomaly samples lost (Redis unreachable too long)",
+                                streams.lost - node.counters["quality_samples_lost"])  # fmt: skip
+                    node.counters["quality_samples_lost"] = streams.lost
+                tick = max(tick + 1, math.floor((host_time() - t0) / ASSESS_EVERY_S) + 1)  # an overrun skips ticks
                 try:
-                    await asyncio.wait_for(stop.wait(), ASSESS_EVERY_S)
+                    await asyncio.wait_for(stop.wait(), max(0.0, t0 + tick * ASSESS_EVERY_S - host_time()))
                 except TimeoutError:
                     pass
         finally:
             await c.aclose()
 
     return run
+
+
+class AnomalyStreams:
+    """Writes the verdicts: the ``quality`` hash and each scored sensor's ``Anomaly`` stream
+    (:func:`~..core.quality.anomaly_info`; one sample per tick, its index the tick's, so a
+    skipped tick is a gap, continued after a node restart from the stream's newest entry).
+    Samples not written while Redis is unreachable are kept (up to :data:`ANOMALY_KEEP` per
+    sensor, the older ones counted as lost) and written when it is back."""
+
+    def __init__(self, keys: Keys, node_id: str) -> None:
+        self.keys = keys
+        self.node_id = node_id
+        self.seq: dict[str, int] = {}
+        self.index_base: dict[str, int] = {}  # sample index = base + tick
+        self.pending: list[tuple[str, dict[str, object]]] = []  # (stream key, entry) not yet written
+        self.lost = 0
+
+    async def publish(self, c: redis.asyncio.Redis, scorer: QualityScorer, now: float, tick: int) -> None:
+        """Queue this tick's samples, then write everything queued (raises RedisError/OSError:
+        the samples stay queued for the next call)."""
+        new = [sid for sid in scorer.sensors if sid not in self.seq]
+        if new:
+            try:
+                pipe = c.pipeline(transaction=False)
+                for sid in new:
+                    pipe.xrevrange(self.keys.stream(anomaly_sensor_id(sid)), "+", "-", count=1)
+                for sid, top in zip(new, await pipe.execute(), strict=True):
+                    seq, next_index, _ms = top_of_entries(top)
+                    self.seq[sid], self.index_base[sid] = seq + 1, next_index - tick
+            except (redis.RedisError, OSError):
+                self.lost += len(new)  # not numbered yet: their first samples cannot be kept
+                raise
+        hashed = {}
+        t = np.array([now])
+        for sid, s in scorer.sensors.items():
+            spell = max(s.spell.items(), key=lambda kv: kv[1][0])[0] if s.bad_since is not None and s.spell else ""
+            hashed[sid] = verdict_json(s.verdict, now, s.bad_since, spell)
+            if sid not in self.seq:
+                continue
+            batch = SampleBatch(anomaly_sensor_id(sid), ANOMALY_ATTRIBUTE, t, anomaly_row(s.verdict)[None, :], None,
+                                self.seq[sid], self.index_base[sid] + tick)  # fmt: skip
+            self.pending.append((self.keys.stream(batch.sensor_id), entry_fields(batch, self.node_id, now)))
+            self.seq[sid] += 1
+        excess = len(self.pending) - ANOMALY_KEEP * max(len(self.seq), 1)
+        if excess > 0:
+            self.lost += excess
+            del self.pending[:excess]
+        pipe = c.pipeline(transaction=False)
+        for key, fields in self.pending:
+            pipe.xadd(key, fields, maxlen=ANOMALY_KEEP, approximate=True)
+        pipe.hset(self.keys.quality, mapping=hashed)
+        await pipe.execute()
+        self.pending = []
