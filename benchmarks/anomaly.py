@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     total_base = {k: {"tp": 0.0, "fn": 0.0, "fp": 0.0, "delays": []} for k in KINDS}
     cpu_total = signal_s = 0.0
     fast_delays: list[float] = []  # sensors of >= 25 Hz, every kind but drift (slow by nature)
+    slow_rows: list[tuple[str, float, float]] = []  # per signal: p95 delay s and in samples, drift aside
     for spec in SIGNALS:
         case = make_case(spec, args.repeats, rng)
         flags, flags_base, cpu, window_s = run_case(case)
@@ -320,7 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         cpu_total += cpu
         signal_s += dur
         s = summarize(mine)
-        print(f"{spec.name:<12} {dur:6.0f} s  cpu {100 * cpu / dur:5.2f} % of a core   "
+        not_drift = [d for k in KINDS if k != "drift" for d in mine[k]["delays"]]  # type: ignore[attr-defined]
+        d95 = float(np.percentile(not_drift, 95)) if not_drift else math.nan
+        slow_rows.append((spec.name, d95, d95 * spec.rate))
+        print(f"{spec.name:<12} {dur:6.0f} s  cpu {100 * cpu / dur:5.2f} % of a core  p95 delay {d95:5.2f} s "
+              f"({d95 * spec.rate:5.0f} samples, drift aside)  "
               + "  ".join(f"{k} F1 {s[k]['f1']:.2f}" for k in KINDS if s[k]["n"]), flush=True)
     ours, base = summarize(total), summarize(total_base)
     print(f"\n{'kind':<11} {'ours P':>7} {'R':>5} {'F1':>5} {'p95 delay s':>11}   {'z-score P':>9} {'R':>5} {'F1':>5}")
@@ -343,8 +348,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[{'PASS' if f1_ours >= f1_base + 0.1 else 'FAIL'}] overall F1 ≥ baseline + 0.1")
     print(f"[{'PASS' if lab <= 5.0 else 'FAIL'}] scoring the default simulated lab ≤ 5 % of a core ({lab:.2f} %)")
     fast = float(np.percentile(fast_delays, 95)) if fast_delays else math.nan
-    print(f"[{'PASS' if p95 <= 1.0 else 'FAIL'}] detection delay p95 ≤ 1 s: {p95:.2f} s over everything; "
-          f"{fast:.2f} s for sensors ≥ 25 Hz without drift (a 1 Hz thermometer needs 8 samples, a drift needs to grow)")
+    drift = np.asarray(total["drift"]["delays"])
+    drift95 = float(np.percentile(drift, 95)) if drift.size else math.nan
+    # the ramp reaches one typical spread (the signal's own 5–95 % range) a quarter into its rise
+    noticeable = (LENGTH_S["drift"] - 3.0) / 4.0
+    print(f"[{'PASS' if fast <= 1.0 else 'FAIL'}] detection delay p95 ≤ 1 s for sensors ≥ 25 Hz, every kind but "
+          f"drift: {fast:.2f} s")
+    slow = "; ".join(f"{name} {d:.2f} s = {n:.1f} samples" for name, d, n in slow_rows if d > 1.0)
+    print(f"[{'PASS' if p95 <= 1.0 else 'FAIL'}] detection delay p95 ≤ 1 s over everything: {p95:.2f} s — "
+          f"{slow or 'every signal within 1 s'}; drift {drift95:.2f} s from its onset, "
+          f"{drift95 - noticeable:.2f} s from when it left the signal's normal range ({noticeable:.0f} s after onset)")
     return 0
 
 

@@ -8,7 +8,9 @@ against a baseline it learned from that sensor's own good windows:
 - **nan**: a run of NaN/inf values;
 - **clipped**: samples pinned at the attribute's range, or many at exactly the window's extreme
   (an amplifier in saturation);
-- **flat**: the window's spread collapsed (an electrode off, a frozen value);
+- **flat**: the window's spread collapsed (an electrode off), or the newest samples repeat one
+  value exactly for longer than the sensor ever did when good (a frozen value: found within a
+  few samples);
 - **jump**: the window's spread or level far beyond the learned one (electrode pop, spike);
 - **noise**: mains hum (50/60 Hz) or broadband noise far above the learned share;
 - **drift**: the level moved away from the learned level by several typical spreads;
@@ -40,7 +42,7 @@ from .samples import SensorInfo
 WINDOW_S = 0.5
 MIN_WINDOW_SAMPLES = 8
 #: the level (for drift) is the median of this longer stretch (s), at least as many samples
-LEVEL_WINDOW_S = 10.0
+LEVEL_WINDOW_S = 5.0
 #: history kept (s) for the window and the forecaster's inputs
 HISTORY_S = 10.0
 #: good windows needed before the baseline is trusted
@@ -65,6 +67,9 @@ def checks_off(attribute: str, category: str) -> frozenset[str] | None:
         return None
     return OFF_BY_CATEGORY.get(category, frozenset())
 MAINS_HZ = (50.0, 60.0)
+#: a value repeated exactly this many times running (or over twice the longest run the sensor
+#: showed when good, + 1) is frozen: a continuous signal never repeats, a quantized one learns its own
+FROZEN_MIN_RUN = 3.0
 #: mains hum is measured over this long (s): 0.5 Hz resolution
 HUM_WINDOW_S = 2.0
 
@@ -156,6 +161,9 @@ class SignalQuality:
         self._pending: list[np.ndarray] = []  # window stats before the baseline exists
         self._learned_at = math.nan  # time of the last window folded into the baseline (s)
         self._first_t = math.nan  # the first sample's time (s): a window is not due before it
+        #: longest run of exactly repeated values seen in a good history, per channel (samples)
+        self._max_run = np.zeros(self.channels)
+        self._alarm_at = -math.inf  # the last suspect or bad verdict (s)
 
     # -- data ---------------------------------------------------------------------------------
     def update(self, t: np.ndarray, values: np.ndarray) -> None:
@@ -211,11 +219,16 @@ class SignalQuality:
             med = _percentiles(vf, [50])[0]
         sev["clipped"] = self._clipped(vf, lo, hi, ptp)
         level_long, range_long = self._level(hist_t, hist_v, now)
+        run_now, run_longest = _repeat_runs(hist_v)
         stats = np.stack([ptp, med, self._hum(hist_t, hist_v, now), self._rough(vf), level_long, range_long])
         base = self.base
         if base is not None and base.windows >= BASELINE_WINDOWS:
             floor = 1e-9 + 1e-6 * np.abs(base.level)
-            sev["flat"] = _severity(1.0 - ptp / np.maximum(base.ptp, floor), 0.9, 0.98)
+            frozen = _severity(run_now / np.maximum(FROZEN_MIN_RUN, 2.0 * self._max_run + 1.0), 0.67, 1.0)
+            at_rail = self._at_range(hist_v[-1]) if hist_v.shape[0] else np.zeros(self.channels, dtype=bool)
+            sev["flat"] = np.maximum(_severity(1.0 - ptp / np.maximum(base.ptp, floor), 0.9, 0.98),
+                                     frozen * ~at_rail)  # fmt: skip
+            sev["clipped"] = np.maximum(sev["clipped"], frozen * at_rail)  # held at the attribute's range end
             sev["jump"] = _severity(ptp / np.maximum(base.ptp, floor), 2.5, 4.0)
             hum_gain = stats[2] / np.maximum(base.hum, 1.0)
             rough_gain = stats[3] / np.maximum(base.rough, floor)
@@ -227,6 +240,10 @@ class SignalQuality:
                 z = self.forecaster.standardized_error(hist_v)
                 sev["model"] = _severity(z, 4.0, 8.0)
         verdict = _verdict({k: v for k, v in sev.items() if k not in self.off}, self.channels)
+        if verdict.state in ("suspect", "bad"):
+            self._alarm_at = now
+        elif now - self._alarm_at > HISTORY_S:  # no alarm's samples left in the history
+            self._max_run = np.maximum(self._max_run, run_longest)
         if not np.isfinite(stats).all(axis=0).any():
             return verdict
         self._learn(stats, verdict, now)
@@ -247,19 +264,26 @@ class SignalQuality:
             lo, mid, hi = _percentiles(x, [5, 50, 95])  # robust: an ECG's R peaks are not its range
             return mid, hi - lo
 
+    def _at_range(self, vf: np.ndarray) -> np.ndarray:
+        """Which of ``vf`` (any shape) lie at an end of the attribute's valid range (bool)."""
+        at = np.zeros_like(vf, dtype=bool)
+        if self.value_range is None:
+            return at
+        rlo, rhi = self.value_range
+        tol = 1e-3 * (abs(rhi - rlo) if rlo is not None and rhi is not None else 1.0)
+        with np.errstate(invalid="ignore"):
+            if rlo is not None:
+                at |= vf <= rlo + tol
+            if rhi is not None:
+                at |= vf >= rhi - tol
+        return at
+
     def _clipped(self, vf: np.ndarray, lo: np.ndarray, hi: np.ndarray, ptp: np.ndarray) -> np.ndarray:
         """Share of samples pinned at the range's ends, or at exactly the window's extreme."""
         n = max(vf.shape[0], 1)
         out = np.zeros(self.channels)
         if self.value_range is not None:
-            rlo, rhi = self.value_range
-            tol = 1e-3 * (abs(rhi - rlo) if rlo is not None and rhi is not None else 1.0)
-            at = np.zeros_like(vf, dtype=bool)
-            if rlo is not None:
-                at |= vf <= rlo + tol
-            if rhi is not None:
-                at |= vf >= rhi - tol
-            out = np.maximum(out, _severity(at.mean(axis=0), 0.05, 0.2))
+            out = np.maximum(out, _severity(self._at_range(vf).mean(axis=0), 0.05, 0.2))
         with np.errstate(invalid="ignore"):
             at_hi = (vf == hi).sum(axis=0)
             at_lo = (vf == lo).sum(axis=0)
@@ -321,6 +345,18 @@ class SignalQuality:
             mean = getattr(b, name)
             setattr(b, name, mean + a * (row - mean))
         b.windows += 1
+
+
+def _repeat_runs(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel of ``v`` (n, c): how many of the newest samples repeat the one before them
+    exactly, and the longest such run that ended before them (a frozen value; NaN never repeats)."""
+    if v.shape[0] < 3:
+        return np.zeros(v.shape[1]), np.zeros(v.shape[1])
+    same = v[1:] == v[:-1]
+    count = np.cumsum(same, axis=0)
+    runs = count - np.maximum.accumulate(np.where(same, 0, count), axis=0)
+    ended = same[:-1] & ~same[1:]
+    return runs[-1].astype(np.float64), np.where(ended, runs[:-1], 0).max(axis=0).astype(np.float64)
 
 
 #: reasons that say what happened more precisely than a changed spread: named first when they
