@@ -16,6 +16,7 @@ import pytest
 from conftest import RedisServer, sensorium
 
 from sensorium_desktop.core.forecast import Forecaster, model_name, train_numpy, train_torch
+from sensorium_desktop.core.quality import SignalQuality
 from sensorium_desktop.devices.simulated import Physiology, ecg_waveform
 from sensorium_desktop.worker.quality import load_forecaster
 
@@ -96,3 +97,35 @@ def test_train_from_a_recording_and_from_bootstrapped_readings(redis_server: Red
     missing = subprocess.run(sensorium("train", "--prefix", "trainboot", "--sensor", "nobody-ecg"), env=env,
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert missing.returncode == 1 and "no sensor 'nobody-ecg'" in missing.stderr
+
+
+def test_a_truncated_or_tampered_model_file_is_refused_with_the_reason(tmp_path: Path) -> None:
+    model = train_numpy(_ecg(20.0), "chest-ecg", "ecg", window=16, stride=8, epochs=1)
+    good = model.to_bytes()
+    Forecaster.from_bytes(good).check()
+    nan_weights = Forecaster(**{**model.__dict__, "weights": [w.copy() for w in model.weights]})
+    nan_weights.weights[2][0, 0] = np.nan
+    bad = {
+        "truncated": (good[: len(good) // 2], "not a forecaster file"),
+        "empty": (b"", "not a forecaster file"),
+        "wrong shapes": (Forecaster(**{**model.__dict__, "window": 32}).to_bytes(), "weights of shapes"),
+        "not finite": (nan_weights.to_bytes(), "not finite"),
+        "zero sd": (Forecaster(**{**model.__dict__, "sd": 0.0}).to_bytes(), "normalization"),
+    }
+    for name, (data, reason) in bad.items():
+        with pytest.raises(ValueError, match=reason):
+            Forecaster.from_bytes(data)
+        path = tmp_path / model_name("chest-ecg", "ecg")
+        path.write_bytes(data)
+        assert load_forecaster(tmp_path, "chest-ecg", "ecg") is None, name  # logged, scored by the rules alone
+
+
+def test_a_sensor_of_nans_only_is_bad_not_a_crash_with_or_without_a_model() -> None:
+    model = train_numpy(_ecg(20.0), "chest-ecg", "ecg", window=16, stride=8, epochs=1)
+    for forecaster in (None, model):
+        q = SignalQuality(512.0, 1, forecaster=forecaster)
+        for k in range(40):
+            t = k * 0.125 + np.arange(64) / 512.0
+            q.update(t, np.full((64, 1), np.nan))
+            v = q.assess(float(t[-1]) + 1 / 512)
+        assert (v.state, v.reason) == ("bad", "nan"), v

@@ -84,18 +84,38 @@ class Forecaster:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Forecaster:
-        """Read what :meth:`to_bytes` wrote (numpy only); ValueError when it is not that."""
+        """Read what :meth:`to_bytes` wrote (numpy only); ValueError when it is not that — not
+        a file of this format, truncated, or tampered with (weights of the wrong shape or not
+        finite, a normalization that is not a positive finite number)."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode())
-                weights = [np.asarray(z[f"w{i}"]) for i in range(6)]
-        except (OSError, KeyError, ValueError, EOFError) as exc:
-            raise ValueError(f"not a forecaster file ({exc})") from exc
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
-        return cls(str(meta["sensor_id"]), str(meta["attribute"]), int(meta["window"]), int(meta["stride"]),
-                   float(meta["mean"]), float(meta["sd"]), weights, float(meta["resid_sd"]),
-                   str(meta.get("backend", "numpy")), int(meta.get("epochs", 0)))  # fmt: skip
+                weights = [np.asarray(z[f"w{i}"], dtype=np.float64) for i in range(6)]
+        except Exception as exc:  # a broken zip raises BadZipFile, a bad member anything numpy does
+            raise ValueError(f"not a forecaster file ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT}")
+        try:
+            f = cls(str(meta["sensor_id"]), str(meta["attribute"]), int(meta["window"]), int(meta["stride"]),
+                    float(meta["mean"]), float(meta["sd"]), weights, float(meta["resid_sd"]),
+                    str(meta.get("backend", "numpy")), int(meta.get("epochs", 0)))  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"its description is incomplete or wrong ({type(exc).__name__}: {exc})") from exc
+        f.check()
+        return f
+
+    def check(self) -> None:
+        """ValueError unless the weights have the shapes of this network and every number is usable."""
+        sizes = (self.window, *HIDDEN, 1)
+        want = [s for a, b in itertools.pairwise(sizes) for s in ((a, b), (b,))]
+        got = [w.shape for w in self.weights]
+        if self.window < 1 or self.stride < 1 or got != want:
+            raise ValueError(f"weights of shapes {got} for a window of {self.window}: expected {want}")
+        if not all(np.isfinite(w).all() for w in self.weights):
+            raise ValueError("weights that are not finite numbers")
+        if not (math.isfinite(self.mean) and math.isfinite(self.sd) and self.sd > 0 and math.isfinite(self.resid_sd)
+                and self.resid_sd > 0):  # fmt: skip
+            raise ValueError(f"normalization mean {self.mean}, sd {self.sd}, error sd {self.resid_sd}")
 
 
 def model_name(sensor_id: str, attribute: str) -> str:
