@@ -18,7 +18,9 @@ import redis
 from conftest import RedisServer, WindowDriver, sensorium
 
 from sensorium_desktop.bus.keys import Keys
-from sensorium_desktop.core.quality import REASONS, parse_quality
+from sensorium_desktop.core.quality import ANOMALY_CHANNELS, REASONS, parse_quality
+from sensorium_desktop.recording.review import ReviewData, ReviewStream, open_review
+from sensorium_desktop.viewmodel.review import ReviewModel
 
 EEG = "sim:eeg?channels=8&rate=256&flat_channel=3&flat_after=8&flat_for=5"
 
@@ -78,6 +80,14 @@ def test_a_flat_channel_is_found_shown_and_recorded(redis_server: RedisServer, k
     bad_t = t[bad] - t0
     assert 7.5 <= bad_t[0] <= 10.5 and 12.0 <= bad_t[-1] <= 15.0, (bad_t[0], bad_t[-1])  # flat 8–13 s
     assert (v[t - t0 > bad_t[-1] + 1.0, 1] == 0).all()  # good again after
+
+    for source in (rec, xdf_path):  # the review shades the spell on the EEG, from the session and from its XDF
+        data = open_review(source)
+        assert data.streams["sim-eeg-eeg-anomaly"].kind == "quality", source
+        eeg_start = float(data.streams["sim-eeg-eeg"].times[0])
+        (spell,) = [s for s in ReviewModel(data).quality_spans("sim-eeg-eeg") if s[2] == 2]
+        assert spell[3:] == ("flat", 2) and 7.5 <= spell[0] - eeg_start <= 10.5, (source, spell)
+        assert 12.0 <= spell[1] - eeg_start <= 15.5, (source, spell)
 
     bids = tmp_path / "bids"
     exp = subprocess.run(sensorium("export", str(rec), "--format", "bids", "-o", str(bids)), env=env,
@@ -160,3 +170,32 @@ def test_the_window_marks_the_bad_channel(qtbot, arun, redis_server: RedisServer
             win.grab().save(os.path.join(os.environ["SENSORIUM_SHOTS"], "quality-bad-channel.png"))
     finally:
         node.stop()
+
+
+@pytest.mark.gui
+def test_the_review_shades_a_recorded_bad_spell_on_its_channel(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from sensorium_desktop.ui.review_window import ReviewWindow
+
+    rng = np.random.default_rng(0)
+    t = 1_800_000_000.0 + np.arange(20 * 256) / 256.0
+    eeg = rng.normal(0, 10, (t.size, 8)).astype(np.float32)
+    ta = 1_800_000_000.0 + np.arange(80) / 4.0
+    verdicts = np.zeros((80, 4), dtype=np.float32)
+    verdicts[32:52] = [1.0, 2.0, 1 + REASONS.index("flat"), 3]  # bad: flat on channel 3 from 8 s to 13 s
+    verdicts[60:64] = [0.6, 1.0, 1 + REASONS.index("jump"), 0]  # suspect: a jump of the whole sensor
+    streams = {"amp-eeg": ReviewStream("amp-eeg", "Amplifier", "signal", "eeg", tuple(f"EEG{i + 1}" for i in range(8)),
+                                       ("uV",) * 8, t, eeg, 256.0),
+               "amp-eeg-anomaly": ReviewStream("amp-eeg-anomaly", "Amplifier EEG Anomaly", "signal", "anomaly",
+                                               ANOMALY_CHANNELS, ("",) * 4, ta, verdicts, 4.0)}  # fmt: skip
+    from sensorium_desktop.recording.review import _attach_quality
+
+    _attach_quality(streams)
+    data = ReviewData(Path("synthetic"), "session", "test", streams, np.zeros(0), [], [])
+    win = ReviewWindow(data)
+    qtbot.addWidget(win)
+    win.resize(1366, 768)
+    win.show()
+    assert list(win.plots) == ["amp-eeg"]  # the verdicts shade their sensor; they are not a plot of codes
+    assert win.quality_shades["amp-eeg"] == ["bad: flat (channel 3), 8.0–13.0 s", "suspect: jump, 15.0–16.0 s"]
+    if os.environ.get("SENSORIUM_SHOTS"):
+        win.grab().save(os.path.join(os.environ["SENSORIUM_SHOTS"], "review-quality.png"))

@@ -26,6 +26,7 @@ channel). Until :data:`BASELINE_WINDOWS` good windows were seen the state is ``l
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import warnings
@@ -458,3 +459,25 @@ def quality_text(q: Mapping[str, Any]) -> str:
     score = q.get("score")
     sc = f", score {float(score):.2f}" if isinstance(score, int | float) else ""
     return f"{state}: {detail}{sc}" if detail and state != "good" else f"{state}{sc}"
+
+
+def quality_spans(times: np.ndarray, values: np.ndarray) -> list[tuple[float, float, int, int, int]]:
+    """The suspect and bad spells of an ``Anomaly`` stream: times (n,) s and values (n, 4) in
+    :data:`ANOMALY_CHANNELS` order → (start s, end s, state code 1 or 2, reason code, channel
+    code) per run of one state; a run ends at the next verdict's time (at its last own one for
+    the stream's last)."""
+    v = np.asarray(values, dtype=np.float64)
+    t = np.asarray(times, dtype=np.float64)
+    if t.size == 0 or v.ndim != 2 or v.shape[1] < len(ANOMALY_CHANNELS):
+        return []
+    state = np.where(np.isfinite(v[:, 1]), v[:, 1], -1.0).astype(np.int64)
+    state[state < 1] = 0
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], state, [0]])))
+    spans = []
+    for a, b in itertools.pairwise(edges):
+        if state[a] == 0:
+            continue
+        reasons, counts = np.unique(v[a:b, 2], return_counts=True)
+        end = float(t[b]) if b < t.size else float(t[b - 1])
+        spans.append((float(t[a]), end, int(state[a]), int(reasons[np.argmax(counts)]), int(v[a, 3])))
+    return spans

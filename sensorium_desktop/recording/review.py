@@ -28,6 +28,7 @@ import numpy as np
 from ..core.attributes import EVENT_ATTRIBUTES
 from ..core.envelope import Envelope
 from ..core.gazelayout import GazeLayout, gaze_layout, layout_of
+from ..core.quality import ANOMALY_ATTRIBUTE
 from .spool import SESSION_FILE
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ class ReviewStream:
     gaze_layout: GazeLayout | None = None
     #: the device it came from ("" when the file does not say): pairs a tracker's gaze with its scene video
     device_id: str = ""
+    #: an ``Anomaly`` stream (kind "quality"): the key of the stream whose quality it holds
+    quality_of: str = ""
     _envelope: Envelope | None = field(default=None, repr=False)
 
     @property
@@ -195,6 +198,7 @@ def _open_session(directory: Path, progress: ReviewProgress | None = None,
         streams[sid] = ReviewStream(sid, info.device_name or sid, kind, info.attribute, tuple(info.channel_names),
                                     tuple(info.units), times, data.values, info.nominal_rate, video,
                                     layout, info.device_id)  # fmt: skip
+    _attach_quality(streams)
     times = rec.marker_times("refined")
     order = np.argsort(times, kind="stable")
     labels = [str(rec.markers[i].get("label", "")) for i in order]
@@ -293,10 +297,19 @@ def _open_xdf(path: Path, progress: ReviewProgress | None = None,
             units = ("",) * values.shape[1]
         streams[key] = ReviewStream(key, name, kind, stype, labels, units, times, values, _rate(s),
                                     gaze_layout=layout if kind == "gaze" else None)
+    _attach_quality(streams)
     times = np.concatenate(m_times) if m_times else np.zeros(0)
     order = np.argsort(times, kind="stable")
     return ReviewData(path, "xdf", "pyxdf: clock synchronization, clock-reset handling and dejitter", streams,
                       times[order], [m_labels[i] for i in order], [m_sources[i] for i in order], warnings)  # fmt: skip
+
+
+def _attach_quality(streams: dict[str, ReviewStream]) -> None:
+    """Each ``Anomaly`` stream whose sensor is in the recording becomes that stream's quality
+    (kind "quality": drawn as shading on its sensor's plot, not as a plot of codes)."""
+    for key, s in streams.items():
+        if s.attribute.lower() == ANOMALY_ATTRIBUTE and key.endswith("-anomaly") and key[: -len("-anomaly")] in streams:
+            s.kind, s.quality_of = "quality", key[: -len("-anomaly")]
 
 
 def _info(s: dict[str, Any], key: str) -> str:

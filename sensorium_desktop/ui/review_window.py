@@ -156,6 +156,8 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self.setObjectName("reviewWindow")
         self.setAcceptDrops(True)
         self.plots: dict[str, pg.PlotItem] = {}
+        #: stream → the tooltips of its recorded suspect/bad spells, shaded on its plot
+        self.quality_shades: dict[str, list[str]] = {}
         self._curves: dict[str, list[pg.PlotDataItem]] = {}
         self._stacked: dict[str, pg.ImageItem] = {}  # stream → its stacked raster
         self._cursor_lines: list[pg.InfiniteLine] = []
@@ -287,6 +289,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
                 plot.setTitle(stream.name, size="8pt")
                 plot.setYRange(0, c, padding=0)
                 n = 0
+            self._shade_quality(plot, stream)
             if stream.kind == "events":  # a stem per event at its code, not a line through them
                 self._curves[stream.key] = [plot.plot(pen=pg.mkPen(colour(i), width=2)) for i in range(n)]
             else:
@@ -299,6 +302,34 @@ class ReviewWindow(QtWidgets.QMainWindow):
             self._cursor_lines.append(line)
         if not signals:
             self.layout_widget.addLabel("no numeric streams", row=0, col=0)
+
+    def _shade_quality(self, plot: pg.PlotItem, stream: ReviewStream) -> None:
+        """The recorded suspect (amber) and bad (red) spells of ``stream`` behind its curves: on
+        the channel's own band of a stacked plot, else the whole height; tooltip says why."""
+        c = stream.values.shape[1]
+        stacked = c > STACK_ABOVE
+        tips = []
+        for a, b, state, reason, ch in self.model.quality_spans(stream.key):
+            rgb = (214, 39, 40) if state == 2 else (255, 160, 0)
+            if stacked and 0 <= ch < c:
+                item: QtWidgets.QGraphicsRectItem | pg.LinearRegionItem = QtWidgets.QGraphicsRectItem(
+                    a - self.x0, float(c - ch - 1), max(b - a, 1e-3), 1.0)
+                item.setBrush(pg.mkBrush(*rgb, 110))
+                item.setPen(pg.mkPen(None))
+            else:
+                item = pg.LinearRegionItem((a - self.x0, b - self.x0), movable=False, brush=pg.mkBrush(*rgb, 45),
+                                           pen=pg.mkPen(None))  # fmt: skip
+            where = f" (channel {ch + 1})" if ch >= 0 else ""
+            tip = f"{'bad' if state == 2 else 'suspect'}: {reason}{where}, {a - self.x0:.1f}–{b - self.x0:.1f} s"
+            item.setToolTip(tip)
+            item.setZValue(-10)
+            plot.addItem(item, ignoreBounds=True)
+            tips.append(tip)
+        if tips:
+            bad = sum(t.startswith("bad") for t in tips)
+            plot.setToolTip(f"{stream.name} · {stream.key}\nsignal quality: {bad} bad, {len(tips) - bad} suspect "
+                            "spell(s)\n" + "\n".join(tips[:20]))  # fmt: skip
+            self.quality_shades[stream.key] = tips
 
     def _draw_overview(self) -> None:
         signals = self.model.signals()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.pose import N_LANDMARKS
+from ..core.quality import REASONS, quality_spans
 from ..recording.review import ReviewData, ReviewStream
 from .base import Event
 from .gaze import GazeHeatmap
@@ -147,6 +148,15 @@ class ReviewModel:
         before temperature)."""
         found = [s for s in self.data.streams.values() if s.kind in ("signal", "events") and s.times.size]
         return sorted(found, key=lambda s: -(s.nominal_rate or (s.times.size - 1) / max(s.times[-1] - s.times[0], 1.0)))
+
+    def quality_spans(self, key: str) -> list[tuple[float, float, int, str, int]]:
+        """The suspect (1) and bad (2) spells of stream ``key`` from its recorded ``Anomaly``
+        stream: (start s, end s, state, reason, channel index or -1 for the whole sensor)."""
+        q = next((s for s in self.data.streams.values() if s.kind == "quality" and s.quality_of == key), None)
+        if q is None:
+            return []
+        return [(a, b, state, REASONS[r - 1] if 1 <= r <= len(REASONS) else "?", ch - 1)
+                for a, b, state, r, ch in quality_spans(q.times, q.values)]  # fmt: skip
 
     def plot(self, stream: ReviewStream, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(t, lo, hi) of ``stream`` over the visible range (decimated envelope)."""
