@@ -131,3 +131,42 @@ def test_state_codes_are_not_interpolated_onto_the_bids_grid() -> None:
     _, lin = _uniform(t + 0.1, v, 3.0)
     assert out[:, 1].tolist() == [0.0, 2.0, 2.0, 0.0]
     assert set(np.round(lin[:, 1], 6)) - {0.0, 2.0}  # linear interpolation would have made up codes
+
+
+@pytest.mark.parametrize("device_clock", [True, False])
+def test_a_late_burst_of_samples_is_not_a_jump(device_clock: bool) -> None:
+    """A busy machine delivers 3 s of a breathing belt at once: the samples are judged at the
+    times they were taken (device clock, else spread back at the nominal rate), so the window
+    holds 0.5 s of breathing, not 3 s of it (which read as a jump before)."""
+    from sensorium_desktop.core.samples import SampleBatch
+    from sensorium_desktop.worker.quality import QualityScorer
+
+    rate = 25.0
+    info = SensorInfo("belt-respiration", "respiration", "belt", nominal_rate=rate, has_clock=device_clock)
+    scorer = QualityScorer(lambda sid: info if sid == info.sensor_id else None)
+    rng = np.random.default_rng(2)
+    t0 = 1_800_000_000.0
+
+    def deliver(k0: int, k1: int, arrival: float | None) -> None:
+        t = t0 + np.arange(k0, k1) / rate
+        v = (500 + 200 * np.sin(2 * math.pi * 0.25 * t) + rng.normal(0, 2, t.size)).reshape(-1, 1)
+        ta = np.full(t.size, arrival) if arrival is not None else t + 0.005
+        scorer.tap(SampleBatch(info.sensor_id, "respiration", ta, v.astype(np.float32),
+                               t - 7.0 if device_clock else None))  # fmt: skip
+
+    states = []
+    for k in range(0, int(40 * rate), 4):  # 40 s delivered on time, judged every 0.25 s
+        deliver(k, k + 4, None)
+        if k % 8 == 4:
+            scorer.assess(t0 + (k + 4) / rate + 0.006)
+    assert scorer.sensors[info.sensor_id].verdict.state == "good"
+    k_end = int(43.0 * rate)
+    deliver(int(40 * rate), k_end, t0 + 43.0 + 0.005)  # a 3 s stall, then all of it at once
+    for k in range(k_end, k_end + int(5 * rate), 4):
+        deliver(k, k + 4, None)
+        if k % 8 == k_end % 8:
+            scorer.assess(t0 + (k + 4) / rate + 0.006)
+            v = scorer.sensors[info.sensor_id].verdict
+            states.append((v.state, v.reason))
+    assert all(reason != "jump" for _state, reason in states), states
+    assert states[-1][0] == "good", states

@@ -391,6 +391,47 @@ def _verdict(sev: dict[str, np.ndarray], channels: int) -> Verdict:
     return Verdict(state, best_score, best_reason, f"{best_reason}{where}", best_ch if channels > 1 else -1)
 
 
+class SampleTimes:
+    """When a sensor's delivered samples were taken, on the host clock (s), so that a burst of
+    samples delivered late together (a busy machine, a radio catching up) is judged as the
+    seconds of signal it is, not as one crowded window (that read as a ``jump``).
+
+    With a device clock: ``t_local`` + the smallest (arrival − local) seen, which may grow by
+    :data:`CLOCK_SLACK` s/s (a slow device clock) and restarts when it jumps by over a second
+    (a device clock reset). Without: each batch's samples spread back from its last arrival at
+    the nominal rate, never later than their own arrival."""
+
+    CLOCK_SLACK = 1e-4
+
+    def __init__(self, rate: float) -> None:
+        self.rate = float(rate)
+        self.offset = math.nan  # host − device clock (s)
+        self._t_offset = math.nan  # arrival at which the offset was last lowered or aged (s)
+
+    def of(self, t_arrival: np.ndarray, t_local: np.ndarray | None) -> np.ndarray:
+        """Host times (n,) s of one delivery: arrival times (n,) s, device times (n,) s or None."""
+        ta = np.asarray(t_arrival, dtype=np.float64)
+        n = ta.size
+        if n == 0:
+            return ta
+        if t_local is not None:
+            tl = np.asarray(t_local, dtype=np.float64)
+            d = ta - tl
+            fin = np.isfinite(d)
+            if fin.any():
+                low = float(d[fin].min())
+                now = float(ta[-1])
+                if math.isnan(self.offset) or low > self.offset + 1.0 + self.CLOCK_SLACK * (now - self._t_offset):
+                    self.offset = low  # first delivery, or the device clock jumped back
+                else:
+                    self.offset = min(self.offset + self.CLOCK_SLACK * max(now - self._t_offset, 0.0), low)
+                self._t_offset = now
+                return np.where(fin, np.minimum(tl + self.offset, ta), ta)
+        if self.rate <= 0 or n == 1:
+            return ta
+        return np.minimum(ta, ta[-1] - (n - 1 - np.arange(n)) / self.rate)
+
+
 def verdict_json(v: Verdict, now: float, bad_since: float | None = None, spell_reason: str = "") -> str:
     """A verdict as stored in the ``quality`` hash (JSON); during a bad spell also its start
     (``bad_since``, host s) and the reason that held longest so far (``spell_reason``)."""

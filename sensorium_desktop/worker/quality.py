@@ -35,6 +35,7 @@ from ..core.hostclock import host_time
 from ..core.quality import (
     ANOMALY_ATTRIBUTE,
     ANOMALY_RATE_HZ,
+    SampleTimes,
     SignalQuality,
     Verdict,
     anomaly_row,
@@ -68,6 +69,7 @@ def value_range(info: SensorInfo) -> tuple[float | None, float | None] | None:
 class _Scored:
     quality: SignalQuality
     verdict: Verdict
+    times: SampleTimes
     bad_since: float | None = None  # host time the current bad spell began (s)
     #: during a bad spell: how many assessments each reason was the verdict's, and its verdict
     spell: dict[str, tuple[int, Verdict]] = field(default_factory=dict)
@@ -99,11 +101,11 @@ class QualityScorer:
                 return
             model = load_forecaster(self.models_dir, info.sensor_id, info.attribute) if self.models_dir else None
             q = SignalQuality(info.nominal_rate, info.channel_count, value_range(info), model, off=off)
-            scored = self.sensors[sid] = _Scored(q, Verdict("learning", 0.0))
+            scored = self.sensors[sid] = _Scored(q, Verdict("learning", 0.0), SampleTimes(info.nominal_rate))
         values = batch.values
         if values.dtype == object:
             return
-        scored.quality.update(batch.t_arrival, values)
+        scored.quality.update(scored.times.of(batch.t_arrival, batch.t_local), values)
 
     def assess(self, now: float) -> list[tuple[str, Verdict, float, float]]:
         """Judge every sensor at host time ``now``; returns the bad spells that just ended
