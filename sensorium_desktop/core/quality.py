@@ -30,6 +30,7 @@ import itertools
 import json
 import math
 import warnings
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -396,19 +397,48 @@ class SampleTimes:
     samples delivered late together (a busy machine, a radio catching up) is judged as the
     seconds of signal it is, not as one crowded window (that read as a ``jump``).
 
-    With a device clock: ``t_local`` + the smallest (arrival − local) seen, which may grow by
-    :data:`CLOCK_SLACK` s/s (a slow device clock) and restarts when it jumps by over a second
-    (a device clock reset). Without: each batch's samples spread back from its last arrival at
-    the nominal rate, never later than their own arrival."""
+    With a device clock: ``t_local`` + the smallest (arrival − local) of the deliveries of the
+    last :data:`MIN_OVER_S` (a drifting device clock moves it by microseconds over that, a
+    reset device clock is followed within it). Without: each batch's samples spread back from
+    its last arrival at the nominal rate. Never later than a sample's own arrival."""
 
-    CLOCK_SLACK = 1e-4
+    MIN_OVER_S = 5.0
 
     def __init__(self, rate: float) -> None:
         self.rate = float(rate)
-        self.offset = math.nan  # host − device clock (s)
-        self._t_offset = math.nan  # arrival at which the offset was last lowered or aged (s)
+        self._lows: deque[tuple[float, float]] = deque()  # (arrival s, smallest arrival − local s)
+        self.newest = -math.inf  # the newest sample's time (s)
+        self.interval = 0.0  # typical time between deliveries (s, moving average)
+        self._last_arrival = math.nan
+
+    def judged_at(self, now: float) -> float:
+        """The time (s) to judge the window ending at, asked at host time ``now``: just after
+        the newest sample while deliveries keep coming (a batched sensor's newest samples are
+        on their way: judged at ``now`` its window would look short of samples); ``now`` less
+        the grace of 2.5 delivery intervals (≥ 0.25 s) once they stop, so a dropout shows."""
+        grace = max(0.25, 2.5 * self.interval)
+        if now - self.newest <= grace:
+            return min(now, self.newest + (1.0 / self.rate if self.rate > 0 else 0.0))
+        return now - grace
 
     def of(self, t_arrival: np.ndarray, t_local: np.ndarray | None) -> np.ndarray:
+        """Host times (n,) s of one delivery (see the class); remembers the newest."""
+        t = self._of(t_arrival, t_local)
+        if t.size:
+            last = float(t_arrival[-1])
+            if math.isfinite(self._last_arrival) and last > self._last_arrival:
+                gap = min(last - self._last_arrival, 5.0)
+                self.interval = gap if self.interval == 0.0 else 0.9 * self.interval + 0.1 * gap
+            self._last_arrival = last
+            self.newest = max(self.newest, float(np.nanmax(t)))
+        return t
+
+    @property
+    def offset(self) -> float:
+        """Host − device clock (s) as known now; NaN before a delivery with a device clock."""
+        return min(low for _t, low in self._lows) if self._lows else math.nan
+
+    def _of(self, t_arrival: np.ndarray, t_local: np.ndarray | None) -> np.ndarray:
         """Host times (n,) s of one delivery: arrival times (n,) s, device times (n,) s or None."""
         ta = np.asarray(t_arrival, dtype=np.float64)
         n = ta.size
@@ -419,13 +449,10 @@ class SampleTimes:
             d = ta - tl
             fin = np.isfinite(d)
             if fin.any():
-                low = float(d[fin].min())
                 now = float(ta[-1])
-                if math.isnan(self.offset) or low > self.offset + 1.0 + self.CLOCK_SLACK * (now - self._t_offset):
-                    self.offset = low  # first delivery, or the device clock jumped back
-                else:
-                    self.offset = min(self.offset + self.CLOCK_SLACK * max(now - self._t_offset, 0.0), low)
-                self._t_offset = now
+                self._lows.append((now, float(d[fin].min())))
+                while self._lows and self._lows[0][0] < now - self.MIN_OVER_S:
+                    self._lows.popleft()
                 return np.where(fin, np.minimum(tl + self.offset, ta), ta)
         if self.rate <= 0 or n == 1:
             return ta

@@ -112,7 +112,7 @@ class QualityScorer:
         (sensor, the verdict of the reason that held longest, its start and end s)."""
         ended = []
         for sid, s in self.sensors.items():
-            v = s.quality.assess(now)
+            v = s.quality.assess(s.times.judged_at(now))
             s.verdict = v
             if v.state == "bad":
                 if s.bad_since is None:
