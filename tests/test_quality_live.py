@@ -199,3 +199,45 @@ def test_the_review_shades_a_recorded_bad_spell_on_its_channel(qtbot) -> None:  
     assert win.quality_shades["amp-eeg"] == ["bad: flat (channel 3), 8.0–13.0 s", "suspect: jump, 15.0–16.0 s"]
     if os.environ.get("SENSORIUM_SHOTS"):
         win.grab().save(os.path.join(os.environ["SENSORIUM_SHOTS"], "review-quality.png"))
+
+
+def test_a_resumed_recorder_spools_the_anomaly_entries_its_predecessor_left_unacknowledged(
+        redis_server: RedisServer, keys: Keys, tmp_path: Path) -> None:  # fmt: skip
+    """A node killed mid-recording leaves entries of an Anomaly stream read but not
+    acknowledged; the recorder that resumes finds the stream later than the sensors' own and
+    must spool those too (a CI run lost them: 'sim-chest-ecg-anomaly: 8 batches missing')."""
+    from sensorium_desktop.bus.registry import register_sensors
+    from sensorium_desktop.bus.sessions import Session
+    from sensorium_desktop.bus.streams import entry_fields
+    from sensorium_desktop.core.quality import anomaly_sensor_id
+    from sensorium_desktop.core.samples import SampleBatch, SensorInfo
+    from sensorium_desktop.recording.reader import load_recording
+    from sensorium_desktop.recording.recorder import SessionRecorder
+
+    c = redis_server.client()
+    info = SensorInfo("belt-respiration", "respiration", "belt", nominal_rate=25.0, node_id="n1")
+    register_sensors(c, keys, [info])
+    now = time.time()
+    session = Session("resume1", sensors=[info.sensor_id], state="recording", started=now - 5.0)
+    aid = anomaly_sensor_id(info.sensor_id)
+    for seq in range(12):
+        t = now - 4.0 + 0.25 * seq
+        c.xadd(keys.stream(info.sensor_id), entry_fields(
+            SampleBatch(info.sensor_id, "respiration", np.full(1, t), np.ones((1, 1), np.float32), None, seq, seq),
+            "n1", t))  # fmt: skip
+        c.xadd(keys.stream(aid), entry_fields(
+            SampleBatch(aid, "anomaly", np.full(1, t), np.zeros((1, 4), np.float32), None, seq, seq), "n1", t))
+    group = f"rec-{session.session_id}"
+    for key in (keys.stream(info.sensor_id), keys.stream(aid)):  # the predecessor read all and acked none
+        c.xgroup_create(key, group, id="0-0")
+        c.xreadgroup(group, "n1", {key: ">"}, count=100)
+    rec = SessionRecorder(redis_server.url, keys, session, tmp_path / "rec", "n1")
+    rec.start()
+    deadline = time.monotonic() + 10
+    while info.sensor_id not in rec.anomaly_keys and time.monotonic() < deadline:
+        time.sleep(0.1)
+    rec.request_stop(time.time())
+    rec.join(15)
+    data = load_recording(tmp_path / "rec", trim=False)
+    assert len(data.sensors[aid]) == 12 and data.sensors[aid].missing_batches == 0
+    assert len(data.sensors[info.sensor_id]) == 12

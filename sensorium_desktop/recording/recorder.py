@@ -443,19 +443,39 @@ class SessionRecorder(threading.Thread):
         for sid, key, exists in zip(wanted, keys, pipe.execute(), strict=True):
             if not exists:
                 continue
+            resumed = False
             try:
                 c.xgroup_create(key, self.group, id=self._start_id())
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+                resumed = True
             self._created.add(key)
             self.anomaly_keys[sid] = key
+            if resumed:  # a recorder before this one read entries it did not acknowledge: spool them
+                self._read_pending(c, key)
             parent = SensorInfo.from_json(json.dumps(self.infos[sid]))
             info = anomaly_info(parent)
             self.infos[info.sensor_id] = json.loads(info.to_json())
             self.time.register(info)
             self.writer.add_json(RecordKind.SENSOR, self.infos[info.sensor_id])  # type: ignore[union-attr]
             self._write_meta("recording")
+
+    def _read_pending(self, c: redis.Redis, key: str) -> None:
+        """Spool the entries of ``key`` delivered to this node's consumer but not acknowledged."""
+        after = "0"
+        while True:
+            res = c.xreadgroup(self.group, self.node_id, {key: after}, count=READ_COUNT)
+            if isinstance(res, dict):  # RESP3
+                res = list(res.items())
+            entries = [e for _k, es in res or [] for e in es]
+            if not entries:
+                return
+            for eid, fields in entries:
+                after = _s(eid)
+                self._acks.setdefault(key, []).append(eid)
+                if fields:
+                    self._handle(key, after, fields)
 
     def _mark_open_bad_spells(self, c: redis.Redis) -> None:
         """A sensor still bad when the recording stops: its spell (from its start to the stop)
