@@ -136,7 +136,8 @@ def test_state_codes_are_not_interpolated_onto_the_bids_grid() -> None:
 @pytest.mark.parametrize("device_clock", [True, False])
 def test_a_late_burst_of_samples_is_not_a_jump(device_clock: bool) -> None:
     """A busy machine delivers 3 s of a breathing belt at once: the samples are judged at the
-    times they were taken (device clock, else spread back at the nominal rate), so the window
+    times they were taken (spread back from their arrival at the nominal rate, with or without
+    a device clock), so the window
     holds 0.5 s of breathing, not 3 s of it (which read as a jump before)."""
     from sensorium_desktop.core.samples import SampleBatch
     from sensorium_desktop.worker.quality import QualityScorer
@@ -170,3 +171,19 @@ def test_a_late_burst_of_samples_is_not_a_jump(device_clock: bool) -> None:
             states.append((v.state, v.reason))
     assert all(reason != "jump" for _state, reason in states), states
     assert states[-1][0] == "good", states
+
+
+def test_sample_times_never_fold_back_when_deliveries_catch_up() -> None:
+    """A loaded machine delivers 64-sample batches 0.3 s late, then the next two at once: the
+    samples keep their spacing and order, and the catch-up follows what was placed before."""
+    from sensorium_desktop.core.quality import SampleTimes
+
+    st = SampleTimes(512.0)
+    t0 = 1_800_000_000.0
+    out = []
+    arrivals = [t0 + (k + 1) * 0.125 + 0.3 for k in range(10)] + [t0 + 11 * 0.125 + 0.3] * 2
+    for a in arrivals:
+        out.append(st.of(np.full(64, a)))
+    t = np.concatenate(out)
+    assert (np.diff(t) > 0).all()
+    assert np.allclose(np.diff(t), 1 / 512)  # spacing kept, not compressed

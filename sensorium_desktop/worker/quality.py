@@ -105,7 +105,7 @@ class QualityScorer:
         values = batch.values
         if values.dtype == object:
             return
-        scored.quality.update(scored.times.of(batch.t_arrival, batch.t_local), values)
+        scored.quality.update(scored.times.of(batch.t_arrival), values)
 
     def assess(self, now: float) -> list[tuple[str, Verdict, float, float]]:
         """Judge every sensor at host time ``now``; returns the bad spells that just ended
