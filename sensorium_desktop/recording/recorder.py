@@ -463,19 +463,10 @@ class SessionRecorder(threading.Thread):
 
     def _read_pending(self, c: redis.Redis, key: str) -> None:
         """Spool the entries of ``key`` delivered to this node's consumer but not acknowledged."""
-        after = "0"
-        while True:
-            res = c.xreadgroup(self.group, self.node_id, {key: after}, count=READ_COUNT)
-            if isinstance(res, dict):  # RESP3
-                res = list(res.items())
-            entries = [e for _k, es in res or [] for e in es]
-            if not entries:
-                return
-            for eid, fields in entries:
-                after = _s(eid)
-                self._acks.setdefault(key, []).append(eid)
-                if fields:
-                    self._handle(key, after, fields)
+        self._pending_from[key] = "0"
+        while self._consume(c.xreadgroup(self.group, self.node_id, {key: self._pending_from[key]},
+                                         count=READ_COUNT), pending=True):  # fmt: skip
+            pass
 
     def _mark_open_bad_spells(self, c: redis.Redis) -> None:
         """A sensor still bad when the recording stops: its spell (from its start to the stop)
@@ -547,7 +538,13 @@ class SessionRecorder(threading.Thread):
         """Read one round (pending entries first); returns entries handled."""
         streams = dict(self._pending_from) if pending else {k: ">" for k in self._stream_keys()}
         block = None if pending else int(min(self.flush_interval, 0.2) * 1000)
-        res = c.xreadgroup(self.group, self.node_id, streams, count=READ_COUNT, block=block)
+        handled = self._consume(c.xreadgroup(self.group, self.node_id, streams, count=READ_COUNT, block=block), pending)
+        self._publish_derived_markers(c)
+        return handled
+
+    def _consume(self, res: Any, pending: bool) -> int:
+        """Spool one XREADGROUP answer (``pending``: re-delivered entries, whose last id per
+        stream is kept to read on from); returns entries handled."""
         handled = 0
         if isinstance(res, dict):  # RESP3
             res = list(res.items())
@@ -563,7 +560,6 @@ class SessionRecorder(threading.Thread):
                     self._warn(f"{key}: entry {_s(eid)} was trimmed from Redis before it was recorded")
                     continue
                 self._handle(key, _s(eid), fields)
-        self._publish_derived_markers(c)
         return handled
 
     def _publish_derived_markers(self, c: redis.Redis) -> None:

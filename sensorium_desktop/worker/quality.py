@@ -74,6 +74,10 @@ class _Scored:
     #: during a bad spell: how many assessments each reason was the verdict's, and its verdict
     spell: dict[str, tuple[int, Verdict]] = field(default_factory=dict)
 
+    def spell_verdict(self) -> Verdict | None:
+        """The verdict of the reason that held longest in the current bad spell (None: none)."""
+        return max(self.spell.values(), key=lambda nv: nv[0])[1] if self.bad_since is not None and self.spell else None
+
 
 class QualityScorer:
     """The verdicts of one node's sensors (no I/O: fed by a tap, read by the component)."""
@@ -120,7 +124,7 @@ class QualityScorer:
                 n, _ = s.spell.get(v.reason, (0, v))
                 s.spell[v.reason] = (n + 1, v)
             elif s.bad_since is not None:
-                ended.append((sid, max(s.spell.values(), key=lambda nv: nv[0])[1], s.bad_since, now))
+                ended.append((sid, s.spell_verdict() or v, s.bad_since, now))
                 s.bad_since = None
         return ended
 
@@ -223,8 +227,8 @@ class AnomalyStreams:
         hashed = {}
         t = np.array([now])
         for sid, s in scorer.sensors.items():
-            spell = max(s.spell.items(), key=lambda kv: kv[1][0])[0] if s.bad_since is not None and s.spell else ""
-            hashed[sid] = verdict_json(s.verdict, now, s.bad_since, spell)
+            spell = s.spell_verdict()
+            hashed[sid] = verdict_json(s.verdict, now, s.bad_since, spell.reason if spell else "")
             if sid not in self.seq:
                 continue
             batch = SampleBatch(anomaly_sensor_id(sid), ANOMALY_ATTRIBUTE, t, anomaly_row(s.verdict)[None, :], None,
