@@ -53,6 +53,32 @@ def test_lower_hull_scan_and_passes_agree(monkeypatch: pytest.MonkeyPatch) -> No
         np.testing.assert_array_equal(scan, passes)
 
 
+def test_small_posterior_gives_the_numpy_paths_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hulls of up to SMALL_POSTERIOR vertices take the Python-float path: the same result to
+    the last bit as the numpy path (the accuracy benchmarks must not move), also where an
+    interval's exponent is near 0 (the series branch) or the prior's mean is outside the edges."""
+    rng = np.random.default_rng(7)
+    compared = 0
+    for _ in range(3000):
+        n = int(rng.integers(1, 60))
+        x = np.cumsum(rng.uniform(0.05, 0.5, n)) * 10 ** rng.uniform(-1, 2)
+        d = rng.normal(0, 1e-2) + rng.normal(0, 5e-5) * x + rng.exponential(10 ** rng.uniform(-6, -2), n)
+        h = lower_hull(x, d)
+        if h.size > clock.SMALL_POSTERIOR:
+            continue
+        args = (x[h], d[h], float(rng.uniform(1, 500)), float(rng.uniform(x[0], x[-1])),
+                float(10 ** rng.uniform(-7, -2)), float(x[-1] + rng.uniform(-1, 5)),
+                float(rng.normal(0, 3e-5) if rng.random() < 0.8 else rng.choice([-1.0, 1.0])),
+                float(10 ** rng.uniform(-6, 3)))  # fmt: skip
+        small = envelope_posterior(*args)
+        monkeypatch.setattr(clock, "SMALL_POSTERIOR", -1)
+        full = envelope_posterior(*args)
+        monkeypatch.undo()
+        assert small == full
+        compared += 1
+    assert compared > 2000
+
+
 def test_recovers_offset_and_drift_with_one_sided_delays() -> None:
     sc = ble(seed=11, duration=60.0, drift_ppm=50.0)
     m = ClockModel(fixed_latency=sc.fixed_latency)

@@ -46,6 +46,7 @@ sample.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,11 +113,7 @@ def lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     segment joining its neighbours: each pass is O(n) numpy, few passes are needed.
     """
     if x.size <= SMALL_HULL:
-        hx: list[float] = []
-        hy: list[float] = []
-        for px, py in zip(x.tolist(), y.tolist(), strict=True):
-            push_lower_hull(hx, hy, px, py)
-        return np.searchsorted(x, hx)  # x strictly increasing: the vertices' own indices
+        return np.array(_scan_lower_hull(x.tolist(), y.tolist()), dtype=np.intp)
     idx = np.arange(x.size)
     while idx.size > 2:
         xa, ya = x[idx], y[idx]
@@ -130,6 +127,22 @@ def lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         keep[1:-1] = ~above
         idx = idx[keep]
     return idx
+
+
+def _scan_lower_hull(xs: list[float], ys: list[float]) -> list[int]:
+    """Monotone-chain scan of points sorted by strictly increasing x: the hull vertices'
+    indices (the orientation test of :func:`push_lower_hull` written out, no call per point)."""
+    hull: list[int] = []
+    for i in range(len(xs)):
+        px, py = xs[i], ys[i]
+        while len(hull) >= 2:
+            a, b = hull[-1], hull[-2]
+            bx, by = xs[b], ys[b]
+            if (xs[a] - bx) * (py - by) - (ys[a] - by) * (px - bx) > 0:
+                break
+            hull.pop()
+        hull.append(i)
+    return hull
 
 
 def bin_minima(t_local: np.ndarray, t_arrival: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -209,6 +222,108 @@ def _tilted_moments(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, var
 
 
+#: Hull vertex count up to which :func:`envelope_posterior` works on Python floats: the
+#: sums and dot products it needs are then taken in exactly numpy's order (sequential up to
+#: 8 terms, numpy's eight-way pairwise sum above; BLAS's dot is sequential below 16 terms), so
+#: both paths give the same bits.
+SMALL_POSTERIOR = 14
+
+
+def _pairwise_sum(a: list[float]) -> float:
+    """``np.add.reduce`` of up to 128 float64s, term for term (its unrolled pairwise sum)."""
+    n = len(a)
+    if n < 8:
+        total = -0.0
+        for v in a:
+            total += v
+        return total
+    r = a[:8]
+    i = 8
+    full = n - n % 8
+    while i < full:
+        for j in range(8):
+            r[j] += a[i + j]
+        i += 8
+    total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    for v in a[full:]:
+        total += v
+    return total
+
+
+def _posterior_small(
+    hx: list[float],
+    hd: list[float],
+    count: float,
+    x_mean: float,
+    scale: float,
+    x_eval: float,
+    slope_prior: float,
+    slope_prior_sigma: float,
+) -> EnvelopePosterior:
+    """:func:`envelope_posterior` for a hull of up to ``SMALL_POSTERIOR`` vertices (sorted by
+    strictly increasing x): every operation the same, on Python floats, fused into three
+    passes over the intervals — the same bits, ~3× faster at 8 vertices."""
+    k_count = len(hx)
+    ref = hd[min(bisect.bisect_left(hx, x_mean), k_count - 1)]
+    lam_data = count / scale
+    inv_tau = math.sqrt(2.0) / slope_prior_sigma
+    edges = [((hd[i + 1] - ref) - (hd[i] - ref)) / (hx[i + 1] - hx[i]) for i in range(k_count - 1)]
+    split = bisect.bisect_left(edges, slope_prior)
+    brk = [*edges[:split], slope_prior, *edges[split:]]
+    u_v: list[float] = []
+    hd_v: list[float] = []
+    lam: list[float] = []
+    e_brk: list[float] = []
+    for i in range(k_count + 1):  # interval i: between breakpoints i-1 and i, on vertex v
+        v = i if i <= split else i - 1
+        ui, hi = hx[v] - x_mean, hd[v] - ref
+        u_v.append(ui)
+        hd_v.append(hi)
+        lam.append((inv_tau if i <= split else -inv_tau) - lam_data * ui)
+        if i < k_count:
+            b = brk[i]
+            e_brk.append(lam_data * (hi - b * ui) - abs(b - slope_prior) * inv_tau)
+    top = max(e_brk)
+    lam0, lam1 = lam[0], lam[-1]
+    mass = [math.exp(e_brk[0] - top) / lam0]
+    mean_b = [brk[0] - 1.0 / lam0]
+    var_b = [1.0 / lam0**2]
+    for j in range(k_count - 1):  # the bounded intervals
+        width = brk[j + 1] - brk[j]
+        z = lam[j + 1] * width
+        if abs(z) < 1e-3:
+            m_unit, v_unit = 0.5 + z / 12.0, 1.0 / 12.0 - z * z / 720.0
+        else:
+            zc = min(max(z, -700.0), 700.0)
+            half = math.sinh(0.5 * zc)
+            m_unit, v_unit = 1.0 / -math.expm1(-zc) - 1.0 / z, 1.0 / (z * z) - 0.25 / (half * half)
+        absz = abs(z) + 1e-300
+        mass.append(math.exp(max(e_brk[j], e_brk[j + 1]) - top) * width * (-math.expm1(-absz) / absz))
+        mean_b.append(brk[j] + width * m_unit)
+        var_b.append(width * width * v_unit)
+    mass.append(math.exp(e_brk[-1] - top) / -lam1)
+    mean_b.append(brk[-1] - 1.0 / lam1)
+    var_b.append(1.0 / lam1**2)
+    total = _pairwise_sum(mass)
+    shift = x_eval - x_mean
+    slope = second = line_mean = line_second = 0.0
+    for i in range(k_count + 1):  # the four dot products, each summed in order
+        wi, mi, vi = mass[i] / total, mean_b[i], var_b[i]
+        arm = shift - u_v[i]
+        line = hd_v[i] + arm * mi
+        slope += wi * mi
+        second += wi * (vi + mi * mi)
+        line_mean += wi * line
+        line_second += wi * (arm * arm * vi + line * line)
+    tail = scale / count
+    return EnvelopePosterior(
+        offset=ref + line_mean - tail,
+        slope=slope,
+        sigma=math.sqrt(max(line_second - line_mean**2, 0.0) + tail**2),
+        slope_sigma=math.sqrt(max(second - slope**2, 0.0)),
+    )
+
+
 def envelope_posterior(
     hull_x: np.ndarray,
     hull_d: np.ndarray,
@@ -243,6 +358,9 @@ def envelope_posterior(
         keep = lower_hull(hx, hd)
         hx, hd = hx[keep], hd[keep]
     k_count = hx.size
+    if k_count <= SMALL_POSTERIOR:
+        return _posterior_small(hx.tolist(), hd.tolist(), float(count), float(x_mean), float(scale),
+                                float(x_eval), float(slope_prior), float(slope_prior_sigma))  # fmt: skip
     centre = int(np.searchsorted(hx, x_mean))
     ref = float(hd[min(centre, k_count - 1)])
     hd = hd - ref
