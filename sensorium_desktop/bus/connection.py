@@ -145,5 +145,3 @@ def open_endpoint(
         return RedisEndpoint(url, keys)
     embedded = EmbeddedRedis.start(redis_dir, die_with_parent=die_with_parent)
     return RedisEndpoint(embedded.url, keys, embedded)
-
-

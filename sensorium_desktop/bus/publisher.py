@@ -249,8 +249,10 @@ class LeftoverSpill:
 
     def describe(self) -> str:
         span = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.t_first))
-        return (f"{self.batches} spilled batches ({self.samples} samples of {', '.join(self.sensors[:8])}"
-                f"{' …' if len(self.sensors) > 8 else ''}; {span} + {self.t_last - self.t_first:.1f} s)")
+        return (
+            f"{self.batches} spilled batches ({self.samples} samples of {', '.join(self.sensors[:8])}"
+            f"{' …' if len(self.sensors) > 8 else ''}; {span} + {self.t_last - self.t_first:.1f} s)"
+        )
 
     def origin_text(self) -> str:
         o = self.origin
@@ -385,8 +387,11 @@ class StreamPublisher:
                 return
             self.lab_id = lab
             origin = self._origin
-            same_lab = origin.get("lab") == lab if origin.get("lab") else (
-                origin.get("prefix") == self.keys.prefix and origin.get("endpoint") == _endpoint(self.url))
+            same_lab = (
+                origin.get("lab") == lab
+                if origin.get("lab")
+                else (origin.get("prefix") == self.keys.prefix and origin.get("endpoint") == _endpoint(self.url))
+            )
             leftover, self._leftover = self._leftover, None
             if leftover is not None and same_lab:
                 log.warning("publisher: draining %s left by an earlier run of node %s into lab %s",

@@ -90,4 +90,3 @@ def main(argv: list[str] | None = None) -> int:
 def main_gui() -> int:
     """Entry point of the windowed launcher: ``sensorium`` with no command opens the GUI."""
     return main(sys.argv[1:] or ["gui"])
-

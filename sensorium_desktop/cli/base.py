@@ -127,8 +127,6 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=LOG_FORMAT, stream=sys.stderr)
 
 
-
-
 def remote_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rcs-port", type=int, default=None, metavar="P",
                    help="LabRecorder remote control port (default 22345, or RCSPort of --labrecorder-config; "
@@ -206,5 +204,3 @@ def bad_device_uris(uris: list[str]) -> bool:
     for uri, why in errors:
         log.error("device %s: %s", uri, why)
     return bool(errors)
-
-

@@ -160,5 +160,3 @@ def cmd_status(args: argparse.Namespace) -> int:
         status = read_status(c, endpoint.keys)
         print(json.dumps(status.to_dict(), indent=2, default=str) if args.json else format_status(status))
     return 0
-
-

@@ -126,8 +126,11 @@ def _redis_cmd_args(p: argparse.ArgumentParser) -> None:
     lab_pcs.add_argument("--password", help="the lab's Redis password (default: a new random one for a primary; "
                                             "a replica or sentinel takes the one in the primary's URL)")  # fmt: skip
     lab_pcs.add_argument("--replica-of", metavar="URL", help="run a replica of the primary redis://:PW@HOST:PORT")
-    lab_pcs.add_argument("--sentinel", metavar="URL",
-                         help="run a sentinel monitoring the primary redis://:PW@HOST:PORT (3 sentinels on 3 PCs)")
+    lab_pcs.add_argument(
+        "--sentinel",
+        metavar="URL",
+        help="run a sentinel monitoring the primary redis://:PW@HOST:PORT (3 sentinels on 3 PCs)",
+    )
     lab_pcs.add_argument("--service", default=DEFAULT_SERVICE, help="the name sentinels give the lab's Redis")
     lab_pcs.add_argument("--quorum", type=int, default=2, help="sentinels that must agree the primary is down")
     lab_pcs.add_argument("--down-after-ms", type=int, default=DEFAULT_DOWN_AFTER_MS,
@@ -168,8 +171,6 @@ def cmd_redis(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     return exitcodes.OK
-
-
 
 
 def _lab_spec(args: argparse.Namespace) -> LabRedisSpec:

@@ -25,18 +25,32 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sensor", required=True, metavar="ID", help="the sensor to learn")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--from", dest="from_dir", metavar="SESSION", help="train on a recording (its folder)")
-    src.add_argument("--last", default="10m", metavar="DURATION",
-                     help="train on the sensor's Redis history of the last DURATION (30s, 10m, 1h; default 10m)")
-    p.add_argument("--bootstrap", action="store_true",
-                   help="first write synthetic readings of the sensor's attribute into Redis (as the seed does)")
+    src.add_argument(
+        "--last",
+        default="10m",
+        metavar="DURATION",
+        help="train on the sensor's Redis history of the last DURATION (30s, 10m, 1h; default 10m)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="first write synthetic readings of the sensor's attribute into Redis (as the seed does)",
+    )
     p.add_argument("--samples", type=int, default=512, help="readings --bootstrap writes (default 512)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--window", type=int, default=32, help="values of history the network sees (default 32)")
     p.add_argument("--stride", type=int, default=0, help="use every Nth sample (default: about 128 Hz)")
-    p.add_argument("--backend", choices=("auto", "numpy", "torch"), default="auto",
-                   help="auto: PyTorch when it imports (CUDA when present), else numpy")
-    p.add_argument("--checkpoint", metavar="PATH",
-                   help="where to save the model (default: <data dir>/models/, where nodes look for it)")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "numpy", "torch"),
+        default="auto",
+        help="auto: PyTorch when it imports (CUDA when present), else numpy",
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="where to save the model (default: <data dir>/models/, where nodes look for it)",
+    )
 
 
 def parse_duration(text: str) -> float:
@@ -165,8 +179,11 @@ def _bootstrap(c: redis.Redis, keys: Keys, sensor_id: str, info: SensorInfo | No
     seq = int(top[0][1][b"seq"]) + 1 if top else 0
     for a in range(0, samples, 64):
         b = SampleBatch(sensor_id, info.attribute, t[a : a + 64], vals[a : a + 64], None, seq, a)
-        c.xadd(keys.stream(sensor_id), entry_fields(b, "bootstrap", time.time()),
-               id=f"{int(t[min(a + 63, samples - 1)] * 1000)}-{seq}")
+        c.xadd(
+            keys.stream(sensor_id),
+            entry_fields(b, "bootstrap", time.time()),
+            id=f"{int(t[min(a + 63, samples - 1)] * 1000)}-{seq}",
+        )
         seq += 1
     log.info("bootstrap: %d synthetic %s readings written to %s", samples, info.attribute, keys.stream(sensor_id))
     return info

@@ -94,16 +94,28 @@ def _sync_check_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flashes", type=int, default=20, metavar="N", help="flashes to present (default 20)")
     p.add_argument("--interval", type=float, default=1.0, metavar="S", help="mean s between flashes (±25 %%)")
     p.add_argument("--flash-ms", type=float, default=100.0, metavar="MS", help="how long each flash is lit")
-    p.add_argument("--sensor", action="append", default=[], metavar="ID",
-                   help="measure only this sensor (repeatable; a named numeric sensor is read as an analog channel)")
+    p.add_argument(
+        "--sensor",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="measure only this sensor (repeatable; a named numeric sensor is read as an analog channel)",
+    )
     p.add_argument("--region", default=None, metavar="x,y,w,h", help="camera frame region to average (px)")
-    p.add_argument("--patch", default="full", help="where the flash is drawn: full, top-left, top-right, "
-                   "bottom-left, bottom-right (a photodiode's corner)")
+    p.add_argument(
+        "--patch",
+        default="full",
+        help="where the flash is drawn: full, top-left, top-right, bottom-left, bottom-right (a photodiode's corner)",
+    )
     p.add_argument("--patch-size", type=int, default=200, metavar="PX", help="side of a corner patch")
     p.add_argument("--windowed", action="store_true", help="a window instead of full screen")
     p.add_argument("--no-clicks", action="store_true", help="no click with each flash (clicks need an audio output)")
-    p.add_argument("--events-from", default="", metavar="lsl:NAME",
-                   help="the presentations are this LSL marker stream's events (a stimulus PC flashing on its own)")
+    p.add_argument(
+        "--events-from",
+        default="",
+        metavar="lsl:NAME",
+        help="the presentations are this LSL marker stream's events (a stimulus PC flashing on its own)",
+    )
     p.add_argument("--label", default="flash", help="the marker label of a presentation (default flash)")
     p.add_argument("--max-mean-ms", type=float, default=2.0, help="tolerance: largest |mean latency| (ms)")
     p.add_argument("--max-sd-ms", type=float, default=1.0, help="tolerance: largest latency SD (ms)")
@@ -369,5 +381,3 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     from ..selftest import SelfTest
 
     return SelfTest(keep=args.keep, out=lambda line: print(line, flush=True)).run()
-
-

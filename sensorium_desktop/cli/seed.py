@@ -89,5 +89,3 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         print(f"seed {result['seed']}: event at {result['event_time']:.6f}s, distractor 300 ms later")
         _print_groups(result["groups"], False)
     return 0
-
-

@@ -145,5 +145,3 @@ def cmd_replay(args: argparse.Namespace) -> int:
         cfg = NodeConfig(redis_url=endpoint.url, keys=endpoint.keys, node_id=args.node_id or default_node_id(),
                          devices=[uri], allowed_roots=[path.parent])  # fmt: skip
         return run_node(cfg, duration)
-
-

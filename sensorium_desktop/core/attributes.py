@@ -307,9 +307,27 @@ DOCUMENTED_UNVALIDATED = frozenset(
 #: read within the shortest window; the GUI's plot history comes from here.
 WARM_SECONDS_DEFAULT = 3600.0
 WARM_SECONDS: dict[str, float] = {
-    **dict.fromkeys(("ecg", "eeg", "emg", "respiration", "imu", "accelerometer", "gyroscope", "magnetometer",
-                     "gravity", "euler", "quaternion", "orientation", "eye_gaze", "eye_aperture", "skeleton",
-                     "microphone"), 300.0),
+    **dict.fromkeys(
+        (
+            "ecg",
+            "eeg",
+            "emg",
+            "respiration",
+            "imu",
+            "accelerometer",
+            "gyroscope",
+            "magnetometer",
+            "gravity",
+            "euler",
+            "quaternion",
+            "orientation",
+            "eye_gaze",
+            "eye_aperture",
+            "skeleton",
+            "microphone",
+        ),
+        300.0,
+    ),
     "video": 600.0,
 }
 

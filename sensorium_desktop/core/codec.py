@@ -130,6 +130,25 @@ def decode_arrays(data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray | No
     return t_arrival, t_local, values
 
 
+def numeric_layout(buf: bytes | memoryview, offset: int = 0) -> tuple[int, int, np.dtype, bool, int] | None:
+    """Where the arrays of a numeric encoded batch starting at ``offset`` of ``buf`` lie, with
+    every length validated as :func:`decode_arrays` does, without making arrays:
+    ``(n samples, channels, value dtype, t_local present, byte offset of the values)`` (the
+    times start right after the header). None for string values or anything malformed
+    (:func:`decode_arrays` then says what is wrong)."""
+    size = len(buf) - offset
+    if size < HEADER_SIZE or size > MAX_BATCH_BYTES:
+        return None
+    magic, flags, code, chans, n = _HEADER.unpack_from(buf, offset)
+    dt = _DTYPES.get(code)
+    if magic != MAGIC or flags & ~1 or dt is None:
+        return None
+    values_at = offset + HEADER_SIZE + 8 * n * (1 + (flags & 1))
+    if len(buf) != values_at + n * chans * dt.itemsize:
+        return None
+    return n, chans, dt, bool(flags & 1), values_at
+
+
 def decode_batch(
     data: bytes | memoryview, sensor_id: str, attribute: str, seq: int = -1, first_index: int = -1
 ) -> SampleBatch:

@@ -73,7 +73,10 @@ def format_silence(seconds: float) -> str:
 
 
 def sensor_health(
-    rate: float, nominal_rate: float, silent_s: float | None, device_state: str = "streaming",
+    rate: float,
+    nominal_rate: float,
+    silent_s: float | None,
+    device_state: str = "streaming",
     delivery_gap_s: float = 0.0,
 ) -> SensorHealth:
     """Judge one sensor: ``rate`` measured (Hz), ``nominal_rate`` (Hz, ≤ 0 irregular),

@@ -81,7 +81,6 @@ def decode_measurement(m: Any) -> Measurement:
     return Measurement(attr, values, t0 + np.arange(values.shape[0]) / rate)
 
 
-
 def _channel_keys(attribute: str, payload: Any) -> tuple[str, ...]:
     """The channel names of a measurement of an attribute type we do not know: its numeric
     payload keys in order (``value`` for a bare number); () for known types."""

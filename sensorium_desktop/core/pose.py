@@ -21,4 +21,3 @@ POSE_CONNECTIONS: tuple[tuple[int, int], ...] = (
 )  # fmt: skip
 
 N_LANDMARKS = len(LANDMARK_NAMES)
-

@@ -67,6 +67,8 @@ def checks_off(attribute: str, category: str) -> frozenset[str] | None:
     if attribute not in SCORED:
         return None
     return OFF_BY_CATEGORY.get(category, frozenset())
+
+
 MAINS_HZ = (50.0, 60.0)
 #: a value repeated exactly this many times running (or over twice the longest run the sensor
 #: showed when good, + 1) is frozen: a continuous signal never repeats, a quantized one learns its own

@@ -180,8 +180,10 @@ def host_clock_text(host_offset: dict[str, str]) -> str:
         offset, sigma, rtt = (float(host_offset[k]) for k in ("offset", "uncertainty", "rtt"))
     except (KeyError, ValueError):
         return "host → global: not measured yet"
-    return (f"host → global: offset {offset * 1e3:+.3f} ms ± {sigma * 1e6:.0f} µs; an asymmetric route could add up "
-            f"to ±{rtt / 2 * 1e3:.2f} ms (½ of the fastest round trip, {rtt * 1e3:.2f} ms)")
+    return (
+        f"host → global: offset {offset * 1e3:+.3f} ms ± {sigma * 1e6:.0f} µs; an asymmetric route could add up "
+        f"to ±{rtt / 2 * 1e3:.2f} ms (½ of the fastest round trip, {rtt * 1e3:.2f} ms)"
+    )
 
 
 def host_clock_short(node_id: str, host_offset: dict[str, str]) -> str:

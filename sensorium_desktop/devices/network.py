@@ -253,4 +253,3 @@ class NetworkTransport(Transport):
         if dev is None:
             dev = hub.devices[sensor] = NetworkSensor(uri, connector, sensor)
         return dev
-

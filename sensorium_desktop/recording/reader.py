@@ -29,13 +29,14 @@ from ..core.samples import SensorInfo
 from ..core.timemap import TimeMap
 from .spool import (
     BatchRecord,
+    BatchSpan,
     RecordKind,
     SpoolError,
     damaged_ranges,
     index_summary,
     iter_records,
     latency_corrections,
-    parse_batch_record,
+    parse_batch_span,
     read_session_file,
     read_sync_check,
     recording_name,
@@ -281,7 +282,7 @@ class Recording:
             log.warning("%s: %s", self.directory.name, message)
 
 
-def _concat_sensor(info: SensorInfo, parts: list[BatchRecord], warn: Callable[[str], None]) -> SensorData:
+def _concat_sensor(info: SensorInfo, parts: list[BatchRecord | BatchSpan], warn: Callable[[str], None]) -> SensorData:
     """Join a sensor's batch records in ``seq`` order, dropping re-delivered duplicates."""
     if not parts:
         fmt = object if info.channel_format == "string" else np.dtype(info.channel_format)
@@ -297,6 +298,54 @@ def _concat_sensor(info: SensorInfo, parts: list[BatchRecord], warn: Callable[[s
         seqs = seqs[keep]
     gaps = np.diff(seqs) - 1
     missing = int(gaps[gaps > 0].sum()) if seqs.size > 1 else 0  # reported by find_losses, with times
+    spans = [p for p in parts if isinstance(p, BatchSpan)]
+    if len(spans) == len(parts) and len({(p.chans, p.dtype, p.has_local) for p in spans}) == 1:
+        t_arrival, t_local, values, starts = _copy_spans(spans)
+    else:
+        t_arrival, t_local, values, starts = _join_records(
+            info, [p.record() if isinstance(p, BatchSpan) else p for p in parts], warn
+        )
+    for name, arr in (("arrival", t_arrival), ("device", t_local)):
+        if arr is not None and not np.isfinite(arr).all():
+            raise CodecError(f"{info.sensor_id}: non-finite {name} times in the spool")
+    return SensorData(info, t_arrival, t_local, values, seqs, starts, missing, duplicates)
+
+
+_Joined = tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]
+
+
+def _copy_spans(spans: list[BatchSpan]) -> _Joined:
+    """One sensor's spans (one layout) copied straight from the spool bytes into its arrays:
+    (t_arrival, t_local or None, values, each batch's first sample index)."""
+    first = spans[0]
+    lengths = np.array([p.n for p in spans], dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    total = int(lengths.sum())
+    t_arrival = np.empty(total, dtype="<f8")
+    t_local = np.empty(total, dtype="<f8") if first.has_local else None
+    values = np.empty((total, first.chans), dtype=first.dtype)  # the spool's byte order
+
+    def raw(a: np.ndarray) -> memoryview:
+        return a.reshape(-1).view(np.uint8).data
+
+    ta_out = raw(t_arrival)
+    tl_out = raw(t_local) if t_local is not None else None
+    val_out = raw(values)
+    row = first.chans * first.dtype.itemsize
+    at = 0
+    for p in spans:
+        n, src, times = p.n, p.payload, p.times_at
+        ta_out[8 * at : 8 * (at + n)] = src[times : times + 8 * n]
+        if tl_out is not None:
+            tl_out[8 * at : 8 * (at + n)] = src[times + 8 * n : times + 16 * n]
+        val_out[row * at : row * (at + n)] = src[p.values_at : p.values_at + row * n]
+        at += n
+    return t_arrival, t_local, values, starts
+
+
+def _join_records(info: SensorInfo, parts: list[BatchRecord], warn: Callable[[str], None]) -> _Joined:
+    """Batch records of any layout joined (channel counts padded to the widest, device times
+    dropped when some batches lack them)."""
     widths = {p.values.shape[1] for p in parts}
     width = max(widths)
     if len(widths) > 1:
@@ -313,10 +362,7 @@ def _concat_sensor(info: SensorInfo, parts: list[BatchRecord], warn: Callable[[s
         if len(widths) > 1
         else np.concatenate([p.values for p in parts])
     )
-    for name, arr in (("arrival", t_arrival), ("device", t_local)):
-        if arr is not None and not np.isfinite(arr).all():
-            raise CodecError(f"{info.sensor_id}: non-finite {name} times in the spool")
-    return SensorData(info, t_arrival, t_local, values, seqs, starts, missing, duplicates)
+    return t_arrival, t_local, values, starts
 
 
 def _pad(values: np.ndarray, width: int) -> np.ndarray:
@@ -375,11 +421,12 @@ def _described_sensors(meta: dict[str, Any], directory: Path) -> dict[str, Senso
 
 def _read_spool(
     rec: Recording, infos: dict[str, SensorInfo], progress: Progress | None
-) -> dict[str, list[BatchRecord]]:
+) -> dict[str, list[BatchRecord | BatchSpan]]:
     """Every spool record into ``rec`` (markers, clocks, groups, events), ``infos`` (sensor
     records) and the returned batches per sensor; undecodable records are counted in a warning."""
     directory = rec.directory
-    batches: dict[str, list[BatchRecord]] = {sid: [] for sid in rec.meta.get("sensors", [])}
+    batches: dict[str, list[BatchRecord | BatchSpan]] = {sid: [] for sid in rec.meta.get("sensors", [])}
+    names: dict[bytes, tuple[str, str]] = {}
     lists = {RecordKind.MARKER: rec.markers, RecordKind.CLOCK: rec.clocks, RecordKind.GROUP: rec.groups,
              RecordKind.EVENT: rec.events}  # fmt: skip
     bad = 0
@@ -389,7 +436,7 @@ def _read_spool(
         seen += len(payload) + 9
         if kind == RecordKind.BATCH:
             try:
-                batch = parse_batch_record(payload)
+                batch = parse_batch_span(payload, names)
             except (CodecError, ValueError) as exc:
                 bad += 1
                 log.warning("%s: skipping an undecodable batch record: %s", directory, exc)
@@ -416,7 +463,9 @@ def _read_spool(
     return batches
 
 
-def _assemble_sensors(rec: Recording, infos: dict[str, SensorInfo], batches: dict[str, list[BatchRecord]]) -> None:
+def _assemble_sensors(
+    rec: Recording, infos: dict[str, SensorInfo], batches: dict[str, list[BatchRecord | BatchSpan]]
+) -> None:
     """One :class:`SensorData` per sensor into ``rec.sensors``; a sensor without a description
     gets generic channel names, one without samples is said to have sent none."""
     for sid, items in batches.items():
@@ -425,7 +474,7 @@ def _assemble_sensors(rec: Recording, infos: dict[str, SensorInfo], batches: dic
             rec.warn(f"{sid}: not described and sent no samples; left out")
             continue
         if info is None:
-            first = items[0]
+            first = items[0].record() if isinstance(items[0], BatchSpan) else items[0]
             names = tuple(f"ch{i + 1}" for i in range(first.values.shape[1]))
             fmt = "string" if first.values.dtype == object else first.values.dtype.name
             info = SensorInfo(sid, first.attribute, sid, channel_names=names, channel_format=fmt)

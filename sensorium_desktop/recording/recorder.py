@@ -525,7 +525,7 @@ class SessionRecorder(threading.Thread):
         res = pipe.execute()
         clocks = {sid: {_s(k): _s(v) for k, v in h.items()} for sid, h in zip(self.sensor_ids, res, strict=False) if h}
         offsets = {}
-        for node, h in zip(nodes, res[len(self.sensor_ids):], strict=True):
+        for node, h in zip(nodes, res[len(self.sensor_ids) :], strict=True):
             if not h:
                 continue
             offsets[node] = {_s(k): _s(v) for k, v in h.items()}

@@ -295,8 +295,18 @@ def _open_xdf(path: Path, progress: ReviewProgress | None = None,
         if len(labels) != values.shape[1]:
             labels = tuple(f"ch{i + 1}" for i in range(values.shape[1]))
             units = ("",) * values.shape[1]
-        streams[key] = ReviewStream(key, name, kind, stype, labels, units, times, values, _rate(s),
-                                    gaze_layout=layout if kind == "gaze" else None)
+        streams[key] = ReviewStream(
+            key,
+            name,
+            kind,
+            stype,
+            labels,
+            units,
+            times,
+            values,
+            _rate(s),
+            gaze_layout=layout if kind == "gaze" else None,
+        )
     _attach_quality(streams)
     times = np.concatenate(m_times) if m_times else np.zeros(0)
     order = np.argsort(times, kind="stable")

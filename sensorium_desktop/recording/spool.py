@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..core import delta
-from ..core.codec import CodecError, decode_arrays, encode_batch
+from ..core.codec import HEADER_SIZE, CodecError, decode_arrays, encode_batch, numeric_layout
 from ..core.framing import frame, pack_strings, scan_frames_resync, unpack_strings
 from ..core.samples import SampleBatch
 
@@ -197,6 +197,76 @@ def parse_batch_record(payload: memoryview) -> BatchRecord:
     if vals.size != n:
         raise CodecError(f"delta block holds {vals.size} values, record says {n}")
     return BatchRecord(sid, attr, stream_id, seq, first, ta, tl, vals.astype(np.float32).reshape(n, 1))
+
+
+@dataclass(slots=True)
+class BatchSpan:
+    """A BATCH record of numeric values in the codec's layout, left in the spool's bytes: where
+    its arrays lie in ``payload`` (byte offsets). A sensor's spans are copied straight into its
+    arrays (one copy, no array per record); :meth:`record` gives the usual views."""
+
+    sensor_id: str
+    attribute: str
+    stream_id: str
+    seq: int
+    first_index: int
+    n: int
+    chans: int
+    dtype: np.dtype
+    has_local: bool
+    payload: memoryview
+    times_at: int
+    values_at: int
+
+    def record(self) -> BatchRecord:
+        """The record with its arrays as views into the spool bytes."""
+        ta = np.frombuffer(self.payload, dtype="<f8", count=self.n, offset=self.times_at)
+        tl = (
+            np.frombuffer(self.payload, dtype="<f8", count=self.n, offset=self.times_at + 8 * self.n)
+            if self.has_local
+            else None
+        )
+        count = self.n * self.chans
+        vals = np.frombuffer(self.payload, dtype=self.dtype, count=count, offset=self.values_at)
+        return BatchRecord(self.sensor_id, self.attribute, self.stream_id, self.seq, self.first_index, ta, tl,
+                           vals.reshape(self.n, self.chans))  # fmt: skip
+
+
+_U16 = struct.Struct("<H")
+
+
+def parse_batch_span(payload: memoryview, names: dict[bytes, tuple[str, str]]) -> BatchSpan | BatchRecord:
+    """A BATCH record payload (without the kind byte) as a :class:`BatchSpan` when its values
+    are numeric in the codec's layout, else parsed by :func:`parse_batch_record`. ``names``
+    caches the decoded (sensor, attribute) strings by their bytes (one sensor's records repeat
+    them); raises :class:`CodecError` as :func:`parse_batch_record` does."""
+    size = len(payload)
+    try:
+        (l1,) = _U16.unpack_from(payload, 0)
+        (l2,) = _U16.unpack_from(payload, 2 + l1)
+        (l3,) = _U16.unpack_from(payload, 4 + l1 + l2)
+    except struct.error:
+        return parse_batch_record(payload)
+    ids_end = 4 + l1 + l2
+    off = ids_end + 2 + l3
+    if off + _BATCH_HEAD.size + HEADER_SIZE > size:
+        return parse_batch_record(payload)
+    key = payload[:ids_end].tobytes()
+    ids = names.get(key)
+    try:
+        if ids is None:
+            (sid, attr), _ = unpack_strings(payload, 2)
+            ids = names[key] = (sid, attr)
+        stream_id = payload[ids_end + 2 : off].tobytes().decode("utf-8")
+    except (ValueError, struct.error, UnicodeDecodeError):
+        return parse_batch_record(payload)
+    seq, first, enc = _BATCH_HEAD.unpack_from(payload, off)
+    layout = numeric_layout(payload, off + _BATCH_HEAD.size) if enc == Encoding.CODEC else None
+    if layout is None:
+        return parse_batch_record(payload)
+    n, chans, dt, has_local, values_at = layout
+    times_at = off + _BATCH_HEAD.size + HEADER_SIZE
+    return BatchSpan(ids[0], ids[1], stream_id, seq, first, n, chans, dt, has_local, payload, times_at, values_at)
 
 
 def json_record(kind: RecordKind, obj: dict[str, Any]) -> bytes:

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-
 def _patch_rect(patch: str, size: int, w: int, h: int) -> QRect:
     if patch == "full":
         return QRect(0, 0, w, h)

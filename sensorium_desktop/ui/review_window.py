@@ -313,7 +313,8 @@ class ReviewWindow(QtWidgets.QMainWindow):
             rgb = (214, 39, 40) if state == 2 else (255, 160, 0)
             if stacked and 0 <= ch < c:
                 item: QtWidgets.QGraphicsRectItem | pg.LinearRegionItem = QtWidgets.QGraphicsRectItem(
-                    a - self.x0, float(c - ch - 1), max(b - a, 1e-3), 1.0)
+                    a - self.x0, float(c - ch - 1), max(b - a, 1e-3), 1.0
+                )
                 item.setBrush(pg.mkBrush(*rgb, 110))
                 item.setPen(pg.mkPen(None))
             else:

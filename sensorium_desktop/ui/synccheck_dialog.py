@@ -177,8 +177,11 @@ class SyncCheckDialog(QtWidgets.QDialog):
     def show_result(self, result: dict[str, Any], directory: Path | None = None) -> None:
         """Fill the traces and the table from a stored or fresh result."""
         lines = summary_lines(result)
-        self.header.setText(lines[0] + (f" — 0 ms = {result['timing']}" if result.get("timing") else "")
-                            + (f"; {result['audio']}" if result.get("audio") else ""))
+        self.header.setText(
+            lines[0]
+            + (f" — 0 ms = {result['timing']}" if result.get("timing") else "")
+            + (f"; {result['audio']}" if result.get("audio") else "")
+        )
         self.where.setText(f"stored in {directory}" if directory else "")
         rows = list(result.get("sensors", {}).items())
         self.table.setRowCount(len(rows))

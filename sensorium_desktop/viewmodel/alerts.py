@@ -85,7 +85,6 @@ class AlertsModel:
                     self.raise_alert(key, f"{self.alerts[key].text} — streams again since {clock(t)}", "warning")
                 self._device_states[device_id] = state
 
-
     def follow_redis(self, error: str, primary: str = "", now: float | None = None) -> None:
         """Raise an alert when Redis becomes unreachable (``error`` non-empty) and say how long
         it was and which server took over (a sentinel failover: ``primary`` changed) when it
@@ -98,8 +97,11 @@ class AlertsModel:
         elif not error and self._redis_down_since is not None:
             down = self._redis_down_since
             self._redis_down_since = None
-            moved = f"; the lab's Redis is now {primary} (was {self._redis_primary})" \
-                if primary and self._redis_primary and primary != self._redis_primary else ""
+            moved = (
+                f"; the lab's Redis is now {primary} (was {self._redis_primary})"
+                if primary and self._redis_primary and primary != self._redis_primary
+                else ""
+            )
             text = f"Redis was unreachable from {clock(down)} to {clock(t)} ({t - down:.1f} s){moved}"
             self.raise_alert("redis", text + "; nodes re-sent what they kept (sensorium verify checks a recording)",
                              "warning", now=t)  # fmt: skip

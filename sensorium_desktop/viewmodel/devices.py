@@ -88,7 +88,6 @@ class DeviceRow:
             parts.append(", ".join(f"{k}: {v}" for k, v in sorted(errors.items())))
         return " · ".join(parts)
 
-
     @property
     def network(self) -> dict[str, Any]:
         """A network client's connector, address, attention and backpressure ({} otherwise)."""

@@ -22,6 +22,7 @@ from .base import Event
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(slots=True)
 class Subscription:
     info: SensorInfo

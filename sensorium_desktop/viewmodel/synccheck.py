@@ -100,7 +100,8 @@ class SyncCheckModel:
         if not self._stopped:
             await asyncio.sleep(LEAD_S)
             self._presenting = asyncio.ensure_future(
-                present_flashes(c, self.keys, check_id, stimulus, onsets, flash_s, self.progress.emit))
+                present_flashes(c, self.keys, check_id, stimulus, onsets, flash_s, self.progress.emit)
+            )
             with contextlib.suppress(asyncio.CancelledError):
                 completed = await self._presenting
             if completed:

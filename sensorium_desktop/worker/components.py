@@ -39,7 +39,6 @@ from .sync_worker import WorkerConfig, worker_main
 log = logging.getLogger(__name__)
 
 
-
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)

@@ -55,8 +55,9 @@ def make_outlet(info: SensorInfo, shares_device: bool = False) -> Any:
     import pylsl
 
     si = pylsl.StreamInfo(
-        display_name(info.device_name or info.device_id, info.attribute, shares_device,
-                     str(info.extra.get("stream_word", ""))),
+        display_name(
+            info.device_name or info.device_id, info.attribute, shares_device, str(info.extra.get("stream_word", ""))
+        ),
         content_type(info.attribute),
         info.channel_count,
         info.nominal_rate if info.nominal_rate > 0 else pylsl.IRREGULAR_RATE,

@@ -99,8 +99,12 @@ class QualityScorer:
             if info is None:  # not announced yet: asked again at its next delivery
                 return
             off = checks_off(info.attribute, str(category(info.attribute)))
-            if off is None or info.nominal_rate <= 0 or info.channel_format == "string" \
-                    or info.channel_count > MAX_CHANNELS:
+            if (
+                off is None
+                or info.nominal_rate <= 0
+                or info.channel_format == "string"
+                or info.channel_count > MAX_CHANNELS
+            ):
                 self.skipped.add(sid)  # events, text, gaze, a skeleton: not a signal to judge this way
                 return
             model = load_forecaster(self.models_dir, info.sensor_id, info.attribute) if self.models_dir else None

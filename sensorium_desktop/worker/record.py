@@ -267,8 +267,13 @@ def record(
             if bus.given_up:
                 status = {**status, "state": "failed", "error": bus.error}
         finally:
-            completed = during_task is not None and during_task.done() and not during_task.cancelled() \
-                and during_task.exception() is None and during_task.result()
+            completed = (
+                during_task is not None
+                and during_task.done()
+                and not during_task.cancelled()
+                and during_task.exception() is None
+                and during_task.result()
+            )
             if during_task is not None and not during_task.done():
                 during_task.cancel()
                 with contextlib.suppress(BaseException):

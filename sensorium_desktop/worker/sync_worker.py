@@ -77,7 +77,6 @@ class WorkerConfig:
     seed_import: bool = True  # import the seed library's obs:* keys (each once, lab-wide)
 
 
-
 class _SliceRow(NamedTuple):
     """One observation in a slice: its global time and 1-sigma (s), its key, its local time (s)."""
 
@@ -86,6 +85,7 @@ class _SliceRow(NamedTuple):
     sigma: float
     key: str
     t_local: float
+
 
 @dataclass
 class _Obs:

@@ -237,8 +237,10 @@ def run_sync_check(
 def no_detector_message(infos: list[SensorInfo], opts: CheckOptions) -> str:
     """Why no sensor can see a flash, naming what there is and what would."""
     have = ", ".join(f"{i.sensor_id} ({i.attribute})" for i in infos) or "no sensor"
-    return (f"no sensor can see a flash: have {have}; a check needs a camera (video or brightness), a photodiode "
-            "or light channel, an audio stream, or a sensor named with --sensor (read as an analog channel)")
+    return (
+        f"no sensor can see a flash: have {have}; a check needs a camera (video or brightness), a photodiode "
+        "or light channel, an audio stream, or a sensor named with --sensor (read as an analog channel)"
+    )
 
 
 def check_options(

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from ..host import WindowHost
 
 
-
 class BackpressurePanel(QtWidgets.QWidget):
     def __init__(self, window: WindowHost) -> None:
         super().__init__()
@@ -50,4 +49,5 @@ class BackpressurePanel(QtWidgets.QWidget):
 
 
 PANEL = PanelSpec(
-    "backpressure", "Backpressure", QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, BackpressurePanel, "sync", order=60)
+    "backpressure", "Backpressure", QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, BackpressurePanel, "sync", order=60
+)

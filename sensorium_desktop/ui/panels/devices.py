@@ -252,8 +252,11 @@ class DevicesPanel(QtWidgets.QWidget):
         verdict as its tooltip; empty for sensors that are not scored (events, text)."""
         if not q:
             item.setText(3, "")
-            item.setToolTip(3, "not scored: the quality rules judge continuous physiological, motion and "
-                               "environment signals (ECG, EEG, EMG, respiration, IMU, temperature, …)")
+            item.setToolTip(
+                3,
+                "not scored: the quality rules judge continuous physiological, motion and "
+                "environment signals (ECG, EEG, EMG, respiration, IMU, temperature, …)",
+            )
             return
         state, reason = str(q.get("state", "")), str(q.get("reason") or "")
         item.setText(3, f"{state}: {reason}" if reason and state in ("suspect", "bad") else state)

@@ -65,4 +65,5 @@ class ElectionPanel(QtWidgets.QWidget):
 
 
 PANEL = PanelSpec(
-    "election", "Election", QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, ElectionPanel, "sync", order=50)
+    "election", "Election", QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, ElectionPanel, "sync", order=50
+)
