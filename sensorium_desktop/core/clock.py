@@ -459,24 +459,45 @@ class _Hull:
 
 
 class _Growable:
-    """Append-only float64 columns with amortized doubling."""
+    """Append-only float64 columns with amortized doubling; single rows are kept as Python
+    tuples until the columns are read (one array write per read, not per row)."""
 
     def __init__(self, cols: int) -> None:
         self.a = np.empty((64, cols))
-        self.n = 0
+        self._n = 0
+        self._rows: list[tuple[float, ...]] = []
 
     def append(self, row: np.ndarray) -> None:
+        self._settle()
         k = row.shape[0]
-        if self.n + k > self.a.shape[0]:
-            grown = np.empty((max(2 * self.a.shape[0], self.n + k), self.a.shape[1]))
-            grown[: self.n] = self.a[: self.n]
+        self._reserve(k)
+        self.a[self._n : self._n + k] = row
+        self._n += k
+
+    def append_row(self, *row: float) -> None:
+        self._rows.append(row)
+
+    def _reserve(self, k: int) -> None:
+        if self._n + k > self.a.shape[0]:
+            grown = np.empty((max(2 * self.a.shape[0], self._n + k), self.a.shape[1]))
+            grown[: self._n] = self.a[: self._n]
             self.a = grown
-        self.a[self.n : self.n + k] = row
-        self.n += k
+
+    def _settle(self) -> None:
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self._reserve(len(rows))
+            self.a[self._n : self._n + len(rows)] = rows
+            self._n += len(rows)
+
+    @property
+    def n(self) -> int:
+        return self._n + len(self._rows)
 
     @property
     def data(self) -> np.ndarray:
-        return self.a[: self.n]
+        self._settle()
+        return self.a[: self._n]
 
 
 @dataclass(slots=True)
@@ -983,7 +1004,7 @@ class ClockModel:
 
     def _close_bin(self, ep: Epoch) -> None:
         px, pd_, pn = self._open_x, self._open_d, max(self._open_n, 1.0)
-        ep.bins.append(np.array([[px, pd_, pn]]))
+        ep.bins.append_row(px, pd_, pn)
         blk = int(px // self.block)
         if blk != self._block_cur and len(self._hull.x):
             self._finish_block(ep, blk)
@@ -1029,12 +1050,23 @@ class ClockModel:
         sx, sd, sn = data[lo:, 0], data[lo:, 1], data[lo:, 2]
         if sx.size < 8:
             return
-        hull = lower_hull(sx, sd)
         count = float(sn.sum())
-        short = envelope_posterior(
-            sx[hull], sd[hull], count, float(sn @ sx) / count, self._delay_scale, x_now, self._beta_prior,
-            DRIFT_PRIOR_SIGMA,
-        )  # fmt: skip
+        x_mean = float(sn @ sx) / count
+        if sx.size <= SMALL_HULL:  # the scan's vertices straight to the posterior: no arrays between
+            xs, ds = sx.tolist(), sd.tolist()
+            hull_idx = _scan_lower_hull(xs, ds)
+            if len(hull_idx) <= SMALL_POSTERIOR:
+                hx, hd = [xs[i] for i in hull_idx], [ds[i] for i in hull_idx]
+                scale, prior = self._delay_scale, self._beta_prior
+                short = _posterior_small(hx, hd, count, x_mean, scale, float(x_now), prior, DRIFT_PRIOR_SIGMA)
+            else:
+                hull = np.array(hull_idx, dtype=np.intp)
+                short = envelope_posterior(sx[hull], sd[hull], count, x_mean, self._delay_scale, x_now,
+                                           self._beta_prior, DRIFT_PRIOR_SIGMA)  # fmt: skip
+        else:
+            hull = lower_hull(sx, sd)
+            short = envelope_posterior(sx[hull], sd[hull], count, x_mean, self._delay_scale, x_now,
+                                       self._beta_prior, DRIFT_PRIOR_SIGMA)  # fmt: skip
         long = self.alpha + self.beta * x_now
         if abs(short.offset - long) > CHANGE_SIGMAS * math.hypot(short.sigma, self._unc):
             self._disagree += 1
