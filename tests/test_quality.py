@@ -187,3 +187,59 @@ def test_sample_times_never_fold_back_when_deliveries_catch_up() -> None:
     t = np.concatenate(out)
     assert (np.diff(t) > 0).all()
     assert np.allclose(np.diff(t), 1 / 512)  # spacing kept, not compressed
+
+
+FAST = 20_000.0  # judged in blocks of 20
+
+
+def _feed_fast(q: SignalQuality, t0: float, seconds: float, make):  # type: ignore[no-untyped-def]
+    verdicts = []
+    n = int(FAST * HOP)
+    for k in range(int(seconds / HOP)):
+        t = t0 + k * HOP + np.arange(n) / FAST
+        v = make(t)
+        if v is not None:
+            for part in range(0, n, 333):  # deliveries that do not end on a block's edge
+                q.update(t[part : part + 333], v[part : part + 333])
+        verdicts.append((t[-1] + 1 / FAST - t0, q.assess(t[-1] + 1 / FAST)))
+    return verdicts
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "channel"),
+    [("spike", "jump", 2), ("flat", "flat", 1), ("scattered nan", "nan", 3), ("hum", "noise", 0),
+     ("dropout", "dropout", -1), ("clean", "", -1)],
+)  # fmt: skip
+def test_a_fast_sensor_is_judged_in_blocks_and_each_artifact_still_shows(kind: str, reason: str, channel: int) -> None:
+    """Above MAX_JUDGED_RATE_HZ one row per block (the sample farthest from the block's mean):
+    a one-sample spike, a frozen channel, 20 % NaN scattered, a hum and a dropout are found
+    within a second, a clean signal stays good; the history holds 1 kHz worth of rows."""
+    rng = np.random.default_rng(8)
+    q = SignalQuality(FAST, 4, value_range=(-500.0, 500.0))
+    assert q.block == 20 and q.rate == 1000.0 and q._n_hist == 10_000
+    learned = _feed_fast(q, 0.0, 15.0, lambda t: _signal(t, 4, rng))
+    assert [v.state for _t, v in learned[-20:]] == ["good"] * 20
+
+    def make(t: np.ndarray) -> np.ndarray | None:
+        v = _signal(t, 4, rng)
+        if kind == "spike":
+            v[t.size // 2, 2] += 300.0  # one sample of 2500
+        elif kind == "flat":
+            v[:, 1] = 7.25
+        elif kind == "scattered nan":
+            v[rng.random(t.size) < 0.2, 3] = np.nan
+        elif kind == "hum":
+            v[:, 0] += 30 * np.sin(2 * math.pi * 50 * t)
+        elif kind == "dropout":
+            return None
+        return v
+
+    verdicts = _feed_fast(q, 15.0, 3.0, make)
+    alarms = [(dt, v) for dt, v in verdicts if v.state in ("suspect", "bad")]
+    if kind == "clean":
+        assert alarms == []
+        return
+    dt, v = alarms[0]
+    assert v.reason == reason or (reason == "dropout" and v.reason == "rate drop"), v
+    assert dt <= 1.0, f"{reason} found only after {dt:.2f} s"
+    assert v.channel == channel or channel == -1

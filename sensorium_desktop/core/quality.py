@@ -75,6 +75,12 @@ MAINS_HZ = (50.0, 60.0)
 FROZEN_MIN_RUN = 3.0
 #: mains hum is measured over this long (s): 0.5 Hz resolution
 HUM_WINDOW_S = 2.0
+#: a faster sensor (Hz) is judged on one sample per block of ceil(rate / this) samples: the
+#: block's sample farthest from the block's mean (a one-sample spike, a rail, a frozen value stay
+#: visible), timed at the block's last sample, with the block's NaN share kept beside it. The
+#: judging then costs what this rate does: ten 100 kHz sensors judged whole took 68 % of a core,
+#: at 2 kHz 24 %
+MAX_JUDGED_RATE_HZ = 1000.0
 
 
 class Forecaster(Protocol):
@@ -147,7 +153,10 @@ class SignalQuality:
         window_s: float = WINDOW_S,
         off: frozenset[str] = frozenset(),
     ) -> None:
-        self.rate = float(rate)
+        #: samples per judged sample (1 up to :data:`MAX_JUDGED_RATE_HZ`)
+        self.block = max(1, math.ceil(float(rate) / MAX_JUDGED_RATE_HZ)) if rate > 0 else 1
+        #: the judged rate (Hz): the sensor's rate over :attr:`block`
+        self.rate = float(rate) / self.block
         self.off = off
         self.channels = int(channels)
         self.value_range = value_range
@@ -158,6 +167,10 @@ class SignalQuality:
         self._n_hist = max(n_hist, 2 * MIN_WINDOW_SAMPLES)
         self._t = np.full(self._n_hist, np.nan)
         self._v = np.full((self._n_hist, self.channels), np.nan)
+        #: NaN share of each kept row's block (only when blocks are judged: else 0 or 1 from the value)
+        self._nan = np.zeros((self._n_hist, self.channels)) if self.block > 1 else None
+        self._carry_t = np.zeros(0)  # the samples of an unfinished block (block > 1)
+        self._carry_v = np.zeros((0, self.channels))
         self._filled = 0
         self._head = 0
         self.base: _Baseline | None = None
@@ -176,22 +189,57 @@ class SignalQuality:
         if n == 0:
             return
         v = np.asarray(values, dtype=np.float64).reshape(n, -1)[:, : self.channels]
-        if n >= self._n_hist:
-            t, v, n = t[-self._n_hist :], v[-self._n_hist :], self._n_hist
         if math.isnan(self._first_t):
             self._first_t = float(t[0])
+        nan_share = None
+        if self.block > 1:
+            t, v, nan_share = self._judged_rows(t, v)
+            n = t.size
+            if n == 0:
+                return
+        if n >= self._n_hist:
+            t, v, n = t[-self._n_hist :], v[-self._n_hist :], self._n_hist
+            nan_share = None if nan_share is None else nan_share[-self._n_hist :]
         idx = (self._head + np.arange(n)) % self._n_hist
         self._t[idx] = t
         self._v[idx] = v
+        if self._nan is not None and nan_share is not None:
+            self._nan[idx] = nan_share
         self._head = (self._head + n) % self._n_hist
         self._filled = min(self._n_hist, self._filled + n)
 
-    def _history(self, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """The kept samples up to ``now``, oldest first: times (n,) s, values (n, channels)."""
+    def _judged_rows(self, t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Whole blocks of :attr:`block` samples (with the unfinished one carried over) → one
+        row each: the block's last time (n,), per channel the value farthest from the block's
+        mean (n, channels; NaN only when all are) and the block's NaN share (n, channels)."""
+        if self._carry_t.size:
+            t = np.concatenate([self._carry_t, t])
+            v = np.concatenate([self._carry_v, v])
+        k = self.block
+        whole = t.size // k * k
+        self._carry_t, self._carry_v = t[whole:].copy(), v[whole:].copy()
+        blocks = v[:whole].reshape(-1, k, self.channels)
+        times = t[k - 1 : whole : k]
+        if not np.isnan(blocks).any():  # the usual case: three reductions
+            centre = blocks.mean(axis=1)
+            hi, lo = blocks.max(axis=1), blocks.min(axis=1)
+            return times, np.where(hi - centre >= centre - lo, hi, lo), np.zeros_like(centre)
+        missing = np.isnan(blocks)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            centre = np.nanmean(blocks, axis=1, keepdims=True)
+        away = np.where(missing, -1.0, np.abs(blocks - centre))
+        pick = np.take_along_axis(blocks, away.argmax(axis=1)[:, None, :], axis=1)[:, 0, :]
+        return times, pick, missing.mean(axis=1)
+
+    def _history(self, now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The kept rows up to ``now``, oldest first: times (n,) s, values (n, channels) and,
+        when blocks are judged, each row's NaN share (n, channels)."""
         order = (self._head - self._filled + np.arange(self._filled)) % self._n_hist
         t, v = self._t[order], self._v[order]
         keep = t <= now
-        return t[keep], v[keep]
+        nan = None if self._nan is None else self._nan[order][keep]
+        return t[keep], v[keep], nan
 
     # -- judging ------------------------------------------------------------------------------
     def assess(self, now: float) -> Verdict:
@@ -201,7 +249,7 @@ class SignalQuality:
             return self._assess(now)
 
     def _assess(self, now: float) -> Verdict:
-        hist_t, hist_v = self._history(now)  # one copy of the ring per judgement, read by every check
+        hist_t, hist_v, hist_nan = self._history(now)  # one copy of the ring per judgement, read by every check
         recent = hist_t > now - self.window_s
         t, v = hist_t[recent], hist_v[recent]
         sev: dict[str, np.ndarray] = {}
@@ -213,7 +261,12 @@ class SignalQuality:
                 return Verdict("bad", 1.0, "dropout", f"no sample in the last {self.window_s:.2f} s")
             sev["rate drop"] = np.full(self.channels, float(_severity(1.0 - ratio, 0.2, 0.5)))
         finite = np.isfinite(v)
-        nan_share = 1.0 - finite.mean(axis=0) if v.size else np.zeros(self.channels)
+        if not v.size:
+            nan_share = np.zeros(self.channels)
+        elif hist_nan is not None:  # judged in blocks: the blocks' own NaN shares
+            nan_share = hist_nan[recent].mean(axis=0)
+        else:
+            nan_share = 1.0 - finite.mean(axis=0)
         sev["nan"] = _severity(nan_share, 0.05, 0.3)
         vf = np.where(finite, v, np.nan)
         with np.errstate(all="ignore"):

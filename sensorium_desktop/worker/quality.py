@@ -35,6 +35,7 @@ from ..core.hostclock import host_time
 from ..core.quality import (
     ANOMALY_ATTRIBUTE,
     ANOMALY_RATE_HZ,
+    MAX_JUDGED_RATE_HZ,
     SampleTimes,
     SignalQuality,
     Verdict,
@@ -108,6 +109,10 @@ class QualityScorer:
                 self.skipped.add(sid)  # events, text, gaze, a skeleton: not a signal to judge this way
                 return
             model = load_forecaster(self.models_dir, info.sensor_id, info.attribute) if self.models_dir else None
+            if model is not None and info.nominal_rate > MAX_JUDGED_RATE_HZ:
+                log.warning("%s: its model is not used: at %.0f Hz the sensor is judged in blocks (rules only above "
+                            "%.0f Hz)", sid, info.nominal_rate, MAX_JUDGED_RATE_HZ)  # fmt: skip
+                model = None
             q = SignalQuality(info.nominal_rate, info.channel_count, value_range(info), model, off=off)
             scored = self.sensors[sid] = _Scored(q, Verdict("learning", 0.0), SampleTimes(info.nominal_rate))
         values = batch.values
