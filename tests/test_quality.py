@@ -54,8 +54,14 @@ def learned() -> tuple[SignalQuality, float, np.random.Generator]:
 
 @pytest.mark.parametrize(
     ("kind", "reason", "channel"),
-    [("flat", "flat", 2), ("nan", "nan", 1), ("clipped", "clipped", 0), ("hum", "noise", 3), ("pop", "jump", 2),
-     ("dropout", "dropout", -1)],
+    [
+        ("flat", "flat", 2),
+        ("nan", "nan", 1),
+        ("clipped", "clipped", 0),
+        ("hum", "noise", 3),
+        ("pop", "jump", 2),
+        ("dropout", "dropout", -1),
+    ],
 )
 def test_each_artifact_is_named_with_its_channel_within_a_second(learned, kind: str, reason: str, channel: int) -> None:  # type: ignore[no-untyped-def]
     q, t0, rng = learned
