@@ -249,3 +249,52 @@ def test_a_fast_sensor_is_judged_in_blocks_and_each_artifact_still_shows(kind: s
     assert v.reason == reason or (reason == "dropout" and v.reason == "rate drop"), v
     assert dt <= 1.0, f"{reason} found only after {dt:.2f} s"
     assert v.channel == channel or channel == -1
+
+
+def test_judging_in_a_thread_reads_a_snapshot_and_leaves_the_warning_filters_alone() -> None:
+    """The node judges in a thread while samples keep arriving: what it judges is the copy taken
+    at the tick (a spike tapped meanwhile waits for the next judgement), the verdicts are those
+    ``assess`` gives at the tick, and the process's warning filters are the same after
+    (changing them from a thread races the event loop's own ``catch_warnings``)."""
+    import copy
+    import threading
+    import warnings
+
+    from sensorium_desktop.core.quality import NAN_WARNINGS
+    from sensorium_desktop.core.samples import SampleBatch
+    from sensorium_desktop.worker.quality import QualityScorer
+
+    info = SensorInfo("amp-eeg", "eeg", "amp", channel_names=("a", "b"), nominal_rate=RATE, has_clock=True)
+    rng = np.random.default_rng(3)
+    t0 = 1_800_000_000.0
+    scorer = QualityScorer(lambda sid: info)
+
+    def deliver(k0: int, k1: int, spike: bool = False) -> None:
+        t = t0 + np.arange(k0, k1) / RATE
+        v = _signal(t, 2, rng)
+        if spike:
+            v[:, 0], v[:, 1] = 5000.0, np.nan
+        scorer.tap(SampleBatch(info.sensor_id, "eeg", t + 0.004, v.astype(np.float32), t - 2.0))
+
+    step = int(RATE / 4)
+    states = set()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", NAN_WARNINGS, RuntimeWarning)
+        before = list(warnings.filters)
+        for k in range(0, int(20 * RATE), step):
+            deliver(k, k + step - 1)
+            now = t0 + (k + step) / RATE + 0.005
+            reference = copy.deepcopy(scorer)
+            expected = reference.assess(now)
+            snaps = scorer.snapshots(now)
+            deliver(k + step - 1, k + step, spike=k >= 12 * RATE)  # tapped while the thread judges
+            got: list = []
+            worker = threading.Thread(target=lambda: got.extend(scorer.judge(now, snaps)))  # noqa: B023
+            worker.start()
+            worker.join()
+            assert got == expected
+            want, have = reference.sensors[info.sensor_id].verdict, scorer.sensors[info.sensor_id].verdict
+            assert have == want
+            states.add(have.state)
+            assert warnings.filters == before
+    assert {"good", "bad"} <= states  # the spikes are judged, at the tick after they came

@@ -142,6 +142,12 @@ def _severity(ratio: np.ndarray | float, at: float, full: float) -> np.ndarray:
     return np.clip((r - at) / (full - at), 0.0, 1.0)
 
 
+#: a sensor's kept rows: times (n,) s, values (n, channels), NaN shares (n, channels) or None
+History = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+#: the RuntimeWarnings numpy gives for the all-NaN channels a judgement meets (and judges: "nan")
+NAN_WARNINGS = r"All-NaN (slice|axis) encountered|Mean of empty slice|Degrees of freedom <= 0"
+
+
 class SignalQuality:
     """Quality of one sensor's stream. ``rate`` Hz (0: irregular — rate checks off),
     ``channels``; ``value_range`` (lo, hi) the attribute's valid range when known; ``off``
@@ -237,7 +243,7 @@ class SignalQuality:
         pick = np.take_along_axis(blocks, away.argmax(axis=1)[:, None, :], axis=1)[:, 0, :]
         return times, pick, missing.mean(axis=1)
 
-    def _history(self, now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _history(self, now: float) -> History:
         """The kept rows up to ``now``, oldest first: times (n,) s, values (n, channels) and,
         when blocks are judged, each row's NaN share (n, channels)."""
         rows = slice(self._head + self._n_hist - self._filled, self._head + self._n_hist)
@@ -248,15 +254,27 @@ class SignalQuality:
         keep = t <= now
         return t[keep], v[keep], None if nan is None else nan[keep]
 
+    def snapshot(self, now: float) -> History:
+        """A copy of the kept rows up to ``now`` (s): what :meth:`judge` reads, so that it may
+        run in another thread while :meth:`update` goes on."""
+        t, v, nan = self._history(now)
+        return t.copy(), v.copy(), None if nan is None else nan.copy()
+
     # -- judging ------------------------------------------------------------------------------
     def assess(self, now: float) -> Verdict:
         """Judge the window ending at ``now`` (s, the samples' clock)."""
         with warnings.catch_warnings():  # all-NaN channels are judged ("nan"), not warned about
             warnings.simplefilter("ignore", RuntimeWarning)
-            return self._assess(now)
+            return self._assess(now, self._history(now))
 
-    def _assess(self, now: float) -> Verdict:
-        hist_t, hist_v, hist_nan = self._history(now)  # one copy of the ring per judgement, read by every check
+    def judge(self, now: float, history: History) -> Verdict:
+        """:meth:`assess` on a :meth:`snapshot`, leaving the warning filters alone (changing
+        them is not thread-safe): the caller has numpy's all-NaN warnings ignored already
+        (:data:`NAN_WARNINGS`)."""
+        return self._assess(now, history)
+
+    def _assess(self, now: float, history: History) -> Verdict:
+        hist_t, hist_v, hist_nan = history  # one view of the ring per judgement, read by every check
         recent = hist_t > now - self.window_s
         t, v = hist_t[recent], hist_v[recent]
         sev: dict[str, np.ndarray] = {}
