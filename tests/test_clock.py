@@ -53,6 +53,26 @@ def test_lower_hull_scan_and_passes_agree(monkeypatch: pytest.MonkeyPatch) -> No
         np.testing.assert_array_equal(scan, passes)
 
 
+def test_sliding_hulls_are_each_windows_own_hull() -> None:
+    """The refined clock's windows (ends never moving back, some jumping past everything
+    queued, as at a drift change) get the hull a pass over each window's points gives, also
+    where quantized times put points exactly on one line."""
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        n = int(rng.integers(20, 400))
+        x = np.cumsum(rng.integers(1, 4, n)).astype(float)
+        y = np.round(rng.exponential(3.0, n) + 0.01 * x, 0 if trial % 2 else 6)  # ties and collinear runs
+        m = int(rng.integers(1, 60))
+        lo = np.sort(rng.integers(0, n - 2, m))
+        hi = np.maximum(np.sort(rng.integers(0, n + 1, m)), lo + 2)
+        hi = np.maximum.accumulate(np.minimum(hi, n))
+        got = list(clock.sliding_lower_hulls(x, y, lo, hi))
+        assert len(got) == m
+        for (hx, hy), a, b in zip(got, lo.tolist(), hi.tolist(), strict=True):
+            want = a + lower_hull(x[a:b], y[a:b])
+            assert hx == x[want].tolist() and hy == y[want].tolist()
+
+
 def test_small_posterior_gives_the_numpy_paths_bits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hulls of up to SMALL_POSTERIOR vertices take the Python-float path: the same result to
     the last bit as the numpy path (the accuracy benchmarks must not move), also where an
