@@ -73,6 +73,33 @@ def test_sliding_hulls_are_each_windows_own_hull() -> None:
             assert hx == x[want].tolist() and hy == y[want].tolist()
 
 
+@pytest.mark.parametrize("scenario", ["drift_change", "reordered", "reset"])
+def test_the_window_hull_from_the_block_queue_is_the_blocks_hull(
+    scenario: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At every block's end the model's window hull (from its queue of block hulls, kept through
+    drift changes, late deliveries and resets) is the hull of all the window's block hulls."""
+    from benchmarks.clock_scenarios import SCENARIOS
+
+    checked = 0
+    finish = ClockModel._finish_block
+
+    def checked_finish(self: ClockModel, ep, new_block: int) -> None:  # type: ignore[no-untyped-def]
+        nonlocal checked
+        finish(self, ep, new_block)
+        if self._blocks:
+            hx = np.concatenate([b[1] for b in self._blocks])
+            hd = np.concatenate([b[2] for b in self._blocks])
+            want = lower_hull(hx, hd)
+            assert self._hull.x == hx[want].tolist() and self._hull.d == hd[want].tolist()
+            checked += 1
+
+    monkeypatch.setattr(ClockModel, "_finish_block", checked_finish)
+    sc = SCENARIOS[scenario](seed=3, duration=120.0)
+    feed(ClockModel(fixed_latency=sc.fixed_latency), sc)
+    assert checked > 15
+
+
 def test_small_posterior_gives_the_numpy_paths_bits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hulls of up to SMALL_POSTERIOR vertices take the Python-float path: the same result to
     the last bit as the numpy path (the accuracy benchmarks must not move), also where an

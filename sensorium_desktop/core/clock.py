@@ -156,47 +156,63 @@ def _hull_of_union(
     return [xs[i] for i in keep], [ys[i] for i in keep]
 
 
-def sliding_lower_hulls(
-    x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray
-) -> Iterator[tuple[list[float], list[float]]]:
+_Vertices = tuple[list[float], list[float]]
+
+
+class _HullQueue:
+    """The lower hull of a FIFO of x-ordered point sets, each given by its own hull: a
+    two-stack queue (the hull of a union is the hull of the parts' hulls), so a window sliding
+    over the sets costs a few short scans, not a pass over all their vertices."""
+
+    def __init__(self) -> None:
+        self._front: list[_Vertices] = []  # suffix hulls; the last starts at the oldest set
+        self._back_sets: list[_Vertices] = []
+        self._back: _Vertices = ([], [])
+
+    def __len__(self) -> int:
+        return len(self._front) + len(self._back_sets)
+
+    def push(self, hx: list[float], hd: list[float]) -> None:
+        """Append a set (its hull's vertices), right of all the others."""
+        self._back_sets.append((hx, hd))
+        self._back = _hull_of_union(*self._back, hx, hd)
+
+    def pop(self) -> None:
+        """Drop the oldest set."""
+        if not self._front:  # the back's sets move over, each with the hull of it and all after it
+            suffix: _Vertices = ([], [])
+            for part in reversed(self._back_sets):
+                suffix = _hull_of_union(*part, *suffix)
+                self._front.append(suffix)
+            self._back_sets, self._back = [], ([], [])
+        self._front.pop()
+
+    def hull(self) -> _Vertices:
+        """The vertices of the hull of every set in the queue (new lists)."""
+        return _hull_of_union(*(self._front[-1] if self._front else ([], [])), *self._back)
+
+
+def sliding_lower_hulls(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Iterator[_Vertices]:
     """The lower hull (vertex x, y) of each window ``x[lo[i]:hi[i]]`` of points sorted by
     strictly increasing x, for windows whose ends never move back (``lo``, ``hi`` non-decreasing
-    int arrays). Each window is a run of pieces (between consecutive window ends) kept in a
-    two-stack queue of hulls: a window's hull is the hull of two hulls' vertices, not a pass
-    over its points (an hour's refined clock: 720 windows of ~1200 points)."""
+    int arrays): each window is a run of pieces (between consecutive window ends) in a
+    :class:`_HullQueue` (an hour's refined clock: 720 windows of ~1200 points)."""
     xs, ys = x.tolist(), y.tolist()
     bounds = np.unique(np.concatenate([lo, hi])).tolist()
-    piece_lo = np.searchsorted(bounds, lo).tolist()
-    piece_hi = np.searchsorted(bounds, hi).tolist()
-    pieces: dict[int, tuple[list[float], list[float]]] = {}
-
-    def piece(k: int) -> tuple[list[float], list[float]]:
-        if k not in pieces:
-            px, py = xs[bounds[k] : bounds[k + 1]], ys[bounds[k] : bounds[k + 1]]
-            keep = _scan_lower_hull(px, py)
-            pieces[k] = ([px[i] for i in keep], [py[i] for i in keep])
-        return pieces[k]
-
-    empty: tuple[list[float], list[float]] = ([], [])
-    front: list[tuple[list[float], list[float]]] = []  # suffix hulls; the last is the oldest piece's
-    back = empty  # the hull of the pieces pushed since the last transfer
+    queue = _HullQueue()
     first = queued = 0  # pieces [first, queued) are in the queue
-    for p_lo, p_hi in zip(piece_lo, piece_hi, strict=True):
+    for p_lo, p_hi in zip(np.searchsorted(bounds, lo).tolist(), np.searchsorted(bounds, hi).tolist(), strict=True):
         if p_lo >= queued:  # the window starts past everything queued: start afresh
-            front, back, first, queued = [], empty, p_lo, p_lo
+            queue, first, queued = _HullQueue(), p_lo, p_lo
         while first < p_lo:
-            if not front:  # move the back's pieces over, each with the hull of it and all after it
-                suffix = empty
-                for k in range(queued - 1, first - 1, -1):
-                    suffix = _hull_of_union(*piece(k), *suffix)
-                    front.append(suffix)
-                back = empty
-            front.pop()
+            queue.pop()
             first += 1
         while queued < p_hi:
-            back = _hull_of_union(*back, *piece(queued))
+            px, py = xs[bounds[queued] : bounds[queued + 1]], ys[bounds[queued] : bounds[queued + 1]]
+            keep = _scan_lower_hull(px, py)
+            queue.push([px[i] for i in keep], [py[i] for i in keep])
             queued += 1
-        yield _hull_of_union(*(front[-1] if front else empty), *back)
+        yield queue.hull()
 
 
 def bin_minima(t_local: np.ndarray, t_arrival: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -630,6 +646,8 @@ class ClockModel:
         self._clockless = True  # every sample of the epoch so far had t_local == t_arrival
         self._hull = _Hull()
         self._blocks: list[tuple[int, np.ndarray, np.ndarray]] = []  # (block index, hull x, hull d)
+        self._queue = _HullQueue()  # the same blocks' hulls, for the window's hull
+        self._queue_ok = True  # False: self._blocks changed otherwise than at a block's end
         self._block_cur = 0
         self._block_start_bin = 0
         self._wsum = 0.0
@@ -896,6 +914,7 @@ class ClockModel:
         keep = data[int(np.searchsorted(data[:, 0], x_from)) :]
         blk = np.floor(keep[:, 0] / self.block).astype(np.int64)
         self._blocks = []
+        self._queue_ok = False
         for b in np.unique(blk[blk < self._block_cur]).tolist():
             sel = keep[blk == b]
             h = lower_hull(sel[:, 0], sel[:, 1])
@@ -1081,17 +1100,21 @@ class ClockModel:
         if bx.size:
             keep = lower_hull(bx, bd)
             self._blocks.append((self._block_cur, bx[keep], bd[keep]))
+            if self._queue_ok:
+                self._queue.push(bx[keep].tolist(), bd[keep].tolist())
         self._block_cur = new_block
         self._block_start_bin = ep.bins.n - 1
         oldest = new_block - math.ceil(self.window / self.block)
         while self._blocks and self._blocks[0][0] < oldest:
             self._blocks.pop(0)
-        if self._blocks:
-            hx = np.concatenate([b[1] for b in self._blocks])
-            hd = np.concatenate([b[2] for b in self._blocks])
-            self._hull.rebuild(hx, hd)
-        else:
-            self._hull = _Hull()
+            if self._queue_ok:
+                self._queue.pop()
+        if not self._queue_ok:  # the blocks were rebuilt or cut: queue them again
+            self._queue = _HullQueue()
+            for _, hx, hd in self._blocks:
+                self._queue.push(hx.tolist(), hd.tolist())
+            self._queue_ok = True
+        self._hull = _Hull(*self._queue.hull()) if self._blocks else _Hull()
 
     def _check_drift_change(self, ep: Epoch) -> None:
         """Compare the long fit with the posterior of the last CHANGE_WINDOW_S alone at the
@@ -1138,6 +1161,7 @@ class ClockModel:
         lo = int(np.searchsorted(data[:, 0], x_from))
         keep = data[lo:]
         first_block = int(keep[0, 0] // self.block) if keep.size else self._block_cur
+        self._queue_ok = False
         self._blocks = [b for b in self._blocks if b[0] >= first_block]
         self._blocks = [(bi, bx[bx >= x_from], bd[bx >= x_from]) for bi, bx, bd in self._blocks if (bx >= x_from).any()]
         self._block_start_bin = max(self._block_start_bin, lo)
