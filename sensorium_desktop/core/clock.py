@@ -132,17 +132,24 @@ def lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _scan_lower_hull(xs: list[float], ys: list[float]) -> list[int]:
     """Monotone-chain scan of points sorted by strictly increasing x: the hull vertices'
-    indices (the orientation test of :func:`push_lower_hull` written out, no call per point)."""
+    indices (the orientation test of :func:`push_lower_hull` written out, the last two
+    vertices held in locals: no call and no lookup per point but the pops)."""
     hull: list[int] = []
-    for i in range(len(xs)):
-        px, py = xs[i], ys[i]
-        while len(hull) >= 2:
-            a, b = hull[-1], hull[-2]
-            bx, by = xs[b], ys[b]
-            if (xs[a] - bx) * (py - by) - (ys[a] - by) * (px - bx) > 0:
-                break
+    ax = ay = bx = by = 0.0  # the last vertex (a) and the one before it (b)
+    n = 0
+    for i, (px, py) in enumerate(zip(xs, ys, strict=True)):
+        while n >= 2 and (ax - bx) * (py - by) - (ay - by) * (px - bx) <= 0:
             hull.pop()
+            n -= 1
+            ax, ay = bx, by
+            if n >= 2:
+                b = hull[-2]
+                bx, by = xs[b], ys[b]
+        if n:
+            bx, by = ax, ay
+        ax, ay = px, py
         hull.append(i)
+        n += 1
     return hull
 
 
