@@ -67,6 +67,7 @@ class RecordKind(IntEnum):
 
 
 RECORD_KINDS = frozenset(int(k) for k in RecordKind)
+_KIND_OF = {int(k): k for k in RecordKind}  # a dict lookup per record, not an enum call
 
 
 class Encoding(IntEnum):
@@ -464,9 +465,8 @@ def iter_records(
                 continue
             if not payload:
                 continue
-            try:
-                kind = RecordKind(payload[0])
-            except ValueError:
+            kind = _KIND_OF.get(payload[0])
+            if kind is None:
                 log.warning("spool %s: skipping a record of unknown kind %d", path, payload[0])
                 continue
             yield kind, payload[1:]
