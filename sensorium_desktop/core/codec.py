@@ -77,19 +77,27 @@ def encode_batch(batch: SampleBatch) -> bytes:
     return out
 
 
-def decode_arrays(data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """(t_arrival (n,), t_local (n,) or None, values (n, channels)) of an encoded batch, as
-    read-only views into ``data`` (no copy, no per-sample work); lengths are validated."""
-    buf = memoryview(data)
-    if len(buf) > MAX_BATCH_BYTES:
-        raise CodecError(f"batch of {len(buf)} bytes exceeds the {MAX_BATCH_BYTES} byte limit")
-    if len(buf) < HEADER_SIZE:
-        raise CodecError(f"batch of {len(buf)} bytes is shorter than the header")
-    magic, flags, code, chans, n = _HEADER.unpack_from(buf, 0)
+def _header(buf: bytes | memoryview, offset: int) -> tuple[int, int, int, int]:
+    """(flags, dtype code, channels, samples) of the encoded batch at ``offset`` of ``buf``
+    (running to its end), its size, magic and flags checked; raises :class:`CodecError`."""
+    size = len(buf) - offset
+    if size > MAX_BATCH_BYTES:
+        raise CodecError(f"batch of {size} bytes exceeds the {MAX_BATCH_BYTES} byte limit")
+    if size < HEADER_SIZE:
+        raise CodecError(f"batch of {size} bytes is shorter than the header")
+    magic, flags, code, chans, n = _HEADER.unpack_from(buf, offset)
     if magic != MAGIC:
         raise CodecError(f"bad magic {bytes(magic)!r}")
     if flags & ~3:
         raise CodecError(f"unknown flags 0x{flags:02x}")
+    return flags, code, chans, n
+
+
+def decode_arrays(data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(t_arrival (n,), t_local (n,) or None, values (n, channels)) of an encoded batch, as
+    read-only views into ``data`` (no copy, no per-sample work); lengths are validated."""
+    buf = memoryview(data)
+    flags, code, chans, n = _header(buf, 0)
     off = HEADER_SIZE
     need = off + 8 * n * (2 if flags & 1 else 1)
     if len(buf) < need:
@@ -116,9 +124,9 @@ def decode_arrays(data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray | No
             strings = [raw[s:e].decode("utf-8") for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
         except UnicodeDecodeError as exc:
             raise CodecError(f"string value is not UTF-8: {exc}") from exc
-        values = np.empty(count, dtype=object)
-        values[:] = strings
-        values = values.reshape(n, chans)
+        flat = np.empty(count, dtype=object)
+        flat[:] = strings
+        values = flat.reshape(n, chans)
     else:
         dt = _DTYPES.get(code)
         if dt is None:
@@ -136,12 +144,12 @@ def numeric_layout(buf: bytes | memoryview, offset: int = 0) -> tuple[int, int, 
     ``(n samples, channels, value dtype, t_local present, byte offset of the values)`` (the
     times start right after the header). None for string values or anything malformed
     (:func:`decode_arrays` then says what is wrong)."""
-    size = len(buf) - offset
-    if size < HEADER_SIZE or size > MAX_BATCH_BYTES:
+    try:
+        flags, code, chans, n = _header(buf, offset)
+    except CodecError:
         return None
-    magic, flags, code, chans, n = _HEADER.unpack_from(buf, offset)
     dt = _DTYPES.get(code)
-    if magic != MAGIC or flags & ~1 or dt is None:
+    if flags & 2 or dt is None:  # string values
         return None
     values_at = offset + HEADER_SIZE + 8 * n * (1 + (flags & 1))
     if len(buf) != values_at + n * chans * dt.itemsize:
