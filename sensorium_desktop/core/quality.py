@@ -249,7 +249,7 @@ class SignalQuality:
         rows = slice(self._head + self._n_hist - self._filled, self._head + self._n_hist)
         t, v = self._t[rows], self._v[rows]
         nan = None if self._nan is None else self._nan[rows]
-        if t.size and t[-1] <= now and not (t > now).any():
+        if not (t > now).any():  # every kept row is due: the views themselves
             return t, v, nan
         keep = t <= now
         return t[keep], v[keep], None if nan is None else nan[keep]
