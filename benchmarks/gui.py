@@ -6,15 +6,15 @@ A private redis-server and a node child streaming ``sim:eeg?channels=N&rate=R`` 
 high; the real window (offscreen unless a display is set) plots the EEG sensor. Two phases of
 ``--seconds`` each, in this process, on the same stream:
 
-1. **ours**: :class:`LivePlotPanel` (ring buffers, peak downsampling, clipToView, 1-px pens,
-   redraw only what changed, 60 Hz timer);
+1. **ours**: :class:`LivePlotPanel` (ring buffers, 60 Hz timer; a stacked plot is a picture of
+   pixel columns, each frame writes only the columns new samples fall in and blits the rest);
 2. **naive baseline**: the same curves fed by appending every batch to growing arrays and
    calling ``setData`` with all of them on every batch (no downsampling, no clipping).
 
 Reported per phase: frames/s actually painted, GUI-process CPU (% of one core) and
 data-to-pixel latency percentiles: host arrival time of new data → the first paint that
 shows it (node batching, Redis, the GUI's read, the next frame).
-Targets (ours): ≥ 60 fps, ≤ 50 % of one core, p95 ≤ 50 ms.
+Targets (ours): ≥ 60 fps, ≤ 25 % of one core, p95 ≤ 50 ms.
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     prefix = "benchgui"
     endpoint = open_endpoint(None, prefix)
     device = f"sim:eeg?channels={args.channels}&rate={args.rate:g}"
-    node = node_process(endpoint.url, prefix, [device], None, "--attention", "high", "--no-sync-worker",
-                        stdout=None, stderr=None)
+    node = node_process(
+        endpoint.url, prefix, [device], None, "--attention", "high", "--no-sync-worker", stdout=None, stderr=None
+    )
     app = make_app()
     settings = QtCore.QSettings(tempfile.mktemp(suffix=".ini"), QtCore.QSettings.Format.IniFormat)
     model = AppModel(endpoint.url, Keys(prefix), "bench-gui")
@@ -166,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     cpu_ratio = ours["cpu"] / max(naive["cpu"], 1e-9)
     lat_ratio = ours["p95"] / max(naive["p95"], 1e-9)
     print(f"  ratios ours/naive: fps {fps_ratio:.2f}x, CPU {cpu_ratio:.2f}x, p95 latency {lat_ratio:.2f}x")
-    ok = ours["fps"] >= 60 and ours["cpu"] <= 50 and ours["p95"] <= 50
-    print(f"[{'PASS' if ok else 'MISS'}] ours: >= 60 fps, <= 50 % of one core, p95 <= 50 ms")
+    ok = ours["fps"] >= 60 and ours["cpu"] <= 25 and ours["p95"] <= 50
+    print(f"[{'PASS' if ok else 'MISS'}] ours: >= 60 fps, <= 25 % of one core, p95 <= 50 ms")
     return 0
 
 

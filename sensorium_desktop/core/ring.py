@@ -53,17 +53,33 @@ class RingBuffer:
         self.size = min(self.capacity, self.size + n)
         self.version += 1
 
-    def latest(self, t_min: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Samples in time order (copies), optionally only those with t >= ``t_min``; only the
-        rows returned are copied (a plot window is a small tail of a long history)."""
+    def latest(self, t_min: float | None = None, before: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Samples in time order (copies), optionally only those with t >= ``t_min`` (s) and the
+        ``before`` samples just older than them; only the rows returned are copied (a plot
+        window is a small tail of a long history)."""
         start = 0 if self.size < self.capacity else self.head
-        if self.size < self.capacity:
-            t = self.t[: self.size]
-        else:
-            t = np.concatenate([self.t[self.head :], self.t[: self.head]])
-        k = int(np.searchsorted(t, t_min, side="left")) if t_min is not None and t.size else 0
+        k = 0
+        if t_min is not None and self.size:
+            k = max(0, self.size - self._count_since(t_min) - max(0, before))
         idx = (start + np.arange(k, self.size)) % self.capacity
         return self.t[idx], self.v[idx]
+
+    def _count_since(self, t_min: float) -> int:
+        """How many of the (time-ordered) samples have t >= ``t_min``, searching both halves of
+        the ring in place (no copy of the times)."""
+        if self.size < self.capacity:
+            return self.size - int(np.searchsorted(self.t[: self.size], t_min, side="left"))
+        older, newer = self.t[self.head :], self.t[: self.head]
+        in_newer = newer.size - int(np.searchsorted(newer, t_min, side="left"))
+        if in_newer < newer.size:  # the boundary is among the newer samples
+            return in_newer
+        return in_newer + older.size - int(np.searchsorted(older, t_min, side="left"))
+
+    def newest_times(self, count: int) -> np.ndarray:
+        """Times (s) of the ``count`` newest samples (at most all held), oldest first (a copy)."""
+        count = min(max(0, count), self.size)
+        idx = (self.head - count + np.arange(count)) % self.capacity
+        return self.t[idx]
 
     def last_time(self) -> float | None:
         if self.size == 0:

@@ -33,6 +33,82 @@ def envelope(t: np.ndarray, v: np.ndarray, x_min: float, x_max: float, columns: 
     return x, out
 
 
+def column_spans(t: np.ndarray, v: np.ndarray, t_origin: float, dt: float, start: int,
+                 stop: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The value range each pixel column ``start``..``stop``−1 of the line through samples ``t``
+    (n,) s, in time order, ``v`` (n, ch) covers; column k holds [t_origin + k·dt, t_origin +
+    (k+1)·dt) (``dt`` in s).
+
+    A column covers its samples and the line into it from the sample before (a column without
+    samples: its part of the straight line across it), so the result for a column depends only
+    on its samples and the newest sample before it: drawing a tail again from there gives
+    exactly what drawing everything gives. A NaN sample breaks the line. Returns (lo, hi), each
+    (stop − start, ch), NaN where nothing is drawn.
+    """
+    count, channels = max(0, stop - start), v.shape[1]
+    lo = np.full((count, channels), np.nan)
+    hi = np.full((count, channels), np.nan)
+    if t.size == 0 or count == 0:
+        return lo, hi
+    col = np.floor((t - t_origin) / dt).astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, col[1:] != col[:-1]])
+    ends = np.r_[starts[1:], t.size] - 1
+    occupied = col[starts]
+    values = v.astype(np.float64, copy=False)
+    low = np.fmin.reduceat(values, starts, axis=0)
+    high = np.fmax.reduceat(values, starts, axis=0)
+    first, last = values[starts], values[ends]
+    # the line from the previous occupied column p's last sample to column c's first: its value
+    # where it enters column c (the whole rise when p = c − 1)
+    gap = np.diff(occupied)  # c − p ≥ 1
+    entry = last[:-1] + ((gap - 1) / gap)[:, None] * (first[1:] - last[:-1])
+    low[1:] = np.fmin(low[1:], entry)
+    high[1:] = np.fmax(high[1:], entry)
+    inside = (occupied >= start) & (occupied < stop)
+    lo[occupied[inside] - start], hi[occupied[inside] - start] = low[inside], high[inside]
+    wide = np.flatnonzero(gap > 1)  # columns the line crosses without a sample
+    if wide.size:
+        k = _steps(gap[wide])
+        pair = np.repeat(wide, gap[wide] - 1)
+        column = occupied[pair] + k
+        keep = (column >= start) & (column < stop)
+        pair, k, column = pair[keep], k[keep], column[keep]
+        rise = (first[pair + 1] - last[pair]) / gap[pair][:, None]
+        before = last[pair] + (k - 1)[:, None] * rise
+        after = before + rise
+        lo[column - start], hi[column - start] = np.fmin(before, after), np.fmax(before, after)
+    return lo, hi
+
+
+def _steps(lengths: np.ndarray) -> np.ndarray:
+    """1..L−1 for each L in ``lengths``, concatenated (vectorized ``np.arange`` per entry)."""
+    counts = lengths - 1
+    total = int(counts.sum())
+    offsets = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(total) - offsets + 1
+
+
+def paint_spans(pixels: np.ndarray, x0: int, top: np.ndarray, bottom: np.ndarray, colour: int,
+                background: int) -> None:  # fmt: skip
+    """Fill pixel columns ``x0``.. of ``pixels`` (H, W) uint32 with ``background`` and, in each
+    column j, ``colour`` on the rows from ``top[j, k]`` to ``bottom[j, k]`` (float rows, 0 = top;
+    (m, ch); NaN: nothing) of every channel k."""
+    height, width = pixels.shape
+    m = min(top.shape[0], width - x0)
+    if m <= 0:
+        return
+    top, bottom = top[:m], bottom[:m]
+    ok = np.isfinite(top) & np.isfinite(bottom)
+    first = np.clip(np.floor(np.where(ok, top, 0.0)), 0, height).astype(np.int64)
+    end = np.clip(np.floor(np.where(ok, bottom, -1.0)) + 1, 0, height).astype(np.int64)
+    use = ok & (end > first)
+    column = np.broadcast_to(np.arange(m)[:, None], top.shape)[use]
+    edges = np.bincount(first[use] * m + column, minlength=(height + 1) * m).astype(np.int32)
+    edges -= np.bincount(end[use] * m + column, minlength=(height + 1) * m).astype(np.int32)
+    covered = np.cumsum(edges.reshape(height + 1, m)[:height], axis=0) > 0
+    pixels[:, x0 : x0 + m] = np.where(covered, np.uint32(colour), np.uint32(background))
+
+
 class ChannelScaler:
     """Per-channel autoscale for stacked traces: centre (median) and half-range (1st–99th
     percentile), smoothed so traces do not jump from frame to frame."""
@@ -60,6 +136,25 @@ class ChannelScaler:
             a = self.smoothing
             self.centre = (1 - a) * self.centre + a * p50
             self.half = (1 - a) * self.half + a * half
+
+    def differs(self, centre: np.ndarray | None, half: np.ndarray | None, tolerance: float = 0.1) -> bool:
+        """Whether this scale moved more than ``tolerance`` of a channel's half-range from
+        (``centre``, ``half``) (a picture drawn with those should be drawn again)."""
+        if self.centre is None or self.half is None:
+            return False
+        if centre is None or half is None or centre.shape != self.centre.shape:
+            return True
+        moved = np.maximum(np.abs(self.half / half - 1.0), np.abs(self.centre - centre) / half)
+        return bool(np.any(moved > tolerance))
+
+    def pixel_rows(self, v: np.ndarray, height_px: float, fill: float = 0.45) -> np.ndarray:
+        """Pixel rows (float, 0 = top) of values ``v`` (m, ch) in a picture ``height_px`` high
+        where channel k has the k-th of ``ch`` equal bands, scaled into ± ``fill`` of a band."""
+        ch = v.shape[1]
+        centre = self.centre if self.centre is not None else np.zeros(ch)
+        half = self.half if self.half is not None else np.ones(ch)
+        band = height_px / ch
+        return (np.arange(ch) + 0.5 - (v - centre) / half * fill) * band
 
     def stack(
         self, x: np.ndarray, v: np.ndarray, spacing: float = 1.0, fill: float = 0.45

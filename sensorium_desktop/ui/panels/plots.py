@@ -16,6 +16,7 @@ from ...viewmodel.live import LiveStore
 from ...viewmodel.plotdata import ChannelScaler, envelope
 from ..style import colour
 from ..widgets import vertical_scroll
+from .traces import StackedTraces
 
 MAX_CHANNELS_PER_PLOT = 32
 STACK_ABOVE = 4  # more channels than this are drawn stacked (one path, EEG style): overlaid, they are a tangle
@@ -29,6 +30,9 @@ STACKED_CHANNEL_PX = 16
 LABEL_PX = 13
 #: The y axis of every plot is this wide (px), so the plots line up and labels never collide.
 LEFT_AXIS_PX = 64
+#: Stacked channels are scaled again this often (s) from the window's 1st–99th percentiles; a
+#: scale that moved by more than a tenth of a band redraws the picture
+RESCALE_S = 0.25
 
 
 class TimeAxis(pg.AxisItem):
@@ -103,8 +107,11 @@ class PlotEntry:
     item: pg.PlotItem
     curves: list[pg.PlotDataItem] = field(default_factory=list)
     version: int = -1
+    #: a stacked plot: its picture while live, its path while paused (zoom and pan redraw it)
     stacked: pg.PlotCurveItem | None = None
+    traces: StackedTraces | None = None
     scaler: ChannelScaler = field(default_factory=ChannelScaler)
+    scaled_at: float = -np.inf  # when the stacked scale was last learnt (s, wall clock)
     #: the quality shown: (state, reason, channel), and the shading drawn for it
     quality: tuple[str, str, int] = ("", "", -1)
     shade: pg.LinearRegionItem | None = None
@@ -162,6 +169,19 @@ class LivePlotPanel(QtWidgets.QWidget):
         self.paused = paused
         self.pause_button.setText("Resume" if paused else "Pause")
         self._set_frame_clock(not paused)
+        now = time.time()
+        for e in self.entries.values():
+            if e.traces is None or e.stacked is None:
+                continue
+            e.traces.setVisible(not paused)
+            e.stacked.setVisible(paused)
+            if paused:  # zoom and pan need the samples, not a picture of a scroll position
+                sub = self.live.subs.get(e.info.sensor_id)
+                if sub is not None:
+                    self._draw(e, sub.ring.latest(now - self.window_s - 1.0), now - self.t0, stacked_path=True)
+            else:
+                e.stacked.setData([], [])
+                e.traces.invalidate()
 
     def _set_frame_clock(self, live: bool) -> None:
         """Live: the timer is the frame clock (one repaint per tick, however many items changed);
@@ -190,6 +210,8 @@ class LivePlotPanel(QtWidgets.QWidget):
             item = self.graphics.addPlot(row=row, col=0, axisItems={"bottom": TimeAxis(self.t0)})
             item.setTitle(f"{info.sensor_id}", size="8pt")  # no grid: it is repainted on every scroll
             item.getAxis("left").setWidth(LEFT_AXIS_PX)
+            for hidden in ("top", "right"):  # they follow every scroll: no label to re-typeset each frame
+                item.getAxis(hidden).enableAutoSIPrefix(False)
             for still in (item.getAxis("left"), item.titleLabel):  # drawn once, not on every frame's repaint
                 still.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
             if not last:  # x-linked: one time axis, under the last plot, leaves the room to the traces
@@ -202,12 +224,18 @@ class LivePlotPanel(QtWidgets.QWidget):
             n = min(info.channel_count, MAX_CHANNELS_PER_PLOT)
             heights.append(max(MIN_PLOT_PX, STACKED_CHANNEL_PX * n) if n > STACK_ABOVE else MIN_PLOT_PX)
             entry = PlotEntry(info, item)
-            if n > STACK_ABOVE:  # per-channel autoscale, one path for all channels
+            if n > STACK_ABOVE:  # per-channel autoscale, one picture (paused: one path) for all channels
+                entry.scaler = ChannelScaler(smoothing=0.5)
                 entry.stacked = pg.PlotCurveItem(pen=pg.mkPen(colour(0), width=1), connect="finite")
+                entry.stacked.setVisible(self.paused)
                 item.addItem(entry.stacked)
+                entry.traces = StackedTraces(n, self.t0, QtGui.QColor(colour(0)), QtGui.QColor("white"))
+                entry.traces.setVisible(not self.paused)
+                item.addItem(entry.traces, ignoreBounds=True)
                 band = max(MIN_PLOT_PX, STACKED_CHANNEL_PX * n) - 40  # less the title and the margins
                 step = max(1, -(-n * LABEL_PX // band))  # a channel name every LABEL_PX at least
                 item.getAxis("left").setTicks([[(-k, info.channel_names[k]) for k in range(0, n, step)]])
+                item.getAxis("left").enableAutoSIPrefix(False)
                 item.disableAutoRange()
                 item.setYRange(-n + 0.5, 0.5, padding=0)
                 item.setMouseEnabled(y=False)
@@ -256,7 +284,7 @@ class LivePlotPanel(QtWidgets.QWidget):
                 span = (lo - 1e9, hi + 1e9)  # the whole height, whatever the autoscale does
             e.shade = pg.LinearRegionItem(span, orientation="horizontal", movable=False,
                                           brush=pg.mkBrush(*rgb, 45), pen=pg.mkPen(None))  # fmt: skip
-            e.shade.setZValue(-10)
+            e.shade.setZValue(10 if e.traces is not None else -10)  # over an opaque picture, under curves
             e.item.addItem(e.shade, ignoreBounds=True)
             colour_hex = "#{:02x}{:02x}{:02x}".format(*rgb)
             e.item.setTitle(f"{sid}  <span style='color:{colour_hex}'>⚠ {state}: {q.get('detail') or key[1]}</span>",
@@ -268,20 +296,31 @@ class LivePlotPanel(QtWidgets.QWidget):
             return
         now = time.time()
         x_max = now - self.t0
+        dpr = self.graphics.devicePixelRatioF()
         for sid, e in self.entries.items():
             sub = self.live.subs.get(sid)
             if sub is None:
                 continue
             ring = sub.ring
-            if ring.version != e.version:
+            if e.traces is not None and e.item.vb is not None:
+                if now - e.scaled_at >= RESCALE_S or (ring.version != e.version and e.scaler.centre is None):
+                    e.scaled_at = now
+                    e.version = ring.version
+                    self._draw(e, ring.latest(now - self.window_s - 1.0), x_max)
+                vb = e.item.vb
+                e.traces.advance(ring, e.scaler, x_max, self.window_s, vb.width(), vb.height(), dpr)
+            elif ring.version != e.version:
                 e.version = ring.version
                 self._draw(e, ring.latest(now - self.window_s - 1.0), x_max)
-            e.item.setXRange(x_max - self.window_s, x_max, padding=0)
+        if self.entries:  # the others follow the first (x-linked)
+            next(iter(self.entries.values())).item.setXRange(x_max - self.window_s, x_max, padding=0)
         self.graphics.viewport().update()
         self.frames += 1
 
-    def _draw(self, e: PlotEntry, data: tuple[np.ndarray, np.ndarray], x_max: float) -> None:
-        """Reduce the window to a min/max envelope per pixel column, then draw it."""
+    def _draw(self, e: PlotEntry, data: tuple[np.ndarray, np.ndarray], x_max: float,
+              stacked_path: bool = False) -> None:  # fmt: skip
+        """Reduce the window to a min/max envelope per pixel column, then draw it (a stacked
+        plot: learn its scale; its path only when ``stacked_path``)."""
         t, v = data
         x = t - self.t0
         # one min/max pair per 2 px keeps every peak visible at half the path length
@@ -293,8 +332,9 @@ class LivePlotPanel(QtWidgets.QWidget):
         xe, ve = envelope(x, v[:, :n], x_max - self.window_s - 1.0, x_max, columns)
         if e.stacked is not None:
             e.scaler.update(ve)
-            xs, ys = e.scaler.stack(xe, ve.astype(np.float64))
-            e.stacked.setData(xs, ys, connect="finite")
+            if stacked_path or e.traces is None:
+                xs, ys = e.scaler.stack(xe, ve.astype(np.float64))
+                e.stacked.setData(xs, ys, connect="finite")
             return
         for ch, curve in enumerate(e.curves):
             curve.setData(xe, np.asarray(ve[:, ch], dtype=np.float64))
