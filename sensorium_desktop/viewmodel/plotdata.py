@@ -137,15 +137,18 @@ class ChannelScaler:
             self.centre = (1 - a) * self.centre + a * p50
             self.half = (1 - a) * self.half + a * half
 
-    def differs(self, centre: np.ndarray | None, half: np.ndarray | None, tolerance: float = 0.1) -> bool:
-        """Whether this scale moved more than ``tolerance`` of a channel's half-range from
-        (``centre``, ``half``) (a picture drawn with those should be drawn again)."""
+    def differs(self, centre: np.ndarray | None, half: np.ndarray | None, grow: float = 1.25,
+                shrink: float = 0.6, shift: float = 0.25) -> bool:  # fmt: skip
+        """Whether a picture drawn with (``centre``, ``half``) should be drawn again with this
+        scale: a channel's half-range now more than ``grow`` times or less than ``shrink`` times
+        the drawn one, or its centre moved by more than ``shift`` of the drawn half-range (the
+        band between stays drawn as it is: a slow wave scrolling through does not redraw)."""
         if self.centre is None or self.half is None:
             return False
         if centre is None or half is None or centre.shape != self.centre.shape:
             return True
-        moved = np.maximum(np.abs(self.half / half - 1.0), np.abs(self.centre - centre) / half)
-        return bool(np.any(moved > tolerance))
+        ratio = self.half / half
+        return bool(np.any((ratio > grow) | (ratio < shrink) | (np.abs(self.centre - centre) > shift * half)))
 
     def pixel_rows(self, v: np.ndarray, height_px: float, fill: float = 0.45) -> np.ndarray:
         """Pixel rows (float, 0 = top) of values ``v`` (m, ch) in a picture ``height_px`` high

@@ -155,6 +155,12 @@ class LivePlotPanel(QtWidgets.QWidget):
         layout.addWidget(self.plot_scroll, 1)
         self.plot_scroll.hide()
         self._set_frame_clock(True)
+        # the view paints every pixel itself (its background brush): no cached background copy
+        # and no fill of the viewport before it, per frame
+        self.graphics.setCacheMode(QtWidgets.QGraphicsView.CacheModeFlag.CacheNone)
+        self.graphics.viewport().setAutoFillBackground(False)
+        self.graphics.viewport().setAttribute(QtCore.Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
+        self._repaint_all = True  # titles or the layout changed: the next frame paints everything
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(FRAME_MS)
         self.timer.timeout.connect(self.redraw)
@@ -162,6 +168,7 @@ class LivePlotPanel(QtWidgets.QWidget):
 
     def _set_window(self, value: float) -> None:
         self.window_s = float(value)
+        self._repaint_all = True
         for e in self.entries.values():
             e.version = -1
 
@@ -202,6 +209,7 @@ class LivePlotPanel(QtWidgets.QWidget):
                 self.live.unsubscribe(sid)
         self.graphics.clear()
         self.entries.clear()
+        self._repaint_all = True
         first: pg.PlotItem | None = None
         heights = []
         for row, info in enumerate(infos):
@@ -267,6 +275,7 @@ class LivePlotPanel(QtWidgets.QWidget):
             if key == e.quality:
                 continue
             e.quality = key
+            self._repaint_all = True
             if e.shade is not None:
                 e.item.removeItem(e.shade)
                 e.shade = None
@@ -314,8 +323,27 @@ class LivePlotPanel(QtWidgets.QWidget):
                 self._draw(e, ring.latest(now - self.window_s - 1.0), x_max)
         if self.entries:  # the others follow the first (x-linked)
             next(iter(self.entries.values())).item.setXRange(x_max - self.window_s, x_max, padding=0)
-        self.graphics.viewport().update()
+        if self._repaint_all:
+            self._repaint_all = False
+            self.graphics.viewport().update()
+        else:  # what scrolls or rescales: the traces, the time axes, the y axes of autoscaled plots
+            self.graphics.viewport().update(self._moving_region())
         self.frames += 1
+
+    def _moving_region(self) -> QtGui.QRegion:
+        """The viewport's part that changes from frame to frame (titles and stacked channel
+        names stay)."""
+        view = self.graphics
+        region = QtGui.QRegion()
+        for e in self.entries.values():
+            parts = [e.item.vb, e.item.getAxis("bottom")]
+            if e.traces is None:
+                parts.append(e.item.getAxis("left"))
+            for part in parts:
+                if part is not None:
+                    rect = view.mapFromScene(part.sceneBoundingRect()).boundingRect()
+                    region += rect.adjusted(-1, -1, 1, 1)
+        return region
 
     def _draw(self, e: PlotEntry, data: tuple[np.ndarray, np.ndarray], x_max: float,
               stacked_path: bool = False) -> None:  # fmt: skip
