@@ -269,3 +269,26 @@ def test_batches_in_flight_when_memory_overflows_keep_their_place(
     assert [e.batch.seq for e in entries] == list(range(400)), "gaps or duplicates"
     for e in entries:
         assert e.batch.values[0, 0] == e.batch.first_index
+
+
+def test_a_send_is_one_round_trip_and_a_forgotten_script_is_loaded_again(
+    private_server: RedisServer, keys: Keys, tmp_path: Path
+) -> None:
+    """The append script goes by its hash (no SCRIPT EXISTS before every pipeline); a server
+    whose script cache was emptied under the live connection gets it again, nothing lost."""
+    c = private_server.client()
+    pub = _publisher(private_server, keys, tmp_path)
+    c.config_resetstat()
+    batches = [_batch(i) for i in range(100)]
+    for i, b in enumerate(batches[:50]):  # one send each
+        pub.publish(b)
+        wait_for(lambda i=i: pub.stats["published_batches"] == i + 1, message=f"batch {i} published")
+    c.script_flush()
+    for b in batches[50:]:
+        pub.publish(b)
+    pub.stop()
+    _check_complete(private_server, keys, batches)
+    stats = c.info("commandstats")
+    script_calls = sum(v["calls"] for k, v in stats.items() if k.startswith("cmdstat_script"))  # 6.x and 7.x names
+    assert stats["cmdstat_evalsha"]["calls"] >= 100 and script_calls <= 3  # first load, the FLUSH, the reload
+    assert pub.stats["script_reloads"] == 1 and pub.stats["published_batches"] == 100

@@ -608,6 +608,7 @@ class StreamPublisher:
             c.ping()
             self._settle(c)
             self._append = c.register_script(APPEND_SCRIPT)
+            c.script_load(APPEND_SCRIPT)  # sends call it by its hash: one round trip, no SCRIPT EXISTS
             self._reconcile(c)
             for cb in self.on_connect:
                 cb(c)
@@ -770,10 +771,13 @@ class StreamPublisher:
             if source == "memory":
                 self._queue_bytes += rec.nbytes
 
-    def _send(self, c: redis.Redis, recs: list[PublishRecord]) -> int:
-        """Append ``recs`` in one pipeline; returns how many are done. Raises :class:`_Lost`
-        (after the done ones) when Redis lost batches it had acknowledged."""
+    def _send(self, c: redis.Redis, recs: list[PublishRecord], reload: bool = True) -> int:
+        """Append ``recs`` in one pipeline (one round trip: the append script by its hash);
+        returns how many are done. Raises :class:`_Lost` (after the done ones) when Redis lost
+        batches it had acknowledged. A server that forgot the script (flushed, restarted or
+        promoted under a live connection) gets it again and the rest are sent once more."""
         assert self._append is not None
+        sha = self._append.sha
         now = host_time()
         now_ms = int(now * 1000)
         with self._lock:  # producers add sensors while we send (a device announcing streams)
@@ -791,12 +795,20 @@ class StreamPublisher:
             args: list[object] = [expect[sid], str(now_ms - window_ms), f"{ms}-{rec.seq}", rec.seq]
             for k, v in _fields(rec, self.node_id, now).items():
                 args += [k, v]
-            self._append(keys=[self.keys.stream(sid)], args=args, client=pipe)
+            pipe.evalsha(sha, 1, self.keys.stream(sid), *args)
             expect[sid] = max(expect[sid], rec.seq)
         results = pipe.execute(raise_on_error=False)
         lost_sensors: set[str] = set()
         done = 0
         for rec, res in zip(recs, results, strict=True):
+            if isinstance(res, redis.exceptions.NoScriptError) and reload:
+                c.script_load(APPEND_SCRIPT)
+                self.stats["script_reloads"] += 1
+                try:
+                    return done + self._send(c, recs[done:], reload=False)
+                except _Lost:
+                    self._done_before_loss += done
+                    raise
             if isinstance(res, Exception):
                 raise res
             st = self._sensors[rec.sensor_id]
