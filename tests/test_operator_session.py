@@ -187,6 +187,10 @@ def test_an_operator_session_from_discover_to_review(
             win.resize(*size)
             op.pump(1.5)
             shot(win, f"operator-main-{size[0]}x{size[1]}.png")
+            sync = win.panels["sync"]  # a short panel: the clock table scrolls, it never covers the trend plot
+            traces = sync.plot.parentWidget()
+            assert sync.table.geometry().bottom() < traces.geometry().top(), size
+            assert traces.height() >= sync.plot.minimumHeight(), size
         win.resize(1366, 768)
 
         # 7. kill -9 of the node child: a banner until acknowledged; the node and the EEG come back

@@ -124,6 +124,7 @@ class SyncPanel(QtWidgets.QWidget):
         self.split.addWidget(self.table)
         self.split.addWidget(traces)
         self.split.setChildrenCollapsible(False)
+        self._fitted_rows = -1
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.summary)
@@ -132,14 +133,21 @@ class SyncPanel(QtWidgets.QWidget):
         render_while_visible(self, self.model.lab.changed, self.render_snapshot)
 
     def _fit_rows(self, n: int) -> None:
-        """Give the table the height of all its rows (the residual plot takes the rest)."""
-        need = self.table.horizontalHeader().height() + n * self.table.verticalHeader().defaultSectionSize() + 6
+        """Give the table the height of all its rows when the panel has it, the residual plot
+        the rest (at least its minimum: on a small screen the table scrolls, it never covers
+        the plot)."""
+        header = self.table.horizontalHeader().height() + 6
+        row = self.table.verticalHeader().defaultSectionSize()
         if self.table.horizontalScrollBar().isVisible():
-            need += self.table.horizontalScrollBar().height()
-        if self.table.minimumHeight() != need:
-            self.table.setMinimumHeight(need)
-            total = sum(self.split.sizes())
-            self.split.setSizes([need, max(total - need, 80)])
+            header += self.table.horizontalScrollBar().height()
+        if self._fitted_rows == n:
+            return
+        self._fitted_rows = n
+        self.table.setMinimumHeight(header + min(n, 2) * row)
+        total = sum(self.split.sizes())
+        room = total - self.plot.minimumHeight()
+        table = max(self.table.minimumHeight(), min(header + n * row, room))
+        self.split.setSizes([table, max(total - table, self.plot.minimumHeight())])
 
     def _breathing(self) -> tuple[float, int]:
         resp = [s for s in self.model.devices.tree.sensors.values() if s.attribute == "respiration"]
