@@ -781,8 +781,9 @@ class SimulatedDevice(Device):
         names = tuple(f"EEG{i + 1:02d}" for i in range(channels))
 
         def eeg(s: SimSensor, t: np.ndarray) -> np.ndarray:
-            env = 1.0 + 0.5 * np.sin(2 * math.pi * 0.1 * t)
-            alpha = np.sin(2 * math.pi * 10.0 * t[:, None] + alpha_phase) * (alpha_amp * env[:, None])
+            tau = t - s.t_start  # sin of epoch seconds (~1e11 rad) needs the slow argument reduction: 3x the cost
+            env = 1.0 + 0.5 * np.sin(2 * math.pi * 0.1 * tau)
+            alpha = np.sin(2 * math.pi * 10.0 * tau[:, None] + alpha_phase) * (alpha_amp * env[:, None])
             out = alpha + s.rng.normal(0, 4.0, (t.size, channels))
             if flat_channel and t.size:
                 if not started:
