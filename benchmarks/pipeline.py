@@ -67,12 +67,14 @@ def _span(before: dict, after: dict, elapsed: float) -> float:
     return span if span > 1.0 else elapsed
 
 
-def run_node(url: str, prefix: str, devices: list[str], seconds: float, data: Path, *extra: str) -> dict:
-    """Run a node subprocess for ``seconds``; returns CPU (s) per process and telemetry."""
+def run_node(url: str, prefix: str, devices: list[str], seconds: float, data: Path, *extra: str,
+             warmup: float = 3.0) -> dict:  # fmt: skip
+    """Run a node subprocess for ``seconds`` after ``warmup`` (s: start-up, device warm-up,
+    worker spawn); returns CPU (s) per process and telemetry."""
     proc = node_process(url, prefix, devices, data, *extra, stderr=subprocess.PIPE)
     c = redis.Redis.from_url(url)
     keys = Keys(prefix)
-    time.sleep(3.0)  # start-up, device warm-up, worker spawn
+    time.sleep(warmup)
     tele0 = json.loads(c.get(keys.telemetry("bench")) or "{}")
     worker_pid = (tele0.get("state") or {}).get("worker_pid")
     redis_pid = int(c.info("server")["process_id"])
@@ -144,6 +146,10 @@ def raw_xadd_rate(url: str, batch_samples: int, seconds: float = 3.0) -> tuple[f
     return n / el, n * batch_samples / el
 
 
+#: seconds a knee step runs before its rates are measured
+KNEE_WARMUP_S = 6.0
+
+
 def knee(url: str, tmp: Path, steps: list[float], devices: int, seconds: float) -> tuple[list[str], float]:
     """Raise the offered load until it is no longer carried; (table lines, knee samples/s)."""
     lines = [f"knee: {devices}+ devices (more where one would exceed {MAX_SIM_RATE_HZ:g} Hz), {seconds:g} s per step",
@@ -155,7 +161,8 @@ def knee(url: str, tmp: Path, steps: list[float], devices: int, seconds: float) 
         rate = offered * 1e6 / n_dev
         prefix = f"knee{i}"
         devs = [f"sim:eeg?channels=1&rate={rate:g}&participant={k + 1}&packet=1000" for k in range(n_dev)]
-        r = run_node(url, prefix, devs, seconds, tmp / prefix)
+        # 15+ devices take longer to start: the published rate must not include their catch-up
+        r = run_node(url, prefix, devs, seconds, tmp / prefix, warmup=KNEE_WARMUP_S)
         ok, batches, samples = lossless(url, prefix, r["worker"])
         pub = r["telemetry"].get("publisher", {})
         mean_batch = max(1, samples // max(batches, 1))
