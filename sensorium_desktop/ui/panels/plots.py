@@ -31,7 +31,7 @@ LABEL_PX = 13
 #: The y axis of every plot is this wide (px), so the plots line up and labels never collide.
 LEFT_AXIS_PX = 64
 #: Stacked channels are scaled again this often (s) from the window's 1st–99th percentiles; a
-#: scale that moved by more than a tenth of a band redraws the picture
+#: scale that moved out of :meth:`ChannelScaler.differs`' tolerance redraws the picture
 RESCALE_S = 0.25
 
 

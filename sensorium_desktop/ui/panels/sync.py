@@ -136,13 +136,13 @@ class SyncPanel(QtWidgets.QWidget):
         """Give the table the height of all its rows when the panel has it, the residual plot
         the rest (at least its minimum: on a small screen the table scrolls, it never covers
         the plot)."""
+        if self._fitted_rows == n:
+            return
+        self._fitted_rows = n
         header = self.table.horizontalHeader().height() + 6
         row = self.table.verticalHeader().defaultSectionSize()
         if self.table.horizontalScrollBar().isVisible():
             header += self.table.horizontalScrollBar().height()
-        if self._fitted_rows == n:
-            return
-        self._fitted_rows = n
         self.table.setMinimumHeight(header + min(n, 2) * row)
         total = sum(self.split.sizes())
         room = total - self.plot.minimumHeight()

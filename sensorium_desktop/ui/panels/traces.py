@@ -103,22 +103,22 @@ class StackedTraces(pg.GraphicsObject):
         oldest_new = float(new_times.min()) if new_times.size else self.newest_drawn
         if math.isfinite(self.newest_drawn):
             oldest_new = min(oldest_new, self.newest_drawn)
-        first_changed = math.floor((oldest_new - self.t0) / self.dt)
+        first_changed = self._column(oldest_new)
         t, v = ring.latest(self.t0 + (first_changed - 0.5) * self.dt, before=1)
         older = np.flatnonzero(np.floor((t - self.t0) / self.dt) < first_changed)
         if older.size:  # the lead sample: its column keeps its pixels, the next ones are redone
             lead = int(older[-1])
             t, v = t[lead:], v[lead:]
-            start = math.floor((float(t[0]) - self.t0) / self.dt) + 1
+            start = self._column(float(t[0])) + 1
         else:
-            start = math.floor((float(t[0]) - self.t0) / self.dt) if t.size else first_changed
+            start = self._column(float(t[0])) if t.size else first_changed
         self._write(t, v, max(start, self.first_column))
         self.column_draws += 1
 
     def _write(self, t: np.ndarray, v: np.ndarray, start: int) -> None:
         """Write columns ``start``.. (global index) up to the newest sample of ``t`` (s, host)
         ``v`` (n, ch), and background over what was drawn beyond it."""
-        stop = math.floor((float(t[-1]) - self.t0) / self.dt) + 1 if t.size else start
+        stop = self._column(float(t[-1])) + 1 if t.size else start
         stop = min(stop, self.first_column + self.pixels.shape[1])
         lo, hi = column_spans(t, v[:, : self.channels], self.t0, self.dt, start, stop)
         rows = self.pixels.shape[0]
@@ -129,6 +129,10 @@ class StackedTraces(pg.GraphicsObject):
         self.drawn_end = stop
         if t.size:
             self.newest_drawn = max(self.newest_drawn, float(t[-1]))
+
+    def _column(self, t: float) -> int:
+        """The global column index of host time ``t`` (s)."""
+        return math.floor((t - self.t0) / self.dt)
 
     # -- QGraphicsItem ------------------------------------------------------------------------
     def boundingRect(self) -> QtCore.QRectF:
