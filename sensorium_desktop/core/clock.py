@@ -284,25 +284,26 @@ class EnvelopePosterior:
     slope_sigma: float
 
 
-def _tilted_moments(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _tilted_moment(z: float) -> tuple[float, float]:
     """Mean and variance, in units of the interval width, of a density proportional to
-    ``exp(z t)`` on t in [0, 1] (element-wise; stable for z near 0 and for |z| large)."""
-    small = np.abs(z) < 1e-3
-    zn = z + small  # any nonzero value where the series below is used instead
-    zc = np.minimum(np.maximum(zn, -700.0), 700.0)  # only inside the exponentials
-    mean = 1.0 / -np.expm1(-zc) - 1.0 / zn
-    var = 1.0 / zn**2 - 0.25 / np.sinh(0.5 * zc) ** 2
-    if small.any():
-        zs = z[small]
-        mean[small] = 0.5 + zs / 12.0
-        var[small] = 1.0 / 12.0 - zs**2 / 720.0
-    return mean, var
+    ``exp(z t)`` on t in [0, 1] (stable for z near 0 and for |z| large)."""
+    if abs(z) < 1e-3:
+        return 0.5 + z / 12.0, 1.0 / 12.0 - z * z / 720.0
+    zc = min(max(z, -700.0), 700.0)  # only inside the exponentials
+    half = math.sinh(0.5 * zc)
+    return 1.0 / -math.expm1(-zc) - 1.0 / z, 1.0 / (z * z) - 0.25 / (half * half)
+
+
+def _sum_in_order(terms: np.ndarray) -> float:
+    """The running sum of ``terms`` (n,), first to last (BLAS's dot order below 16 terms on
+    the CPUs it unrolls the least, and the same on every CPU)."""
+    return float(np.cumsum(terms)[-1]) if terms.size else 0.0
 
 
 #: Hull vertex count up to which :func:`envelope_posterior` works on Python floats: the
-#: sums and dot products it needs are then taken in exactly numpy's order (sequential up to
-#: 8 terms, numpy's eight-way pairwise sum above; BLAS's dot is sequential below 16 terms), so
-#: both paths give the same bits.
+#: sums it needs are then taken in exactly the numpy path's order (its mass total by numpy's
+#: eight-way pairwise sum, its weighted sums in order) with the same libm exponentials, so
+#: both paths give the same bits on every CPU.
 SMALL_POSTERIOR = 14
 
 
@@ -368,12 +369,7 @@ def _posterior_small(
     for j in range(k_count - 1):  # the bounded intervals
         width = brk[j + 1] - brk[j]
         z = lam[j + 1] * width
-        if abs(z) < 1e-3:
-            m_unit, v_unit = 0.5 + z / 12.0, 1.0 / 12.0 - z * z / 720.0
-        else:
-            zc = min(max(z, -700.0), 700.0)
-            half = math.sinh(0.5 * zc)
-            m_unit, v_unit = 1.0 / -math.expm1(-zc) - 1.0 / z, 1.0 / (z * z) - 0.25 / (half * half)
+        m_unit, v_unit = _tilted_moment(z)
         absz = abs(z) + 1e-300
         mass.append(math.exp(max(e_brk[j], e_brk[j + 1]) - top) * width * (-math.expm1(-absz) / absz))
         mean_b.append(brk[j] + width * m_unit)
@@ -473,20 +469,26 @@ def envelope_posterior(
     if k_count > 1:  # bounded intervals 1..K-1 (breakpoint k is the upper end of interval k)
         width = brk[1:] - brk[:-1]
         z = lam[1:-1] * width
-        m_unit, v_unit = _tilted_moments(z)
+        # the exponentials by libm, element by element, as the small path takes them: numpy's
+        # SIMD exp/expm1/sinh differ from libm in the last bit on some CPUs (AVX-512)
+        m_unit, v_unit = (np.array(col) for col in zip(*map(_tilted_moment, z.tolist()), strict=True))
         absz = np.abs(z) + 1e-300
-        phi = -np.expm1(-absz) / absz  # (1 - exp(-|z|)) / |z|, -> 1 as z -> 0
-        mass[1:-1] = np.exp(np.maximum(e_brk[:-1], e_brk[1:]) - top) * width * phi
+        phi = np.array([-math.expm1(-a) / a for a in absz.tolist()])  # (1 - exp(-|z|)) / |z|, -> 1 as z -> 0
+        peak = np.maximum(e_brk[:-1], e_brk[1:]) - top
+        mass[1:-1] = np.array([math.exp(p) for p in peak.tolist()]) * width * phi
         mean_b[1:-1] = brk[:-1] + width * m_unit
         var_b[1:-1] = width**2 * v_unit
     w = mass / mass.sum()
     tail = scale / count  # c sits an Exp(scale / count) below g(b)
-    slope = float(w @ mean_b)
-    slope_var = float(w @ (var_b + mean_b**2)) - slope**2
+    # the weighted sums in order (a running sum), not by BLAS's dot: the dot's order is the
+    # kernel OpenBLAS picks for the CPU it runs on, so its last bits (and, through the
+    # cancellation in a variance, more) differed from one lab PC to the next
+    slope = _sum_in_order(w * mean_b)
+    slope_var = _sum_in_order(w * (var_b + mean_b**2)) - slope**2
     arm = (x_eval - x_mean) - u_v
     line = hd_v + arm * mean_b
-    line_mean = float(w @ line)
-    line_var = float(w @ (arm**2 * var_b + line**2)) - line_mean**2
+    line_mean = _sum_in_order(w * line)
+    line_var = _sum_in_order(w * (arm**2 * var_b + line**2)) - line_mean**2
     return EnvelopePosterior(
         offset=ref + line_mean - tail,
         slope=slope,
