@@ -315,7 +315,7 @@ class StreamPublisher:
         self._thread: threading.Thread | None = None
         self._client: redis.Redis | None = None
         self._done_before_loss = 0
-        self._append: redis.commands.core.Script | None = None
+        self._append_sha: str | None = None  # the append script's hash, loaded on connect
         self.connected = False
         self.last_error = ""
         self.latencies: collections.deque[float] = collections.deque(maxlen=4096)
@@ -607,8 +607,7 @@ class StreamPublisher:
             c = make_client(self.url, timeout=5.0, retries=0)
             c.ping()
             self._settle(c)
-            self._append = c.register_script(APPEND_SCRIPT)
-            c.script_load(APPEND_SCRIPT)  # sends call it by its hash: one round trip, no SCRIPT EXISTS
+            self._append_sha = str(c.script_load(APPEND_SCRIPT))  # sends call it by its hash: no SCRIPT EXISTS
             self._reconcile(c)
             for cb in self.on_connect:
                 cb(c)
@@ -776,8 +775,8 @@ class StreamPublisher:
         returns how many are done. Raises :class:`_Lost` (after the done ones) when Redis lost
         batches it had acknowledged. A server that forgot the script (flushed, restarted or
         promoted under a live connection) gets it again and the rest are sent once more."""
-        assert self._append is not None
-        sha = self._append.sha
+        sha = self._append_sha
+        assert sha is not None
         now = host_time()
         now_ms = int(now * 1000)
         with self._lock:  # producers add sensors while we send (a device announcing streams)

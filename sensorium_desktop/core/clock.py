@@ -294,6 +294,15 @@ def _tilted_moment(z: float) -> tuple[float, float]:
     return 1.0 / -math.expm1(-zc) - 1.0 / z, 1.0 / (z * z) - 0.25 / (half * half)
 
 
+def _bounded_interval(width: float, z: float, peak: float) -> tuple[float, float, float]:
+    """(mass, mean, variance) of a bounded interval of the posterior: ``width`` wide, its
+    exponent rising by ``z`` over it and peaking at ``peak`` (relative to the top); mean and
+    variance in units of the width. libm's exponentials, so both paths give the same bits."""
+    absz = abs(z) + 1e-300
+    m_unit, v_unit = _tilted_moment(z)
+    return math.exp(peak) * width * (-math.expm1(-absz) / absz), m_unit, v_unit  # (1 - e^-|z|) / |z| -> 1
+
+
 def _sum_in_order(terms: np.ndarray) -> float:
     """The running sum of ``terms`` (n,), first to last (BLAS's dot order below 16 terms on
     the CPUs it unrolls the least, and the same on every CPU)."""
@@ -368,10 +377,8 @@ def _posterior_small(
     var_b = [1.0 / lam0**2]
     for j in range(k_count - 1):  # the bounded intervals
         width = brk[j + 1] - brk[j]
-        z = lam[j + 1] * width
-        m_unit, v_unit = _tilted_moment(z)
-        absz = abs(z) + 1e-300
-        mass.append(math.exp(max(e_brk[j], e_brk[j + 1]) - top) * width * (-math.expm1(-absz) / absz))
+        mass_j, m_unit, v_unit = _bounded_interval(width, lam[j + 1] * width, max(e_brk[j], e_brk[j + 1]) - top)
+        mass.append(mass_j)
         mean_b.append(brk[j] + width * m_unit)
         var_b.append(width * width * v_unit)
     mass.append(math.exp(e_brk[-1] - top) / -lam1)
@@ -469,13 +476,11 @@ def envelope_posterior(
     if k_count > 1:  # bounded intervals 1..K-1 (breakpoint k is the upper end of interval k)
         width = brk[1:] - brk[:-1]
         z = lam[1:-1] * width
-        # the exponentials by libm, element by element, as the small path takes them: numpy's
-        # SIMD exp/expm1/sinh differ from libm in the last bit on some CPUs (AVX-512)
-        m_unit, v_unit = (np.array(col) for col in zip(*map(_tilted_moment, z.tolist()), strict=True))
-        absz = np.abs(z) + 1e-300
-        phi = np.array([-math.expm1(-a) / a for a in absz.tolist()])  # (1 - exp(-|z|)) / |z|, -> 1 as z -> 0
         peak = np.maximum(e_brk[:-1], e_brk[1:]) - top
-        mass[1:-1] = np.array([math.exp(p) for p in peak.tolist()]) * width * phi
+        # interval by interval with libm, as the small path: numpy's SIMD exp/expm1/sinh differ
+        # from libm in the last bit on some CPUs (AVX-512)
+        terms = map(_bounded_interval, width.tolist(), z.tolist(), peak.tolist())
+        mass[1:-1], m_unit, v_unit = (np.array(col) for col in zip(*terms, strict=True))
         mean_b[1:-1] = brk[:-1] + width * m_unit
         var_b[1:-1] = width**2 * v_unit
     w = mass / mass.sum()
