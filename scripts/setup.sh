@@ -30,6 +30,13 @@ if command -v dpkg >/dev/null 2>&1; then
     apt_packages+=("python${ver}-venv")
   fi
   [ -z "$PY_FOUND" ] && apt_packages+=(python3.11 python3.11-venv)
+  # the clock model's C kernels (setup.py): a C compiler and Python's headers
+  command -v cc >/dev/null 2>&1 || apt_packages+=(gcc libc6-dev)
+  if [ -z "$PY_FOUND" ]; then
+    apt_packages+=(python3.11-dev)
+  elif ! "$PY_FOUND" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+    apt_packages+=("python$("$PY_FOUND" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')-dev")
+  fi
   missing=()
   for p in "${apt_packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,0 +1,15 @@
+"""Types of the C kernels in _clockkernels.c (see clock.py)."""
+
+from collections.abc import Sequence
+
+def scan_lower_hull(xs: Sequence[float], ys: Sequence[float]) -> list[int]: ...
+def posterior_small(
+    hx: Sequence[float],
+    hd: Sequence[float],
+    count: float,
+    x_mean: float,
+    scale: float,
+    x_eval: float,
+    slope_prior: float,
+    slope_prior_sigma: float,
+) -> tuple[float, float, float, float]: ...

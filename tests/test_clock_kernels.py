@@ -1,0 +1,87 @@
+"""The clock model's C kernels (sensorium_desktop/core/_clockkernels.c) against the Python code
+they replace: the same hull vertices and the same posterior bits, the same errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sensorium_desktop.core import clock
+from sensorium_desktop.core.clock import EnvelopePosterior, envelope_posterior, lower_hull
+
+kernels = clock._clockkernels
+
+
+def test_the_kernels_are_built_and_used() -> None:
+    """scripts/setup.sh builds them (a C compiler is one of its packages); the model uses them."""
+    assert kernels is not None
+    assert clock._scan_lower_hull is kernels.scan_lower_hull
+    assert clock.SMALL_POSTERIOR == 64
+
+
+def _points(rng: np.random.Generator, n: int, curved: bool) -> tuple[np.ndarray, np.ndarray]:
+    """x increasing, d: a line plus one-sided delays (``curved``: plus a parabola, so the
+    hull has many vertices)."""
+    x = np.cumsum(rng.uniform(0.05, 0.5, n)) * 10 ** rng.uniform(-1, 2)
+    d = rng.normal(0, 1e-2) + rng.normal(0, 5e-5) * x
+    if curved:
+        d = d + rng.uniform(1e-9, 1e-5) * ((x - x.mean()) / (x.std() + 1e-12)) ** 2
+        return x, d + rng.exponential(10 ** rng.uniform(-9, -6), n)
+    return x, d + rng.exponential(10 ** rng.uniform(-6, -2), n)
+
+
+def _posterior_args(rng: np.random.Generator, x: np.ndarray, h: np.ndarray, d: np.ndarray) -> tuple:
+    return (x[h].tolist(), d[h].tolist(), float(rng.uniform(1, 500)), float(rng.uniform(x[0], x[-1])),
+            float(10 ** rng.uniform(-7, -2)), float(x[-1] + rng.uniform(-1, 5)),
+            float(rng.normal(0, 3e-5) if rng.random() < 0.8 else rng.choice([-1.0, 1.0])),
+            float(10 ** rng.uniform(-6, 3)))  # fmt: skip
+
+
+def test_scan_gives_the_python_scans_vertices() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        x, d = _points(rng, int(rng.integers(0, 300)), bool(rng.random() < 0.5))
+        if rng.random() < 0.1 and x.size > 2:  # collinear runs: the scan drops points on a chord
+            d[: x.size // 2] = 1e-3 * x[: x.size // 2]
+        xs, ds = x.tolist(), d.tolist()
+        assert kernels.scan_lower_hull(xs, ds) == clock._scan_lower_hull_py(xs, ds)
+
+
+def test_posterior_gives_the_python_and_numpy_paths_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every hull size up to 64 vertices, both interval branches (series and exponentials),
+    the prior's mean inside and outside the edges: C, Python floats and numpy agree to the bit."""
+    rng = np.random.default_rng(11)
+    sizes: set[int] = set()
+    for _ in range(4000):
+        x, d = _points(rng, 1 if rng.random() < 0.02 else int(rng.integers(2, 1500)), bool(rng.random() < 0.6))
+        h = lower_hull(x, d)
+        if h.size > 64:
+            continue
+        sizes.add(int(h.size))
+        args = _posterior_args(rng, x, h, d)
+        c = EnvelopePosterior(*kernels.posterior_small(*args))
+        assert c == clock._posterior_small_py(*args)
+        monkeypatch.setattr(clock, "SMALL_POSTERIOR", -1)
+        assert c == envelope_posterior(np.array(args[0]), np.array(args[1]), *args[2:])
+        monkeypatch.undo()
+    assert {1, 2, 8, 14, 15, 30} <= sizes and max(sizes) >= 50
+
+
+def test_kernels_raise_what_the_python_code_raises() -> None:
+    with pytest.raises(ValueError):
+        kernels.scan_lower_hull([0.0, 1.0], [0.0])
+    with pytest.raises(TypeError):
+        kernels.scan_lower_hull([0.0, "a"], [0.0, 1.0])
+    args = ([0.0, 1.0, 2.0], [0.0, -1e-3, 0.0], 10.0, 1.0, 0.0, 2.0, 0.0, 1e-4)  # scale 0
+    for fn in (kernels.posterior_small, clock._posterior_small_py):
+        with pytest.raises(ZeroDivisionError):
+            fn(*args)
+    with pytest.raises(ValueError):
+        kernels.posterior_small([], [], 10.0, 1.0, 1e-3, 2.0, 0.0, 1e-4)
+    nan = kernels.posterior_small([0.0, 1.0, 2.0], [0.0, float("nan"), 0.0], 10.0, 1.0, 1e-3, 2.0, 0.0, 1e-4)
+    py = clock._posterior_small_py([0.0, 1.0, 2.0], [0.0, float("nan"), 0.0], 10.0, 1.0, 1e-3, 2.0, 0.0, 1e-4)
+    assert np.array_equal(np.array(nan), np.array(_fields(py)), equal_nan=True)
+
+
+def _fields(p: EnvelopePosterior) -> tuple[float, float, float, float]:
+    return p.offset, p.slope, p.sigma, p.slope_sigma
