@@ -55,9 +55,9 @@ from typing import Any
 import numpy as np
 
 try:  # the C kernels (setup.py); without a C compiler at install time, the Python code
-    from . import _clockkernels
+    from . import _kernels
 except ImportError:  # pragma: no cover - every supported install builds them
-    _clockkernels = None  # type: ignore[assignment]
+    _kernels = None  # type: ignore[assignment]
 
 #: Backward step of t_local (s) that makes a reset possible: the samples from there on are
 #: held until later deliveries show whether the clock was reset (they never again fit the
@@ -100,7 +100,7 @@ YOUNG_BINS = 16
 REFIT_SPAN_FRACTION = 0.01
 #: Point count up to which :func:`lower_hull` scans (in C, or in Python without the kernels)
 #: rather than in numpy passes.
-SMALL_HULL = 128 if _clockkernels is None else 4096
+SMALL_HULL = 128 if _kernels is None else 4096
 #: Smallest per-delivery excess-delay scale (s) the posterior works with.
 SCALE_FLOOR_S = 1e-9
 #: Floor of the reported uncertainty (s): float64 resolution of epoch timestamps is 0.24 us.
@@ -161,7 +161,7 @@ def _scan_lower_hull_py(xs: list[float], ys: list[float]) -> list[int]:
 
 #: :func:`_scan_lower_hull_py`, in C when the kernels are built (the same vertices)
 _scan_lower_hull: Callable[[list[float], list[float]], list[int]] = (
-    _scan_lower_hull_py if _clockkernels is None else _clockkernels.scan_lower_hull
+    _scan_lower_hull_py if _kernels is None else _kernels.scan_lower_hull
 )
 
 
@@ -326,7 +326,7 @@ def _sum_in_order(terms: np.ndarray) -> float:
 #: path's order (its mass total by numpy's eight-way pairwise sum, exact up to 128 terms, its
 #: weighted sums in order) with the same libm exponentials, so all paths give the same bits
 #: on every CPU.
-SMALL_POSTERIOR = 14 if _clockkernels is None else 64
+SMALL_POSTERIOR = 14 if _kernels is None else 64
 
 
 def _pairwise_sum(a: list[float]) -> float:
@@ -429,10 +429,10 @@ def _posterior_small(
     slope_prior_sigma: float,
 ) -> EnvelopePosterior:
     """:func:`_posterior_small_py`, in C when the kernels are built (the same bits)."""
-    if _clockkernels is None:
+    if _kernels is None:
         return _posterior_small_py(hx, hd, count, x_mean, scale, x_eval, slope_prior, slope_prior_sigma)
     return EnvelopePosterior(
-        *_clockkernels.posterior_small(hx, hd, count, x_mean, scale, x_eval, slope_prior, slope_prior_sigma)
+        *_kernels.posterior_small(hx, hd, count, x_mean, scale, x_eval, slope_prior, slope_prior_sigma)
     )
 
 

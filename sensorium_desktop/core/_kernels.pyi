@@ -1,4 +1,4 @@
-"""Types of the C kernels in _clockkernels.c (see clock.py)."""
+"""Types of the C kernels in _kernels.c (see clock.py)."""
 
 from collections.abc import Sequence
 
@@ -13,3 +13,5 @@ def posterior_small(
     slope_prior: float,
     slope_prior_sigma: float,
 ) -> tuple[float, float, float, float]: ...
+def crc32(data: bytes | bytearray | memoryview, /) -> int: ...
+def crc32_tables(data: bytes | bytearray | memoryview, /) -> int: ...

@@ -1,15 +1,17 @@
-"""The clock model's C kernels (sensorium_desktop/core/_clockkernels.c) against the Python code
-they replace: the same hull vertices and the same posterior bits, the same errors."""
+"""core's C kernels (sensorium_desktop/core/_kernels.c) against the code they replace: the
+clock model's hull vertices and posterior bits and errors (Python), the frames' CRC (zlib)."""
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 import pytest
 
-from sensorium_desktop.core import clock
+from sensorium_desktop.core import clock, framing
 from sensorium_desktop.core.clock import EnvelopePosterior, envelope_posterior, lower_hull
 
-kernels = clock._clockkernels
+kernels = clock._kernels
 
 
 def test_the_kernels_are_built_and_used() -> None:
@@ -17,6 +19,7 @@ def test_the_kernels_are_built_and_used() -> None:
     assert kernels is not None
     assert clock._scan_lower_hull is kernels.scan_lower_hull
     assert clock.SMALL_POSTERIOR == 64
+    assert framing._crc32 is kernels.crc32
 
 
 def _points(rng: np.random.Generator, n: int, curved: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -85,3 +88,21 @@ def test_kernels_raise_what_the_python_code_raises() -> None:
 
 def _fields(p: EnvelopePosterior) -> tuple[float, float, float, float]:
     return p.offset, p.slope, p.sigma, p.slope_sigma
+
+
+def test_crc32_is_zlibs() -> None:
+    """Every length 0..300 (the tables alone below 64 bytes, carry-less multiplication and a
+    table tail above), random slices up to 200 kB of a random buffer, and the table path on
+    its own (the path of CPUs without PCLMULQDQ)."""
+    rng = np.random.default_rng(5)
+    data = memoryview(rng.integers(0, 256, 1 << 20, dtype=np.uint8).tobytes())
+    for n in range(301):
+        assert kernels.crc32(data[:n]) == zlib.crc32(data[:n])
+        assert kernels.crc32_tables(data[1 : n + 1]) == zlib.crc32(data[1 : n + 1])
+    for _ in range(500):
+        a = int(rng.integers(0, len(data)))
+        b = min(len(data), a + int(rng.integers(0, 200_000)))
+        assert kernels.crc32(data[a:b]) == zlib.crc32(data[a:b]) == kernels.crc32_tables(data[a:b])
+    assert kernels.crc32(b"") == 0 and kernels.crc32(bytearray(b"123456789")) == 0xCBF43926
+    with pytest.raises(TypeError):
+        kernels.crc32("text")  # type: ignore[arg-type]
