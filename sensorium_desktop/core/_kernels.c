@@ -396,12 +396,63 @@ static PyObject *crc32_tables(PyObject *self, PyObject *arg) {
     return PyLong_FromUnsignedLong(c);
 }
 
+/* concat_into(dst, sources, offsets, lengths): sources[i][offsets[i]:offsets[i] + lengths[i]]
+ * written back to back into dst from its start (offsets, lengths: int64 buffers); the
+ * copying runs with the GIL released, so a thread can fill one array while Python goes on. */
+static PyObject *concat_into(PyObject *self, PyObject *args) {
+    Py_buffer dst, offs, lens;
+    PyObject *sources;
+    if (!PyArg_ParseTuple(args, "w*O!y*y*", &dst, &PyList_Type, &sources, &offs, &lens)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t k = PyList_GET_SIZE(sources), got = 0;
+    Py_buffer *views = NULL;
+    if (offs.len != 8 * k || lens.len != 8 * k) {
+        PyErr_SetString(PyExc_ValueError, "concat_into: one int64 offset and length per source");
+        goto done;
+    }
+    views = PyMem_Calloc((size_t)(k ? k : 1), sizeof(Py_buffer));
+    if (!views) { PyErr_NoMemory(); goto done; }
+    const int64_t *o = offs.buf, *n = lens.buf;
+    int64_t total = 0;
+    for (; got < k; got++) {
+        if (PyObject_GetBuffer(PyList_GET_ITEM(sources, got), &views[got], PyBUF_SIMPLE) < 0) goto done;
+        if (o[got] < 0 || n[got] < 0 || o[got] + n[got] > views[got].len) {
+            PyErr_Format(PyExc_ValueError, "concat_into: source %zd has no bytes %lld..%lld", got, (long long)o[got],
+                         (long long)(o[got] + n[got]));
+            got++;
+            goto done;
+        }
+        total += n[got];
+    }
+    if (total > dst.len) {
+        PyErr_SetString(PyExc_ValueError, "concat_into: the sources do not fit into dst");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    char *at = dst.buf;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        memcpy(at, (const char *)views[i].buf + o[i], (size_t)n[i]);
+        at += n[i];
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    for (Py_ssize_t i = 0; i < got; i++) PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&offs);
+    PyBuffer_Release(&lens);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan_lower_hull", scan_lower_hull, METH_VARARGS,
      "scan_lower_hull(xs, ys) -> indices of the lower hull's vertices (points sorted by strictly increasing x)"},
     {"posterior_small", posterior_small, METH_VARARGS,
      "posterior_small(hx, hd, count, x_mean, scale, x_eval, slope_prior, slope_prior_sigma) -> "
      "(offset, slope, sigma, slope_sigma): clock.py's _posterior_small"},
+    {"concat_into", concat_into, METH_VARARGS,
+     "concat_into(dst, sources, offsets, lengths): the sources' byte ranges back to back into dst (GIL released)"},
     {"crc32", crc32, METH_O, "crc32(data) -> zlib.crc32(data) (a bytes-like object)"},
     {"crc32_tables", crc32_tables, METH_O, "crc32 by the tables alone (the path of CPUs without PCLMULQDQ)"},
     {NULL, NULL, 0, NULL},

@@ -1,6 +1,7 @@
 """Types of the C kernels in _kernels.c (see clock.py)."""
 
 from collections.abc import Sequence
+from typing import Any
 
 def scan_lower_hull(xs: Sequence[float], ys: Sequence[float]) -> list[int]: ...
 def posterior_small(
@@ -15,3 +16,5 @@ def posterior_small(
 ) -> tuple[float, float, float, float]: ...
 def crc32(data: bytes | bytearray | memoryview, /) -> int: ...
 def crc32_tables(data: bytes | bytearray | memoryview, /) -> int: ...
+def concat_into(dst: Any, sources: list[memoryview], offsets: Any, lengths: Any, /) -> None:
+    """dst, offsets, lengths: buffers (numpy arrays); see kernels.concat_into."""

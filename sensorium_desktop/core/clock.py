@@ -54,10 +54,7 @@ from typing import Any
 
 import numpy as np
 
-try:  # the C kernels (setup.py); without a C compiler at install time, the Python code
-    from . import _kernels
-except ImportError:  # pragma: no cover - every supported install builds them
-    _kernels = None  # type: ignore[assignment]
+from .kernels import native as _kernels  # None: built without a C compiler (the Python code runs)
 
 #: Backward step of t_local (s) that makes a reset possible: the samples from there on are
 #: held until later deliveries show whether the clock was reset (they never again fit the

@@ -9,19 +9,15 @@ past damage (flipped bytes, a zeroed page, a cut) to every intact frame after it
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .kernels import crc32 as _crc32
+
 if TYPE_CHECKING:
     from mmap import mmap
-
-try:  # zlib's CRC-32 by carry-less multiplication (setup.py): ~3x zlib.crc32 on x86-64
-    from ._kernels import crc32 as _crc32
-except ImportError:  # pragma: no cover - every supported install builds the kernels
-    _crc32 = zlib.crc32
 
 _FRAME = struct.Struct("<II")
 FRAME_OVERHEAD = _FRAME.size

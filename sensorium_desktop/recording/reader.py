@@ -17,12 +17,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..core import kernels
 from ..core.clockdomain import domain_id
 from ..core.codec import CodecError
 from ..core.samples import SensorInfo
@@ -118,6 +120,27 @@ class Recording:
     time: TimeMap = field(default_factory=TimeMap, repr=False)
     _host_cache: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     _global_cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+    #: copies into the sensors' value arrays still running in a thread (see :meth:`_defer`)
+    _filling: list[Future[None]] = field(default_factory=list, repr=False)
+    _filler: ThreadPoolExecutor | None = field(default=None, repr=False)
+
+    def _defer(self, copy: Callable[[], None]) -> None:
+        """Run ``copy`` (filling a value array, the GIL released) in a thread while the
+        loading goes on; :meth:`_values_filled` waits for it before any value is read."""
+        if self._filler is None:
+            self._filler = ThreadPoolExecutor(1, thread_name_prefix="fill-values")
+        self._filling.append(self._filler.submit(copy))
+
+    def _values_filled(self) -> None:
+        """Wait for the deferred value copies (re-raising their errors)."""
+        filling, self._filling = self._filling, []
+        try:
+            for future in filling:
+                future.result()
+        finally:
+            if self._filler is not None:
+                self._filler.shutdown()
+                self._filler = None
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -141,11 +164,11 @@ class Recording:
         start, stop = self.bounds
         if not (math.isfinite(start) or math.isfinite(stop)):
             return
+        times = {sid: self.global_times(sid, "refined") for sid, data in self.sensors.items() if len(data)}
+        self._values_filled()  # the fit ran beside the value copies; selecting reads them
         kept: dict[str, np.ndarray] = {}
-        for sid, data in list(self.sensors.items()):
-            if not len(data):
-                continue
-            tg = self.global_times(sid, "refined")
+        for sid, tg in times.items():
+            data = self.sensors[sid]
             keep = (tg >= start) & (tg <= stop)
             self._global_cache[(sid, "refined")] = tg if keep.all() else tg[keep]
             if not keep.all():
@@ -282,8 +305,15 @@ class Recording:
             log.warning("%s: %s", self.directory.name, message)
 
 
-def _concat_sensor(info: SensorInfo, parts: list[BatchRecord | BatchSpan], warn: Callable[[str], None]) -> SensorData:
-    """Join a sensor's batch records in ``seq`` order, dropping re-delivered duplicates."""
+def _concat_sensor(
+    info: SensorInfo,
+    parts: list[BatchRecord | BatchSpan],
+    warn: Callable[[str], None],
+    defer: Callable[[Callable[[], None]], None] | None = None,
+) -> SensorData:
+    """Join a sensor's batch records in ``seq`` order, dropping re-delivered duplicates.
+    ``defer``: runs the copy of spool values into the value array (see :meth:`Recording._defer`;
+    None: copied before returning)."""
     if not parts:
         fmt = object if info.channel_format == "string" else np.dtype(info.channel_format)
         empty = np.zeros((0, info.channel_count), dtype=fmt)
@@ -300,7 +330,7 @@ def _concat_sensor(info: SensorInfo, parts: list[BatchRecord | BatchSpan], warn:
     missing = int(gaps[gaps > 0].sum()) if seqs.size > 1 else 0  # reported by find_losses, with times
     spans = [p for p in parts if isinstance(p, BatchSpan)]
     if len(spans) == len(parts) and len({(p.chans, p.dtype, p.has_local) for p in spans}) == 1:
-        t_arrival, t_local, values, starts = _copy_spans(spans)
+        t_arrival, t_local, values, starts = _copy_spans(spans, defer)
     else:
         t_arrival, t_local, values, starts = _join_records(
             info, [p.record() if isinstance(p, BatchSpan) else p for p in parts], warn
@@ -314,9 +344,10 @@ def _concat_sensor(info: SensorInfo, parts: list[BatchRecord | BatchSpan], warn:
 _Joined = tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]
 
 
-def _copy_spans(spans: list[BatchSpan]) -> _Joined:
+def _copy_spans(spans: list[BatchSpan], defer: Callable[[Callable[[], None]], None] | None = None) -> _Joined:
     """One sensor's spans (one layout) copied straight from the spool bytes into its arrays:
-    (t_arrival, t_local or None, values, each batch's first sample index)."""
+    (t_arrival, t_local or None, values, each batch's first sample index). The times are
+    copied at once; the values by ``defer`` when given (the caller waits before reading them)."""
     first = spans[0]
     lengths = np.array([p.n for p in spans], dtype=np.int64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
@@ -324,22 +355,21 @@ def _copy_spans(spans: list[BatchSpan]) -> _Joined:
     t_arrival = np.empty(total, dtype="<f8")
     t_local = np.empty(total, dtype="<f8") if first.has_local else None
     values = np.empty((total, first.chans), dtype=first.dtype)  # the spool's byte order
-
-    def raw(a: np.ndarray) -> memoryview:
-        return a.reshape(-1).view(np.uint8).data
-
-    ta_out = raw(t_arrival)
-    tl_out = raw(t_local) if t_local is not None else None
-    val_out = raw(values)
+    payloads = [p.payload for p in spans]
+    times_at = np.array([p.times_at for p in spans], dtype=np.int64)
+    kernels.concat_into(t_arrival, payloads, times_at, 8 * lengths)
+    if t_local is not None:
+        kernels.concat_into(t_local, payloads, times_at + 8 * lengths, 8 * lengths)
+    values_at = np.array([p.values_at for p in spans], dtype=np.int64)
     row = first.chans * first.dtype.itemsize
-    at = 0
-    for p in spans:
-        n, src, times = p.n, p.payload, p.times_at
-        ta_out[8 * at : 8 * (at + n)] = src[times : times + 8 * n]
-        if tl_out is not None:
-            tl_out[8 * at : 8 * (at + n)] = src[times + 8 * n : times + 16 * n]
-        val_out[row * at : row * (at + n)] = src[p.values_at : p.values_at + row * n]
-        at += n
+
+    def copy_values() -> None:
+        kernels.concat_into(values, payloads, values_at, row * lengths)
+
+    if defer is None:
+        copy_values()
+    else:
+        defer(copy_values)
     return t_arrival, t_local, values, starts
 
 
@@ -403,6 +433,7 @@ def load_recording(directory: Path, progress: Progress | None = None, trim: bool
             rec.warn(f"{sid}: times corrected by -{value * 1e3:.3f} ms (its latency measured by the sync check)")
     if trim:
         rec.trim_to_bounds()
+    rec._values_filled()
     return rec
 
 
@@ -480,7 +511,7 @@ def _assemble_sensors(
             info = SensorInfo(sid, first.attribute, sid, channel_names=names, channel_format=fmt)
             rec.warn(f"{sid}: no sensor description recorded; generic channel names used")
         try:
-            rec.sensors[sid] = _concat_sensor(info, items, rec.warn)
+            rec.sensors[sid] = _concat_sensor(info, items, rec.warn, rec._defer)
         except CodecError as exc:
             rec.warn(f"{sid}: left out: {exc}")
             continue
