@@ -106,3 +106,34 @@ def test_crc32_is_zlibs() -> None:
     assert kernels.crc32(b"") == 0 and kernels.crc32(bytearray(b"123456789")) == 0xCBF43926
     with pytest.raises(TypeError):
         kernels.crc32("text")  # type: ignore[arg-type]
+
+
+def test_bin_minima_gives_the_numpy_codes_arrays() -> None:
+    """Random device clocks with resets and sub-millisecond backsteps, packets (runs of equal
+    arrival times), ties in the offset, clockless sensors, several bin widths; NaN goes to
+    the numpy code."""
+    rng = np.random.default_rng(2)
+    for trial in range(1500):
+        n = int(rng.integers(2, 3000))
+        x = np.cumsum(rng.uniform(0, 0.01, n)) + rng.uniform(-1e3, 1e6)
+        if rng.random() < 0.5:
+            for _ in range(int(rng.integers(1, 5))):
+                k = int(rng.integers(1, n))
+                x[k:] -= rng.uniform(0, 2e-3) if rng.random() < 0.5 else rng.uniform(0, 50)
+        y = np.maximum.accumulate(x + rng.exponential(1e-3, n))
+        if rng.random() < 0.5:
+            per = int(rng.integers(1, 20))
+            y = np.repeat(y[::per], per)[:n]
+        if rng.random() < 0.2:
+            y[rng.integers(0, n, 3)] = x[rng.integers(0, n, 3)]
+        if rng.random() < 0.1:
+            y = x.copy()
+        width = float(rng.choice([0.0625, 0.25, 0.01, 1.0]))
+        got, want = clock.bin_minima(x, y, width), clock._bin_minima_py(x, y, width)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)), trial
+    x = np.arange(10.0)
+    y = x + 1e-3
+    y[4] = np.nan
+    keep = np.empty(10, dtype=np.int64)
+    assert kernels.bin_minima(x, y, 0.25, clock.RESET_BACKSTEP_S, keep, np.empty(10)) == -1
+    assert [a.size for a in clock.bin_minima(x, y, 0.25)] == [a.size for a in clock._bin_minima_py(x, y, 0.25)]

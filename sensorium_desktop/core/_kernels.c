@@ -445,6 +445,75 @@ done:
     return result;
 }
 
+/* bin_minima(x, y, width, backstep, keep, counts) -> m: clock.py's bin_minima_py in one pass
+ * (see there): keep[:m] the kept samples' indices, counts[:m] their deliveries; -1 when a
+ * y - x is NaN (the numpy code then decides). x, y: float64 (n,); keep: int64, counts:
+ * float64, both writable (n,). */
+static PyObject *bin_minima(PyObject *self, PyObject *args) {
+    Py_buffer xb, yb, kb, cb;
+    double width, backstep;
+    if (!PyArg_ParseTuple(args, "y*y*ddw*w*", &xb, &yb, &width, &backstep, &kb, &cb)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = xb.len / 8;
+    if (xb.len % 8 || yb.len != xb.len || kb.len != xb.len || cb.len != xb.len || n < 1) {
+        PyErr_SetString(PyExc_ValueError, "bin_minima: x, y (float64), keep (int64), counts (float64) of one length >= 1");
+        goto done;
+    }
+    const double *x = xb.buf, *y = yb.buf;
+    int64_t *keep = kb.buf;
+    double *counts = cb.buf;
+    Py_ssize_t m = 0;
+    int nan = 0;
+    Py_BEGIN_ALLOW_THREADS
+    double x0 = x[0], lowest = y[0] - x[0], count = 0.0;
+    int64_t bin = (int64_t)floor((x[0] - x0) / width);
+    Py_ssize_t seg_first = 0, at_min = 0;
+    for (Py_ssize_t i = 0; i < n && !nan; i++) {
+        double d = y[i] - x[i];
+        if (isnan(d)) {
+            nan = 1;
+            break;
+        }
+        int reset = i > 0 && x[i] < x[i - 1] - backstep;
+        if (reset) x0 = x[i];
+        int64_t b = (int64_t)floor((x[i] - x0) / width);
+        if (i > 0 && (reset || b != bin)) { /* the group before ends */
+            if (at_min != seg_first && seg_first >= 0) { /* its segment's first sample starts its epoch */
+                keep[m] = seg_first;
+                counts[m++] = 0.0;
+            }
+            keep[m] = at_min;
+            counts[m++] = count;
+            seg_first = -1;
+            lowest = d;
+            at_min = i;
+            count = 0.0;
+        } else if (d < lowest) {
+            lowest = d;
+            at_min = i;
+        }
+        if (reset) seg_first = i;
+        bin = b;
+        count += (i == n - 1 || y[i + 1] != y[i]) ? 1.0 : 0.0; /* the last sample of a delivery */
+    }
+    if (!nan) {
+        if (at_min != seg_first && seg_first >= 0) {
+            keep[m] = seg_first;
+            counts[m++] = 0.0;
+        }
+        keep[m] = at_min;
+        counts[m++] = count;
+    }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromSsize_t(nan ? -1 : m);
+done:
+    PyBuffer_Release(&xb);
+    PyBuffer_Release(&yb);
+    PyBuffer_Release(&kb);
+    PyBuffer_Release(&cb);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan_lower_hull", scan_lower_hull, METH_VARARGS,
      "scan_lower_hull(xs, ys) -> indices of the lower hull's vertices (points sorted by strictly increasing x)"},
@@ -453,6 +522,8 @@ static PyMethodDef methods[] = {
      "(offset, slope, sigma, slope_sigma): clock.py's _posterior_small"},
     {"concat_into", concat_into, METH_VARARGS,
      "concat_into(dst, sources, offsets, lengths): the sources' byte ranges back to back into dst (GIL released)"},
+    {"bin_minima", bin_minima, METH_VARARGS,
+     "bin_minima(x, y, width, backstep, keep, counts) -> m: clock.py's bin_minima in one pass (-1: a NaN)"},
     {"crc32", crc32, METH_O, "crc32(data) -> zlib.crc32(data) (a bytes-like object)"},
     {"crc32_tables", crc32_tables, METH_O, "crc32 by the tables alone (the path of CPUs without PCLMULQDQ)"},
     {NULL, NULL, 0, NULL},

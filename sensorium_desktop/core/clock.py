@@ -239,11 +239,22 @@ def bin_minima(t_local: np.ndarray, t_arrival: np.ndarray, width: float) -> tupl
     delivery counts, glitches and steps as one fed every sample when ``width`` divides its
     ``bin_width``; used to fit hour-long recordings in milliseconds. The first sample after
     each backward step is kept too (0 deliveries), so an epoch starts where its data does.
-    1-D float64 arrays in, three 1-D arrays out."""
-    x = np.asarray(t_local, dtype=np.float64)
-    y = np.asarray(t_arrival, dtype=np.float64)
+    1-D float64 arrays in, three 1-D arrays out. In one pass in C when the kernels are built
+    (the same arrays as :func:`_bin_minima_py`)."""
+    x = np.ascontiguousarray(t_local, dtype=np.float64)
+    y = np.ascontiguousarray(t_arrival, dtype=np.float64)
     if x.size < 2:
         return x, y, np.ones(x.size)
+    if _kernels is not None and y.size == x.size:
+        keep, counts = np.empty(x.size, dtype=np.int64), np.empty(x.size)
+        m = _kernels.bin_minima(x, y, float(width), RESET_BACKSTEP_S, keep, counts)
+        if m >= 0:
+            return x[keep[:m]], y[keep[:m]], counts[:m].copy()
+    return _bin_minima_py(x, y, width)
+
+
+def _bin_minima_py(x: np.ndarray, y: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`bin_minima` in numpy (x, y: float64, at least two samples)."""
     reset = np.zeros(x.size, dtype=np.int64)
     reset[1:] = x[1:] < x[:-1] - RESET_BACKSTEP_S
     segment = np.cumsum(reset)
@@ -1171,7 +1182,7 @@ class ClockModel:
         if sx.size < 8:
             return
         count = float(sn.sum())
-        x_mean = float(sn @ sx) / count
+        x_mean = _sum_in_order(sn * sx) / count
         if sx.size <= SMALL_HULL:  # the scan's vertices straight to the posterior: no arrays between
             xs, ds = sx.tolist(), sd.tolist()
             hull_idx = _scan_lower_hull(xs, ds)
@@ -1346,7 +1357,7 @@ class RefinedClock:
                     hull_w = lower_hull(wx, wd)
                     sx, sd = wx[hull_w], wd[hull_w]
                 count = float(wn.sum())
-                mean_x = float(wn @ wx) / count
+                mean_x = _sum_in_order(wn * wx) / count
                 k = min(max(int(np.searchsorted(sx, mean_x, side="right")) - 1, 0), max(sx.size - 2, 0))
                 slope = (sd[k + 1] - sd[k]) / (sx[k + 1] - sx[k]) if sx.size > 1 else m._beta_prior
                 excess = np.maximum(wd - (sd[k] + slope * (wx - sx[k])), 0.0) * wn
