@@ -1371,15 +1371,19 @@ class RefinedClock:
         """Host time (s) of device times ``t_local`` (s) on clock epoch ``epoch`` (default: the latest)."""
         x0, _, kx, kv = self.epochs[epoch]
         x = np.asarray(t_local, dtype=np.float64)
+        if x.ndim == 0:
+            return self.to_host(x[None], epoch)[0]
         xr = x - x0
         if kx.size == 1:
             return x + kv[0]
         slope_lo = (kv[1] - kv[0]) / (kx[1] - kx[0])
         slope_hi = (kv[-1] - kv[-2]) / (kx[-1] - kx[-2])
         off = np.interp(xr, kx, kv)
-        off = np.where(xr < kx[0], kv[0] + slope_lo * (xr - kx[0]), off)
-        off = np.where(xr > kx[-1], kv[-1] + slope_hi * (xr - kx[-1]), off)
-        return x + off
+        for outside, k, slope in ((xr < kx[0], 0, slope_lo), (xr > kx[-1], -1, slope_hi)):
+            if outside.any():  # extrapolated along the end segment (only where needed: an hour is 2 M samples)
+                off[outside] = kv[k] + slope * (xr[outside] - kx[k])
+        off += x
+        return off
 
     def epoch_starts(self) -> np.ndarray:
         """Host arrival time at which each epoch began (s)."""
