@@ -119,3 +119,21 @@ def test_ctrl_c_cancels_an_export(recording: Path, tmp_path: Path, monkeypatch: 
 
     monkeypatch.setattr(export, "export_recording", interrupted)
     assert cli.main(["export", str(recording), "--format", "xdf", "-o", str(out)]) == 130
+
+
+def test_a_write_error_reaches_the_exporter() -> None:
+    """The XDF writer writes in a thread behind the chunk builder: a full disk (/dev/full:
+    every write fails with ENOSPC) is raised to the caller, not lost in the thread."""
+    import errno
+
+    import numpy as np
+
+    from sensorium_desktop.recording.xdf import XdfStream, write_xdf
+
+    n = 200_000
+    stream = XdfStream(1, "EEG", "EEG", "src", "float32", 512.0, ["c1", "c2"], ["uV", "uV"],
+                       1.7e9 + np.arange(n) / 512.0, np.zeros((n, 2), np.float32), "")  # fmt: skip
+    with pytest.raises(OSError) as err:
+        write_xdf(Path("/dev/full"), [stream], "s")
+    assert err.value.errno == errno.ENOSPC
+    assert not [t for t in threading.enumerate() if t.name == "xdf-write"]

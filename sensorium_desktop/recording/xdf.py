@@ -17,8 +17,10 @@ Numeric sample chunks are built with one structured numpy array each.
 from __future__ import annotations
 
 import io
+import queue
 import socket
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -174,6 +176,39 @@ def _footer_xml(s: XdfStream, offsets: list[tuple[float, float]]) -> str:
             + _el("sample_count", s.times.size) + f"<clock_offsets>{offs}</clock_offsets></info>")  # fmt: skip
 
 
+class _WriteBehind:
+    """Writes lists of byte parts to ``f`` in a thread, so the next chunk is built while the
+    last one goes to the file (both release the GIL); at most ``depth`` lists wait. A write
+    error is raised by the next :meth:`write` or by :meth:`close`."""
+
+    def __init__(self, f: io.BufferedWriter, depth: int = 8) -> None:
+        self._f = f
+        self._queue: queue.Queue[list[Any] | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="xdf-write", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (parts := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._f.writelines(parts)
+                except BaseException as exc:  # raised again in the thread that writes
+                    self._error = exc
+
+    def write(self, parts: list[Any]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(parts)
+
+    def close(self) -> None:
+        """Wait for every queued write (raising the first error)."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def xdf_datetime(t: float) -> str:
     """XDF FileHeader ``datetime`` of epoch seconds ``t``: local time with its UTC offset."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
@@ -202,42 +237,48 @@ def write_xdf(
     offset_cuts = {s.stream_id: _offset_cuts(s, edges) for s in streams}
     total = 0
     with open(path, "wb") as f:
-        header = '<?xml version="1.0"?><info><version>1.0</version>' + _el(
-            "datetime", xdf_datetime(time.time() if started is None else started)
-        )
-        parts = [b"XDF:", *chunk(Tag.FILE_HEADER, header.encode("utf-8") + b"</info>")]
-        for s in streams:
-            xml = s.header_xml(hostname, session_id).encode("utf-8")
-            parts += chunk(Tag.STREAM_HEADER, [struct.pack("<I", s.stream_id), xml])
-        parts += chunk(Tag.BOUNDARY, BOUNDARY)
-        f.writelines(parts)
-        total += sum(len(p) for p in parts)
-        rounds = len(edges) - 1
-        for r in range(rounds):
+        out = _WriteBehind(f)
+        try:
+            header = '<?xml version="1.0"?><info><version>1.0</version>' + _el(
+                "datetime", xdf_datetime(time.time() if started is None else started)
+            )
+            parts = [b"XDF:", *chunk(Tag.FILE_HEADER, header.encode("utf-8") + b"</info>")]
+            for s in streams:
+                xml = s.header_xml(hostname, session_id).encode("utf-8")
+                parts += chunk(Tag.STREAM_HEADER, [struct.pack("<I", s.stream_id), xml])
+            parts += chunk(Tag.BOUNDARY, BOUNDARY)
+            out.write(parts)
+            total += sum(len(p) for p in parts)
+            rounds = len(edges) - 1
+            for r in range(rounds):
+                parts = []
+                for s in streams:
+                    a, b = cuts[s.stream_id][r], cuts[s.stream_id][r + 1]
+                    if b > a:
+                        parts += _samples_chunk(s, a, b)
+                        if s.offset_times is not None and s.offset_values is not None:
+                            ka, kb = offset_cuts[s.stream_id][r], offset_cuts[s.stream_id][r + 1]
+                            pairs = list(
+                                zip(s.offset_times[ka:kb].tolist(), s.offset_values[ka:kb].tolist(), strict=True)
+                            )
+                        else:
+                            pairs = [(float(s.times[b - 1]), 0.0)]
+                        for ct, ov in pairs:
+                            offsets[s.stream_id].append((ct, ov))
+                            parts += chunk(Tag.CLOCK_OFFSET, struct.pack("<Idd", s.stream_id, ct, ov))
+                parts += chunk(Tag.BOUNDARY, BOUNDARY)
+                out.write(parts)
+                total += sum(len(p) for p in parts)
+                if progress is not None and (r % 8 == 0 or r == rounds - 1):
+                    progress((r + 1) / rounds, "writing XDF")
             parts = []
             for s in streams:
-                a, b = cuts[s.stream_id][r], cuts[s.stream_id][r + 1]
-                if b > a:
-                    parts += _samples_chunk(s, a, b)
-                    if s.offset_times is not None and s.offset_values is not None:
-                        ka, kb = offset_cuts[s.stream_id][r], offset_cuts[s.stream_id][r + 1]
-                        pairs = list(zip(s.offset_times[ka:kb].tolist(), s.offset_values[ka:kb].tolist(), strict=True))
-                    else:
-                        pairs = [(float(s.times[b - 1]), 0.0)]
-                    for ct, ov in pairs:
-                        offsets[s.stream_id].append((ct, ov))
-                        parts += chunk(Tag.CLOCK_OFFSET, struct.pack("<Idd", s.stream_id, ct, ov))
-            parts += chunk(Tag.BOUNDARY, BOUNDARY)
-            f.writelines(parts)
+                xml = _footer_xml(s, offsets[s.stream_id]).encode("utf-8")
+                parts += chunk(Tag.STREAM_FOOTER, [struct.pack("<I", s.stream_id), xml])
+            out.write(parts)
             total += sum(len(p) for p in parts)
-            if progress is not None and (r % 8 == 0 or r == rounds - 1):
-                progress((r + 1) / rounds, "writing XDF")
-        parts = []
-        for s in streams:
-            xml = _footer_xml(s, offsets[s.stream_id]).encode("utf-8")
-            parts += chunk(Tag.STREAM_FOOTER, [struct.pack("<I", s.stream_id), xml])
-        f.writelines(parts)
-        total += sum(len(p) for p in parts)
+        finally:
+            out.close()
         f.flush()
     return total
 
