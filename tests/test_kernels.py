@@ -137,3 +137,39 @@ def test_bin_minima_gives_the_numpy_codes_arrays() -> None:
     keep = np.empty(10, dtype=np.int64)
     assert kernels.bin_minima(x, y, 0.25, clock.RESET_BACKSTEP_S, keep, np.empty(10)) == -1
     assert [a.size for a in clock.bin_minima(x, y, 0.25)] == [a.size for a in clock._bin_minima_py(x, y, 0.25)]
+
+
+def test_window_posterior_gives_the_python_codes_bits() -> None:
+    """The drift check's posterior of the last bins (count: numpy's pairwise sum, also past
+    128 rows; mean x summed in order; hull; posterior) in one C call: the same bits as the
+    Python code, the same ZeroDivisionError when the window holds no delivery, None past 64
+    hull vertices."""
+    rng = np.random.default_rng(4)
+    compared = declined = 0
+    for _ in range(1500):
+        n = int(rng.integers(1, 3000 if rng.random() < 0.2 else 130))
+        x, d = _points(rng, n, bool(rng.random() < 0.4))
+        deliveries = rng.integers(1, 20, n).astype(float)
+        if rng.random() < 0.3:
+            deliveries[rng.integers(0, n, 3)] = 0.0
+        bins = np.ascontiguousarray(np.column_stack([x, d, deliveries]))
+        lo = int(rng.integers(0, n))
+        args = (float(x[-1] + rng.uniform(-1, 5)), float(10 ** rng.uniform(-7, -2)),
+                float(rng.normal(0, 3e-5) if rng.random() < 0.8 else rng.choice([-1.0, 1.0])),
+                float(10 ** rng.uniform(-6, 3)))  # fmt: skip
+        try:
+            want = clock._window_posterior_py(bins, lo, *args)
+        except ZeroDivisionError:
+            with pytest.raises(ZeroDivisionError):
+                kernels.window_posterior(bins, lo, *args)
+            continue
+        got = kernels.window_posterior(bins, lo, *args)
+        if got is None:
+            declined += 1
+            assert clock._window_posterior(bins, lo, *args) == want
+            continue
+        assert EnvelopePosterior(*got) == want
+        compared += 1
+    assert compared > 1000 and declined > 10
+    with pytest.raises(ValueError):
+        kernels.window_posterior(np.zeros((4, 3)), 4, 1.0, 1e-3, 0.0, 1e-4)

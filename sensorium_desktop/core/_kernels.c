@@ -156,31 +156,22 @@ static int tilted_moment(double z, double *m_unit, double *v_unit) {
     return 0;
 }
 
-static PyObject *posterior_small(PyObject *self, PyObject *args) {
-    PyObject *hx_obj, *hd_obj;
-    double count, x_mean, scale, x_eval, slope_prior, slope_prior_sigma;
-    if (!PyArg_ParseTuple(args, "OOdddddd", &hx_obj, &hd_obj, &count, &x_mean, &scale, &x_eval, &slope_prior,
-                          &slope_prior_sigma))
-        return NULL;
-    PyObject *hx_seq = PySequence_Fast(hx_obj, "hx must be a sequence");
-    if (!hx_seq) return NULL;
-    PyObject *hd_seq = PySequence_Fast(hd_obj, "hd must be a sequence");
-    if (!hd_seq) { Py_DECREF(hx_seq); return NULL; }
-    PyObject *result = NULL;
-    Py_ssize_t k = PySequence_Fast_GET_SIZE(hx_seq);
-    if (k < 1 || k > MAX_VERTICES || PySequence_Fast_GET_SIZE(hd_seq) != k) {
-        PyErr_SetString(PyExc_ValueError, "posterior_small: 1 to 64 vertices, as many x as d");
-        goto done;
+/* clock.py's _posterior_small_py on k (1..MAX_VERTICES) hull vertices: out = (offset,
+ * slope, sigma, slope_sigma); -1 with a Python exception set (ZeroDivisionError,
+ * OverflowError) where the Python code raises. */
+static int posterior_core(const double *hx, const double *hd, Py_ssize_t k, double count, double x_mean, double scale,
+                          double x_eval, double slope_prior, double slope_prior_sigma, double out[4]) {
+    if (k < 1 || k > MAX_VERTICES) {
+        PyErr_SetString(PyExc_ValueError, "posterior: 1 to 64 hull vertices");
+        return -1;
     }
-    double hx[MAX_VERTICES], hd[MAX_VERTICES];
-    if (read_floats(hx_seq, hx, k) < 0 || read_floats(hd_seq, hd, k) < 0) goto done;
     Py_ssize_t centre = bisect_left(hx, k, x_mean);
     double ref = hd[centre < k - 1 ? centre : k - 1];
     double lam_data, inv_tau;
-    if (divide(count, scale, &lam_data) || divide(sqrt(2.0), slope_prior_sigma, &inv_tau)) goto done;
+    if (divide(count, scale, &lam_data) || divide(sqrt(2.0), slope_prior_sigma, &inv_tau)) return -1;
     double edges[MAX_VERTICES], brk[MAX_VERTICES];
     for (Py_ssize_t i = 0; i + 1 < k; i++)
-        if (divide((hd[i + 1] - ref) - (hd[i] - ref), hx[i + 1] - hx[i], &edges[i])) goto done;
+        if (divide((hd[i + 1] - ref) - (hd[i] - ref), hx[i + 1] - hx[i], &edges[i])) return -1;
     Py_ssize_t split = bisect_left(edges, k - 1, slope_prior);
     for (Py_ssize_t i = 0; i < k; i++) brk[i] = i < split ? edges[i] : (i == split ? slope_prior : edges[i - 1]);
     double u_v[MAX_VERTICES + 1], hd_v[MAX_VERTICES + 1], lam[MAX_VERTICES + 1], e_brk[MAX_VERTICES];
@@ -200,29 +191,29 @@ static PyObject *posterior_small(PyObject *self, PyObject *args) {
         if (e_brk[i] > top) top = e_brk[i];
     double lam0 = lam[0], lam1 = lam[k];
     double mass[MAX_VERTICES + 1], mean_b[MAX_VERTICES + 1], var_b[MAX_VERTICES + 1], t, inv;
-    if (py_exp(e_brk[0] - top, &t) || divide(t, lam0, &mass[0]) || divide(1.0, lam0, &inv)) goto done;
+    if (py_exp(e_brk[0] - top, &t) || divide(t, lam0, &mass[0]) || divide(1.0, lam0, &inv)) return -1;
     mean_b[0] = brk[0] - inv;
-    if (divide(1.0, pow(lam0, TWO), &var_b[0])) goto done;
+    if (divide(1.0, pow(lam0, TWO), &var_b[0])) return -1;
     for (Py_ssize_t j = 0; j + 1 < k; j++) { /* the bounded intervals */
         double width = brk[j + 1] - brk[j];
         double z = lam[j + 1] * width;
         double peak = py_max(e_brk[j], e_brk[j + 1]) - top;
         double absz = fabs(z) + 1e-300, m_unit, v_unit, e_peak, frac;
         if (tilted_moment(z, &m_unit, &v_unit) || py_exp(peak, &e_peak) || divide(-expm1(-absz), absz, &frac))
-            goto done;
+            return -1;
         mass[j + 1] = e_peak * width * frac;
         mean_b[j + 1] = brk[j] + width * m_unit;
         var_b[j + 1] = width * width * v_unit;
     }
-    if (py_exp(e_brk[k - 1] - top, &t) || divide(t, -lam1, &mass[k]) || divide(1.0, lam1, &inv)) goto done;
+    if (py_exp(e_brk[k - 1] - top, &t) || divide(t, -lam1, &mass[k]) || divide(1.0, lam1, &inv)) return -1;
     mean_b[k] = brk[k - 1] - inv;
-    if (divide(1.0, pow(lam1, TWO), &var_b[k])) goto done;
+    if (divide(1.0, pow(lam1, TWO), &var_b[k])) return -1;
     double total = pairwise_sum(mass, k + 1);
     double shift = x_eval - x_mean;
     double slope = 0.0, second = 0.0, line_mean = 0.0, line_second = 0.0;
     for (Py_ssize_t i = 0; i <= k; i++) { /* the four dot products, each summed in order */
         double wi, mi = mean_b[i], vi = var_b[i];
-        if (divide(mass[i], total, &wi)) goto done;
+        if (divide(mass[i], total, &wi)) return -1;
         double arm = shift - u_v[i];
         double line = hd_v[i] + arm * mi;
         slope += wi * mi;
@@ -231,14 +222,127 @@ static PyObject *posterior_small(PyObject *self, PyObject *args) {
         line_second += wi * (arm * arm * vi + line * line);
     }
     double tail;
-    if (divide(scale, count, &tail)) goto done;
+    if (divide(scale, count, &tail)) return -1;
     double offset = ref + line_mean - tail;
     double sigma = sqrt(py_max(line_second - pow(line_mean, TWO), 0.0) + pow(tail, TWO));
     double slope_sigma = sqrt(py_max(second - pow(slope, TWO), 0.0));
-    result = Py_BuildValue("dddd", offset, slope, sigma, slope_sigma);
+    out[0] = offset;
+    out[1] = slope;
+    out[2] = sigma;
+    out[3] = slope_sigma;
+    return 0;
+}
+
+static PyObject *posterior_small(PyObject *self, PyObject *args) {
+    PyObject *hx_obj, *hd_obj;
+    double count, x_mean, scale, x_eval, slope_prior, slope_prior_sigma;
+    if (!PyArg_ParseTuple(args, "OOdddddd", &hx_obj, &hd_obj, &count, &x_mean, &scale, &x_eval, &slope_prior,
+                          &slope_prior_sigma))
+        return NULL;
+    PyObject *hx_seq = PySequence_Fast(hx_obj, "hx must be a sequence");
+    if (!hx_seq) return NULL;
+    PyObject *hd_seq = PySequence_Fast(hd_obj, "hd must be a sequence");
+    if (!hd_seq) { Py_DECREF(hx_seq); return NULL; }
+    PyObject *result = NULL;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(hx_seq);
+    if (k < 1 || k > MAX_VERTICES || PySequence_Fast_GET_SIZE(hd_seq) != k) {
+        PyErr_SetString(PyExc_ValueError, "posterior_small: 1 to 64 vertices, as many x as d");
+        goto done;
+    }
+    double hx[MAX_VERTICES], hd[MAX_VERTICES], out[4];
+    if (read_floats(hx_seq, hx, k) < 0 || read_floats(hd_seq, hd, k) < 0) goto done;
+    if (posterior_core(hx, hd, k, count, x_mean, scale, x_eval, slope_prior, slope_prior_sigma, out) < 0) goto done;
+    result = Py_BuildValue("dddd", out[0], out[1], out[2], out[3]);
 done:
     Py_DECREF(hx_seq);
     Py_DECREF(hd_seq);
+    return result;
+}
+
+/* numpy's np.add.reduce of n float64s spaced by stride (its pairwise sum: eight
+ * accumulators up to 128 terms, halves above). */
+static double numpy_sum(const double *a, Py_ssize_t n, Py_ssize_t stride) {
+    if (n < 8) {
+        double total = -0.0;
+        for (Py_ssize_t i = 0; i < n; i++) total += a[i * stride];
+        return total;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; j++) r[j] = a[j * stride];
+        Py_ssize_t i;
+        for (i = 8; i < n - n % 8; i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[(i + j) * stride];
+        double total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) total += a[i * stride];
+        return total;
+    }
+    Py_ssize_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return numpy_sum(a, n2, stride) + numpy_sum(a + n2 * stride, n - n2, stride);
+}
+
+/* window_posterior(bins, lo, x_eval, scale, slope_prior, slope_prior_sigma): clock.py's
+ * _window_posterior_py — the posterior of the bins (x, d, deliveries; float64 rows) from row
+ * lo on: their hull, delivery count and delivery-weighted mean x — as (offset, slope, sigma,
+ * slope_sigma), or None when the hull has more than 64 vertices (the numpy code decides). */
+static PyObject *window_posterior(PyObject *self, PyObject *args) {
+    Py_buffer bins;
+    Py_ssize_t lo;
+    double x_eval, scale, slope_prior, slope_prior_sigma;
+    if (!PyArg_ParseTuple(args, "y*ndddd", &bins, &lo, &x_eval, &scale, &slope_prior, &slope_prior_sigma))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t rows = bins.len / 24;
+    Py_ssize_t *hull = NULL;
+    if (bins.len % 24 || lo < 0 || lo >= rows) {
+        PyErr_SetString(PyExc_ValueError, "window_posterior: float64 rows of 3 and 0 <= lo < rows");
+        goto done;
+    }
+    const double *row = (const double *)bins.buf + 3 * lo;
+    Py_ssize_t n = rows - lo;
+    double count = numpy_sum(row + 2, n, 3);
+    double weighted = row[2] * row[0]; /* the running sum of deliveries x x, first to last */
+    for (Py_ssize_t i = 1; i < n; i++) weighted += row[3 * i + 2] * row[3 * i];
+    double x_mean;
+    if (divide(weighted, count, &x_mean)) goto done;
+    hull = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)n);
+    if (!hull) { PyErr_NoMemory(); goto done; }
+    Py_ssize_t h = 0;
+    double ax = 0.0, ay = 0.0, bx = 0.0, by = 0.0; /* as scan_lower_hull */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double px = row[3 * i], py = row[3 * i + 1];
+        while (h >= 2 && (ax - bx) * (py - by) - (ay - by) * (px - bx) <= 0) {
+            h--;
+            ax = bx;
+            ay = by;
+            if (h >= 2) {
+                bx = row[3 * hull[h - 2]];
+                by = row[3 * hull[h - 2] + 1];
+            }
+        }
+        if (h) {
+            bx = ax;
+            by = ay;
+        }
+        ax = px;
+        ay = py;
+        hull[h++] = i;
+    }
+    if (h > MAX_VERTICES) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    double hx[MAX_VERTICES], hd[MAX_VERTICES], out[4];
+    for (Py_ssize_t j = 0; j < h; j++) {
+        hx[j] = row[3 * hull[j]];
+        hd[j] = row[3 * hull[j] + 1];
+    }
+    if (posterior_core(hx, hd, h, count, x_mean, scale, x_eval, slope_prior, slope_prior_sigma, out) < 0) goto done;
+    result = Py_BuildValue("dddd", out[0], out[1], out[2], out[3]);
+done:
+    PyMem_Free(hull);
+    PyBuffer_Release(&bins);
     return result;
 }
 
@@ -524,6 +628,9 @@ static PyMethodDef methods[] = {
      "concat_into(dst, sources, offsets, lengths): the sources' byte ranges back to back into dst (GIL released)"},
     {"bin_minima", bin_minima, METH_VARARGS,
      "bin_minima(x, y, width, backstep, keep, counts) -> m: clock.py's bin_minima in one pass (-1: a NaN)"},
+    {"window_posterior", window_posterior, METH_VARARGS,
+     "window_posterior(bins, lo, x_eval, scale, slope_prior, slope_prior_sigma) -> the posterior of bins[lo:] "
+     "(None: more than 64 hull vertices)"},
     {"crc32", crc32, METH_O, "crc32(data) -> zlib.crc32(data) (a bytes-like object)"},
     {"crc32_tables", crc32_tables, METH_O, "crc32 by the tables alone (the path of CPUs without PCLMULQDQ)"},
     {NULL, NULL, 0, NULL},

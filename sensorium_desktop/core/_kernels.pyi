@@ -20,3 +20,6 @@ def concat_into(dst: Any, sources: list[memoryview], offsets: Any, lengths: Any,
     """dst, offsets, lengths: buffers (numpy arrays); see kernels.concat_into."""
 
 def bin_minima(x: Any, y: Any, width: float, backstep: float, keep: Any, counts: Any, /) -> int: ...
+def window_posterior(
+    bins: Any, lo: int, x_eval: float, scale: float, slope_prior: float, slope_prior_sigma: float, /
+) -> tuple[float, float, float, float] | None: ...

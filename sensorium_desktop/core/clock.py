@@ -542,6 +542,38 @@ def envelope_posterior(
     )
 
 
+def _window_posterior_py(
+    bins: np.ndarray, lo: int, x_eval: float, scale: float, slope_prior: float, slope_prior_sigma: float
+) -> EnvelopePosterior:
+    """The posterior (:func:`envelope_posterior`) of the bin minima ``bins[lo:]`` (rows x, d,
+    deliveries): their lower hull, delivery count and delivery-weighted mean x."""
+    sx, sd, sn = bins[lo:, 0], bins[lo:, 1], bins[lo:, 2]
+    count = float(sn.sum())
+    x_mean = _sum_in_order(sn * sx) / count
+    if sx.size <= SMALL_HULL:  # the scan's vertices straight to the posterior: no arrays between
+        xs, ds = sx.tolist(), sd.tolist()
+        hull_idx = _scan_lower_hull(xs, ds)
+        if len(hull_idx) <= SMALL_POSTERIOR:
+            hx, hd = [xs[i] for i in hull_idx], [ds[i] for i in hull_idx]
+            return _posterior_small(hx, hd, count, x_mean, scale, x_eval, slope_prior, slope_prior_sigma)
+        hull = np.array(hull_idx, dtype=np.intp)
+    else:
+        hull = lower_hull(sx, sd)
+    return envelope_posterior(sx[hull], sd[hull], count, x_mean, scale, x_eval, slope_prior, slope_prior_sigma)
+
+
+def _window_posterior(
+    bins: np.ndarray, lo: int, x_eval: float, scale: float, slope_prior: float, slope_prior_sigma: float
+) -> EnvelopePosterior:
+    """:func:`_window_posterior_py`, in one C call when the kernels are built (the same bits;
+    ``bins``: C-contiguous float64 (n, 3), 0 <= lo < n)."""
+    if _kernels is not None:
+        got = _kernels.window_posterior(bins, lo, x_eval, scale, slope_prior, slope_prior_sigma)
+        if got is not None:
+            return EnvelopePosterior(*got)
+    return _window_posterior_py(bins, lo, x_eval, scale, slope_prior, slope_prior_sigma)
+
+
 def push_lower_hull(hx: list[float], hd: list[float], px: float, pd: float) -> None:
     """Append (px, pd) to the lower hull (hx, hd) in place (px not left of its last vertex)."""
     if hx and px <= hx[-1]:
@@ -1176,28 +1208,11 @@ class ClockModel:
         if self._span < 2 * CHANGE_WINDOW_S or not math.isfinite(self._unc) or self._degenerate:
             return
         data = ep.bins.data
-        x_now = data[-1, 0]
+        x_now = float(data[-1, 0])
         lo = int(np.searchsorted(data[:, 0], x_now - CHANGE_WINDOW_S))
-        sx, sd, sn = data[lo:, 0], data[lo:, 1], data[lo:, 2]
-        if sx.size < 8:
+        if data.shape[0] - lo < 8:
             return
-        count = float(sn.sum())
-        x_mean = _sum_in_order(sn * sx) / count
-        if sx.size <= SMALL_HULL:  # the scan's vertices straight to the posterior: no arrays between
-            xs, ds = sx.tolist(), sd.tolist()
-            hull_idx = _scan_lower_hull(xs, ds)
-            if len(hull_idx) <= SMALL_POSTERIOR:
-                hx, hd = [xs[i] for i in hull_idx], [ds[i] for i in hull_idx]
-                scale, prior = self._delay_scale, self._beta_prior
-                short = _posterior_small(hx, hd, count, x_mean, scale, float(x_now), prior, DRIFT_PRIOR_SIGMA)
-            else:
-                hull = np.array(hull_idx, dtype=np.intp)
-                short = envelope_posterior(sx[hull], sd[hull], count, x_mean, self._delay_scale, x_now,
-                                           self._beta_prior, DRIFT_PRIOR_SIGMA)  # fmt: skip
-        else:
-            hull = lower_hull(sx, sd)
-            short = envelope_posterior(sx[hull], sd[hull], count, x_mean, self._delay_scale, x_now,
-                                       self._beta_prior, DRIFT_PRIOR_SIGMA)  # fmt: skip
+        short = _window_posterior(data, lo, x_now, self._delay_scale, self._beta_prior, DRIFT_PRIOR_SIGMA)
         long = self.alpha + self.beta * x_now
         if abs(short.offset - long) > CHANGE_SIGMAS * math.hypot(short.sigma, self._unc):
             self._disagree += 1
