@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
+from benchmarks import clock_scenarios
 from sensorium_desktop.core import clock, framing
 from sensorium_desktop.core.clock import EnvelopePosterior, envelope_posterior, lower_hull
 
@@ -173,3 +174,30 @@ def test_window_posterior_gives_the_python_codes_bits() -> None:
     assert compared > 1000 and declined > 10
     with pytest.raises(ValueError):
         kernels.window_posterior(np.zeros((4, 3)), 4, 1.0, 1e-3, 0.0, 1e-4)
+
+
+@pytest.mark.parametrize("scenario", ["ble", "drift_change", "reset", "camera", "no_clock"])
+def test_refined_knots_give_the_python_codes_bits(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RefinedClock.from_model's knots in C (window hull, count, mean, slope, median excess,
+    posterior) against the Python code, over 15 minutes with drift changes and a reset."""
+    sc = getattr(clock_scenarios, scenario)(seed=2, duration=900.0)
+    model = clock.ClockModel(fixed_latency=sc.fixed_latency)
+    model.update(sc.t_local, sc.t_arrival)
+    with_c = clock.RefinedClock.from_model(model)
+    monkeypatch.setattr(clock, "_kernels", None)
+    python = clock.RefinedClock.from_model(model)
+    assert len(with_c.epochs) == len(python.epochs)
+    for a, b in zip(with_c.epochs, python.epochs, strict=True):
+        assert np.array_equal(a[2], b[2]) and np.array_equal(a[3], b[3], equal_nan=True)
+
+
+def test_refine_knots_leaves_what_it_cannot_do_to_python() -> None:
+    """A window without deliveries (the Python code divides by zero) and a NaN are left undone."""
+    bins = np.array([[0.0, 1e-3, 1.0], [1.0, 2e-3, 0.0], [2.0, np.nan, 0.0], [3.0, 1e-3, 1.0]])
+    knots = np.array([0.5, 1.5, 2.5])
+    lo, hi = np.array([0, 1, 1], dtype=np.int64), np.array([2, 3, 4], dtype=np.int64)
+    values, done = np.full(3, -1.0), np.zeros(3, dtype=np.uint8)
+    kernels.refine_knots(bins, knots, lo, hi, 0.0, 1e-4, 1e-9, values, done)
+    assert done.tolist() == [1, 0, 0] and np.isfinite(values[0])
+    with pytest.raises(ValueError):
+        kernels.refine_knots(bins, knots, lo, hi + 1, 0.0, 1e-4, 1e-9, values, done)

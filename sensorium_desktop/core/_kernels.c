@@ -346,6 +346,162 @@ done:
     return result;
 }
 
+/* The k-th smallest of a[0..n-1] (0-based; a is reordered: a[0..k-1] <= a[k] after). */
+static double kth_smallest(double *a, Py_ssize_t n, Py_ssize_t k) {
+    Py_ssize_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        double pivot = a[lo + (hi - lo) / 2];
+        Py_ssize_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot) i++;
+            while (a[j] > pivot) j--;
+            if (i <= j) {
+                double t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else break;
+    }
+    return a[k];
+}
+
+/* np.median of n non-NaN float64s (scratch is reordered). */
+static double numpy_median(double *a, Py_ssize_t n) {
+    Py_ssize_t half = n / 2;
+    double upper = kth_smallest(a, n, half);
+    if (n % 2) return upper;
+    double lower = a[0];
+    for (Py_ssize_t i = 1; i < half; i++)
+        if (a[i] > lower) lower = a[i];
+    return (-0.0 + lower + upper) / 2.0;
+}
+
+/* refine_knots(bins, knots, lo, hi, slope_fallback, slope_prior_sigma, scale_floor, values, done):
+ * RefinedClock.from_model's knots in C (see there): for knot i, the bins lo[i]..hi[i] (rows x,
+ * d, deliveries): their hull, delivery count, mean x, the hull edge at the mean as slope (one
+ * vertex: slope_fallback), the median excess delay over it as scale (at least scale_floor),
+ * and the posterior's offset at the knot into values[i]; done[i] = 1. Knots it leaves to the
+ * Python code (done[i] = 0): more than 64 hull vertices, a NaN, a division by zero. */
+static PyObject *refine_knots(PyObject *self, PyObject *args) {
+    Py_buffer bins, knots, los, his, values, done;
+    double slope_fallback, prior_sigma, scale_floor;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*dddw*w*", &bins, &knots, &los, &his, &slope_fallback, &prior_sigma,
+                          &scale_floor, &values, &done))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t rows = bins.len / 24, k_count = knots.len / 8;
+    Py_ssize_t *hull = NULL;
+    double *scratch = NULL;
+    if (bins.len % 24 || knots.len % 8 || los.len != knots.len || his.len != knots.len || values.len != knots.len ||
+        done.len != k_count) {
+        PyErr_SetString(PyExc_ValueError, "refine_knots: float64 rows of 3; knots, lo, hi, values, done of one length");
+        goto done;
+    }
+    const int64_t *lo = los.buf, *hi = his.buf;
+    for (Py_ssize_t i = 0; i < k_count; i++)
+        if (lo[i] < 0 || hi[i] > rows || hi[i] - lo[i] < 1) {
+            PyErr_SetString(PyExc_ValueError, "refine_knots: a window outside the bins");
+            goto done;
+        }
+    hull = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(rows + 1));
+    scratch = PyMem_Malloc(sizeof(double) * (size_t)(rows + 1));
+    if (!hull || !scratch) { PyErr_NoMemory(); goto done; }
+    const double *kx = knots.buf, *all = bins.buf;
+    double *val = values.buf;
+    unsigned char *ok = done.buf;
+    static volatile double two = 2.0;
+    double ln2 = log(two);
+    for (Py_ssize_t i = 0; i < k_count; i++) {
+        ok[i] = 0;
+        const double *row = all + 3 * lo[i];
+        Py_ssize_t n = hi[i] - lo[i];
+        double count = numpy_sum(row + 2, n, 3);
+        double weighted = row[2] * row[0];
+        for (Py_ssize_t j = 1; j < n; j++) weighted += row[3 * j + 2] * row[3 * j];
+        if (count == 0.0) continue;
+        double mean_x = weighted / count;
+        Py_ssize_t h = 0;
+        double ax = 0.0, ay = 0.0, bx = 0.0, by = 0.0;
+        for (Py_ssize_t j = 0; j < n; j++) {
+            double px = row[3 * j], py = row[3 * j + 1];
+            while (h >= 2 && (ax - bx) * (py - by) - (ay - by) * (px - bx) <= 0) {
+                h--;
+                ax = bx;
+                ay = by;
+                if (h >= 2) {
+                    bx = row[3 * hull[h - 2]];
+                    by = row[3 * hull[h - 2] + 1];
+                }
+            }
+            if (h) {
+                bx = ax;
+                by = ay;
+            }
+            ax = px;
+            ay = py;
+            hull[h++] = j;
+        }
+        if (h > MAX_VERTICES) continue;
+        double hx[MAX_VERTICES], hd[MAX_VERTICES];
+        int increasing = 1;
+        for (Py_ssize_t j = 0; j < h; j++) {
+            hx[j] = row[3 * hull[j]];
+            hd[j] = row[3 * hull[j] + 1];
+            if (j && !(hx[j] > hx[j - 1])) increasing = 0;
+        }
+        if (!increasing) continue;
+        Py_ssize_t e = 0; /* searchsorted(hx, mean_x, side="right") */
+        Py_ssize_t a = 0, b = h;
+        while (a < b) {
+            Py_ssize_t mid = (a + b) / 2;
+            if (mean_x < hx[mid]) b = mid;
+            else a = mid + 1;
+        }
+        e = a - 1;
+        if (e < 0) e = 0;
+        if (e > (h - 2 > 0 ? h - 2 : 0)) e = h - 2 > 0 ? h - 2 : 0;
+        double slope = slope_fallback;
+        if (h > 1) {
+            double run = hx[e + 1] - hx[e];
+            if (run == 0.0) continue;
+            slope = (hd[e + 1] - hd[e]) / run;
+        }
+        int nan = 0;
+        for (Py_ssize_t j = 0; j < n; j++) {
+            double excess = row[3 * j + 1] - (hd[e] + slope * (row[3 * j] - hx[e]));
+            if (isnan(excess)) nan = 1;
+            scratch[j] = (excess >= 0.0 ? excess : 0.0) * row[3 * j + 2];
+            if (isnan(scratch[j])) nan = 1;
+        }
+        if (nan) continue;
+        double scale = numpy_median(scratch, n) / ln2;
+        if (scale_floor > scale) scale = scale_floor;
+        double out[4];
+        if (posterior_core(hx, hd, h, count, mean_x, scale, kx[i], slope, prior_sigma, out) < 0) {
+            PyErr_Clear();
+            continue;
+        }
+        val[i] = out[0];
+        ok[i] = 1;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(hull);
+    PyMem_Free(scratch);
+    PyBuffer_Release(&bins);
+    PyBuffer_Release(&knots);
+    PyBuffer_Release(&los);
+    PyBuffer_Release(&his);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&done);
+    return result;
+}
+
 /* CRC-32 (zlib's: reflected polynomial 0xEDB88320), eight bytes a step ("slicing-by-8"). */
 static uint32_t crc_table[8][256];
 
@@ -631,6 +787,9 @@ static PyMethodDef methods[] = {
     {"window_posterior", window_posterior, METH_VARARGS,
      "window_posterior(bins, lo, x_eval, scale, slope_prior, slope_prior_sigma) -> the posterior of bins[lo:] "
      "(None: more than 64 hull vertices)"},
+    {"refine_knots", refine_knots, METH_VARARGS,
+     "refine_knots(bins, knots, lo, hi, slope_fallback, slope_prior_sigma, scale_floor, values, done): "
+     "RefinedClock.from_model's knot offsets (done[i] = 0: left to the Python code)"},
     {"crc32", crc32, METH_O, "crc32(data) -> zlib.crc32(data) (a bytes-like object)"},
     {"crc32_tables", crc32_tables, METH_O, "crc32 by the tables alone (the path of CPUs without PCLMULQDQ)"},
     {NULL, NULL, 0, NULL},

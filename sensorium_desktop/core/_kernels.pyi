@@ -23,3 +23,15 @@ def bin_minima(x: Any, y: Any, width: float, backstep: float, keep: Any, counts:
 def window_posterior(
     bins: Any, lo: int, x_eval: float, scale: float, slope_prior: float, slope_prior_sigma: float, /
 ) -> tuple[float, float, float, float] | None: ...
+def refine_knots(
+    bins: Any,
+    knots: Any,
+    lo: Any,
+    hi: Any,
+    slope_fallback: float,
+    slope_prior_sigma: float,
+    scale_floor: float,
+    values: Any,
+    done: Any,
+    /,
+) -> None: ...

@@ -1359,10 +1359,16 @@ class RefinedClock:
                 seg = int(np.searchsorted(cuts, kx, side="right")) - 1  # never fit across a drift change
                 lo, hi = np.searchsorted(bx, [max(kx - half, cuts[seg]), min(kx + half, cuts[seg + 1])])
                 windows.append((0, bx.size) if hi - lo < 3 else (int(lo), int(hi)))
-            lo_all, hi_all = np.array(windows, dtype=np.int64).reshape(-1, 2).T
+            lo_all, hi_all = (np.ascontiguousarray(c) for c in np.array(windows, dtype=np.int64).reshape(-1, 2).T)
+            done = np.zeros(knots.size, dtype=np.uint8)
+            if _kernels is not None:  # every knot in C (the same bits); the rest below
+                _kernels.refine_knots(data, knots, lo_all, hi_all, m._beta_prior, DRIFT_PRIOR_SIGMA, SCALE_FLOOR_S,
+                                      values, done)  # fmt: skip
+            todo = np.flatnonzero(done == 0).tolist()
             sliding = bool((np.diff(lo_all) >= 0).all() and (np.diff(hi_all) >= 0).all())
-            hulls = sliding_lower_hulls(bx, bd, lo_all, hi_all) if sliding else None
-            for i, kx in enumerate(knots):
+            hulls = sliding_lower_hulls(bx, bd, lo_all, hi_all) if sliding and len(todo) == knots.size else None
+            for i in todo:
+                kx = knots[i]
                 lo, hi = windows[i]
                 wx, wd, wn = bx[lo:hi], bd[lo:hi], bn[lo:hi]
                 if hulls is not None:
