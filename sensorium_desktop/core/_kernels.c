@@ -502,6 +502,76 @@ done:
     return result;
 }
 
+/* refined_to_host(x, x0, knots, values, out) -> bool: RefinedClock.to_host in one pass: out[i]
+ * = x[i] + the knots' offset at x[i] - x0 (np.interp's arithmetic inside, the end segments'
+ * lines outside); False (nothing written) unless there are two or more strictly increasing
+ * knots. x, knots, values, out: float64. */
+static PyObject *refined_to_host(PyObject *self, PyObject *args) {
+    Py_buffer xb, kb, vb, ob;
+    double x0;
+    if (!PyArg_ParseTuple(args, "y*dy*y*w*", &xb, &x0, &kb, &vb, &ob)) return NULL;
+    PyObject *result = NULL;
+    double *slopes = NULL;
+    Py_ssize_t n = xb.len / 8, m = kb.len / 8;
+    if (xb.len % 8 || kb.len % 8 || vb.len != kb.len || ob.len != xb.len) {
+        PyErr_SetString(PyExc_ValueError, "refined_to_host: x and out, knots and values of one length (float64)");
+        goto done;
+    }
+    const double *x = xb.buf, *kx = kb.buf, *kv = vb.buf;
+    double *out = ob.buf;
+    int increasing = m >= 2;
+    for (Py_ssize_t j = 1; j < m && increasing; j++) increasing = kx[j] > kx[j - 1];
+    if (!increasing) {
+        result = Py_NewRef(Py_False);
+        goto done;
+    }
+    slopes = PyMem_Malloc(sizeof(double) * (size_t)(m - 1));
+    if (!slopes) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t j = 0; j + 1 < m; j++) slopes[j] = (kv[j + 1] - kv[j]) / (kx[j + 1] - kx[j]);
+    double slope_lo = slopes[0], slope_hi = slopes[m - 2];
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t j = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double xr = x[i] - x0, off;
+        if (xr < kx[0]) {
+            off = kv[0] + slope_lo * (xr - kx[0]);
+        } else if (xr > kx[m - 1]) {
+            off = kv[m - 1] + slope_hi * (xr - kx[m - 1]);
+        } else if (isnan(xr)) {
+            off = xr;
+        } else {
+            if (!(kx[j] <= xr && (j + 1 >= m || xr < kx[j + 1]))) { /* the knot at or before xr */
+                Py_ssize_t a = 0, b = m;
+                while (b - a > 1) {
+                    Py_ssize_t mid = (a + b) / 2;
+                    if (kx[mid] <= xr) a = mid;
+                    else b = mid;
+                }
+                j = a;
+            }
+            if (j == m - 1 || kx[j] == xr) {
+                off = kv[j];
+            } else {
+                off = slopes[j] * (xr - kx[j]) + kv[j];
+                if (isnan(off)) {
+                    off = slopes[j] * (xr - kx[j + 1]) + kv[j + 1];
+                    if (isnan(off) && kv[j] == kv[j + 1]) off = kv[j];
+                }
+            }
+        }
+        out[i] = off + x[i];
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_True);
+done:
+    PyMem_Free(slopes);
+    PyBuffer_Release(&xb);
+    PyBuffer_Release(&kb);
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&ob);
+    return result;
+}
+
 /* CRC-32 (zlib's: reflected polynomial 0xEDB88320), eight bytes a step ("slicing-by-8"). */
 static uint32_t crc_table[8][256];
 
@@ -790,6 +860,8 @@ static PyMethodDef methods[] = {
     {"refine_knots", refine_knots, METH_VARARGS,
      "refine_knots(bins, knots, lo, hi, slope_fallback, slope_prior_sigma, scale_floor, values, done): "
      "RefinedClock.from_model's knot offsets (done[i] = 0: left to the Python code)"},
+    {"refined_to_host", refined_to_host, METH_VARARGS,
+     "refined_to_host(x, x0, knots, values, out) -> bool: RefinedClock.to_host in one pass (False: not done)"},
     {"crc32", crc32, METH_O, "crc32(data) -> zlib.crc32(data) (a bytes-like object)"},
     {"crc32_tables", crc32_tables, METH_O, "crc32 by the tables alone (the path of CPUs without PCLMULQDQ)"},
     {NULL, NULL, 0, NULL},

@@ -1354,12 +1354,12 @@ class RefinedClock:
             values = np.empty_like(knots)
             cuts = np.array([-np.inf, *sorted(ep.changes), np.inf])
             bn = data[:, 2]
-            windows = []
-            for kx in knots.tolist():
-                seg = int(np.searchsorted(cuts, kx, side="right")) - 1  # never fit across a drift change
-                lo, hi = np.searchsorted(bx, [max(kx - half, cuts[seg]), min(kx + half, cuts[seg + 1])])
-                windows.append((0, bx.size) if hi - lo < 3 else (int(lo), int(hi)))
-            lo_all, hi_all = (np.ascontiguousarray(c) for c in np.array(windows, dtype=np.int64).reshape(-1, 2).T)
+            seg = np.searchsorted(cuts, knots, side="right") - 1  # never fit across a drift change
+            lo_all = np.searchsorted(bx, np.maximum(knots - half, cuts[seg])).astype(np.int64)
+            hi_all = np.searchsorted(bx, np.minimum(knots + half, cuts[seg + 1])).astype(np.int64)
+            few = hi_all - lo_all < 3  # too few bins between drift changes: the whole epoch
+            lo_all[few], hi_all[few] = 0, bx.size
+            windows = list(zip(lo_all.tolist(), hi_all.tolist(), strict=True))
             done = np.zeros(knots.size, dtype=np.uint8)
             if _kernels is not None:  # every knot in C (the same bits); the rest below
                 _kernels.refine_knots(data, knots, lo_all, hi_all, m._beta_prior, DRIFT_PRIOR_SIGMA, SCALE_FLOOR_S,
@@ -1394,9 +1394,18 @@ class RefinedClock:
         x = np.asarray(t_local, dtype=np.float64)
         if x.ndim == 0:
             return self.to_host(x[None], epoch)[0]
-        xr = x - x0
         if kx.size == 1:
             return x + kv[0]
+        if _kernels is not None:  # one pass in C (the same bits)
+            x = np.ascontiguousarray(x)
+            out = np.empty_like(x)
+            if _kernels.refined_to_host(x, float(x0), np.ascontiguousarray(kx), np.ascontiguousarray(kv), out):
+                return out
+        return self._to_host_numpy(x, x0, kx, kv)
+
+    @staticmethod
+    def _to_host_numpy(x: np.ndarray, x0: float, kx: np.ndarray, kv: np.ndarray) -> np.ndarray:
+        xr = x - x0
         slope_lo = (kv[1] - kv[0]) / (kx[1] - kx[0])
         slope_hi = (kv[-1] - kv[-2]) / (kx[-1] - kx[-2])
         off = np.interp(xr, kx, kv)
