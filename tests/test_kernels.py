@@ -226,3 +226,26 @@ def test_refined_to_host_gives_numpys_bits() -> None:
         want = clock.RefinedClock._to_host_numpy(x, x0, kx, kv)
         np.testing.assert_array_equal(out, want)
     assert not kernels.refined_to_host(np.zeros(3), 0.0, np.array([1.0, 1.0]), np.zeros(2), np.empty(3))
+
+
+def test_refit_spread_gives_numpys_values() -> None:
+    """The refit's ptp of d and the (n // 2)-th smallest deliveries × excess, with and without
+    the open bin, against np.ptp and np.partition; None for a NaN."""
+    rng = np.random.default_rng(6)
+    for _ in range(1000):
+        n = int(rng.integers(1, 1500))
+        x = np.cumsum(rng.uniform(0.05, 0.5, n))
+        d = 1e-3 + 2e-5 * x + rng.exponential(1e-3, n)
+        if rng.random() < 0.2:
+            d[: n // 2] = d[0]  # ties
+        bins = np.ascontiguousarray(np.column_stack([x, d, rng.integers(1, 9, n).astype(float)]))
+        lo = int(rng.integers(0, n))
+        open_row = np.array([x[-1] + 0.1, float(rng.uniform(0, 5e-3)), 1.0]) if rng.random() < 0.5 else np.array([])
+        alpha, beta = float(rng.normal(1e-3, 1e-4)), float(rng.normal(2e-5, 1e-6))
+        win = np.vstack([bins[lo:], open_row[None, :]]) if open_row.size else bins[lo:]
+        excess = np.maximum(win[:, 1] - (alpha + beta * win[:, 0]), 0.0) * win[:, 2]
+        m = win.shape[0]
+        assert kernels.refit_spread(bins, lo, open_row, alpha, beta) == (
+            float(np.ptp(win[:, 1])), float(np.partition(excess, m // 2)[m // 2]))  # fmt: skip
+    bins = np.array([[0.0, np.nan, 1.0], [1.0, 1e-3, 1.0]])
+    assert kernels.refit_spread(bins, 0, np.array([]), 0.0, 0.0) is None

@@ -572,6 +572,49 @@ done:
     return result;
 }
 
+/* refit_spread(bins, lo, open_row, alpha, beta) -> (ptp of d, the n//2-th smallest deliveries x
+ * excess) or None (a NaN: the numpy code decides): ClockModel._refit's window statistics over
+ * the bins from row lo (float64 rows x, d, deliveries) and open_row (a row of 3, or empty):
+ * the excess is max(d - (alpha + beta x), 0). */
+static PyObject *refit_spread(PyObject *self, PyObject *args) {
+    Py_buffer bins, open_row;
+    Py_ssize_t lo;
+    double alpha, beta;
+    if (!PyArg_ParseTuple(args, "y*ny*dd", &bins, &lo, &open_row, &alpha, &beta)) return NULL;
+    PyObject *result = NULL;
+    double *scratch = NULL;
+    Py_ssize_t rows = bins.len / 24, extra = open_row.len / 24;
+    if (bins.len % 24 || open_row.len % 24 || extra > 1 || lo < 0 || lo > rows || rows - lo + extra < 1) {
+        PyErr_SetString(PyExc_ValueError, "refit_spread: float64 rows of 3, 0 <= lo <= rows, at most one open row");
+        goto done;
+    }
+    Py_ssize_t n = rows - lo + extra;
+    scratch = PyMem_Malloc(sizeof(double) * (size_t)n);
+    if (!scratch) { PyErr_NoMemory(); goto done; }
+    const double *row = (const double *)bins.buf + 3 * lo, *open = open_row.buf;
+    double d_min = 0.0, d_max = 0.0;
+    int nan = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const double *r = i < rows - lo ? row + 3 * i : open;
+        double excess = r[1] - (alpha + beta * r[0]);
+        scratch[i] = (excess >= 0.0 ? excess : 0.0) * r[2];
+        if (isnan(r[1]) || isnan(scratch[i])) nan = 1;
+        if (i == 0 || r[1] < d_min) d_min = r[1];
+        if (i == 0 || r[1] > d_max) d_max = r[1];
+    }
+    if (nan) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    double kth = kth_smallest(scratch, n, n / 2);
+    result = Py_BuildValue("dd", d_max - d_min, kth);
+done:
+    PyMem_Free(scratch);
+    PyBuffer_Release(&bins);
+    PyBuffer_Release(&open_row);
+    return result;
+}
+
 /* CRC-32 (zlib's: reflected polynomial 0xEDB88320), eight bytes a step ("slicing-by-8"). */
 static uint32_t crc_table[8][256];
 
@@ -862,6 +905,8 @@ static PyMethodDef methods[] = {
      "RefinedClock.from_model's knot offsets (done[i] = 0: left to the Python code)"},
     {"refined_to_host", refined_to_host, METH_VARARGS,
      "refined_to_host(x, x0, knots, values, out) -> bool: RefinedClock.to_host in one pass (False: not done)"},
+    {"refit_spread", refit_spread, METH_VARARGS,
+     "refit_spread(bins, lo, open_row, alpha, beta) -> (ptp of d, n//2-th smallest excess x deliveries) or None"},
     {"crc32", crc32, METH_O, "crc32(data) -> zlib.crc32(data) (a bytes-like object)"},
     {"crc32_tables", crc32_tables, METH_O, "crc32 by the tables alone (the path of CPUs without PCLMULQDQ)"},
     {NULL, NULL, 0, NULL},

@@ -1251,37 +1251,43 @@ class ClockModel:
         oldest_block = self._blocks[0][0] if self._blocks else self._block_cur
         start = max(oldest_block * self.block, self._window_start)
         lo = int(np.searchsorted(data[:, 0], start)) if data.shape[0] else 0
-        win = data[lo:]
         has_open = math.isfinite(self._open_d)
-        if has_open:
-            open_pt = np.array([[self._open_x, self._open_d, max(self._open_n, 1.0)]])
-            win = np.vstack([win, open_pt]) if win.size else open_pt
-        if win.shape[0] == 0:
+        open_row = np.array([self._open_x, self._open_d, max(self._open_n, 1.0)] if has_open else [])
+        stored = data.shape[0] - lo
+        n = stored + (1 if has_open else 0)  # the window's bins, the open one last
+        if n == 0:
             return
+
+        def window() -> np.ndarray:
+            return np.vstack([data[lo:], open_row[None, :]]) if has_open else data[lo:]
+
         self._x_fit = self._x_last - ep.x0
-        n = win.shape[0]
         self._n_window_bins = n
-        self._span = float(win[-1, 0] - win[0, 0])
-        self._degenerate = self._clockless or (n >= 3 and bool(np.ptp(win[:, 1]) < 1e-12))
+        self._span = float((open_row[0] if has_open else data[-1, 0]) - (data[lo, 0] if stored else open_row[0]))
+        # ptp of d, and (a bin minimum over n deliveries exceeds the envelope by Exp(scale / n))
+        # the median of n * excess, robust to delay spikes, which estimates the per-delivery scale
+        spread = _kernels.refit_spread(data, lo, open_row, self.alpha, self.beta) if _kernels is not None else None
+        if spread is None:
+            win = window()
+            resid = np.maximum(win[:, 1] - (self.alpha + self.beta * win[:, 0]), 0.0)
+            spread = float(np.ptp(win[:, 1])), float(np.partition(resid * win[:, 2], n // 2)[n // 2])
+        self._degenerate = self._clockless or (n >= 3 and spread[0] < 1e-12)
         if self._degenerate:  # no clock of its own: d is the fixed latency, exactly
             self.beta = 0.0
-            self.alpha = float(np.min(win[:, 1]))
+            self.alpha = float(np.min(window()[:, 1]))
             self._unc = self.jitter_prior
             self._slope_unc = 0.0
             return
-        # a bin minimum over n deliveries exceeds the envelope by Exp(scale / n): the median of
-        # n * excess (robust to delay spikes) estimates the per-delivery scale
-        resid = np.maximum(win[:, 1] - (self.alpha + self.beta * win[:, 0]), 0.0)
-        measured = float(np.partition(resid * win[:, 2], n // 2)[n // 2]) / math.log(2.0) if n >= 3 else 0.0
+        measured = spread[1] / math.log(2.0) if n >= 3 else 0.0
         k = n if n >= 3 else 0
         scale = max((k * measured + SCALE_PRIOR_BINS * self._scale_prior) / (k + SCALE_PRIOR_BINS), SCALE_FLOOR_S)
         self._delay_scale = scale
         hx, hd = self._hull.arrays_with(self._open_x, self._open_d) if has_open else self._hull.arrays()
         if hx.size == 0:
-            hx, hd = win[:1, 0].copy(), win[:1, 1].copy()
+            hx, hd = window()[:1, 0].copy(), window()[:1, 1].copy()
         open_n = max(self._open_n, 1.0) if has_open else 0.0
         count = self._wsum + open_n
-        x_mean = (self._wxsum + open_n * self._open_x) / count if count > 0 else float(np.mean(win[:, 0]))
+        x_mean = (self._wxsum + open_n * self._open_x) / count if count > 0 else float(np.mean(window()[:, 0]))
         x_mean = min(max(x_mean, float(hx[0])), float(hx[-1]))
         x_now = self._x_fit
         post = envelope_posterior(
