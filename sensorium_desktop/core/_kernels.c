@@ -31,6 +31,34 @@ static int read_floats(PyObject *seq, double *out, Py_ssize_t n) {
     return 0;
 }
 
+/* The monotone-chain scan (clock.py's _scan_lower_hull_py) of n points sorted by strictly
+ * increasing x, point i at (x[i * stride], y[i * stride]): the hull vertices' indices into
+ * hull (room for n); returns their count. */
+static Py_ssize_t scan_hull(const double *x, const double *y, Py_ssize_t n, Py_ssize_t stride, Py_ssize_t *hull) {
+    Py_ssize_t h = 0;
+    double ax = 0.0, ay = 0.0, bx = 0.0, by = 0.0; /* the last vertex (a) and the one before it (b) */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double px = x[i * stride], py = y[i * stride];
+        while (h >= 2 && (ax - bx) * (py - by) - (ay - by) * (px - bx) <= 0) {
+            h--;
+            ax = bx;
+            ay = by;
+            if (h >= 2) {
+                bx = x[hull[h - 2] * stride];
+                by = y[hull[h - 2] * stride];
+            }
+        }
+        if (h) {
+            bx = ax;
+            by = ay;
+        }
+        ax = px;
+        ay = py;
+        hull[h++] = i;
+    }
+    return h;
+}
+
 static PyObject *scan_lower_hull(PyObject *self, PyObject *args) {
     PyObject *xs_obj, *ys_obj;
     if (!PyArg_ParseTuple(args, "OO", &xs_obj, &ys_obj)) return NULL;
@@ -51,27 +79,7 @@ static PyObject *scan_lower_hull(PyObject *self, PyObject *args) {
     if (!buf || !hull) { PyErr_NoMemory(); goto done; }
     double *x = buf, *y = buf + n;
     if (read_floats(xs_seq, x, n) < 0 || read_floats(ys_seq, y, n) < 0) goto done;
-    Py_ssize_t h = 0;
-    double ax = 0.0, ay = 0.0, bx = 0.0, by = 0.0; /* the last vertex (a) and the one before (b) */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double px = x[i], py = y[i];
-        while (h >= 2 && (ax - bx) * (py - by) - (ay - by) * (px - bx) <= 0) {
-            h--;
-            ax = bx;
-            ay = by;
-            if (h >= 2) {
-                bx = x[hull[h - 2]];
-                by = y[hull[h - 2]];
-            }
-        }
-        if (h) {
-            bx = ax;
-            by = ay;
-        }
-        ax = px;
-        ay = py;
-        hull[h++] = i;
-    }
+    Py_ssize_t h = scan_hull(x, y, n, 1, hull);
     result = PyList_New(h);
     if (!result) goto done;
     for (Py_ssize_t k = 0; k < h; k++) {
@@ -282,6 +290,15 @@ static double numpy_sum(const double *a, Py_ssize_t n, Py_ssize_t stride) {
     return numpy_sum(a, n2, stride) + numpy_sum(a + n2 * stride, n - n2, stride);
 }
 
+/* The delivery count of n bin rows (x, d, deliveries) by numpy's sum, and into *weighted their
+ * deliveries x x summed first to last (clock.py: sn.sum(), _sum_in_order(sn * sx)). */
+static double window_moments(const double *row, Py_ssize_t n, double *weighted) {
+    double w = row[2] * row[0];
+    for (Py_ssize_t i = 1; i < n; i++) w += row[3 * i + 2] * row[3 * i];
+    *weighted = w;
+    return numpy_sum(row + 2, n, 3);
+}
+
 /* window_posterior(bins, lo, x_eval, scale, slope_prior, slope_prior_sigma): clock.py's
  * _window_posterior_py — the posterior of the bins (x, d, deliveries; float64 rows) from row
  * lo on: their hull, delivery count and delivery-weighted mean x — as (offset, slope, sigma,
@@ -301,34 +318,12 @@ static PyObject *window_posterior(PyObject *self, PyObject *args) {
     }
     const double *row = (const double *)bins.buf + 3 * lo;
     Py_ssize_t n = rows - lo;
-    double count = numpy_sum(row + 2, n, 3);
-    double weighted = row[2] * row[0]; /* the running sum of deliveries x x, first to last */
-    for (Py_ssize_t i = 1; i < n; i++) weighted += row[3 * i + 2] * row[3 * i];
+    double weighted, count = window_moments(row, n, &weighted);
     double x_mean;
     if (divide(weighted, count, &x_mean)) goto done;
     hull = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)n);
     if (!hull) { PyErr_NoMemory(); goto done; }
-    Py_ssize_t h = 0;
-    double ax = 0.0, ay = 0.0, bx = 0.0, by = 0.0; /* as scan_lower_hull */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double px = row[3 * i], py = row[3 * i + 1];
-        while (h >= 2 && (ax - bx) * (py - by) - (ay - by) * (px - bx) <= 0) {
-            h--;
-            ax = bx;
-            ay = by;
-            if (h >= 2) {
-                bx = row[3 * hull[h - 2]];
-                by = row[3 * hull[h - 2] + 1];
-            }
-        }
-        if (h) {
-            bx = ax;
-            by = ay;
-        }
-        ax = px;
-        ay = py;
-        hull[h++] = i;
-    }
+    Py_ssize_t h = scan_hull(row, row + 1, n, 3, hull);
     if (h > MAX_VERTICES) {
         result = Py_NewRef(Py_None);
         goto done;
@@ -420,32 +415,10 @@ static PyObject *refine_knots(PyObject *self, PyObject *args) {
         ok[i] = 0;
         const double *row = all + 3 * lo[i];
         Py_ssize_t n = hi[i] - lo[i];
-        double count = numpy_sum(row + 2, n, 3);
-        double weighted = row[2] * row[0];
-        for (Py_ssize_t j = 1; j < n; j++) weighted += row[3 * j + 2] * row[3 * j];
+        double weighted, count = window_moments(row, n, &weighted);
         if (count == 0.0) continue;
         double mean_x = weighted / count;
-        Py_ssize_t h = 0;
-        double ax = 0.0, ay = 0.0, bx = 0.0, by = 0.0;
-        for (Py_ssize_t j = 0; j < n; j++) {
-            double px = row[3 * j], py = row[3 * j + 1];
-            while (h >= 2 && (ax - bx) * (py - by) - (ay - by) * (px - bx) <= 0) {
-                h--;
-                ax = bx;
-                ay = by;
-                if (h >= 2) {
-                    bx = row[3 * hull[h - 2]];
-                    by = row[3 * hull[h - 2] + 1];
-                }
-            }
-            if (h) {
-                bx = ax;
-                by = ay;
-            }
-            ax = px;
-            ay = py;
-            hull[h++] = j;
-        }
+        Py_ssize_t h = scan_hull(row, row + 1, n, 3, hull);
         if (h > MAX_VERTICES) continue;
         double hx[MAX_VERTICES], hd[MAX_VERTICES];
         int increasing = 1;

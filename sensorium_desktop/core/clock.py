@@ -1266,11 +1266,14 @@ class ClockModel:
         self._span = float((open_row[0] if has_open else data[-1, 0]) - (data[lo, 0] if stored else open_row[0]))
         # ptp of d, and (a bin minimum over n deliveries exceeds the envelope by Exp(scale / n))
         # the median of n * excess, robust to delay spikes, which estimates the per-delivery scale
-        spread = _kernels.refit_spread(data, lo, open_row, self.alpha, self.beta) if _kernels is not None else None
-        if spread is None:
-            win = window()
-            resid = np.maximum(win[:, 1] - (self.alpha + self.beta * win[:, 0]), 0.0)
-            spread = float(np.ptp(win[:, 1])), float(np.partition(resid * win[:, 2], n // 2)[n // 2])
+        spread = (0.0, 0.0)
+        if not self._clockless:
+            got = _kernels.refit_spread(data, lo, open_row, self.alpha, self.beta) if _kernels is not None else None
+            if got is None:
+                win = window()
+                resid = np.maximum(win[:, 1] - (self.alpha + self.beta * win[:, 0]), 0.0)
+                got = float(np.ptp(win[:, 1])), float(np.partition(resid * win[:, 2], n // 2)[n // 2])
+            spread = got
         self._degenerate = self._clockless or (n >= 3 and spread[0] < 1e-12)
         if self._degenerate:  # no clock of its own: d is the fixed latency, exactly
             self.beta = 0.0
@@ -1284,7 +1287,8 @@ class ClockModel:
         self._delay_scale = scale
         hx, hd = self._hull.arrays_with(self._open_x, self._open_d) if has_open else self._hull.arrays()
         if hx.size == 0:
-            hx, hd = window()[:1, 0].copy(), window()[:1, 1].copy()
+            first = window()[0]
+            hx, hd = first[:1].copy(), first[1:2].copy()
         open_n = max(self._open_n, 1.0) if has_open else 0.0
         count = self._wsum + open_n
         x_mean = (self._wxsum + open_n * self._open_x) / count if count > 0 else float(np.mean(window()[:, 0]))

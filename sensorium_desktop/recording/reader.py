@@ -416,24 +416,26 @@ def load_recording(directory: Path, progress: Progress | None = None, trim: bool
     rec = Recording(directory, meta, {})
     infos = _described_sensors(meta, directory)
     batches = _read_spool(rec, infos, progress)
-    _assemble_sensors(rec, infos, batches)
-    for ev in rec.events:
-        if ev.get("level") in ("warning", "error"):
-            rec.warn(str(ev.get("message", ev)))
-    rec.losses = find_losses(rec, meta, index_summary(directory)["samples"])
-    for loss in rec.losses:
-        rec.warn(describe_loss(loss))
-    rec.markers = _unique_by_id(rec.markers, "derived_id")  # re-delivered after a recorder crash
-    rec.groups = _unique_by_id(rec.groups)
-    rec.markers.sort(key=lambda m: _float(m.get("t_global")))
-    rec.sync_check = read_sync_check(directory)
-    rec.latency_corrections = latency_corrections(directory)
-    for sid, value in rec.latency_corrections.items():
-        if sid in rec.sensors:
-            rec.warn(f"{sid}: times corrected by -{value * 1e3:.3f} ms (its latency measured by the sync check)")
-    if trim:
-        rec.trim_to_bounds()
-    rec._values_filled()
+    try:
+        _assemble_sensors(rec, infos, batches)
+        for ev in rec.events:
+            if ev.get("level") in ("warning", "error"):
+                rec.warn(str(ev.get("message", ev)))
+        rec.losses = find_losses(rec, meta, index_summary(directory)["samples"])
+        for loss in rec.losses:
+            rec.warn(describe_loss(loss))
+        rec.markers = _unique_by_id(rec.markers, "derived_id")  # re-delivered after a recorder crash
+        rec.groups = _unique_by_id(rec.groups)
+        rec.markers.sort(key=lambda m: _float(m.get("t_global")))
+        rec.sync_check = read_sync_check(directory)
+        rec.latency_corrections = latency_corrections(directory)
+        for sid, value in rec.latency_corrections.items():
+            if sid in rec.sensors:
+                rec.warn(f"{sid}: times corrected by -{value * 1e3:.3f} ms (its latency measured by the sync check)")
+        if trim:
+            rec.trim_to_bounds()
+    finally:  # no copy left running behind an error
+        rec._values_filled()
     return rec
 
 

@@ -193,7 +193,7 @@ class _WriteBehind:
             if self._error is None:
                 try:
                     self._f.writelines(parts)
-                except BaseException as exc:  # raised again in the thread that writes
+                except BaseException as exc:  # raised again to the caller by write() or close()
                     self._error = exc
 
     def write(self, parts: list[Any]) -> None:
