@@ -4,6 +4,7 @@ clock model's hull vertices and posterior bits and errors (Python), the frames' 
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +250,28 @@ def test_refit_spread_gives_numpys_values() -> None:
             float(np.ptp(win[:, 1])), float(np.partition(excess, m // 2)[m // 2]))  # fmt: skip
     bins = np.array([[0.0, np.nan, 1.0], [1.0, 1e-3, 1.0]])
     assert kernels.refit_spread(bins, 0, np.array([]), 0.0, 0.0) is None
+
+
+def test_without_the_kernels_an_export_is_the_same_file(tmp_path: Path) -> None:
+    """An install without a C compiler runs the Python code: a 3-minute 32-channel recording
+    exported in a process where the kernels cannot be imported is byte for byte the file the
+    kernels write (spool CRCs, copies, bin minima, causal and refined clock, mapping)."""
+    import subprocess
+    import sys
+
+    from benchmarks.export import make_spool
+    from sensorium_desktop.recording.export import export_recording
+
+    rec = tmp_path / "rec"
+    make_spool(rec, 3.0, 32, 512.0)
+    export_recording(rec, "xdf", tmp_path / "c.xdf")
+    script = (
+        "import sys; sys.modules['sensorium_desktop.core._kernels'] = None\n"
+        "from pathlib import Path\n"
+        "from sensorium_desktop.core import kernels, clock\n"
+        "assert kernels.native is None and clock.SMALL_POSTERIOR == 14\n"
+        "from sensorium_desktop.recording.export import export_recording\n"
+        f"export_recording(Path({str(rec)!r}), 'xdf', Path({str(tmp_path / 'py.xdf')!r}))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+    assert (tmp_path / "c.xdf").read_bytes() == (tmp_path / "py.xdf").read_bytes()
