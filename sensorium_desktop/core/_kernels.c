@@ -109,21 +109,27 @@ static Py_ssize_t bisect_left(const double *a, Py_ssize_t n, double v) {
 /* Python's max(a, b) on floats: a unless b > a. */
 static double py_max(double a, double b) { return b > a ? b : a; }
 
-/* numpy's np.add.reduce of up to 128 float64s (its unrolled eight-way pairwise sum). */
-static double pairwise_sum(const double *a, Py_ssize_t n) {
+/* numpy's np.add.reduce of n float64s spaced by stride (its pairwise sum: eight
+ * accumulators up to 128 terms, halves above). */
+static double numpy_sum(const double *a, Py_ssize_t n, Py_ssize_t stride) {
     if (n < 8) {
         double total = -0.0;
-        for (Py_ssize_t i = 0; i < n; i++) total += a[i];
+        for (Py_ssize_t i = 0; i < n; i++) total += a[i * stride];
         return total;
     }
-    double r[8];
-    for (int j = 0; j < 8; j++) r[j] = a[j];
-    Py_ssize_t full = n - n % 8;
-    for (Py_ssize_t i = 8; i < full; i += 8)
-        for (int j = 0; j < 8; j++) r[j] += a[i + j];
-    double total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (Py_ssize_t i = full; i < n; i++) total += a[i];
-    return total;
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; j++) r[j] = a[j * stride];
+        Py_ssize_t i;
+        for (i = 8; i < n - n % 8; i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[(i + j) * stride];
+        double total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) total += a[i * stride];
+        return total;
+    }
+    Py_ssize_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return numpy_sum(a, n2, stride) + numpy_sum(a + n2 * stride, n - n2, stride);
 }
 
 static int divide(double num, double den, double *out) {
@@ -216,7 +222,7 @@ static int posterior_core(const double *hx, const double *hd, Py_ssize_t k, doub
     if (py_exp(e_brk[k - 1] - top, &t) || divide(t, -lam1, &mass[k]) || divide(1.0, lam1, &inv)) return -1;
     mean_b[k] = brk[k - 1] - inv;
     if (divide(1.0, pow(lam1, TWO), &var_b[k])) return -1;
-    double total = pairwise_sum(mass, k + 1);
+    double total = numpy_sum(mass, k + 1, 1);
     double shift = x_eval - x_mean;
     double slope = 0.0, second = 0.0, line_mean = 0.0, line_second = 0.0;
     for (Py_ssize_t i = 0; i <= k; i++) { /* the four dot products, each summed in order */
@@ -265,29 +271,6 @@ done:
     Py_DECREF(hx_seq);
     Py_DECREF(hd_seq);
     return result;
-}
-
-/* numpy's np.add.reduce of n float64s spaced by stride (its pairwise sum: eight
- * accumulators up to 128 terms, halves above). */
-static double numpy_sum(const double *a, Py_ssize_t n, Py_ssize_t stride) {
-    if (n < 8) {
-        double total = -0.0;
-        for (Py_ssize_t i = 0; i < n; i++) total += a[i * stride];
-        return total;
-    }
-    if (n <= 128) {
-        double r[8];
-        for (int j = 0; j < 8; j++) r[j] = a[j * stride];
-        Py_ssize_t i;
-        for (i = 8; i < n - n % 8; i += 8)
-            for (int j = 0; j < 8; j++) r[j] += a[(i + j) * stride];
-        double total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++) total += a[i * stride];
-        return total;
-    }
-    Py_ssize_t n2 = n / 2;
-    n2 -= n2 % 8;
-    return numpy_sum(a, n2, stride) + numpy_sum(a + n2 * stride, n - n2, stride);
 }
 
 /* The delivery count of n bin rows (x, d, deliveries) by numpy's sum, and into *weighted their
